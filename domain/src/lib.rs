@@ -1,0 +1,46 @@
+//! Herald's domain: the types a notification, an audience and an inbox are made of, parsed once at the
+//! edge so that nothing further in can hold a bad value, and the ports (traits) every adapter implements.
+//!
+//! This crate knows no SQL, no Redis, no HTTP and no async runtime.
+
+pub mod audience;
+pub mod inbox;
+pub mod notification;
+pub mod page;
+pub mod ports;
+pub mod receiver;
+mod text;
+
+pub use audience::{Audience, Selection};
+pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
+pub use notification::{
+    Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
+};
+pub use page::{PAGE_SIZE, Page, PageKey, Topic};
+pub use receiver::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+
+/// A value that failed to parse, with the path of the field at fault (`audience.cities[2]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if field.is_empty() { String::new() } else { format!("{field}: ") })]
+pub struct InvalidInput {
+    pub field: String,
+    pub message: String,
+}
+
+impl InvalidInput {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+
+    /// The same error, seen from one level up (`cities[2]` inside `audience` → `audience.cities[2]`).
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = if self.field.is_empty() {
+            parent.to_string()
+        } else if self.field.starts_with('[') {
+            format!("{parent}{}", self.field)
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        self
+    }
+}

@@ -1,0 +1,273 @@
+//! A notification: what operations write, and where it is in its life.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::InvalidInput;
+use crate::audience::Audience;
+use crate::receiver::ReceiverKind;
+
+/// Time-ordered (UUID v7), so ids sort by creation and index well.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotificationId(String);
+
+impl NotificationId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().simple().to_string())
+    }
+
+    /// Accepts only the 32 lowercase hex digits `generate` makes, so a path segment is never trusted.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
+        if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(raw.to_string()))
+        } else {
+            Err(InvalidInput::new(field, "not a notification id"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Declares a bounded, non-blank text type that parses on deserialization.
+macro_rules! bounded_text {
+    ($(#[$meta:meta])* $name:ident, $max:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
+                if raw.trim().is_empty() {
+                    return Err(InvalidInput::new(field, "must not be empty"));
+                }
+                if raw.chars().count() > Self::MAX_CHARS {
+                    return Err(InvalidInput::new(
+                        field,
+                        format!("must be at most {} characters", Self::MAX_CHARS),
+                    ));
+                }
+                Ok(Self(raw.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse("", &raw).map_err(|e| serde::de::Error::custom(e.message))
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A notification's title, as the inbox list shows it.
+    Title,
+    200
+);
+bounded_text!(
+    /// A notification's text.
+    Body,
+    10_000
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    System,
+    Activity,
+    Announcement,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::System => "system",
+            Category::Activity => "activity",
+            Category::Announcement => "announcement",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
+        serde_json::from_value(serde_json::Value::String(raw.to_string()))
+            .map_err(|_| InvalidInput::new(field, format!("unknown category {raw:?}")))
+    }
+}
+
+/// When a notification may be shown. An open end is permanent; an end never precedes the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ValidityWindow {
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl ValidityWindow {
+    pub fn new(from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Result<Self, InvalidInput> {
+        if let (Some(f), Some(u)) = (from, until)
+            && u <= f
+        {
+            return Err(InvalidInput::new("valid_until", "must be later than valid_from"));
+        }
+        Ok(Self { from, until })
+    }
+
+    pub fn from(&self) -> Option<DateTime<Utc>> {
+        self.from
+    }
+
+    pub fn until(&self) -> Option<DateTime<Utc>> {
+        self.until
+    }
+
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| f <= at) && self.until.is_none_or(|u| at < u)
+    }
+}
+
+/// Where a notification is in its life. The only moves are those `Status::can_become` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Draft,
+    Scheduled,
+    Sending,
+    Sent,
+    Cancelled,
+    Revoked,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] =
+        [Status::Draft, Status::Scheduled, Status::Sending, Status::Sent, Status::Cancelled, Status::Revoked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Scheduled => "scheduled",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Cancelled => "cancelled",
+            Status::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
+        Status::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| InvalidInput::new(field, format!("unknown status {raw:?}")))
+    }
+
+    /// The statuses from which a move to `self` is allowed.
+    pub fn allowed_from(self) -> &'static [Status] {
+        match self {
+            Status::Draft => &[],
+            Status::Scheduled => &[Status::Draft],
+            Status::Sending => &[Status::Scheduled],
+            Status::Sent => &[Status::Sending],
+            Status::Cancelled => &[Status::Draft, Status::Scheduled],
+            Status::Revoked => &[Status::Sending, Status::Sent],
+        }
+    }
+}
+
+/// What operations submit, already parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    pub title: Title,
+    pub body: Body,
+    pub category: Category,
+    pub receiver_kind: ReceiverKind,
+    pub audience: Audience,
+    pub pinned: bool,
+    pub force_read: bool,
+    pub validity: ValidityWindow,
+    /// `None` sends now.
+    pub send_at: Option<DateTime<Utc>>,
+    pub draft: bool,
+}
+
+impl NewNotification {
+    /// The status a new notification starts in.
+    pub fn initial_status(&self) -> Status {
+        if self.draft { Status::Draft } else { Status::Scheduled }
+    }
+}
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub content: NewNotification,
+    pub status: Status,
+    pub created_at: DateTime<Utc>,
+    /// When sending began: the time an inbox shows.
+    pub sent_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Notification {
+    /// Whether an inbox shows it at `now`.
+    pub fn visible_at(&self, now: DateTime<Utc>) -> bool {
+        self.status != Status::Revoked && self.content.validity.contains(now)
+    }
+}
+
+/// One step of a notification's status flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn validity_window_rejects_inverted_and_contains_half_open() {
+        let t = |h| Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap();
+        assert_eq!(ValidityWindow::new(Some(t(2)), Some(t(1))).unwrap_err().field, "valid_until");
+        let w = ValidityWindow::new(Some(t(1)), Some(t(3))).unwrap();
+        assert!(!w.contains(t(0)) && w.contains(t(1)) && w.contains(t(2)) && !w.contains(t(3)));
+        assert!(ValidityWindow::new(None, None).unwrap().contains(t(23)));
+    }
+
+    #[test]
+    fn text_bounds() {
+        assert!(Title::parse("title", " ").is_err());
+        assert!(Title::parse("title", &"字".repeat(200)).is_ok());
+        assert!(Title::parse("title", &"字".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn ids_are_parsed_strictly() {
+        let id = NotificationId::generate();
+        assert_eq!(NotificationId::parse("id", id.as_str()).unwrap(), id);
+        assert!(NotificationId::parse("id", "../etc").is_err());
+    }
+
+    #[test]
+    fn only_lawful_moves() {
+        assert!(Status::Cancelled.allowed_from().contains(&Status::Scheduled));
+        assert!(!Status::Cancelled.allowed_from().contains(&Status::Sent));
+        assert!(!Status::Revoked.allowed_from().contains(&Status::Draft));
+    }
+}

@@ -1,0 +1,262 @@
+//! The ports: what Herald needs from a SQL store, a queue and an inbox store. Each has one contract
+//! test suite that every adapter (embedded or server-backed) must pass.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audience::Selection;
+use crate::inbox::InboxEntry;
+use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
+use crate::page::PageKey;
+use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+
+/// A backend failed. Callers retry or report; the message says which backend and what it did.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend}: {source}")]
+pub struct PortError {
+    pub backend: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PortError {
+    pub fn new(backend: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { backend, source: source.into() }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+// ---------------------------------------------------------------------------------------------
+// SQL: the truth.
+// ---------------------------------------------------------------------------------------------
+
+/// Receivers by kind, city and group.
+#[async_trait]
+pub trait ReceiverDirectory: Send + Sync {
+    /// Inserts or replaces each receiver; returns how many rows were written.
+    async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
+    /// The known receivers among `ids` (unknown ids are simply absent).
+    async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>>;
+    /// How many receivers of `kind` the selection matches, per city (cities with none are absent).
+    async fn count_selection(&self, kind: ReceiverKind, selection: &Selection) -> PortResult<Vec<(City, u64)>>;
+    /// The next up to `limit` matching ids in `city`, in id order, strictly after `after` (keyset).
+    async fn page_selection(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        city: &City,
+        after: Option<&ReceiverId>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverId>>;
+}
+
+/// An `Idempotency-Key` with the fingerprint of the request body it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created(Notification),
+    /// The key was seen before with the same body: the notification it created then.
+    Replayed(Notification),
+    /// The key was seen before with another body.
+    KeyReused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    Moved(Box<Notification>),
+    NotFound,
+    /// The notification is in a status from which this move is not allowed.
+    Refused(Status),
+}
+
+/// Notifications, their history, read receipts and revocations.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Stores a new notification and its first history entry in one transaction.
+    async fn create_notification(
+        &self,
+        content: &NewNotification,
+        idempotency: Option<&Idempotency>,
+        now: DateTime<Utc>,
+    ) -> PortResult<CreateOutcome>;
+    async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>>;
+    /// The stored ones among `ids`, in no particular order.
+    async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>>;
+    /// Moves to `to` if the current status allows it (`Status::allowed_from`), recording history.
+    /// Revoking also appends to the revocation log that incremental sync reads.
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        to: Status,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<TransitionOutcome>;
+    async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
+    /// Records read receipts; returns how many were new.
+    async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
+    /// Revocations after log position `after`, oldest first: (position, notification).
+    async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
+    /// Whether the backend answers.
+    async fn ping(&self) -> PortResult<()>;
+}
+
+/// The plan for one city: how many receivers it matched when sending began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CityPlan {
+    pub city: City,
+    pub matched: u64,
+}
+
+/// One (notification, city) send task and how far its paging has gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendTask {
+    pub notification_id: NotificationId,
+    pub city: City,
+    /// Keyset position: the last receiver id already published.
+    pub last_receiver: Option<ReceiverId>,
+    pub pages_published: u32,
+}
+
+/// A queue message as the outbox and the queue carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub topic: String,
+    /// Filterable by subscribers (`rider`, `merchant`).
+    pub tag: String,
+    /// Unique per logical message (the page key), for tracing and broker-side dedup.
+    pub key: String,
+    pub body: Vec<u8>,
+}
+
+/// One step of a task's paging, applied atomically by `SendLedger::advance`.
+#[derive(Debug, Clone)]
+pub struct PageStep {
+    /// The page to publish, with the number of receivers in it; `None` when nothing was left.
+    pub page: Option<(QueueMessage, u64)>,
+    /// The keyset position after this step.
+    pub last_receiver: Option<ReceiverId>,
+    /// No receivers remain after this step.
+    pub finished: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub message: QueueMessage,
+}
+
+/// Per-city progress of a send, as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CityProgress {
+    pub city: City,
+    /// Planned when sending began; exact once paging of the city finished.
+    pub matched: u64,
+    pub published: u64,
+    pub pages_published: u32,
+    pub pages_delivered: u32,
+    pub done: bool,
+}
+
+/// Send tasks, the outbox and the delivered-page ledger: what makes a send resumable.
+#[async_trait]
+pub trait SendLedger: Send + Sync {
+    /// Scheduled notifications whose time has come, oldest first.
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
+    /// Records one task per city and moves the notification from scheduled to sending, in one
+    /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
+    async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
+    /// Tasks still paging, of notifications still sending.
+    async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>>;
+    /// Applies one paging step: the page goes to the outbox and the task's position advances in
+    /// one transaction, only if the task is still where `task` says (else false, nothing written).
+    /// A finished task's `matched` becomes the number of receivers actually published.
+    async fn advance(&self, task: &SendTask, step: &PageStep) -> PortResult<bool>;
+    /// The oldest outbox messages, not yet published.
+    async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>>;
+    async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
+    async fn outbox_len(&self) -> PortResult<u64>;
+    /// Records that a page reached its inboxes (idempotent). When that completes the last page of
+    /// every city, the notification moves from sending to sent. Returns true when it did so now.
+    async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
+    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue: pages travel from scheduler to consumers, at least once.
+// ---------------------------------------------------------------------------------------------
+
+/// A consumer group's interest: topics and tags (a message matches if its tag is listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub group: String,
+    pub topics: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+/// A message handed to a consumer, to ack or to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub receipt: u64,
+    pub attempt: u32,
+    pub message: QueueMessage,
+}
+
+/// A durable queue with topics, tags and at-least-once delivery to consumer groups.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Durably enqueues every message (all or an error).
+    async fn publish(&self, messages: &[QueueMessage]) -> PortResult<()>;
+    /// Declares a group's interest; messages published from then on are kept for it.
+    async fn subscribe(&self, subscription: &Subscription) -> PortResult<()>;
+    /// Up to `max` messages, waiting up to `wait` for the first. A message not acked within the
+    /// queue's lease is handed out again.
+    async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>>;
+    async fn ack(&self, subscription: &Subscription, receipts: &[u64]) -> PortResult<()>;
+    /// Hands the message out again after `delay` (the queue may dead-letter it after many tries).
+    async fn retry_later(&self, subscription: &Subscription, receipt: u64, delay: Duration) -> PortResult<()>;
+    /// Messages kept for the group and not yet acked.
+    async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inboxes and counters: projections of SQL, rebuildable, exact under redelivery.
+// ---------------------------------------------------------------------------------------------
+
+/// A notification's counters as the inbox store keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub sent: u64,
+    pub read: u64,
+    pub sent_by_city: BTreeMap<String, u64>,
+}
+
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    /// Adds the notification to each receiver's inbox unless already there, and raises its sent
+    /// counters (total and `city`) by exactly the number added, atomically. Returns that number.
+    async fn deliver(
+        &self,
+        notification: &NotificationId,
+        kind: ReceiverKind,
+        city: &City,
+        receivers: &[ReceiverId],
+    ) -> PortResult<u64>;
+    /// Every entry of one inbox.
+    async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
+    /// Entries whose version is above `version`, lowest version first.
+    async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>>;
+    /// Marks entries read; raises each newly read notification's read counter by one, atomically.
+    /// Returns the ids that were newly read (ids not in the inbox are ignored).
+    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
+    async fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;
+    async fn ping(&self) -> PortResult<()>;
+}

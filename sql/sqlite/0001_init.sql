@@ -1,0 +1,96 @@
+-- Herald's SQL truth, SQLite dialect. Times are milliseconds since the Unix epoch (UTC).
+-- No table here ever receives one row per receiver per broadcast.
+
+CREATE TABLE receivers (
+    kind       TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    city       TEXT    NOT NULL,
+    -- ';vip;new;' or '': a group test is instr(groups, ';vip;') > 0, the same in SQLite and MySQL.
+    groups     TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+-- Keyset paging of one city: WHERE kind = ? AND city = ? AND id > ? ORDER BY id LIMIT 500.
+CREATE INDEX receivers_by_city ON receivers (kind, city, id);
+
+CREATE TABLE notifications (
+    id                  TEXT    NOT NULL PRIMARY KEY,
+    title               TEXT    NOT NULL,
+    body                TEXT    NOT NULL,
+    category            TEXT    NOT NULL,
+    receiver_kind       TEXT    NOT NULL,
+    audience            TEXT    NOT NULL,
+    pinned              INTEGER NOT NULL,
+    force_read          INTEGER NOT NULL,
+    valid_from          INTEGER,
+    valid_until         INTEGER,
+    send_at             INTEGER,
+    draft               INTEGER NOT NULL,
+    status              TEXT    NOT NULL,
+    created_at          INTEGER NOT NULL,
+    sent_at             INTEGER,
+    revoked_at          INTEGER,
+    idempotency_key     TEXT UNIQUE,
+    request_fingerprint TEXT
+);
+CREATE INDEX notifications_due ON notifications (status, send_at);
+
+CREATE TABLE notification_history (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id TEXT    NOT NULL,
+    at              INTEGER NOT NULL,
+    status          TEXT    NOT NULL,
+    detail          TEXT    NOT NULL
+);
+CREATE INDEX history_by_notification ON notification_history (notification_id, seq);
+
+-- One row per (notification, city): the keyset position, so a restart resumes where it stopped.
+CREATE TABLE send_tasks (
+    notification_id TEXT    NOT NULL,
+    city            TEXT    NOT NULL,
+    matched         INTEGER NOT NULL,
+    published       INTEGER NOT NULL DEFAULT 0,
+    pages_published INTEGER NOT NULL DEFAULT 0,
+    pages_delivered INTEGER NOT NULL DEFAULT 0,
+    last_receiver   TEXT,
+    finished        INTEGER NOT NULL DEFAULT 0,
+    done            INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (notification_id, city)
+);
+CREATE INDEX send_tasks_open ON send_tasks (finished, notification_id);
+
+-- One row per delivered page: what makes a redelivered page count once.
+CREATE TABLE delivered_pages (
+    notification_id TEXT    NOT NULL,
+    city            TEXT    NOT NULL,
+    page_no         INTEGER NOT NULL,
+    added           INTEGER NOT NULL,
+    at              INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, city, page_no)
+);
+
+-- Pages written with their task's progress, published to the queue afterwards (transactional outbox).
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic      TEXT    NOT NULL,
+    tag        TEXT    NOT NULL,
+    msg_key    TEXT    NOT NULL,
+    body       BLOB    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+-- A row per read: one per receiver action, never per broadcast.
+CREATE TABLE read_receipts (
+    notification_id TEXT    NOT NULL,
+    receiver_kind   TEXT    NOT NULL,
+    receiver_id     TEXT    NOT NULL,
+    read_at         INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, receiver_kind, receiver_id)
+);
+
+-- What incremental sync reads to tell apps about revocations.
+CREATE TABLE revocations (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id TEXT    NOT NULL,
+    at              INTEGER NOT NULL
+);

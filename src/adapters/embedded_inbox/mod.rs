@@ -1,0 +1,176 @@
+//! The embedded inbox store, in its own SQLite file: per-receiver entries with read flags, and
+//! per-notification counters. Delivery inserts a page's entries and raises the counters by exactly
+//! the number inserted in one transaction, so a redelivered page changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+use herald_domain::ports::{Counters, InboxStore, PortError, PortResult};
+use herald_domain::{City, InboxEntry, NotificationId, ReceiverId, ReceiverKind, ReceiverRef};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use crate::adapters::sqlite;
+
+const BACKEND: &str = "embedded inbox";
+static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+
+fn err(e: sqlx::Error) -> PortError {
+    PortError::new(BACKEND, e)
+}
+
+pub struct EmbeddedInbox {
+    pool: SqlitePool,
+}
+
+impl EmbeddedInbox {
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self { pool: sqlite::open(path, MIGRATIONS).await? })
+    }
+}
+
+/// Reserves `n` versions; returns the first.
+async fn reserve_versions(tx: &mut Transaction<'static, Sqlite>, n: usize) -> PortResult<i64> {
+    let top: i64 = sqlx::query_scalar("UPDATE clock SET version = version + ? WHERE id = 1 RETURNING version")
+        .bind(n as i64)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(top - n as i64 + 1)
+}
+
+async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, field: &str, by: u64) -> PortResult<()> {
+    sqlx::query(
+        "INSERT INTO counters (notification_id, field, value) VALUES (?, ?, ?) \
+         ON CONFLICT (notification_id, field) DO UPDATE SET value = value + excluded.value",
+    )
+    .bind(id.as_str())
+    .bind(field)
+    .bind(by as i64)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
+    Ok(InboxEntry {
+        notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
+            .map_err(|e| PortError::new(BACKEND, e))?,
+        version: row.try_get::<i64, _>("version").map_err(err)? as u64,
+        read: row.try_get("read").map_err(err)?,
+    })
+}
+
+#[async_trait]
+impl InboxStore for EmbeddedInbox {
+    async fn deliver(
+        &self,
+        notification: &NotificationId,
+        kind: ReceiverKind,
+        city: &City,
+        receivers: &[ReceiverId],
+    ) -> PortResult<u64> {
+        if receivers.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let first = reserve_versions(&mut tx, receivers.len()).await?;
+        let mut added = 0;
+        for (c, chunk) in receivers.chunks(1000).enumerate() {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
+            qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
+                row.push_bind(ReceiverRef::key_of(kind, id))
+                    .push_bind(notification.as_str().to_owned())
+                    .push_bind(first + (c * 1000 + i) as i64);
+            });
+            qb.push(" ON CONFLICT (receiver, notification_id) DO NOTHING");
+            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+        }
+        if added > 0 {
+            bump(&mut tx, notification, "sent", added).await?;
+            bump(&mut tx, notification, &format!("sent:{city}"), added).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(added)
+    }
+
+    async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {
+        let rows = sqlx::query("SELECT notification_id, version, read FROM entries WHERE receiver = ?")
+            .bind(receiver.key())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT notification_id, version, read FROM entries WHERE receiver = ? AND version > ? \
+             ORDER BY version LIMIT ?",
+        )
+        .bind(receiver.key())
+        .bind(version as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let first = reserve_versions(&mut tx, ids.len()).await?;
+        let mut newly = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let changed = sqlx::query(
+                "UPDATE entries SET read = 1, version = ? WHERE receiver = ? AND notification_id = ? AND read = 0",
+            )
+            .bind(first + i as i64)
+            .bind(receiver.key())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if changed == 1 {
+                bump(&mut tx, id, "read", 1).await?;
+                newly.push(id.clone());
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(newly)
+    }
+
+    async fn counters(&self, notification: &NotificationId) -> PortResult<Counters> {
+        let rows = sqlx::query("SELECT field, value FROM counters WHERE notification_id = ?")
+            .bind(notification.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let mut counters = Counters { sent_by_city: BTreeMap::new(), ..Counters::default() };
+        for row in rows {
+            let field: String = row.try_get("field").map_err(err)?;
+            let value = row.try_get::<i64, _>("value").map_err(err)? as u64;
+            match field.as_str() {
+                "sent" => counters.sent = value,
+                "read" => counters.read = value,
+                other => {
+                    if let Some(city) = other.strip_prefix("sent:") {
+                        counters.sent_by_city.insert(city.to_string(), value);
+                    }
+                }
+            }
+        }
+        Ok(counters)
+    }
+
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+}

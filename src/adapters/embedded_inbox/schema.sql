@@ -1,0 +1,24 @@
+-- The embedded inbox store: one entry per (receiver, notification), and per-notification counters.
+-- A projection of the SQL truth, like the Redis adapter's keys; it can be rebuilt from SQL.
+CREATE TABLE entries (
+    receiver        TEXT    NOT NULL,  -- 'rider:r1'
+    notification_id TEXT    NOT NULL,
+    version         INTEGER NOT NULL,  -- from `clock`; rises on every change, for incremental sync
+    read            INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (receiver, notification_id)
+) WITHOUT ROWID;
+CREATE INDEX entries_by_version ON entries (receiver, version);
+
+-- Hash-like counters: field 'sent', 'read' or 'sent:<city>'.
+CREATE TABLE counters (
+    notification_id TEXT    NOT NULL,
+    field           TEXT    NOT NULL,
+    value           INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, field)
+) WITHOUT ROWID;
+
+CREATE TABLE clock (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO clock (id, version) VALUES (1, 0);

@@ -1,0 +1,251 @@
+//! The embedded queue: a durable, at-least-once queue with topics, tags and consumer groups in one
+//! SQLite file. It behaves like the RocketMQ adapter as far as Herald can tell: a message published
+//! is kept for every group subscribed to its topic and tag until that group acks it; a pulled
+//! message not acked within the lease is handed out again, also after a crash.
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald_domain::ports::{Delivery, PortError, PortResult, Queue, QueueMessage, Subscription};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::Notify;
+
+use crate::adapters::sqlite::{self, now_millis};
+
+const BACKEND: &str = "embedded queue";
+static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+
+/// How many times a group may fail a message before it is dead-lettered (RocketMQ's default).
+pub const MAX_ATTEMPTS: u32 = 16;
+
+fn err(e: sqlx::Error) -> PortError {
+    PortError::new(BACKEND, e)
+}
+
+pub struct EmbeddedQueue {
+    pool: SqlitePool,
+    /// How long a pulled message stays hidden before it is handed out again.
+    lease: Duration,
+    /// Wakes pullers of this process when something is published or becomes visible.
+    published: Notify,
+}
+
+impl EmbeddedQueue {
+    pub async fn open(path: &Path, lease: Duration) -> anyhow::Result<Self> {
+        Ok(Self { pool: sqlite::open(path, MIGRATIONS).await?, lease, published: Notify::new() })
+    }
+
+    /// Leases up to `max` visible messages of the group.
+    async fn take(&self, group: &str, max: usize) -> PortResult<Vec<Delivery>> {
+        let now = now_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let rows = sqlx::query(
+            "SELECT p.seq, p.attempts, m.topic, m.tag, m.msg_key, m.body FROM pending p \
+             JOIN messages m ON m.seq = p.seq \
+             WHERE p.grp = ? AND p.visible_at <= ? ORDER BY p.seq LIMIT ?",
+        )
+        .bind(group)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            deliveries.push(Delivery {
+                receipt: row.try_get::<i64, _>("seq").map_err(err)? as u64,
+                attempt: row.try_get::<i64, _>("attempts").map_err(err)? as u32 + 1,
+                message: QueueMessage {
+                    topic: row.try_get("topic").map_err(err)?,
+                    tag: row.try_get("tag").map_err(err)?,
+                    key: row.try_get("msg_key").map_err(err)?,
+                    body: row.try_get("body").map_err(err)?,
+                },
+            });
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET attempts = attempts + 1, visible_at = ");
+        qb.push_bind(now + self.lease.as_millis() as i64);
+        qb.push(" WHERE grp = ").push_bind(group.to_owned()).push(" AND seq IN (");
+        let mut list = qb.separated(", ");
+        for d in &deliveries {
+            list.push_bind(d.receipt as i64);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *tx).await.map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(deliveries)
+    }
+
+    /// When the group's next leased or delayed message becomes visible, if any.
+    async fn next_visible_in(&self, group: &str) -> PortResult<Option<Duration>> {
+        let at: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM pending WHERE grp = ?")
+            .bind(group)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(at.map(|at| Duration::from_millis((at - now_millis()).max(0) as u64)))
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn publish(&self, messages: &[QueueMessage]) -> PortResult<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        for m in messages {
+            let seq =
+                sqlx::query("INSERT INTO messages (topic, tag, msg_key, body, published_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&m.topic)
+                    .bind(&m.tag)
+                    .bind(&m.key)
+                    .bind(&m.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .last_insert_rowid();
+            let kept_for = sqlx::query(
+                "INSERT INTO pending (grp, seq) SELECT grp, ? FROM subscriptions WHERE topic = ? AND tag = ?",
+            )
+            .bind(seq)
+            .bind(&m.topic)
+            .bind(&m.tag)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if kept_for == 0 {
+                // No group listens to this topic and tag: like a broker, keep nothing for nobody.
+                sqlx::query("DELETE FROM messages WHERE seq = ?").bind(seq).execute(&mut *tx).await.map_err(err)?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn subscribe(&self, s: &Subscription) -> PortResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        for topic in &s.topics {
+            for tag in &s.tags {
+                sqlx::query("INSERT OR IGNORE INTO subscriptions (grp, topic, tag) VALUES (?, ?, ?)")
+                    .bind(&s.group)
+                    .bind(topic)
+                    .bind(tag)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        // Leases held by a process that died with this one are void: hand those messages out now.
+        sqlx::query("UPDATE pending SET visible_at = 0 WHERE grp = ? AND attempts > 0")
+            .bind(&s.group)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn pull(&self, s: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a publish between the look and the wait wakes us.
+            let notified = self.published.notified();
+            let taken = self.take(&s.group, max).await?;
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let mut nap = deadline - now;
+            if let Some(visible) = self.next_visible_in(&s.group).await? {
+                nap = nap.min(visible.max(Duration::from_millis(1)));
+            }
+            // Another process may publish into the same file: look again at least every 200 ms.
+            nap = nap.min(Duration::from_millis(200));
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    async fn ack(&self, s: &Subscription, receipts: &[u64]) -> PortResult<()> {
+        if receipts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        for chunk in receipts.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM pending WHERE grp = ");
+            qb.push_bind(s.group.clone()).push(" AND seq IN (");
+            let mut list = qb.separated(", ");
+            for r in chunk {
+                list.push_bind(*r as i64);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE seq IN (");
+            let mut list = qb.separated(", ");
+            for r in chunk {
+                list.push_bind(*r as i64);
+            }
+            qb.push(") AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = messages.seq)");
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn retry_later(&self, s: &Subscription, receipt: u64, delay: Duration) -> PortResult<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM pending WHERE grp = ? AND seq = ?")
+            .bind(&s.group)
+            .bind(receipt as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        match attempts {
+            Some(n) if n as u32 >= MAX_ATTEMPTS => {
+                sqlx::query("INSERT OR REPLACE INTO dead_letters (grp, seq, attempts, at) VALUES (?, ?, ?, ?)")
+                    .bind(&s.group)
+                    .bind(receipt as i64)
+                    .bind(n)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query("DELETE FROM pending WHERE grp = ? AND seq = ?")
+                    .bind(&s.group)
+                    .bind(receipt as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            Some(_) => {
+                sqlx::query("UPDATE pending SET visible_at = ? WHERE grp = ? AND seq = ?")
+                    .bind(now + delay.as_millis() as i64)
+                    .bind(&s.group)
+                    .bind(receipt as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+            None => {}
+        }
+        tx.commit().await.map_err(err)?;
+        self.published.notify_waiters();
+        Ok(())
+    }
+
+    async fn lag(&self, s: &Subscription) -> PortResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending WHERE grp = ?")
+            .bind(&s.group)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,37 @@
+-- The embedded queue: messages kept until every subscribed group has acked them.
+CREATE TABLE messages (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic        TEXT    NOT NULL,
+    tag          TEXT    NOT NULL,
+    msg_key      TEXT    NOT NULL,
+    body         BLOB    NOT NULL,
+    published_at INTEGER NOT NULL
+);
+
+-- What each consumer group listens to.
+CREATE TABLE subscriptions (
+    grp   TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    tag   TEXT NOT NULL,
+    PRIMARY KEY (grp, topic, tag)
+) WITHOUT ROWID;
+
+-- One row per (group, message) not yet acked. A pulled row is leased: hidden until visible_at.
+CREATE TABLE pending (
+    grp        TEXT    NOT NULL,
+    seq        INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    visible_at INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (grp, seq)
+) WITHOUT ROWID;
+CREATE INDEX pending_visible ON pending (grp, visible_at, seq);
+CREATE INDEX pending_by_seq ON pending (seq);
+
+-- Messages a group failed too many times, kept for an operator to inspect and replay.
+CREATE TABLE dead_letters (
+    grp      TEXT    NOT NULL,
+    seq      INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    PRIMARY KEY (grp, seq)
+);

@@ -1,0 +1,693 @@
+//! The SQL truth on SQLite: receivers, notifications, history, send tasks, outbox, delivered pages,
+//! read receipts and revocations.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_domain::ports::*;
+use herald_domain::{
+    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PageKey,
+    Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+
+use super::{from_millis, millis};
+
+const BACKEND: &str = "sqlite";
+/// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
+const CHUNK: usize = 500;
+
+static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/sqlite/0001_init.sql"))];
+
+macro_rules! notification_columns {
+    () => {
+        "id, title, body, category, receiver_kind, audience, pinned, force_read, valid_from, valid_until, \
+         send_at, draft, status, created_at, sent_at, revoked_at"
+    };
+}
+
+fn err(e: sqlx::Error) -> PortError {
+    PortError::new(BACKEND, e)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> PortError {
+    PortError::new(BACKEND, format!("stored row does not parse: {what}"))
+}
+
+/// The SQL truth in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self { pool: super::open(path, MIGRATIONS).await? })
+    }
+
+    /// A write transaction that takes the write lock up front, so two writers queue on the busy
+    /// timeout instead of failing when one upgrades a read lock.
+    async fn write(&self) -> PortResult<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    }
+}
+
+fn groups_column(groups: &[Group]) -> String {
+    if groups.is_empty() {
+        String::new()
+    } else {
+        format!(";{};", groups.iter().map(Group::as_str).collect::<Vec<_>>().join(";"))
+    }
+}
+
+fn receiver_from_row(row: &SqliteRow) -> PortResult<Receiver> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let id: String = row.try_get("id").map_err(err)?;
+    let city: String = row.try_get("city").map_err(err)?;
+    let groups: String = row.try_get("groups").map_err(err)?;
+    Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)
+}
+
+/// ` WHERE kind = ? [AND city IN (…)] [AND (instr(groups, ';g;') > 0 OR …)]`
+fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: &Selection) {
+    qb.push(" WHERE kind = ").push_bind(kind.as_str());
+    if let Some(cities) = &selection.cities {
+        qb.push(" AND city IN (");
+        let mut list = qb.separated(", ");
+        for city in cities {
+            list.push_bind(city.as_str().to_owned());
+        }
+        qb.push(")");
+    }
+    if !selection.groups.is_empty() {
+        qb.push(" AND (");
+        for (i, group) in selection.groups.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("instr(groups, ").push_bind(format!(";{group};")).push(") > 0");
+        }
+        qb.push(")");
+    }
+}
+
+fn opt_millis(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(millis)
+}
+
+fn notification_from_row(row: &SqliteRow) -> PortResult<Notification> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(err);
+    let flag = |c: &str| row.try_get::<bool, _>(c).map_err(err);
+    let time = |c: &str| row.try_get::<Option<i64>, _>(c).map(|t| t.map(from_millis)).map_err(err);
+    let id = NotificationId::parse("id", &text("id")?).map_err(corrupt)?;
+    let audience: Audience = serde_json::from_str(&text("audience")?).map_err(corrupt)?;
+    Ok(Notification {
+        content: NewNotification {
+            title: Title::parse("title", &text("title")?).map_err(corrupt)?,
+            body: Body::parse("body", &text("body")?).map_err(corrupt)?,
+            category: Category::parse("category", &text("category")?).map_err(corrupt)?,
+            receiver_kind: ReceiverKind::parse("receiver_kind", &text("receiver_kind")?).map_err(corrupt)?,
+            audience,
+            pinned: flag("pinned")?,
+            force_read: flag("force_read")?,
+            validity: ValidityWindow::new(time("valid_from")?, time("valid_until")?).map_err(corrupt)?,
+            send_at: time("send_at")?,
+            draft: flag("draft")?,
+        },
+        status: Status::parse("status", &text("status")?).map_err(corrupt)?,
+        created_at: from_millis(row.try_get("created_at").map_err(err)?),
+        sent_at: time("sent_at")?,
+        revoked_at: time("revoked_at")?,
+        id,
+    })
+}
+
+async fn load(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId) -> PortResult<Option<Notification>> {
+    sqlx::query(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ?"))
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?
+        .map(|r| notification_from_row(&r))
+        .transpose()
+}
+
+async fn add_history(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    status: Status,
+    detail: &str,
+    at: DateTime<Utc>,
+) -> PortResult<()> {
+    sqlx::query("INSERT INTO notification_history (notification_id, at, status, detail) VALUES (?, ?, ?, ?)")
+        .bind(id.as_str())
+        .bind(millis(at))
+        .bind(status.as_str())
+        .bind(detail)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Marks the city done once paging finished and every page was delivered; then, if every city is
+/// done, moves the notification from sending to sent. Returns true when it moved now. Called by
+/// both the scheduler (a task finishing) and the consumers (a page arriving): whichever is last.
+async fn settle(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    city: Option<&City>,
+    now: DateTime<Utc>,
+) -> PortResult<bool> {
+    if let Some(city) = city {
+        sqlx::query(
+            "UPDATE send_tasks SET done = 1 WHERE notification_id = ? AND city = ? AND finished = 1 \
+             AND done = 0 AND pages_delivered >= pages_published",
+        )
+        .bind(id.as_str())
+        .bind(city.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM send_tasks WHERE notification_id = ? AND done = 0")
+        .bind(id.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    if open > 0 {
+        return Ok(false);
+    }
+    let moved = sqlx::query("UPDATE notifications SET status = 'sent' WHERE id = ? AND status = 'sending'")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    if moved == 0 {
+        return Ok(false);
+    }
+    let published: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(published), 0) FROM send_tasks WHERE notification_id = ?")
+            .bind(id.as_str())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    add_history(tx, id, Status::Sent, &format!("delivered to {published} receivers"), now).await?;
+    Ok(true)
+}
+
+#[async_trait]
+impl ReceiverDirectory for SqliteStore {
+    async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
+        let now = Utc::now().timestamp_millis();
+        let mut tx = self.write().await?;
+        let mut written = 0;
+        for chunk in receivers.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, updated_at) ");
+            qb.push_values(chunk, |mut row, r| {
+                row.push_bind(r.kind.as_str())
+                    .push_bind(r.id.as_str().to_owned())
+                    .push_bind(r.city.as_str().to_owned())
+                    .push_bind(groups_column(&r.groups))
+                    .push_bind(now);
+            });
+            qb.push(
+                " ON CONFLICT (kind, id) DO UPDATE SET city = excluded.city, groups = excluded.groups, \
+                 updated_at = excluded.updated_at",
+            );
+            written += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(written)
+    }
+
+    async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups FROM receivers WHERE kind = ");
+            qb.push_bind(kind.as_str()).push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str().to_owned());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.pool).await.map_err(err)? {
+                found.push(receiver_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn count_selection(&self, kind: ReceiverKind, selection: &Selection) -> PortResult<Vec<(City, u64)>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT city, COUNT(*) AS n FROM receivers");
+        push_selection(&mut qb, kind, selection);
+        qb.push(" GROUP BY city ORDER BY city");
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let city: String = row.try_get("city").map_err(err)?;
+                let n: i64 = row.try_get("n").map_err(err)?;
+                Ok((City::parse("city", &city).map_err(corrupt)?, n as u64))
+            })
+            .collect()
+    }
+
+    async fn page_selection(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        city: &City,
+        after: Option<&ReceiverId>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverId>> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id FROM receivers");
+        push_selection(&mut qb, kind, selection);
+        qb.push(" AND city = ").push_bind(city.as_str().to_owned());
+        if let Some(after) = after {
+            qb.push(" AND id > ").push_bind(after.as_str().to_owned());
+        }
+        qb.push(" ORDER BY id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter()
+            .map(|row| ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl NotificationStore for SqliteStore {
+    async fn create_notification(
+        &self,
+        content: &NewNotification,
+        idempotency: Option<&Idempotency>,
+        now: DateTime<Utc>,
+    ) -> PortResult<CreateOutcome> {
+        let mut tx = self.write().await?;
+        if let Some(idem) = idempotency {
+            let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
+                .bind(&idem.key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            if let Some(row) = seen {
+                let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
+                if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
+                    return Ok(CreateOutcome::KeyReused);
+                }
+                let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
+                let existing = load(&mut tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
+                return Ok(CreateOutcome::Replayed(existing));
+            }
+        }
+        let notification = Notification {
+            id: NotificationId::generate(),
+            content: content.clone(),
+            status: content.initial_status(),
+            created_at: DateTime::from_timestamp_millis(millis(now)).unwrap_or(now),
+            sent_at: None,
+            revoked_at: None,
+        };
+        let audience = serde_json::to_string(&content.audience).map_err(|e| PortError::new(BACKEND, e))?;
+        sqlx::query(concat!(
+            "INSERT INTO notifications (",
+            notification_columns!(),
+            ", idempotency_key, request_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(notification.id.as_str())
+        .bind(content.title.as_str())
+        .bind(content.body.as_str())
+        .bind(content.category.as_str())
+        .bind(content.receiver_kind.as_str())
+        .bind(audience)
+        .bind(content.pinned)
+        .bind(content.force_read)
+        .bind(opt_millis(content.validity.from()))
+        .bind(opt_millis(content.validity.until()))
+        .bind(opt_millis(content.send_at))
+        .bind(content.draft)
+        .bind(notification.status.as_str())
+        .bind(millis(notification.created_at))
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(idempotency.map(|i| i.key.clone()))
+        .bind(idempotency.map(|i| i.fingerprint.clone()))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let detail = match (content.draft, content.send_at) {
+            (true, _) => "created as draft".to_string(),
+            (false, Some(at)) if at > now => format!("scheduled for {}", at.to_rfc3339()),
+            (false, _) => "scheduled to send now".to_string(),
+        };
+        add_history(&mut tx, &notification.id, notification.status, &detail, now).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(CreateOutcome::Created(notification))
+    }
+
+    async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>> {
+        sqlx::query(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .map(|r| notification_from_row(&r))
+            .transpose()
+    }
+
+    async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT ",
+                notification_columns!(),
+                " FROM notifications WHERE id IN ("
+            ));
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str().to_owned());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&self.pool).await.map_err(err)? {
+                found.push(notification_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        to: Status,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> PortResult<TransitionOutcome> {
+        let mut tx = self.write().await?;
+        let Some(current) = load(&mut tx, id).await? else {
+            return Ok(TransitionOutcome::NotFound);
+        };
+        if !to.allowed_from().contains(&current.status) {
+            return Ok(TransitionOutcome::Refused(current.status));
+        }
+        let revoked_at = (to == Status::Revoked).then(|| millis(now));
+        sqlx::query("UPDATE notifications SET status = ?, revoked_at = COALESCE(?, revoked_at) WHERE id = ?")
+            .bind(to.as_str())
+            .bind(revoked_at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        add_history(&mut tx, id, to, detail, now).await?;
+        if to == Status::Revoked {
+            sqlx::query("INSERT INTO revocations (notification_id, at) VALUES (?, ?)")
+                .bind(id.as_str())
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        let moved = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
+        tx.commit().await.map_err(err)?;
+        Ok(TransitionOutcome::Moved(Box::new(moved)))
+    }
+
+    async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>> {
+        let rows =
+            sqlx::query("SELECT at, status, detail FROM notification_history WHERE notification_id = ? ORDER BY seq")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    at: from_millis(row.try_get("at").map_err(err)?),
+                    status: Status::parse("status", row.try_get("status").map_err(err)?).map_err(corrupt)?,
+                    detail: row.try_get("detail").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
+        let mut tx = self.write().await?;
+        let mut added = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO read_receipts (notification_id, receiver_kind, receiver_id, read_at) ",
+            );
+            qb.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(receiver.kind.as_str())
+                    .push_bind(receiver.id.as_str().to_owned())
+                    .push_bind(millis(at));
+            });
+            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(added)
+    }
+
+    async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows = sqlx::query("SELECT seq, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((seq as u64, id))
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SendLedger for SqliteStore {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE status = 'scheduled' AND (send_at IS NULL OR send_at <= ?) \
+             ORDER BY created_at LIMIT ?"
+        ))
+        .bind(millis(now))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        let moved = sqlx::query(
+            "UPDATE notifications SET status = 'sending', sent_at = ? WHERE id = ? AND status = 'scheduled'",
+        )
+        .bind(millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        for chunk in plan.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO send_tasks (notification_id, city, matched) ");
+            qb.push_values(chunk, |mut row, p| {
+                row.push_bind(id.as_str().to_owned()).push_bind(p.city.as_str().to_owned()).push_bind(p.matched as i64);
+            });
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        let matched: u64 = plan.iter().map(|p| p.matched).sum();
+        let detail = format!("sending to {matched} receivers in {} cities", plan.len());
+        add_history(&mut tx, id, Status::Sending, &detail, now).await?;
+        settle(&mut tx, id, None, now).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>> {
+        let rows = sqlx::query(
+            "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published FROM send_tasks t \
+             JOIN notifications n ON n.id = t.notification_id \
+             WHERE t.finished = 0 AND n.status = 'sending' ORDER BY t.notification_id, t.city LIMIT ?",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let last: Option<String> = row.try_get("last_receiver").map_err(err)?;
+                Ok(SendTask {
+                    notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
+                        .map_err(corrupt)?,
+                    city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
+                    last_receiver: last.map(|l| ReceiverId::parse("last", &l)).transpose().map_err(corrupt)?,
+                    pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn advance(&self, task: &SendTask, step: &PageStep) -> PortResult<bool> {
+        let now = Utc::now();
+        let mut tx = self.write().await?;
+        let (pages, receivers) = match &step.page {
+            Some((_, n)) => (1i64, *n as i64),
+            None => (0, 0),
+        };
+        // `matched` is assigned first: MySQL evaluates assignments left to right, SQLite all at once;
+        // both then read the old `published`.
+        let moved = sqlx::query(
+            "UPDATE send_tasks SET \
+               matched = CASE WHEN ? THEN published + ? ELSE matched END, \
+               published = published + ?, pages_published = pages_published + ?, \
+               last_receiver = ?, finished = ? \
+             WHERE notification_id = ? AND city = ? AND finished = 0 \
+               AND pages_published = ? AND COALESCE(last_receiver, '') = ?",
+        )
+        .bind(step.finished)
+        .bind(receivers)
+        .bind(receivers)
+        .bind(pages)
+        .bind(step.last_receiver.as_ref().map(|r| r.as_str().to_owned()))
+        .bind(step.finished)
+        .bind(task.notification_id.as_str())
+        .bind(task.city.as_str())
+        .bind(task.pages_published as i64)
+        .bind(task.last_receiver.as_ref().map_or("", |r| r.as_str()))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        if let Some((message, _)) = &step.page {
+            sqlx::query("INSERT INTO outbox (topic, tag, msg_key, body, created_at) VALUES (?, ?, ?, ?, ?)")
+                .bind(&message.topic)
+                .bind(&message.tag)
+                .bind(&message.key)
+                .bind(&message.body)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        if step.finished {
+            settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query("SELECT id, topic, tag, msg_key, body FROM outbox ORDER BY id LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("id").map_err(err)?,
+                    message: QueueMessage {
+                        topic: row.try_get("topic").map_err(err)?,
+                        tag: row.try_get("tag").map_err(err)?,
+                        key: row.try_get("msg_key").map_err(err)?,
+                        body: row.try_get("body").map_err(err)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_published(&self, ids: &[i64]) -> PortResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn outbox_len(&self) -> PortResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await.map_err(err)?;
+        Ok(n as u64)
+    }
+
+    async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        let first = sqlx::query(
+            "INSERT OR IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .bind(key.page_no as i64)
+        .bind(added as i64)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if first == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(sent)
+    }
+
+    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
+        let rows = sqlx::query(
+            "SELECT city, matched, published, pages_published, pages_delivered, done FROM send_tasks \
+             WHERE notification_id = ? ORDER BY city",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let n = |c: &str| row.try_get::<i64, _>(c).map_err(err);
+                Ok(CityProgress {
+                    city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
+                    matched: n("matched")? as u64,
+                    published: n("published")? as u64,
+                    pages_published: n("pages_published")? as u32,
+                    pages_delivered: n("pages_delivered")? as u32,
+                    done: row.try_get("done").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+}

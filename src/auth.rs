@@ -1,0 +1,138 @@
+//! Bearer tokens: HMAC-SHA256-signed claims, made by `herald token` and checked by the API.
+//!
+//! Form: `hrld1.<base64url(claims JSON)>.<base64url(HMAC-SHA256(secret, "hrld1." + claims))>`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use herald_domain::{ReceiverId, ReceiverKind, ReceiverRef};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const PREFIX: &str = "hrld1.";
+
+/// What an admin token may do: operators write, viewers only read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    Operator,
+    Viewer,
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "sub", rename_all = "lowercase")]
+pub enum Claims {
+    Admin { role: AdminRole },
+    App { kind: ReceiverKind, id: ReceiverId },
+}
+
+impl Claims {
+    pub fn receiver(&self) -> Option<ReceiverRef> {
+        match self {
+            Claims::App { kind, id } => Some(ReceiverRef { kind: *kind, id: id.clone() }),
+            Claims::Admin { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is not a Herald token")]
+    Malformed,
+    #[error("the token's signature does not match")]
+    BadSignature,
+}
+
+/// Signs and verifies tokens with one secret.
+#[derive(Clone)]
+pub struct TokenSigner {
+    secret: Vec<u8>,
+}
+
+impl TokenSigner {
+    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
+        Self { secret: secret.into() }
+    }
+
+    /// `HERALD_SECRET` when given, else the secret kept in the data dir (made on first use).
+    pub fn from_env_or_data_dir(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(s) = secret.filter(|s| !s.is_empty()) {
+            return Ok(Self::new(s.as_bytes()));
+        }
+        let path = data_dir.join("secret");
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(Self::new(existing.trim().as_bytes()));
+        }
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let fresh: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        write_private(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
+        Ok(Self::new(fresh.as_bytes()))
+    }
+
+    fn mac(&self, signed: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(signed.as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        let body = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let signed = format!("{PREFIX}{body}");
+        let sig = B64.encode(self.mac(&signed).finalize().into_bytes());
+        format!("{signed}.{sig}")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let (signed, sig) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let body = signed.strip_prefix(PREFIX).ok_or(TokenError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
+        self.mac(signed).verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        let json = B64.decode(body).map_err(|_| TokenError::Malformed)?;
+        serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_tampering() {
+        let signer = TokenSigner::new("s3cret");
+        let claims = Claims::App { kind: ReceiverKind::Rider, id: ReceiverId::parse("", "r1").unwrap() };
+        let token = signer.sign(&claims);
+        assert_eq!(signer.verify(&token).unwrap(), claims);
+        assert_eq!(TokenSigner::new("other").verify(&token), Err(TokenError::BadSignature));
+        let forged = signer.sign(&Claims::Admin { role: AdminRole::Operator });
+        let (forged_body, _) = forged.rsplit_once('.').unwrap();
+        let (_, real_sig) = token.rsplit_once('.').unwrap();
+        assert_eq!(signer.verify(&format!("{forged_body}.{real_sig}")), Err(TokenError::BadSignature));
+        assert_eq!(signer.verify("nonsense"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn keeps_the_generated_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TokenSigner::from_env_or_data_dir(None, dir.path()).unwrap();
+        let b = TokenSigner::from_env_or_data_dir(None, dir.path()).unwrap();
+        let t = a.sign(&Claims::Admin { role: AdminRole::Viewer });
+        assert!(b.verify(&t).is_ok());
+    }
+}

@@ -1,0 +1,158 @@
+//! The API's one error shape, `{"error": {"code", "message", "field"}}`, and the JSON extractor that
+//! turns every malformed or invalid body into it, naming the field at fault.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald_domain::InvalidInput;
+use herald_domain::ports::PortError;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), field: None }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        let field = field.into();
+        self.field = (!field.is_empty() && field != ".").then_some(field);
+        self
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.message).with_field(e.field)
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
+        tracing::error!(error = %e, "backend failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, axum::Json(json!({ "error": error }))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON body parsed straight into domain types; errors name the field (`audience.cities[2]`).
+pub struct ValidJson<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large")
+            } else {
+                ApiError::new(rejection.status(), "bad_body", rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(|v| ValidJson(v, bytes))
+    }
+}
+
+/// Parses JSON, mapping syntax errors to 400 and content errors to 422 with the field's path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_position(&inner.to_string());
+        if inner.is_data() {
+            let field = named_field(&path, &message);
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", message).with_field(path)
+        }
+    })?;
+    de.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", strip_position(&e.to_string())))?;
+    Ok(value)
+}
+
+/// serde says "missing field `title`" at the parent's path: point at the field itself.
+fn named_field(path: &str, message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some(name) = rest.split('`').next()
+    {
+        return if path == "." || path.is_empty() { name.to_string() } else { format!("{path}.{name}") };
+    }
+    path.to_string()
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Probe {
+        title: herald_domain::Title,
+        inner: Option<Inner>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        cities: Vec<herald_domain::City>,
+    }
+
+    #[test]
+    fn names_fields() {
+        let e = parse_json::<Probe>(br#"{"title": "x", "inner": {"cities": ["ok", "no way"]}}"#).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("inner.cities[1]")));
+        let e = parse_json::<Probe>(br#"{"inner": null}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("title"));
+        let e = parse_json::<Probe>(br#"{"title": "x", "colour": 1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("colour"));
+        let e = parse_json::<Probe>(br#"{"title": "#).unwrap_err();
+        assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "malformed_json"));
+        let e = parse_json::<Probe>(br#"{"title": "x"} trailing"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+}

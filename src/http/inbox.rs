@@ -1,0 +1,172 @@
+//! The rider and merchant apps' API: one inbox per token.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use herald_domain::{InboxCursor, InboxItem, InboxView, NotificationId, ReceiverRef, Status, SyncCursor};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::App;
+use super::error::{ApiError, ApiResult};
+
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 50;
+/// Entries per sync response.
+const SYNC_BATCH: usize = 100;
+/// Revocations read per sync call.
+const REVOCATION_BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+pub struct Params {
+    cursor: Option<String>,
+    limit: Option<String>,
+    since: Option<String>,
+}
+
+fn params(q: Result<Query<Params>, QueryRejection>) -> ApiResult<Params> {
+    q.map(|Query(p)| p).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+}
+
+fn limit(raw: Option<&str>) -> ApiResult<usize> {
+    let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
+    raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("must be 1 to {MAX_LIMIT}"))
+            .with_field("limit")
+    })
+}
+
+/// The receiver's visible inbox now.
+async fn view(state: &AppState, me: &ReceiverRef) -> ApiResult<InboxView> {
+    let entries = state.ports.inbox.entries(me).await?;
+    let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
+    let notifications = state.catalog.get_many(&ids).await?;
+    let items = entries.into_iter().filter_map(|e| {
+        let notification = notifications.get(&e.notification_id)?.clone();
+        Some(InboxItem { notification, read: e.read, version: e.version })
+    });
+    Ok(InboxView::new(items, Utc::now()))
+}
+
+fn item_json(item: &InboxItem) -> Value {
+    let n = &item.notification;
+    json!({
+        "id": n.id,
+        "title": n.content.title,
+        "body": n.content.body,
+        "category": n.content.category,
+        "pinned": n.content.pinned,
+        "force_read": n.content.force_read,
+        "read": item.read,
+        "sent_at": n.sent_at.map(|t| t.to_rfc3339()),
+        "valid_until": n.content.validity.until().map(|t| t.to_rfc3339()),
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    App(me): App,
+    q: Result<Query<Params>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let p = params(q)?;
+    let limit = limit(p.limit.as_deref())?;
+    let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
+    let view = view(&state, &me).await?;
+    let (items, next) = view.page(cursor.as_ref(), limit);
+    Ok(Json(json!({
+        "items": items.iter().map(item_json).collect::<Vec<_>>(),
+        "next_cursor": next.as_ref().map(InboxCursor::encode),
+        "has_more": next.is_some(),
+    })))
+}
+
+pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
+    let view = view(&state, &me).await?;
+    Ok(Json(json!({
+        "unread": view.unread().count(),
+        "force_read_pending": view.force_read_pending().count(),
+    })))
+}
+
+pub async fn force_read(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
+    let view = view(&state, &me).await?;
+    Ok(Json(json!({ "items": view.force_read_pending().map(item_json).collect::<Vec<_>>() })))
+}
+
+/// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for
+/// entries that were unread: so the read count moves once per receiver, however often apps retry.
+async fn mark(state: &AppState, me: &ReceiverRef, ids: &[NotificationId]) -> ApiResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    state.ports.notifications.record_reads(me, ids, Utc::now()).await?;
+    Ok(state.ports.inbox.mark_read(me, ids).await?.len())
+}
+
+pub async fn read_one(State(state): State<AppState>, App(me): App, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = NotificationId::parse("id", &id).map_err(|_| ApiError::not_found("message"))?;
+    let view = view(&state, &me).await?;
+    let (items, _) = view.page(None, usize::MAX);
+    let item = items.iter().find(|i| i.notification.id == id).ok_or_else(|| ApiError::not_found("message"))?;
+    if !item.read {
+        mark(&state, &me, &[id]).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
+    let view = view(&state, &me).await?;
+    let unread: Vec<NotificationId> = view.unread().map(|i| i.notification.id.clone()).collect();
+    let marked = mark(&state, &me, &unread).await?;
+    Ok(Json(json!({ "marked": marked })))
+}
+
+/// What arrived, changed (read elsewhere) or was revoked since the cursor. Without a cursor it
+/// starts from the beginning, so a new device fetches the whole inbox in batches.
+pub async fn sync(
+    State(state): State<AppState>,
+    App(me): App,
+    q: Result<Query<Params>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let p = params(q)?;
+    let since = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?.unwrap_or_default();
+    let changed = state.ports.inbox.changed_since(&me, since.version, SYNC_BATCH).await?;
+    let revocations = state.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?;
+    let mut cursor = since;
+    let mut out: BTreeMap<NotificationId, Value> = BTreeMap::new();
+
+    let ids: Vec<NotificationId> = changed.iter().map(|e| e.notification_id.clone()).collect();
+    let notifications = state.catalog.get_many(&ids).await?;
+    let now = Utc::now();
+    for entry in &changed {
+        cursor.version = cursor.version.max(entry.version);
+        let Some(n) = notifications.get(&entry.notification_id) else { continue };
+        let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
+        if n.status == Status::Revoked {
+            out.insert(n.id.clone(), json!({ "id": n.id, "revoked": true }));
+        } else if n.visible_at(now) {
+            out.insert(n.id.clone(), item_json(&item));
+        }
+    }
+    if !revocations.is_empty() {
+        let mine: HashSet<NotificationId> =
+            state.ports.inbox.entries(&me).await?.into_iter().map(|e| e.notification_id).collect();
+        for (seq, id) in &revocations {
+            cursor.revocation = cursor.revocation.max(*seq);
+            if mine.contains(id) {
+                out.insert(id.clone(), json!({ "id": id, "revoked": true }));
+            }
+        }
+    }
+    let has_more = changed.len() == SYNC_BATCH || revocations.len() == REVOCATION_BATCH;
+    Ok(Json(json!({
+        "items": out.into_values().collect::<Vec<_>>(),
+        "cursor": cursor.encode(),
+        "has_more": has_more,
+    })))
+}

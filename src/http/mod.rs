@@ -1,0 +1,90 @@
+//! The HTTP API (axum): admin console, apps, operations. Handlers parse requests into domain
+//! types and call the ports; none of them waits on a fan-out.
+
+mod admin;
+mod auth;
+mod catalog;
+mod error;
+mod inbox;
+mod ops;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Notify;
+
+pub use catalog::Catalog;
+pub use error::ApiError;
+
+use crate::auth::TokenSigner;
+use crate::startup::Ports;
+use crate::telemetry::Telemetry;
+
+/// Largest request body: a 10,000-receiver batch or a notification with two 10,000-id lists fits.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ports: Ports,
+    pub tokens: TokenSigner,
+    pub catalog: Arc<Catalog>,
+    pub wake_scheduler: Arc<Notify>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl AppState {
+    pub fn new(ports: Ports, tokens: TokenSigner, wake_scheduler: Arc<Notify>, telemetry: Arc<Telemetry>) -> Self {
+        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), Duration::from_secs(2)));
+        Self { ports, tokens, catalog, wake_scheduler, telemetry }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/admin/v1/receivers/batch", post(admin::upsert_receivers))
+        .route("/admin/v1/notifications", post(admin::create_notification))
+        .route("/admin/v1/notifications/{id}", get(admin::get_notification))
+        .route("/admin/v1/notifications/{id}/history", get(admin::history))
+        .route("/admin/v1/notifications/{id}/send", post(admin::send))
+        .route("/admin/v1/notifications/{id}/cancel", post(admin::cancel))
+        .route("/admin/v1/notifications/{id}/revoke", post(admin::revoke))
+        .route("/admin/v1/audience/preview", post(admin::preview))
+        .route("/app/v1/inbox", get(inbox::list))
+        .route("/app/v1/inbox/unread-count", get(inbox::unread_count))
+        .route("/app/v1/inbox/force-read", get(inbox::force_read))
+        .route("/app/v1/inbox/sync", get(inbox::sync))
+        .route("/app/v1/inbox/read-all", post(inbox::read_all))
+        .route("/app/v1/inbox/{id}/read", post(inbox::read_one))
+        .fallback(|| async { ApiError::not_found("endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Records every request's latency by route template (not raw path, to keep series bounded).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state
+        .telemetry
+        .http_duration
+        .with_label_values(&[method.as_str(), &route, response.status().as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response.into_response()
+}

@@ -1,0 +1,111 @@
+//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups` into the receiver
+//! directory in batches, in bounded memory, however many millions of rows the file holds.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use herald_domain::Receiver;
+use herald_domain::ports::ReceiverDirectory;
+use tokio::sync::mpsc;
+
+/// Rows per upsert transaction.
+pub const BATCH: usize = 5_000;
+
+/// A row that did not parse: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub imported: u64,
+    pub rejected: Vec<Rejected>,
+    /// Rejections beyond those kept in `rejected`.
+    pub more_rejected: u64,
+}
+
+/// Rejections kept for the report; the rest are only counted.
+const KEEP_REJECTED: usize = 100;
+
+enum Chunk {
+    Rows(Vec<Receiver>, u64),
+    Bad(Rejected),
+}
+
+/// Reads `path` on a blocking thread and upserts batches as they come. `progress` gets the bytes
+/// read so far. A header line (`kind,id,city,groups`) is skipped; bad rows are reported, not fatal.
+pub async fn import_csv(
+    path: &Path,
+    directory: &dyn ReceiverDirectory,
+    progress: impl Fn(u64),
+) -> anyhow::Result<ImportReport> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (tx, mut rx) = mpsc::channel::<anyhow::Result<Chunk>>(4);
+    let reader = tokio::task::spawn_blocking(move || read_rows(file, &tx));
+    let mut report = ImportReport::default();
+    while let Some(chunk) = rx.recv().await {
+        match chunk? {
+            Chunk::Rows(rows, bytes) => {
+                directory.upsert_receivers(&rows).await.context("writing receivers")?;
+                report.imported += rows.len() as u64;
+                progress(bytes);
+            }
+            Chunk::Bad(r) if report.rejected.len() < KEEP_REJECTED => report.rejected.push(r),
+            Chunk::Bad(_) => report.more_rejected += 1,
+        }
+    }
+    reader.await.context("the CSV reader panicked")?;
+    Ok(report)
+}
+
+fn read_rows(file: std::fs::File, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut record = csv::StringRecord::new();
+    loop {
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(anyhow::Error::new(e).context("reading the CSV")));
+                return;
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        if line == 1 && record.get(0) == Some("kind") {
+            continue;
+        }
+        let field = |i| record.get(i).unwrap_or("");
+        match record.len() {
+            3 | 4 => match Receiver::parse_fields(field(0), field(1), field(2), field(3)) {
+                Ok(r) => batch.push(r),
+                Err(e) => {
+                    if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason: e.to_string() }))).is_err() {
+                        return;
+                    }
+                }
+            },
+            n => {
+                let reason = format!("expected 4 columns kind,id,city,groups; found {n}");
+                if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason }))).is_err() {
+                    return;
+                }
+            }
+        }
+        if batch.len() == BATCH {
+            let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(Ok(Chunk::Rows(rows, csv.position().byte()))).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(Chunk::Rows(batch, csv.position().byte())));
+    }
+}

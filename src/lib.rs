@@ -1,0 +1,9 @@
+//! Herald: the `herald` binary's library — adapters, HTTP API, configuration and wiring.
+
+pub mod adapters;
+pub mod auth;
+pub mod bench;
+pub mod http;
+pub mod import;
+pub mod startup;
+pub mod telemetry;

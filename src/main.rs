@@ -1,0 +1,227 @@
+//! The `herald` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
+use herald_consumers::ConsumerConfig;
+use herald_domain::{ReceiverId, ReceiverKind};
+use herald_scheduler::SchedulerConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "A message center for riders and merchants")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Where the embedded parts keep their files (and the token secret when HERALD_SECRET is unset).
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data", global = true)]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Cap on pages (500 receivers each) written per second across all sends; unset is unbounded.
+    #[arg(long, env = "HERALD_MAX_PAGES_PER_SECOND")]
+    max_pages_per_second: Option<u32>,
+    /// Pages a consumer delivers at once.
+    #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
+    consumer_concurrency: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process (embedded parts unless servers are configured).
+    Serve(RunArgs),
+    /// Run only the HTTP API.
+    Api(RunArgs),
+    /// Run only the scheduler.
+    Scheduler(RunArgs),
+    /// Run only the consumers.
+    Consumer(RunArgs),
+    /// Print a bearer token.
+    Token {
+        #[command(subcommand)]
+        who: TokenFor,
+    },
+    /// Manage receivers.
+    Receivers {
+        #[command(subcommand)]
+        action: ReceiversAction,
+    },
+    /// Create or upgrade the schema of every store, then exit.
+    Migrate,
+    /// Measure Herald.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenFor {
+    /// An admin token for the console.
+    Admin {
+        #[arg(long, value_enum, default_value = "operator")]
+        role: AdminRole,
+    },
+    /// An app token for one rider's or merchant's inbox.
+    App {
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiversAction {
+    /// Stream a CSV (`kind,id,city,groups`, groups `;`-separated) into the receiver directory.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// One broadcast to N riders over C cities on the embedded parts, end to end.
+    Fanout {
+        #[arg(long, default_value_t = 1_000_000)]
+        receivers: u64,
+        #[arg(long, default_value_t = 300)]
+        cities: u32,
+        /// Repeat on fresh data and report the median.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
+}
+
+fn settings(common: &Common, args: &RunArgs) -> Settings {
+    Settings {
+        listen: args.listen.clone(),
+        data_dir: common.data_dir.clone(),
+        secret: std::env::var("HERALD_SECRET").ok(),
+        servers: ServerUrls::from_env(),
+        scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
+        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
+    }
+}
+
+async fn run(common: &Common, args: &RunArgs, roles: Roles) -> anyhow::Result<()> {
+    let running = startup::start(&settings(common, args), roles).await?;
+    if let Some(addr) = running.addr {
+        eprintln!("herald listening on http://{addr}");
+    }
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing pages in hand");
+        token.cancel();
+    });
+    running.wait().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    herald::telemetry::init_logging();
+    let cli = Cli::parse();
+    let common = &cli.common;
+    match cli.command {
+        Command::Serve(a) => run(common, &a, Roles::ALL).await,
+        Command::Api(a) => run(common, &a, Roles { api: true, scheduler: false, consumer: false }).await,
+        Command::Scheduler(a) => run(common, &a, Roles { api: false, scheduler: true, consumer: false }).await,
+        Command::Consumer(a) => run(common, &a, Roles { api: false, scheduler: false, consumer: true }).await,
+        Command::Token { who } => {
+            let signer =
+                TokenSigner::from_env_or_data_dir(std::env::var("HERALD_SECRET").ok().as_deref(), &common.data_dir)?;
+            let claims = match who {
+                TokenFor::Admin { role } => Claims::Admin { role },
+                TokenFor::App { kind, id } => {
+                    Claims::App { kind: ReceiverKind::parse("--kind", &kind)?, id: ReceiverId::parse("--id", &id)? }
+                }
+            };
+            println!("{}", signer.sign(&claims));
+            Ok(())
+        }
+        Command::Receivers { action: ReceiversAction::Import { file } } => import(common, &file).await,
+        Command::Migrate => {
+            let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(&common.data_dir, "") };
+            Ports::from_settings(&settings).await?;
+            eprintln!("schemas are up to date");
+            Ok(())
+        }
+        Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
+            bench_fanout(receivers, cities, runs).await
+        }
+    }
+}
+
+async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
+    let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(&common.data_dir, "") };
+    let ports = Ports::from_settings(&settings).await?;
+    let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
+    let bar = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .expect("progress template"),
+    );
+    let report = herald::import::import_csv(file, ports.receivers.as_ref(), |bytes| bar.set_position(bytes)).await?;
+    bar.finish_and_clear();
+    for r in &report.rejected {
+        eprintln!("line {}: {}", r.line, r.reason);
+    }
+    let rejected = report.rejected.len() as u64 + report.more_rejected;
+    println!("imported {} receivers; rejected {rejected} rows", report.imported);
+    if rejected > 0 {
+        anyhow::bail!("{rejected} rows were rejected (listed above); the others were imported");
+    }
+    Ok(())
+}
+
+async fn bench_fanout(receivers: u64, cities: u32, runs: usize) -> anyhow::Result<()> {
+    let mut seconds = Vec::new();
+    for run in 1..=runs.max(1) {
+        let dir = tempfile::tempdir()?;
+        let r = herald::bench::fanout(dir.path(), receivers, cities).await?;
+        println!(
+            "run {run}: {} receivers in {} cities: loaded in {:.2} s; sent end to end in {:.2} s = {:.0} deliveries/s",
+            r.receivers,
+            r.cities,
+            r.load_seconds,
+            r.send_seconds,
+            r.deliveries_per_second()
+        );
+        seconds.push(r.send_seconds);
+    }
+    seconds.sort_by(f64::total_cmp);
+    let median = seconds[seconds.len() / 2];
+    println!(
+        "median of {} runs: {median:.2} s end to end, {:.0} deliveries/s ({} cores)",
+        seconds.len(),
+        receivers as f64 / median,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Logs (tracing) and metrics (Prometheus) set up once per process.
+
+use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
+
+/// Installs the log subscriber: `RUST_LOG` filters (default `info`), plain text to stderr.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// The series the API owns, and the registry every role registers into.
+pub struct Telemetry {
+    pub registry: Registry,
+    pub http_duration: HistogramVec,
+    pub queue_lag: IntGauge,
+    pub outbox_len: IntGauge,
+}
+
+impl Telemetry {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(None, None)?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("herald_http_request_duration_seconds", "HTTP request latency")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["method", "route", "status"],
+        )?;
+        let queue_lag = IntGauge::new("herald_queue_lag_pages", "Pages published and not yet consumed")?;
+        let outbox_len = IntGauge::new("herald_outbox_pages", "Pages committed and not yet published")?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(queue_lag.clone()))?;
+        registry.register(Box::new(outbox_len.clone()))?;
+        Ok(Self { registry, http_duration, queue_lag, outbox_len })
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics");
+        out
+    }
+}
