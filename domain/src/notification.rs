@@ -109,6 +109,11 @@ impl Category {
     }
 }
 
+/// Herald keeps times to the millisecond; finer digits are dropped where a time is parsed.
+pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
 /// When a notification may be shown. An open end is permanent; an end never precedes the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ValidityWindow {
@@ -118,6 +123,7 @@ pub struct ValidityWindow {
 
 impl ValidityWindow {
     pub fn new(from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Result<Self, InvalidInput> {
+        let (from, until) = (from.map(to_millis), until.map(to_millis));
         if let (Some(f), Some(u)) = (from, until)
             && u <= f
         {

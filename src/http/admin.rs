@@ -85,7 +85,7 @@ impl NotificationIn {
             pinned: self.pinned,
             force_read: self.force_read,
             validity: ValidityWindow::new(self.valid_from, self.valid_until)?,
-            send_at: self.send_at,
+            send_at: self.send_at.map(herald_domain::notification::to_millis),
             draft: self.draft,
         })
     }

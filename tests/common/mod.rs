@@ -1,0 +1,212 @@
+//! `TestHerald`: a real Herald (every role, embedded parts, fresh data dir) on a random port, and
+//! helpers that speak its HTTP API the way the console and the apps do.
+#![allow(dead_code)] // each test binary uses its own subset of the helpers
+
+use std::time::{Duration, Instant};
+
+use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::startup::{Roles, Running, Settings, start};
+use herald_domain::{ReceiverId, ReceiverKind};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret";
+
+pub struct TestHerald {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub viewer: String,
+    pub data_dir: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+/// A response's status and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error.field` of an error reply.
+    pub fn field(&self) -> Option<&str> {
+        self.body["error"]["field"].as_str()
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+impl TestHerald {
+    pub async fn spawn() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
+        settings.secret = Some(SECRET.to_string());
+        settings.scheduler.tick = Duration::from_millis(50);
+        let running = start(&settings, Roles::ALL).await.expect("herald starts");
+        let signer = TokenSigner::new(SECRET);
+        Self {
+            base: format!("http://{}", running.addr.expect("api role")),
+            client: reqwest::Client::new(),
+            admin: signer.sign(&Claims::Admin { role: AdminRole::Operator }),
+            viewer: signer.sign(&Claims::Admin { role: AdminRole::Viewer }),
+            data_dir,
+            running: Some(running),
+        }
+    }
+
+    /// Speaks to a Herald started elsewhere (the caller owns its lifetime).
+    pub fn attach(base: &str) -> Self {
+        let signer = TokenSigner::new(SECRET);
+        Self {
+            base: base.to_string(),
+            client: reqwest::Client::new(),
+            admin: signer.sign(&Claims::Admin { role: AdminRole::Operator }),
+            viewer: signer.sign(&Claims::Admin { role: AdminRole::Viewer }),
+            data_dir: tempfile::tempdir().expect("temp dir"),
+            running: None,
+        }
+    }
+
+    pub fn ports(&self) -> &herald::startup::Ports {
+        &self.running.as_ref().expect("running").ports
+    }
+
+    pub fn app_token(&self, kind: &str, id: &str) -> String {
+        TokenSigner::new(SECRET).sign(&Claims::App {
+            kind: ReceiverKind::parse("kind", kind).unwrap(),
+            id: ReceiverId::parse("id", id).unwrap(),
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+
+    /// Any request: `token` as bearer when given, `body` as JSON when given.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    pub async fn raw(&self, method: Method, path: &str, token: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(&self.admin), None).await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: &Value) -> Reply {
+        self.call(Method::POST, path, Some(&self.admin), Some(body)).await
+    }
+
+    pub async fn app_get(&self, token: &str, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn app_post(&self, token: &str, path: &str) -> Reply {
+        self.call(Method::POST, path, Some(token), None).await
+    }
+
+    /// Upserts receivers given as (kind, id, city, groups).
+    pub async fn receivers(&self, list: &[(&str, &str, &str, &[&str])]) {
+        let batch: Vec<Value> =
+            list.iter().map(|(k, id, c, g)| json!({"kind": k, "id": id, "city": c, "groups": g})).collect();
+        let r = self.admin_post("/admin/v1/receivers/batch", &json!(batch)).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["upserted"], json!(list.len()));
+    }
+
+    /// `count` riders `prefix0..prefixN` spread round-robin over `cities`.
+    pub async fn riders(&self, prefix: &str, count: usize, cities: &[&str]) {
+        for chunk in (0..count).collect::<Vec<_>>().chunks(10_000) {
+            let batch: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({"kind": "rider", "id": format!("{prefix}{i:06}"), "city": cities[i % cities.len()]}))
+                .collect();
+            let r = self.admin_post("/admin/v1/receivers/batch", &json!(batch)).await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        }
+    }
+
+    /// A valid notification body; `extra` overrides or adds fields.
+    pub fn notification(title: &str, audience: Value, extra: Value) -> Value {
+        let mut body = json!({
+            "title": title,
+            "body": format!("{title} body"),
+            "category": "system",
+            "receiver_kind": "rider",
+            "audience": audience,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        body
+    }
+
+    /// Creates a notification and returns its id.
+    pub async fn create(&self, body: &Value) -> String {
+        let r = self.admin_post("/admin/v1/notifications", body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn notification_view(&self, id: &str) -> Value {
+        let r = self.admin_get(&format!("/admin/v1/notifications/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body
+    }
+
+    /// Polls until the notification reaches `status` (panics after 60 s).
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let view = self.notification_view(id).await;
+            if view["status"] == status {
+                return view;
+            }
+            assert!(Instant::now() < deadline, "never reached {status}: {view}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Creates and waits until sent.
+    pub async fn send_and_wait(&self, body: &Value) -> (String, Value) {
+        let id = self.create(body).await;
+        let view = self.wait_status(&id, "sent").await;
+        (id, view)
+    }
+
+    pub async fn inbox_ids(&self, token: &str) -> Vec<String> {
+        let r = self.app_get(token, "/app/v1/inbox?limit=50").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        r.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    }
+}

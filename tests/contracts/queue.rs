@@ -1,0 +1,139 @@
+//! The `Queue` contract: durable, topics and tags, consumer groups, at-least-once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use herald_domain::ports::{Queue, QueueMessage, Subscription};
+
+#[async_trait]
+pub trait QueueHarness: Send + Sync {
+    /// A client of the queue; every call reaches the same queue.
+    async fn open(&self) -> Arc<dyn Queue>;
+    /// Topic names unique to this harness, so suites sharing a broker do not meet.
+    fn topic(&self, name: &str) -> String;
+}
+
+fn msg(topic: &str, tag: &str, key: &str) -> QueueMessage {
+    QueueMessage { topic: topic.into(), tag: tag.into(), key: key.into(), body: format!("body of {key}").into_bytes() }
+}
+
+fn sub(group: &str, topics: &[&String], tags: &[&str]) -> Subscription {
+    Subscription {
+        group: group.into(),
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// Pulls until `n` messages arrived or 10 s passed.
+async fn pull_n(q: &dyn Queue, s: &Subscription, n: usize) -> Vec<herald_domain::ports::Delivery> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(q.pull(s, n - got.len(), Duration::from_millis(200)).await.expect("pull"));
+    }
+    got
+}
+
+pub async fn delivers_in_order_and_ack_removes(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g1", &[&t], &["rider"]);
+    q.subscribe(&s).await.unwrap();
+    let sent: Vec<_> = (0..5).map(|i| msg(&t, "rider", &format!("k{i}"))).collect();
+    q.publish(&sent).await.unwrap();
+    let got = pull_n(q.as_ref(), &s, 5).await;
+    let keys: Vec<_> = got.iter().map(|d| d.message.key.clone()).collect();
+    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+    assert_eq!(got[2].message, sent[2], "topic, tag, key and body arrive intact");
+    assert!(got.iter().all(|d| d.attempt == 1));
+    q.ack(&s, &got.iter().map(|d| d.receipt).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(q.lag(&s).await.unwrap(), 0);
+    assert!(q.pull(&s, 10, Duration::from_millis(300)).await.unwrap().is_empty(), "acked messages never return");
+}
+
+pub async fn filters_by_topic_and_tag(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let (bulk, direct) = (h.topic("bulk"), h.topic("direct"));
+    let riders = sub("riders", &[&bulk, &direct], &["rider"]);
+    let merchants_bulk = sub("merchants", &[&bulk], &["merchant"]);
+    q.subscribe(&riders).await.unwrap();
+    q.subscribe(&merchants_bulk).await.unwrap();
+    q.publish(&[msg(&bulk, "rider", "r-bulk"), msg(&bulk, "merchant", "m-bulk"), msg(&direct, "rider", "r-direct")])
+        .await
+        .unwrap();
+    q.publish(&[msg(&direct, "merchant", "m-direct")]).await.unwrap();
+    let mut got: Vec<_> = pull_n(q.as_ref(), &riders, 2).await.into_iter().map(|d| d.message.key).collect();
+    got.sort();
+    assert_eq!(got, ["r-bulk", "r-direct"]);
+    let got: Vec<_> = pull_n(q.as_ref(), &merchants_bulk, 1).await.into_iter().map(|d| d.message.key).collect();
+    assert_eq!(got, ["m-bulk"]);
+    assert!(q.pull(&merchants_bulk, 10, Duration::from_millis(300)).await.unwrap().is_empty());
+}
+
+pub async fn every_group_gets_every_message(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let a = sub("a", &[&t], &["rider"]);
+    let b = sub("b", &[&t], &["rider"]);
+    q.subscribe(&a).await.unwrap();
+    q.subscribe(&b).await.unwrap();
+    q.publish(&[msg(&t, "rider", "only")]).await.unwrap();
+    let from_a = pull_n(q.as_ref(), &a, 1).await;
+    q.ack(&a, &[from_a[0].receipt]).await.unwrap();
+    let from_b = pull_n(q.as_ref(), &b, 1).await;
+    assert_eq!(from_b[0].message.key, "only", "acking in one group leaves it for the other");
+}
+
+pub async fn retry_later_redelivers_with_next_attempt(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    q.subscribe(&s).await.unwrap();
+    q.publish(&[msg(&t, "rider", "flaky")]).await.unwrap();
+    let first = pull_n(q.as_ref(), &s, 1).await;
+    q.retry_later(&s, first[0].receipt, Duration::from_millis(100)).await.unwrap();
+    let second = pull_n(q.as_ref(), &s, 1).await;
+    assert_eq!(second[0].message.key, "flaky");
+    assert_eq!(second[0].attempt, 2);
+}
+
+pub async fn unacked_messages_survive_a_restart(h: &dyn QueueHarness) {
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    {
+        let q = h.open().await;
+        q.subscribe(&s).await.unwrap();
+        q.publish(&[msg(&t, "rider", "a"), msg(&t, "rider", "b")]).await.unwrap();
+        let got = pull_n(q.as_ref(), &s, 2).await;
+        q.ack(&s, &[got[0].receipt]).await.unwrap();
+        // "b" was taken and never acked: the process dies here.
+    }
+    let q = h.open().await;
+    q.subscribe(&s).await.unwrap();
+    let got = pull_n(q.as_ref(), &s, 1).await;
+    assert_eq!(got.len(), 1, "the unacked message comes back after a restart");
+    assert_eq!(got[0].message.key, "b");
+    assert!(q.pull(&s, 10, Duration::from_millis(300)).await.unwrap().is_empty(), "the acked one does not");
+}
+
+pub async fn pull_waits_for_a_publish(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    q.subscribe(&s).await.unwrap();
+    let started = Instant::now();
+    assert!(q.pull(&s, 1, Duration::from_millis(200)).await.unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(150), "an empty pull waits");
+    let publisher = {
+        let (q, t) = (q.clone(), t.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            q.publish(&[msg(&t, "rider", "late")]).await.unwrap();
+        })
+    };
+    let got = q.pull(&s, 1, Duration::from_secs(10)).await.unwrap();
+    publisher.await.unwrap();
+    assert_eq!(got.len(), 1, "a waiting pull returns what is published meanwhile");
+}

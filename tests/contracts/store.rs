@@ -1,0 +1,246 @@
+//! The SQL store contract: `ReceiverDirectory`, `NotificationStore` and `SendLedger`.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use herald::startup::Ports;
+use herald_domain::ports::*;
+use herald_domain::{
+    Audience, Body, Category, City, Group, NewNotification, NotificationId, PageKey, Receiver, ReceiverId,
+    ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+};
+
+#[async_trait]
+pub trait StoreHarness: Send + Sync {
+    /// Ports whose SQL side is the adapter under test (receivers, notifications, ledger).
+    async fn open(&self) -> Ports;
+}
+
+fn rid(s: &str) -> ReceiverId {
+    ReceiverId::parse("id", s).unwrap()
+}
+
+fn city(s: &str) -> City {
+    City::parse("city", s).unwrap()
+}
+
+fn group(s: &str) -> Group {
+    Group::parse("group", s).unwrap()
+}
+
+fn rider(id: &str, c: &str, groups: &[&str]) -> Receiver {
+    Receiver::new(ReceiverKind::Rider, rid(id), city(c), groups.iter().map(|g| group(g)).collect())
+}
+
+fn content(audience: &str) -> NewNotification {
+    NewNotification {
+        title: Title::parse("title", "停运通知").unwrap(),
+        body: Body::parse("body", "明日系统维护").unwrap(),
+        category: Category::Announcement,
+        receiver_kind: ReceiverKind::Rider,
+        audience: serde_json::from_str::<Audience>(audience).unwrap(),
+        pinned: true,
+        force_read: false,
+        validity: ValidityWindow::new(None, Some(Utc::now() + Duration::days(1))).unwrap(),
+        send_at: None,
+        draft: false,
+    }
+}
+
+async fn created(ports: &Ports, c: &NewNotification) -> herald_domain::Notification {
+    match ports.notifications.create_notification(c, None, Utc::now()).await.unwrap() {
+        CreateOutcome::Created(n) => n,
+        other => panic!("expected a new notification, got {other:?}"),
+    }
+}
+
+pub async fn keyset_pages_cover_a_city_exactly_once(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let all: Vec<Receiver> = (0..1234)
+        .map(|i| {
+            rider(&format!("r{i:05}"), if i % 3 == 0 { "bj" } else { "sh" }, if i % 2 == 0 { &["vip"] } else { &[] })
+        })
+        .collect();
+    ports.receivers.upsert_receivers(&all).await.unwrap();
+    let everyone = Selection::everyone();
+    let counts = ports.receivers.count_selection(ReceiverKind::Rider, &everyone).await.unwrap();
+    assert_eq!(counts, vec![(city("bj"), 412), (city("sh"), 822)]);
+
+    let mut seen = Vec::new();
+    let mut after: Option<ReceiverId> = None;
+    loop {
+        let page = ports
+            .receivers
+            .page_selection(ReceiverKind::Rider, &everyone, &city("sh"), after.as_ref(), 500)
+            .await
+            .unwrap();
+        seen.extend(page.iter().cloned());
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().cloned();
+    }
+    let expected: Vec<ReceiverId> = all.iter().filter(|r| r.city == city("sh")).map(|r| r.id.clone()).collect();
+    assert_eq!(seen, expected, "pages in id order, no gap, no repeat");
+
+    let vip = Selection { cities: Some(BTreeSet::from([city("bj")])), groups: BTreeSet::from([group("vip")]) };
+    assert_eq!(ports.receivers.count_selection(ReceiverKind::Rider, &vip).await.unwrap(), vec![(city("bj"), 206)]);
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &vip, &city("bj"), None, 500).await.unwrap();
+    assert_eq!(page.len(), 206);
+    assert!(page.iter().all(|id| id.as_str()[1..].parse::<u32>().unwrap() % 6 == 0));
+    let none = ports.receivers.count_selection(ReceiverKind::Merchant, &everyone).await.unwrap();
+    assert!(none.is_empty(), "kinds do not mix");
+}
+
+pub async fn upsert_replaces_city_and_groups(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    ports.receivers.upsert_receivers(&[rider("r1", "sh", &["vip", "new"])]).await.unwrap();
+    ports.receivers.upsert_receivers(&[rider("r1", "bj", &["old"])]).await.unwrap();
+    let found = ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("r1"), rid("ghost")]).await.unwrap();
+    assert_eq!(found, vec![rider("r1", "bj", &["old"])]);
+    let vip = Selection { cities: None, groups: BTreeSet::from([group("vip")]) };
+    assert!(ports.receivers.count_selection(ReceiverKind::Rider, &vip).await.unwrap().is_empty());
+}
+
+pub async fn group_names_are_matched_whole(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    ports.receivers.upsert_receivers(&[rider("a", "sh", &["vip_gold"]), rider("b", "sh", &["vip"])]).await.unwrap();
+    let vip = Selection { cities: None, groups: BTreeSet::from([group("vip")]) };
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &vip, &city("sh"), None, 500).await.unwrap();
+    assert_eq!(page, vec![rid("b")], "vip does not match vip_gold");
+}
+
+pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let c = content(r#"{"all": true}"#);
+    let key = Idempotency { key: "k1".into(), fingerprint: "f1".into() };
+    let CreateOutcome::Created(n) = ports.notifications.create_notification(&c, Some(&key), Utc::now()).await.unwrap()
+    else {
+        panic!("created")
+    };
+    assert_eq!(n.status, Status::Scheduled);
+    let again = ports.notifications.create_notification(&c, Some(&key), Utc::now()).await.unwrap();
+    assert_eq!(again, CreateOutcome::Replayed(n.clone()));
+    let other = Idempotency { key: "k1".into(), fingerprint: "f2".into() };
+    assert_eq!(
+        ports.notifications.create_notification(&c, Some(&other), Utc::now()).await.unwrap(),
+        CreateOutcome::KeyReused
+    );
+    let stored = ports.notifications.notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(stored.content, c, "content round-trips exactly");
+
+    let refused = ports.notifications.transition(&n.id, Status::Revoked, "x", Utc::now()).await.unwrap();
+    assert_eq!(refused, TransitionOutcome::Refused(Status::Scheduled));
+    let TransitionOutcome::Moved(moved) =
+        ports.notifications.transition(&n.id, Status::Cancelled, "ops changed their mind", Utc::now()).await.unwrap()
+    else {
+        panic!("moved")
+    };
+    assert_eq!(moved.status, Status::Cancelled);
+    let ghost = NotificationId::generate();
+    let missing = ports.notifications.transition(&ghost, Status::Cancelled, "", Utc::now()).await.unwrap();
+    assert_eq!(missing, TransitionOutcome::NotFound);
+    let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
+    assert_eq!(history, vec![Status::Scheduled, Status::Cancelled]);
+}
+
+pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let start = ports.notifications.revocations_since(0, 1000).await.unwrap().last().map_or(0, |(s, _)| *s);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let n = created(&ports, &content(r#"{"all": true}"#)).await;
+        assert!(ports.ledger.start_sending(&n.id, &[], Utc::now()).await.unwrap());
+        ports.notifications.transition(&n.id, Status::Revoked, "revoked", Utc::now()).await.unwrap();
+        ids.push(n.id);
+    }
+    let log = ports.notifications.revocations_since(start, 1000).await.unwrap();
+    assert_eq!(log.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), ids);
+    assert!(log[0].0 < log[1].0);
+    assert_eq!(ports.notifications.revocations_since(log[0].0, 1000).await.unwrap().len(), 1);
+}
+
+pub async fn read_receipts_count_new_ones(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let me = ReceiverRef { kind: ReceiverKind::Rider, id: rid("r1") };
+    let (a, b) = (NotificationId::generate(), NotificationId::generate());
+    assert_eq!(ports.notifications.record_reads(&me, std::slice::from_ref(&a), Utc::now()).await.unwrap(), 1);
+    assert_eq!(ports.notifications.record_reads(&me, &[a, b], Utc::now()).await.unwrap(), 1);
+}
+
+fn page_message(n: &NotificationId, c: &str, page_no: u32) -> QueueMessage {
+    let key = PageKey { notification_id: n.clone(), city: city(c), page_no };
+    QueueMessage { topic: "t".into(), tag: "rider".into(), key: key.to_string(), body: b"{}".to_vec() }
+}
+
+pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let mut later = content(r#"{"all": true}"#);
+    later.send_at = Some(Utc::now() + Duration::hours(1));
+    let later = created(&ports, &later).await;
+    let n = created(&ports, &content(r#"{"cities": ["sh", "bj"]}"#)).await;
+    let due: Vec<_> = ports.ledger.due(Utc::now(), 100).await.unwrap().into_iter().map(|d| d.id).collect();
+    assert!(due.contains(&n.id) && !due.contains(&later.id), "only what is due");
+
+    let plan = [CityPlan { city: city("bj"), matched: 0 }, CityPlan { city: city("sh"), matched: 600 }];
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    assert!(!ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap(), "starts once");
+    let tasks: Vec<SendTask> =
+        ports.ledger.open_tasks(100).await.unwrap().into_iter().filter(|t| t.notification_id == n.id).collect();
+    assert_eq!(tasks.len(), 2);
+    let (bj, sh) = (&tasks[0], &tasks[1]);
+    assert_eq!((bj.city.as_str(), sh.city.as_str(), sh.pages_published), ("bj", "sh", 0));
+
+    // bj: nothing to page, finished at once.
+    let empty = PageStep { page: None, last_receiver: None, finished: true };
+    assert!(ports.ledger.advance(bj, &empty).await.unwrap());
+    // sh: two pages.
+    let first =
+        PageStep { page: Some((page_message(&n.id, "sh", 0), 500)), last_receiver: Some(rid("r499")), finished: false };
+    assert!(ports.ledger.advance(sh, &first).await.unwrap());
+    assert!(!ports.ledger.advance(sh, &first).await.unwrap(), "a stale task cannot advance twice");
+    let sh = ports.ledger.open_tasks(100).await.unwrap().into_iter().find(|t| t.notification_id == n.id).unwrap();
+    assert_eq!((sh.pages_published, sh.last_receiver.clone()), (1, Some(rid("r499"))));
+    let last =
+        PageStep { page: Some((page_message(&n.id, "sh", 1), 90)), last_receiver: Some(rid("r589")), finished: true };
+    assert!(ports.ledger.advance(&sh, &last).await.unwrap());
+    assert!(ports.ledger.open_tasks(100).await.unwrap().iter().all(|t| t.notification_id != n.id));
+
+    let outbox = ports.ledger.outbox(100).await.unwrap();
+    let mine: Vec<_> = outbox.iter().filter(|m| m.message.key.starts_with(n.id.as_str())).collect();
+    assert_eq!(mine.len(), 2);
+    ports.ledger.outbox_published(&mine.iter().map(|m| m.id).collect::<Vec<_>>()).await.unwrap();
+    assert!(ports.ledger.outbox(100).await.unwrap().iter().all(|m| !m.message.key.starts_with(n.id.as_str())));
+
+    let key = |p| PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p };
+    assert!(!ports.ledger.page_delivered(&key(0), 500, Utc::now()).await.unwrap());
+    assert!(!ports.ledger.page_delivered(&key(0), 0, Utc::now()).await.unwrap(), "a redelivered page is absorbed");
+    let status = |ports: Ports, id: NotificationId| async move {
+        ports.notifications.notification(&id).await.unwrap().unwrap().status
+    };
+    assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sending);
+    assert!(ports.ledger.page_delivered(&key(1), 90, Utc::now()).await.unwrap(), "the last page completes the send");
+    assert!(!ports.ledger.page_delivered(&key(1), 0, Utc::now()).await.unwrap(), "and only once");
+    assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sent);
+
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let sh = progress.iter().find(|p| p.city == city("sh")).unwrap();
+    assert_eq!((sh.matched, sh.published, sh.pages_published, sh.pages_delivered, sh.done), (590, 590, 2, 2, true));
+    assert!(progress.iter().all(|p| p.done));
+    let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
+    assert_eq!(history, vec![Status::Scheduled, Status::Sending, Status::Sent]);
+}
+
+pub async fn an_empty_plan_is_sent_at_once(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    assert!(ports.ledger.start_sending(&n.id, &[], Utc::now()).await.unwrap());
+    assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Sent);
+}
+
+pub async fn state_survives_a_restart(h: &dyn StoreHarness) {
+    let n = created(&h.open().await, &content(r#"{"all": true}"#)).await;
+    let ports = h.open().await;
+    assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().id, n.id);
+}

@@ -1,0 +1,160 @@
+//! No loss and no double count across a kill -9 or a graceful restart in the middle of a send.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SECRET, TestHerald};
+use herald::startup::{Roles, Settings, start};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const RIDERS: usize = 200_000;
+const CITIES: usize = 20;
+
+fn herald() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn serve(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
+    herald()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("HERALD_DATA_DIR", data_dir)
+        .env("HERALD_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("herald serve starts")
+}
+
+async fn wait_up(client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "herald did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn view(client: &reqwest::Client, base: &str, admin: &str, id: &str) -> Value {
+    let r = client.get(format!("{base}/admin/v1/notifications/{id}")).bearer_auth(admin).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// Counts, straight from the embedded inbox file, the entries a notification has and how many
+/// distinct receivers hold it.
+async fn inbox_entries(data_dir: &std::path::Path, id: &str) -> (i64, i64) {
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", data_dir.join("inbox.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let row = sqlx::query("SELECT COUNT(*) AS n, COUNT(DISTINCT receiver) AS d FROM entries WHERE notification_id = ?")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    (row.get("n"), row.get("d"))
+}
+
+#[tokio::test]
+async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("riders.csv");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        writeln!(f, "kind,id,city,groups").unwrap();
+        for i in 0..RIDERS {
+            writeln!(f, "rider,r{i:07},city{:02},", i % CITIES).unwrap();
+        }
+    }
+    let data = dir.path().join("data");
+    let import = herald().args(["receivers", "import"]).arg(&csv).env("HERALD_DATA_DIR", &data).output().unwrap();
+    assert!(import.status.success(), "import failed: {}", String::from_utf8_lossy(&import.stderr));
+    assert!(String::from_utf8_lossy(&import.stdout).contains(&format!("imported {RIDERS} receivers")));
+
+    let client = reqwest::Client::new();
+    let admin = herald::auth::TokenSigner::new(SECRET)
+        .sign(&herald::auth::Claims::Admin { role: herald::auth::AdminRole::Operator });
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // Throttled so that the kill lands mid-send: 400 pages at 100 pages/s.
+    let mut first = serve(&data, port, &["--max-pages-per-second", "100"]);
+    wait_up(&client, &base).await;
+    let body = TestHerald::notification("全国骑手通知", json!({"all": true}), json!({}));
+    let created = client.post(format!("{base}/admin/v1/notifications")).bearer_auth(&admin).json(&body).send().await;
+    let created: Value = created.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = view(&client, &base, &admin, &id).await;
+        let sent = v["stats"]["sent"].as_u64().unwrap();
+        if sent >= 20_000 {
+            assert!(sent < RIDERS as u64, "the send finished before the kill; the test proves nothing");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().unwrap(); // SIGKILL: no shutdown code runs
+    first.wait().unwrap();
+
+    let mut second = serve(&data, port, &[]);
+    wait_up(&client, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let v = view(&client, &base, &admin, &id).await;
+        if v["status"] == "sent" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "never finished after restart: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(done["stats"]["matched"], json!(RIDERS));
+    assert_eq!(done["stats"]["sent"], json!(RIDERS), "sent == matched, exactly");
+    let cities = done["cities"].as_array().unwrap();
+    assert_eq!(cities.len(), CITIES);
+    for c in cities {
+        assert_eq!(c["sent"], json!(RIDERS / CITIES), "{c}");
+        assert_eq!(c["matched"], json!(RIDERS / CITIES), "{c}");
+        assert_eq!(c["done"], json!(true));
+    }
+    assert_eq!(inbox_entries(&data, &id).await, (RIDERS as i64, RIDERS as i64), "every rider holds it exactly once");
+}
+
+#[tokio::test]
+async fn graceful_stop_mid_send_then_restart_completes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+    settings.secret = Some(SECRET.to_string());
+    settings.scheduler.max_pages_per_second = Some(50);
+    let running = start(&settings, Roles::ALL).await.unwrap();
+    let base = format!("http://{}", running.addr.unwrap());
+    let t = TestHerald::attach(&base);
+    t.riders("g", 30_000, &["sh", "bj", "gz"]).await;
+    let id = t.create(&TestHerald::notification("graceful", json!({"all": true}), json!({}))).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.notification_view(&id).await["stats"]["sent"].as_u64().unwrap() == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await.unwrap();
+
+    settings.scheduler.max_pages_per_second = None;
+    let running = start(&settings, Roles::ALL).await.unwrap();
+    let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    let v = t.wait_status(&id, "sent").await;
+    assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(30_000), json!(30_000)));
+    running.stop().await.unwrap();
+    assert_eq!(inbox_entries(dir.path(), &id).await, (30_000, 30_000));
+}
