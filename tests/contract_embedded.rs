@@ -60,6 +60,7 @@ mod queue {
             retry_later_redelivers_with_next_attempt,
             unacked_messages_survive_a_restart,
             pull_waits_for_a_publish,
+            a_backlog_on_one_topic_does_not_delay_another,
         ]
     );
 }

@@ -72,22 +72,33 @@ impl InboxCursor {
     }
 }
 
-/// The incremental-sync position: the last entry version and the last revocation seen.
+/// The incremental-sync position: the last entry version and the last revocation seen, and when
+/// the sync happened (a message whose validity window opened since then is news too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncCursor {
     pub version: u64,
     pub revocation: u64,
+    pub at_ms: i64,
 }
 
 impl SyncCursor {
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.version, self.revocation)
+        format!("{}.{}.{}", self.version, self.revocation, self.at_ms)
     }
 
     pub fn decode(field: &str, raw: &str) -> Result<Self, InvalidInput> {
         let bad = || InvalidInput::new(field, "not a cursor this API returned");
-        let (v, r) = raw.split_once('.').ok_or_else(bad)?;
-        Ok(Self { version: v.parse().map_err(|_| bad())?, revocation: r.parse().map_err(|_| bad())? })
+        let mut parts = raw.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let cursor = Self {
+            version: next()?.parse().map_err(|_| bad())?,
+            revocation: next()?.parse().map_err(|_| bad())?,
+            at_ms: next()?.parse().map_err(|_| bad())?,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(cursor)
     }
 }
 
@@ -191,6 +202,8 @@ mod tests {
     fn cursors_reject_garbage() {
         assert!(InboxCursor::decode("cursor", "x").is_err());
         assert!(SyncCursor::decode("since", "1").is_err());
-        assert_eq!(SyncCursor::decode("since", "4.2").unwrap(), SyncCursor { version: 4, revocation: 2 });
+        assert!(SyncCursor::decode("since", "1.2.3.4").is_err());
+        let c = SyncCursor { version: 4, revocation: 2, at_ms: 1_700_000_000_000 };
+        assert_eq!(SyncCursor::decode("since", &c.encode()).unwrap(), c);
     }
 }

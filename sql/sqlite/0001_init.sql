@@ -20,6 +20,8 @@ CREATE TABLE notifications (
     category            TEXT    NOT NULL,
     receiver_kind       TEXT    NOT NULL,
     audience            TEXT    NOT NULL,
+    -- 1 for an include list (point-to-point): its tasks are paged before broadcast ones.
+    direct              INTEGER NOT NULL,
     pinned              INTEGER NOT NULL,
     force_read          INTEGER NOT NULL,
     valid_from          INTEGER,

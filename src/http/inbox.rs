@@ -7,7 +7,9 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::Utc;
-use herald_domain::{InboxCursor, InboxItem, InboxView, NotificationId, ReceiverRef, Status, SyncCursor};
+use herald_domain::{
+    InboxCursor, InboxEntry, InboxItem, InboxView, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -126,8 +128,9 @@ pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<
     Ok(Json(json!({ "marked": marked })))
 }
 
-/// What arrived, changed (read elsewhere) or was revoked since the cursor. Without a cursor it
-/// starts from the beginning, so a new device fetches the whole inbox in batches.
+/// What arrived, changed (read elsewhere), became visible (its window opened) or was revoked since
+/// the cursor. Without a cursor it starts from the beginning, so a new device fetches the whole
+/// inbox in batches.
 pub async fn sync(
     State(state): State<AppState>,
     App(me): App,
@@ -135,32 +138,43 @@ pub async fn sync(
 ) -> ApiResult<Json<Value>> {
     let p = params(q)?;
     let since = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?.unwrap_or_default();
+    let now = Utc::now();
     let changed = state.ports.inbox.changed_since(&me, since.version, SYNC_BATCH).await?;
     let revocations = state.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?;
-    let mut cursor = since;
-    let mut out: BTreeMap<NotificationId, Value> = BTreeMap::new();
-
-    let ids: Vec<NotificationId> = changed.iter().map(|e| e.notification_id.clone()).collect();
+    // The whole inbox is needed for window openings and for "was the revoked one mine".
+    let entries = state.ports.inbox.entries(&me).await?;
+    let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
     let notifications = state.catalog.get_many(&ids).await?;
-    let now = Utc::now();
-    for entry in &changed {
-        cursor.version = cursor.version.max(entry.version);
-        let Some(n) = notifications.get(&entry.notification_id) else { continue };
-        let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
+
+    let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
+    let mut out: BTreeMap<NotificationId, Value> = BTreeMap::new();
+    let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, Value>| {
+        let Some(n) = notifications.get(&entry.notification_id) else { return };
         if n.status == Status::Revoked {
             out.insert(n.id.clone(), json!({ "id": n.id, "revoked": true }));
         } else if n.visible_at(now) {
+            let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
             out.insert(n.id.clone(), item_json(&item));
         }
+    };
+    for entry in &changed {
+        cursor.version = cursor.version.max(entry.version);
+        report(entry, &mut out);
     }
-    if !revocations.is_empty() {
-        let mine: HashSet<NotificationId> =
-            state.ports.inbox.entries(&me).await?.into_iter().map(|e| e.notification_id).collect();
-        for (seq, id) in &revocations {
-            cursor.revocation = cursor.revocation.max(*seq);
-            if mine.contains(id) {
-                out.insert(id.clone(), json!({ "id": id, "revoked": true }));
+    // Entries that arrived earlier but whose window opened since the last sync are news now.
+    if since != SyncCursor::default() {
+        let opened = |n: &Notification| n.content.validity.from().is_some_and(|f| f.timestamp_millis() > since.at_ms);
+        for entry in entries.iter().filter(|e| e.version <= since.version) {
+            if notifications.get(&entry.notification_id).is_some_and(|n| opened(n)) {
+                report(entry, &mut out);
             }
+        }
+    }
+    let mine: HashSet<&NotificationId> = ids.iter().collect();
+    for (seq, id) in &revocations {
+        cursor.revocation = cursor.revocation.max(*seq);
+        if mine.contains(id) {
+            out.insert(id.clone(), json!({ "id": id, "revoked": true }));
         }
     }
     let has_more = changed.len() == SYNC_BATCH || revocations.len() == REVOCATION_BATCH;

@@ -137,3 +137,23 @@ pub async fn pull_waits_for_a_publish(h: &dyn QueueHarness) {
     publisher.await.unwrap();
     assert_eq!(got.len(), 1, "a waiting pull returns what is published meanwhile");
 }
+
+pub async fn a_backlog_on_one_topic_does_not_delay_another(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let (bulk, direct) = (h.topic("bulk"), h.topic("direct"));
+    let s = sub("g", &[&bulk, &direct], &["rider"]);
+    q.subscribe(&s).await.unwrap();
+    let backlog: Vec<_> = (0..50).map(|i| msg(&bulk, "rider", &format!("b{i}"))).collect();
+    q.publish(&backlog).await.unwrap();
+    q.publish(&[msg(&direct, "rider", "urgent")]).await.unwrap();
+    let mut first = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while first.len() < 4 && Instant::now() < deadline {
+        first.extend(q.pull(&s, 4 - first.len(), Duration::from_millis(200)).await.unwrap());
+    }
+    assert!(
+        first.iter().any(|d| d.message.key == "urgent"),
+        "the direct message comes among the first few, not after 50 bulk ones: {:?}",
+        first.iter().map(|d| &d.message.key).collect::<Vec<_>>()
+    );
+}

@@ -36,40 +36,60 @@ impl EmbeddedQueue {
         Ok(Self { pool: sqlite::open(path, MIGRATIONS).await?, lease, published: Notify::new() })
     }
 
-    /// Leases up to `max` visible messages of the group.
-    async fn take(&self, group: &str, max: usize) -> PortResult<Vec<Delivery>> {
+    /// Leases up to `max` visible messages of the group, taken in turn from each topic so that a
+    /// backlog on one topic (a nationwide push) never delays another (a point-to-point message).
+    async fn take(&self, s: &Subscription, max: usize) -> PortResult<Vec<Delivery>> {
         let now = now_millis();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let rows = sqlx::query(
-            "SELECT p.seq, p.attempts, m.topic, m.tag, m.msg_key, m.body FROM pending p \
-             JOIN messages m ON m.seq = p.seq \
-             WHERE p.grp = ? AND p.visible_at <= ? ORDER BY p.seq LIMIT ?",
-        )
-        .bind(group)
-        .bind(now)
-        .bind(max as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
+        let mut lines = Vec::with_capacity(s.topics.len());
+        for topic in &s.topics {
+            let rows = sqlx::query(
+                "SELECT p.seq, p.attempts, m.topic, m.tag, m.msg_key, m.body FROM pending p \
+                 JOIN messages m ON m.seq = p.seq \
+                 WHERE p.grp = ? AND p.topic = ? AND p.visible_at <= ? ORDER BY p.seq LIMIT ?",
+            )
+            .bind(&s.group)
+            .bind(topic)
+            .bind(now)
+            .bind(max as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            let mut line = Vec::with_capacity(rows.len());
+            for row in &rows {
+                line.push(Delivery {
+                    receipt: row.try_get::<i64, _>("seq").map_err(err)? as u64,
+                    attempt: row.try_get::<i64, _>("attempts").map_err(err)? as u32 + 1,
+                    message: QueueMessage {
+                        topic: row.try_get("topic").map_err(err)?,
+                        tag: row.try_get("tag").map_err(err)?,
+                        key: row.try_get("msg_key").map_err(err)?,
+                        body: row.try_get("body").map_err(err)?,
+                    },
+                });
+            }
+            lines.push(line.into_iter());
         }
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in &rows {
-            deliveries.push(Delivery {
-                receipt: row.try_get::<i64, _>("seq").map_err(err)? as u64,
-                attempt: row.try_get::<i64, _>("attempts").map_err(err)? as u32 + 1,
-                message: QueueMessage {
-                    topic: row.try_get("topic").map_err(err)?,
-                    tag: row.try_get("tag").map_err(err)?,
-                    key: row.try_get("msg_key").map_err(err)?,
-                    body: row.try_get("body").map_err(err)?,
-                },
-            });
+        let mut deliveries = Vec::with_capacity(max);
+        while deliveries.len() < max {
+            let before = deliveries.len();
+            for line in &mut lines {
+                if deliveries.len() < max
+                    && let Some(d) = line.next()
+                {
+                    deliveries.push(d);
+                }
+            }
+            if deliveries.len() == before {
+                break;
+            }
+        }
+        if deliveries.is_empty() {
+            return Ok(deliveries);
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET attempts = attempts + 1, visible_at = ");
         qb.push_bind(now + self.lease.as_millis() as i64);
-        qb.push(" WHERE grp = ").push_bind(group.to_owned()).push(" AND seq IN (");
+        qb.push(" WHERE grp = ").push_bind(s.group.clone()).push(" AND seq IN (");
         let mut list = qb.separated(", ");
         for d in &deliveries {
             list.push_bind(d.receipt as i64);
@@ -109,7 +129,7 @@ impl Queue for EmbeddedQueue {
                     .map_err(err)?
                     .last_insert_rowid();
             let kept_for = sqlx::query(
-                "INSERT INTO pending (grp, seq) SELECT grp, ? FROM subscriptions WHERE topic = ? AND tag = ?",
+                "INSERT INTO pending (grp, seq, topic) SELECT grp, ?, topic FROM subscriptions WHERE topic = ? AND tag = ?",
             )
             .bind(seq)
             .bind(&m.topic)
@@ -155,7 +175,7 @@ impl Queue for EmbeddedQueue {
         loop {
             // Register interest before looking, so a publish between the look and the wait wakes us.
             let notified = self.published.notified();
-            let taken = self.take(&s.group, max).await?;
+            let taken = self.take(s, max).await?;
             if !taken.is_empty() {
                 return Ok(taken);
             }

@@ -20,11 +20,12 @@ CREATE TABLE subscriptions (
 CREATE TABLE pending (
     grp        TEXT    NOT NULL,
     seq        INTEGER NOT NULL,
+    topic      TEXT    NOT NULL,  -- copied from messages: each topic is its own line, as in a broker
     attempts   INTEGER NOT NULL DEFAULT 0,
     visible_at INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (grp, seq)
 ) WITHOUT ROWID;
-CREATE INDEX pending_visible ON pending (grp, visible_at, seq);
+CREATE INDEX pending_visible ON pending (grp, topic, visible_at, seq);
 CREATE INDEX pending_by_seq ON pending (seq);
 
 -- Messages a group failed too many times, kept for an operator to inspect and replay.

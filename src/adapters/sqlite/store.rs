@@ -314,7 +314,8 @@ impl NotificationStore for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_columns!(),
-            ", idempotency_key, request_fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ", direct, idempotency_key, request_fingerprint) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(notification.id.as_str())
         .bind(content.title.as_str())
@@ -332,6 +333,7 @@ impl NotificationStore for SqliteStore {
         .bind(millis(notification.created_at))
         .bind(None::<i64>)
         .bind(None::<i64>)
+        .bind(content.audience.is_direct())
         .bind(idempotency.map(|i| i.key.clone()))
         .bind(idempotency.map(|i| i.fingerprint.clone()))
         .execute(&mut *tx)
@@ -522,7 +524,8 @@ impl SendLedger for SqliteStore {
         let rows = sqlx::query(
             "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published FROM send_tasks t \
              JOIN notifications n ON n.id = t.notification_id \
-             WHERE t.finished = 0 AND n.status = 'sending' ORDER BY t.notification_id, t.city LIMIT ?",
+             WHERE t.finished = 0 AND n.status = 'sending' \
+             ORDER BY n.direct DESC, t.notification_id, t.city LIMIT ?",
         )
         .bind(limit as i64)
         .fetch_all(&self.pool)
