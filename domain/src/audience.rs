@@ -114,7 +114,13 @@ impl TryFrom<AudienceSpec> for Audience {
                 if cities.as_ref().is_some_and(BTreeSet::is_empty) {
                     return Err(InvalidInput::new("cities", "must name at least one city"));
                 }
-                let groups = bounded_set("groups", spec.groups.unwrap_or_default())?;
+                let groups = match spec.groups {
+                    // An empty list selecting everyone would turn a console slip into a nationwide push.
+                    Some(g) if g.is_empty() => {
+                        return Err(InvalidInput::new("groups", "must name at least one group"));
+                    }
+                    g => bounded_set("groups", g.unwrap_or_default())?,
+                };
                 Target::Selection(Selection { cities, groups })
             }
         };
@@ -172,6 +178,8 @@ mod tests {
         assert!(parse(r#"{}"#).unwrap_err().contains("choose receivers"));
         assert!(parse(r#"{"all": true, "include": ["r1"]}"#).unwrap_err().contains("include"));
         assert!(parse(r#"{"cities": []}"#).unwrap_err().contains("at least one city"));
+        assert!(parse(r#"{"groups": []}"#).unwrap_err().contains("at least one group"));
+        assert!(parse(r#"{"cities": ["x"], "groups": []}"#).unwrap_err().contains("at least one group"));
         assert!(parse(r#"{"include": []}"#).unwrap_err().contains("at least one"));
         assert!(parse(r#"{"everyone": true}"#).unwrap_err().contains("unknown field"));
         assert!(parse(r#"{"cities": ["a b"]}"#).unwrap_err().contains("must not contain"));

@@ -1,0 +1,97 @@
+//! The command line as a user types it: tokens, import, migrate, and refusing what is not built.
+
+use std::process::{Command, Output};
+
+use herald::auth::{AdminRole, Claims, TokenSigner};
+
+fn herald(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .env("HERALD_DATA_DIR", data_dir)
+        .env_remove("HERALD_SECRET")
+        .env_remove("HERALD_SQL_URL")
+        .output()
+        .expect("herald runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn tokens_are_signed_with_the_secret_kept_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
+    assert!(admin.status.success());
+    let app = herald(dir.path(), &["token", "app", "--kind", "merchant", "--id", "m-42"]);
+    assert!(app.status.success());
+    let secret = std::fs::read_to_string(dir.path().join("secret")).unwrap();
+    let signer = TokenSigner::new(secret.trim());
+    assert_eq!(signer.verify(&stdout(&admin)).unwrap(), Claims::Admin { role: AdminRole::Viewer });
+    let claims = signer.verify(&stdout(&app)).unwrap();
+    assert_eq!(claims.receiver().unwrap().key(), "merchant:m-42");
+    let again = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
+    assert_eq!(stdout(&again), stdout(&admin), "the same secret on every call");
+}
+
+#[test]
+fn a_bad_token_request_says_which_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = herald(dir.path(), &["token", "app", "--kind", "driver", "--id", "x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--kind"));
+}
+
+#[test]
+fn import_keeps_good_rows_and_lists_bad_ones_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    std::fs::write(
+        &csv,
+        "kind,id,city,groups\nrider,r1,上海,vip;new\nrider,r2,,\ndriver,d1,bj,\nmerchant,m1,bj\nrider,r3,bj,a b\nrider,r4,gz,\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = herald(&data, &["receivers", "import", csv.to_str().unwrap()]);
+    assert!(!out.status.success(), "rejected rows make the exit code non-zero");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3: city: must not be empty"), "{err}");
+    assert!(err.contains("line 4: kind:"), "{err}");
+    assert!(err.contains("line 6: groups:"), "{err}");
+    assert!(stdout(&out).contains("imported 3 receivers; rejected 3 rows"), "{}", stdout(&out));
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ports = herald::startup::Ports::embedded(&data).await.unwrap();
+        let ids: Vec<_> = ["r1", "r2", "r4"].iter().map(|i| herald_domain::ReceiverId::parse("", i).unwrap()).collect();
+        let found = ports.receivers.lookup_receivers(herald_domain::ReceiverKind::Rider, &ids).await.unwrap();
+        let found: Vec<_> = found.iter().map(|r| (r.id.to_string(), r.city.to_string(), r.groups_joined())).collect();
+        assert_eq!(
+            found,
+            vec![("r1".into(), "上海".into(), "new;vip".into()), ("r4".into(), "gz".into(), String::new())]
+        );
+    });
+}
+
+#[test]
+fn migrate_creates_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald(dir.path(), &["migrate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for file in ["herald.db", "queue.db", "inbox.db"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn server_urls_are_refused_until_their_adapters_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_SQL_URL", "mysql://root@127.0.0.1/test")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SQL_URL is set"));
+}
