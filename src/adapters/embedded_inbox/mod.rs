@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use herald_domain::ports::{Counters, InboxStore, PortError, PortResult};
 use herald_domain::{City, InboxEntry, NotificationId, ReceiverId, ReceiverKind, ReceiverRef};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::adapters::sqlite;
+use crate::adapters::sqlite::{self, Db};
 
 const BACKEND: &str = "embedded inbox";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
@@ -21,12 +21,12 @@ fn err(e: sqlx::Error) -> PortError {
 }
 
 pub struct EmbeddedInbox {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl EmbeddedInbox {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { pool: sqlite::open(path, MIGRATIONS).await? })
+        Ok(Self { db: sqlite::open(path, MIGRATIONS).await? })
     }
 }
 
@@ -75,7 +75,7 @@ impl InboxStore for EmbeddedInbox {
         if receivers.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         let first = reserve_versions(&mut tx, receivers.len()).await?;
         let mut added = 0;
         for (c, chunk) in receivers.chunks(1000).enumerate() {
@@ -99,7 +99,7 @@ impl InboxStore for EmbeddedInbox {
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {
         let rows = sqlx::query("SELECT notification_id, version, read FROM entries WHERE receiver = ?")
             .bind(receiver.key())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.read)
             .await
             .map_err(err)?;
         rows.iter().map(entry_from_row).collect()
@@ -113,7 +113,7 @@ impl InboxStore for EmbeddedInbox {
         .bind(receiver.key())
         .bind(version as i64)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
         rows.iter().map(entry_from_row).collect()
@@ -123,7 +123,7 @@ impl InboxStore for EmbeddedInbox {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         let first = reserve_versions(&mut tx, ids.len()).await?;
         let mut newly = Vec::new();
         for (i, id) in ids.iter().enumerate() {
@@ -149,7 +149,7 @@ impl InboxStore for EmbeddedInbox {
     async fn counters(&self, notification: &NotificationId) -> PortResult<Counters> {
         let rows = sqlx::query("SELECT field, value FROM counters WHERE notification_id = ?")
             .bind(notification.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.read)
             .await
             .map_err(err)?;
         let mut counters = Counters { sent_by_city: BTreeMap::new(), ..Counters::default() };
@@ -170,7 +170,7 @@ impl InboxStore for EmbeddedInbox {
     }
 
     async fn ping(&self) -> PortResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(err)?;
         Ok(())
     }
 }

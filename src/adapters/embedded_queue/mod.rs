@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_domain::ports::{Delivery, PortError, PortResult, Queue, QueueMessage, Subscription};
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Notify;
 
-use crate::adapters::sqlite::{self, now_millis};
+use crate::adapters::sqlite::{self, Db, now_millis};
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
@@ -24,7 +24,7 @@ fn err(e: sqlx::Error) -> PortError {
 }
 
 pub struct EmbeddedQueue {
-    pool: SqlitePool,
+    db: Db,
     /// How long a pulled message stays hidden before it is handed out again.
     lease: Duration,
     /// Wakes pullers of this process when something is published or becomes visible.
@@ -33,14 +33,14 @@ pub struct EmbeddedQueue {
 
 impl EmbeddedQueue {
     pub async fn open(path: &Path, lease: Duration) -> anyhow::Result<Self> {
-        Ok(Self { pool: sqlite::open(path, MIGRATIONS).await?, lease, published: Notify::new() })
+        Ok(Self { db: sqlite::open(path, MIGRATIONS).await?, lease, published: Notify::new() })
     }
 
     /// Leases up to `max` visible messages of the group, taken in turn from each topic so that a
     /// backlog on one topic (a nationwide push) never delays another (a point-to-point message).
     async fn take(&self, s: &Subscription, max: usize) -> PortResult<Vec<Delivery>> {
         let now = now_millis();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         let mut lines = Vec::with_capacity(s.topics.len());
         for topic in &s.topics {
             let rows = sqlx::query(
@@ -104,7 +104,7 @@ impl EmbeddedQueue {
     async fn next_visible_in(&self, group: &str) -> PortResult<Option<Duration>> {
         let at: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM pending WHERE grp = ?")
             .bind(group)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.read)
             .await
             .map_err(err)?;
         Ok(at.map(|at| Duration::from_millis((at - now_millis()).max(0) as u64)))
@@ -115,7 +115,7 @@ impl EmbeddedQueue {
 impl Queue for EmbeddedQueue {
     async fn publish(&self, messages: &[QueueMessage]) -> PortResult<()> {
         let now = now_millis();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         for m in messages {
             let seq =
                 sqlx::query("INSERT INTO messages (topic, tag, msg_key, body, published_at) VALUES (?, ?, ?, ?, ?)")
@@ -149,7 +149,7 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn subscribe(&self, s: &Subscription) -> PortResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         for topic in &s.topics {
             for tag in &s.tags {
                 sqlx::query("INSERT OR IGNORE INTO subscriptions (grp, topic, tag) VALUES (?, ?, ?)")
@@ -197,7 +197,7 @@ impl Queue for EmbeddedQueue {
         if receipts.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         for chunk in receipts.chunks(500) {
             let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM pending WHERE grp = ");
             qb.push_bind(s.group.clone()).push(" AND seq IN (");
@@ -220,7 +220,7 @@ impl Queue for EmbeddedQueue {
 
     async fn retry_later(&self, s: &Subscription, receipt: u64, delay: Duration) -> PortResult<()> {
         let now = now_millis();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM pending WHERE grp = ? AND seq = ?")
             .bind(&s.group)
             .bind(receipt as i64)
@@ -263,7 +263,7 @@ impl Queue for EmbeddedQueue {
     async fn lag(&self, s: &Subscription) -> PortResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending WHERE grp = ?")
             .bind(&s.group)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.read)
             .await
             .map_err(err)?;
         Ok(n as u64)

@@ -6,16 +6,36 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use store::SqliteStore;
 
+/// One SQLite file: a pool of readers and a single writer.
+///
+/// SQLite allows one writer at a time. Funnelling this process's writes through one connection makes
+/// them queue in Rust (cheap, fair) instead of in SQLite's busy handler, which sleeps and retries.
+/// Other processes on the same file still meet the busy timeout.
+#[derive(Clone)]
+pub struct Db {
+    pub read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl Db {
+    /// A write transaction that takes the write lock up front, so that a writer in another process
+    /// waits on the busy timeout instead of failing when it upgrades a read lock.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+        self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
 /// Opens (creating if needed) one SQLite file in WAL mode and applies `migrations` in order.
 ///
-/// WAL lets readers go on while the one writer commits; `synchronous = NORMAL` keeps commits
-/// durable across a process crash (kill -9) at a fraction of the fsync cost of FULL.
-pub async fn open(path: &Path, migrations: &[(i64, &'static str)]) -> anyhow::Result<SqlitePool> {
+/// WAL lets readers go on while the writer commits; `synchronous = NORMAL` keeps commits durable
+/// across a process crash (kill -9) at a fraction of the fsync cost of FULL. Checkpoints are spaced
+/// out (`wal_autocheckpoint`) because a delivered page dirties hundreds of B-tree pages at once.
+pub async fn open(path: &Path, migrations: &[(i64, &'static str)]) -> anyhow::Result<Db> {
     use anyhow::Context as _;
     let options = SqliteConnectOptions::new()
         .filename(path)
@@ -23,14 +43,14 @@ pub async fn open(path: &Path, migrations: &[(i64, &'static str)]) -> anyhow::Re
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
-        .pragma("cache_size", "-65536");
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await
-        .with_context(|| format!("opening {}", path.display()))?;
-    migrate(&pool, migrations).await.with_context(|| format!("migrating {}", path.display()))?;
-    Ok(pool)
+        .pragma("cache_size", "-65536")
+        .pragma("wal_autocheckpoint", "16384")
+        .pragma("temp_store", "memory");
+    let connect = |max| SqlitePoolOptions::new().max_connections(max).connect_with(options.clone());
+    let write = connect(1).await.with_context(|| format!("opening {}", path.display()))?;
+    migrate(&write, migrations).await.with_context(|| format!("migrating {}", path.display()))?;
+    let read = connect(4).await.with_context(|| format!("opening {}", path.display()))?;
+    Ok(Db { read, write })
 }
 
 /// Applies each migration not yet recorded, each in its own transaction.

@@ -11,9 +11,9 @@ use herald_domain::{
     Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::{from_millis, millis};
+use super::{Db, from_millis, millis};
 
 const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
@@ -39,18 +39,18 @@ fn corrupt(what: impl std::fmt::Display) -> PortError {
 /// The SQL truth in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { pool: super::open(path, MIGRATIONS).await? })
+        Ok(Self { db: super::open(path, MIGRATIONS).await? })
     }
 
     /// A write transaction that takes the write lock up front, so two writers queue on the busy
     /// timeout instead of failing when one upgrades a read lock.
     async fn write(&self) -> PortResult<Transaction<'static, Sqlite>> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+        self.db.begin_write().await.map_err(err)
     }
 }
 
@@ -234,7 +234,7 @@ impl ReceiverDirectory for SqliteStore {
                 list.push_bind(id.as_str().to_owned());
             }
             qb.push(")");
-            for row in qb.build().fetch_all(&self.pool).await.map_err(err)? {
+            for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 found.push(receiver_from_row(&row)?);
             }
         }
@@ -245,7 +245,7 @@ impl ReceiverDirectory for SqliteStore {
         let mut qb = QueryBuilder::<Sqlite>::new("SELECT city, COUNT(*) AS n FROM receivers");
         push_selection(&mut qb, kind, selection);
         qb.push(" GROUP BY city ORDER BY city");
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(err)?;
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
         rows.iter()
             .map(|row| {
                 let city: String = row.try_get("city").map_err(err)?;
@@ -270,7 +270,7 @@ impl ReceiverDirectory for SqliteStore {
             qb.push(" AND id > ").push_bind(after.as_str().to_owned());
         }
         qb.push(" ORDER BY id LIMIT ").push_bind(limit as i64);
-        let rows = qb.build().fetch_all(&self.pool).await.map_err(err)?;
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
         rows.iter()
             .map(|row| ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt))
             .collect()
@@ -352,7 +352,7 @@ impl NotificationStore for SqliteStore {
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>> {
         sqlx::query(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ?"))
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.read)
             .await
             .map_err(err)?
             .map(|r| notification_from_row(&r))
@@ -372,7 +372,7 @@ impl NotificationStore for SqliteStore {
                 list.push_bind(id.as_str().to_owned());
             }
             qb.push(")");
-            for row in qb.build().fetch_all(&self.pool).await.map_err(err)? {
+            for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 found.push(notification_from_row(&row)?);
             }
         }
@@ -419,7 +419,7 @@ impl NotificationStore for SqliteStore {
         let rows =
             sqlx::query("SELECT at, status, detail FROM notification_history WHERE notification_id = ? ORDER BY seq")
                 .bind(id.as_str())
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db.read)
                 .await
                 .map_err(err)?;
         rows.iter()
@@ -456,7 +456,7 @@ impl NotificationStore for SqliteStore {
         let rows = sqlx::query("SELECT seq, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after as i64)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.read)
             .await
             .map_err(err)?;
         rows.iter()
@@ -469,7 +469,7 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn ping(&self) -> PortResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(err)?;
         Ok(())
     }
 }
@@ -485,7 +485,7 @@ impl SendLedger for SqliteStore {
         ))
         .bind(millis(now))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
         rows.iter().map(notification_from_row).collect()
@@ -528,7 +528,7 @@ impl SendLedger for SqliteStore {
              ORDER BY n.direct DESC, t.notification_id, t.city LIMIT ?",
         )
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
         rows.iter()
@@ -600,7 +600,7 @@ impl SendLedger for SqliteStore {
     async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>> {
         let rows = sqlx::query("SELECT id, topic, tag, msg_key, body FROM outbox ORDER BY id LIMIT ?")
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.read)
             .await
             .map_err(err)?;
         rows.iter()
@@ -636,7 +636,7 @@ impl SendLedger for SqliteStore {
     }
 
     async fn outbox_len(&self) -> PortResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.pool).await.map_err(err)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.db.read).await.map_err(err)?;
         Ok(n as u64)
     }
 
@@ -676,7 +676,7 @@ impl SendLedger for SqliteStore {
              WHERE notification_id = ? ORDER BY city",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
         rows.iter()
