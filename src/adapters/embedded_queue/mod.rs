@@ -11,7 +11,7 @@ use herald_domain::ports::{Delivery, PortError, PortResult, Queue, QueueMessage,
 use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::Notify;
 
-use crate::adapters::sqlite::{self, Db, now_millis};
+use crate::adapters::sqlite::{self, Db, now_millis, push_list};
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
@@ -89,12 +89,8 @@ impl EmbeddedQueue {
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET attempts = attempts + 1, visible_at = ");
         qb.push_bind(now + self.lease.as_millis() as i64);
-        qb.push(" WHERE grp = ").push_bind(s.group.clone()).push(" AND seq IN (");
-        let mut list = qb.separated(", ");
-        for d in &deliveries {
-            list.push_bind(d.receipt as i64);
-        }
-        qb.push(")");
+        qb.push(" WHERE grp = ").push_bind(s.group.clone()).push(" AND seq IN ");
+        push_list(&mut qb, deliveries.iter().map(|d| d.receipt as i64));
         qb.build().execute(&mut *tx).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(deliveries)
@@ -200,19 +196,12 @@ impl Queue for EmbeddedQueue {
         let mut tx = self.db.begin_write().await.map_err(err)?;
         for chunk in receipts.chunks(500) {
             let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM pending WHERE grp = ");
-            qb.push_bind(s.group.clone()).push(" AND seq IN (");
-            let mut list = qb.separated(", ");
-            for r in chunk {
-                list.push_bind(*r as i64);
-            }
-            qb.push(")");
+            qb.push_bind(s.group.clone()).push(" AND seq IN ");
+            push_list(&mut qb, chunk.iter().map(|r| *r as i64));
             qb.build().execute(&mut *tx).await.map_err(err)?;
-            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE seq IN (");
-            let mut list = qb.separated(", ");
-            for r in chunk {
-                list.push_bind(*r as i64);
-            }
-            qb.push(") AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = messages.seq)");
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE seq IN ");
+            push_list(&mut qb, chunk.iter().map(|r| *r as i64));
+            qb.push(" AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = messages.seq)");
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 pub use store::SqliteStore;
 
@@ -77,6 +77,19 @@ async fn migrate(pool: &SqlitePool, migrations: &[(i64, &'static str)]) -> Resul
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Pushes `(?, ?, …)` binding each value: the `IN` list of a chunked query.
+pub(crate) fn push_list<T>(qb: &mut QueryBuilder<Sqlite>, values: impl IntoIterator<Item = T>)
+where
+    T: for<'t> sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+{
+    qb.push("(");
+    let mut list = qb.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    qb.push(")");
 }
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {

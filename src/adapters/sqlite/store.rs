@@ -13,7 +13,7 @@ use herald_domain::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::{Db, from_millis, millis};
+use super::{Db, from_millis, millis, push_list};
 
 const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
@@ -74,12 +74,8 @@ fn receiver_from_row(row: &SqliteRow) -> PortResult<Receiver> {
 fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: &Selection) {
     qb.push(" WHERE kind = ").push_bind(kind.as_str());
     if let Some(cities) = &selection.cities {
-        qb.push(" AND city IN (");
-        let mut list = qb.separated(", ");
-        for city in cities {
-            list.push_bind(city.as_str().to_owned());
-        }
-        qb.push(")");
+        qb.push(" AND city IN ");
+        push_list(qb, cities.iter().map(|c| c.as_str().to_owned()));
     }
     if !selection.groups.is_empty() {
         qb.push(" AND (");
@@ -228,12 +224,8 @@ impl ReceiverDirectory for SqliteStore {
         let mut found = Vec::new();
         for chunk in ids.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups FROM receivers WHERE kind = ");
-            qb.push_bind(kind.as_str()).push(" AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str().to_owned());
-            }
-            qb.push(")");
+            qb.push_bind(kind.as_str()).push(" AND id IN ");
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
             for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 found.push(receiver_from_row(&row)?);
             }
@@ -365,13 +357,9 @@ impl NotificationStore for SqliteStore {
             let mut qb = QueryBuilder::<Sqlite>::new(concat!(
                 "SELECT ",
                 notification_columns!(),
-                " FROM notifications WHERE id IN ("
+                " FROM notifications WHERE id IN "
             ));
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str().to_owned());
-            }
-            qb.push(")");
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
             for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 found.push(notification_from_row(&row)?);
             }
@@ -624,12 +612,8 @@ impl SendLedger for SqliteStore {
         }
         let mut tx = self.write().await?;
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE id IN (");
-            let mut list = qb.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            qb.push(")");
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE id IN ");
+            push_list(&mut qb, chunk.iter().copied());
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)
