@@ -510,7 +510,8 @@ async fn future_send_at_stays_scheduled_and_can_be_cancelled() {
 async fn near_send_at_goes_out_when_due_and_not_before() {
     let th = TestHerald::spawn().await;
     th.receivers(&[("rider", "n1", "shanghai", &[])]).await;
-    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    // Herald keeps times to the millisecond, so the due time is given so too.
+    let due = herald_domain::notification::to_millis(chrono::Utc::now() + chrono::Duration::milliseconds(1500));
     let body = TestHerald::notification("soon", json!({"all": true}), json!({"send_at": due.to_rfc3339()}));
     let id = th.create(&body).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
