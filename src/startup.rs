@@ -172,6 +172,8 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     let mut tasks = JoinSet::new();
 
     if roles.scheduler {
+        // Pages published before any consumer ever ran must wait for one, not vanish.
+        ports.queue.declare(&herald_consumers::subscription()).await.context("declaring the consumer group")?;
         let scheduler = Arc::new(Scheduler::new(
             SchedulerPorts {
                 receivers: ports.receivers.clone(),

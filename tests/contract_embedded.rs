@@ -61,6 +61,8 @@ mod queue {
             unacked_messages_survive_a_restart,
             pull_waits_for_a_publish,
             a_backlog_on_one_topic_does_not_delay_another,
+            a_declared_group_keeps_what_is_published_before_its_consumer_runs,
+            retries_never_give_up,
         ]
     );
 }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use herald_domain::ports::{Delivery, InboxStore, NotificationStore, PortResult, Queue, SendLedger, Subscription};
+use herald_domain::ports::{
+    Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
+};
 use herald_domain::{Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::task::JoinSet;
@@ -61,21 +63,19 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Returns how many inbox entries were added (0 for a redelivered page or a revoked message).
-    pub async fn deliver(&self, page: &Page) -> PortResult<u64> {
+    /// Delivers one page (a revoked or vanished notification's pages are recorded, not delivered)
+    /// and records it in the ledger, with what it added.
+    pub async fn deliver(&self, page: &Page) -> PortResult<PageDelivery> {
         let id = &page.key.notification_id;
         let status = self.notifications.notification(id).await?.map(|n| n.status);
-        // A revoked (or vanished) notification's remaining pages are recorded but not delivered.
-        let added = match status {
-            Some(Status::Sending | Status::Sent) => {
-                self.inbox.deliver(id, page.receiver_kind, &page.key.city, &page.receivers).await?
-            }
-            _ => 0,
+        let outcome = match status {
+            Some(Status::Sending | Status::Sent) => self.inbox.deliver(page).await?,
+            _ => PageDelivery { added: 0, repeated: false },
         };
-        if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
+        if self.ledger.page_delivered(&page.key, outcome.added, Utc::now()).await? {
             tracing::info!(notification = %id, "every page delivered");
         }
-        Ok(added)
+        Ok(outcome)
     }
 }
 
@@ -129,8 +129,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Delivers, then acks; on failure asks for a retry with growing delay (the queue dead-letters
-/// after many). A body that does not parse can never succeed: it is logged and acked.
+/// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
+/// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
+/// can never succeed: it is logged and acked.
 async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetrics, sub: &Subscription, d: Delivery) {
     let outcome = match serde_json::from_slice::<Page>(&d.message.body) {
         Err(e) => {
@@ -138,9 +139,10 @@ async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetr
             "malformed"
         }
         Ok(page) => match deliverer.deliver(&page).await {
-            Ok(added) => {
+            Ok(PageDelivery { repeated: true, .. }) => "repeated",
+            Ok(PageDelivery { added, .. }) => {
                 metrics.deliveries.inc_by(added);
-                if added == 0 { "duplicate" } else { "delivered" }
+                "delivered"
             }
             Err(e) => {
                 let delay = Duration::from_secs(1 << d.attempt.min(6));

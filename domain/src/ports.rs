@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::audience::Selection;
 use crate::inbox::InboxEntry;
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
-use crate::page::PageKey;
+use crate::page::{Page, PageKey};
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 
 /// A backend failed. Callers retry or report; the message says which backend and what it did.
@@ -158,7 +158,8 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CityProgress {
     pub city: City,
-    /// Planned when sending began; exact once paging of the city finished.
+    /// Counted when sending began; the number published once paging of the city finished; and once
+    /// the city is done, exactly the receivers its pages reached (= its sent count).
     pub matched: u64,
     pub published: u64,
     pub pages_published: u32,
@@ -184,8 +185,9 @@ pub trait SendLedger: Send + Sync {
     async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>>;
     async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
     async fn outbox_len(&self) -> PortResult<u64>;
-    /// Records that a page reached its inboxes (idempotent). When that completes the last page of
-    /// every city, the notification moves from sending to sent. Returns true when it did so now.
+    /// Records that a page reached its inboxes, adding `added` new entries (idempotent). When that
+    /// completes the last page of every city, the notification moves from sending to sent. Returns
+    /// true when it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
     async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>>;
 }
@@ -213,15 +215,20 @@ pub struct Delivery {
 /// A durable queue with topics, tags and at-least-once delivery to consumer groups.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Durably enqueues every message (all or an error).
+    /// Durably enqueues every message (all or an error). Declare the consuming group first: what is
+    /// published before may not be kept for it.
     async fn publish(&self, messages: &[QueueMessage]) -> PortResult<()>;
-    /// Declares a group's interest; messages published from then on are kept for it.
+    /// Declares a group's interest: from now on every message on its topics and tags is kept for it
+    /// until it acks, whether or not one of its consumers is running. Idempotent, side-effect free.
+    async fn declare(&self, subscription: &Subscription) -> PortResult<()>;
+    /// Joins the group as a consumer (declaring it too). Messages that consumers of the group took
+    /// before a crash become available again.
     async fn subscribe(&self, subscription: &Subscription) -> PortResult<()>;
     /// Up to `max` messages, waiting up to `wait` for the first. A message not acked within the
     /// queue's lease is handed out again.
     async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>>;
     async fn ack(&self, subscription: &Subscription, receipts: &[u64]) -> PortResult<()>;
-    /// Hands the message out again after `delay` (the queue may dead-letter it after many tries).
+    /// Hands the message out again after `delay`.
     async fn retry_later(&self, subscription: &Subscription, receipt: u64, delay: Duration) -> PortResult<()>;
     /// Messages kept for the group and not yet acked.
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
@@ -239,17 +246,22 @@ pub struct Counters {
     pub sent_by_city: BTreeMap<String, u64>,
 }
 
+/// What delivering a page did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageDelivery {
+    /// Entries this page added when it was first delivered: receivers that did not hold the
+    /// message yet. The same number every time the page is delivered.
+    pub added: u64,
+    /// The page had been delivered before: nothing was written this time.
+    pub repeated: bool,
+}
+
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     /// Adds the notification to each receiver's inbox unless already there, and raises its sent
-    /// counters (total and `city`) by exactly the number added, atomically. Returns that number.
-    async fn deliver(
-        &self,
-        notification: &NotificationId,
-        kind: ReceiverKind,
-        city: &City,
-        receivers: &[ReceiverId],
-    ) -> PortResult<u64>;
+    /// counters (total and the page's city) by exactly the number added, atomically, recording the
+    /// page as delivered. A page delivered again changes nothing and reports its first outcome.
+    async fn deliver(&self, page: &Page) -> PortResult<PageDelivery>;
     /// Every entry of one inbox.
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.

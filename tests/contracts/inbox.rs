@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_domain::ports::InboxStore;
-use herald_domain::{City, NotificationId, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::ports::{InboxStore, PageDelivery};
+use herald_domain::{City, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef};
 
 #[async_trait]
 pub trait InboxHarness: Send + Sync {
@@ -19,6 +19,23 @@ fn city(name: &str) -> City {
     City::parse("city", name).unwrap()
 }
 
+/// Page `page_no` of notification `n` in `c`, to riders `range`.
+fn page(n: &NotificationId, c: &str, page_no: u32, range: std::ops::Range<u32>) -> Page {
+    Page {
+        key: PageKey { notification_id: n.clone(), city: city(c), page_no },
+        receiver_kind: ReceiverKind::Rider,
+        receivers: ids(range),
+    }
+}
+
+fn merchant_page(n: &NotificationId, range: std::ops::Range<u32>) -> Page {
+    Page { receiver_kind: ReceiverKind::Merchant, ..page(n, "sh", 0, range) }
+}
+
+fn first(added: u64) -> PageDelivery {
+    PageDelivery { added, repeated: false }
+}
+
 fn rider(id: &str) -> ReceiverRef {
     ReceiverRef { kind: ReceiverKind::Rider, id: ReceiverId::parse("id", id).unwrap() }
 }
@@ -26,11 +43,12 @@ fn rider(id: &str) -> ReceiverRef {
 pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
-    let page = ids(0..500);
-    assert_eq!(inbox.deliver(&n, ReceiverKind::Rider, &city("sh"), &page).await.unwrap(), 500);
-    assert_eq!(inbox.deliver(&n, ReceiverKind::Rider, &city("sh"), &page).await.unwrap(), 0);
-    // A page overlapping half of the first adds only the new half.
-    assert_eq!(inbox.deliver(&n, ReceiverKind::Rider, &city("bj"), &ids(250..750)).await.unwrap(), 250);
+    let sh = page(&n, "sh", 0, 0..500);
+    assert_eq!(inbox.deliver(&sh).await.unwrap(), first(500));
+    let again = inbox.deliver(&sh).await.unwrap();
+    assert_eq!(again, PageDelivery { added: 500, repeated: true }, "a repeat reports the first outcome");
+    // Another page naming half of the same receivers (one moved city mid-send) adds only the new half.
+    assert_eq!(inbox.deliver(&page(&n, "bj", 0, 250..750)).await.unwrap(), first(250));
     let c = inbox.counters(&n).await.unwrap();
     assert_eq!((c.sent, c.read), (750, 0));
     assert_eq!(c.sent_by_city.get("sh"), Some(&500));
@@ -41,26 +59,26 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
 pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
-    let page = ids(0..500);
+    let sh = page(&n, "sh", 0, 0..500);
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let (inbox, n, page) = (inbox.clone(), n.clone(), page.clone());
-        tasks.push(tokio::spawn(async move {
-            inbox.deliver(&n, ReceiverKind::Rider, &City::parse("c", "sh").unwrap(), &page).await
-        }));
+        let (inbox, sh) = (inbox.clone(), sh.clone());
+        tasks.push(tokio::spawn(async move { inbox.deliver(&sh).await }));
     }
-    let mut added = 0;
+    let mut fresh = 0;
     for t in tasks {
-        added += t.await.unwrap().unwrap();
+        let d = t.await.unwrap().unwrap();
+        assert_eq!(d.added, 500);
+        fresh += u32::from(!d.repeated);
     }
-    assert_eq!(added, 500, "eight deliveries of one page add it once in total");
+    assert_eq!(fresh, 1, "eight deliveries of one page: one writes, seven are repeats");
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 500);
 }
 
 pub async fn kinds_have_separate_inboxes(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
-    inbox.deliver(&n, ReceiverKind::Merchant, &city("sh"), &ids(0..1)).await.unwrap();
+    inbox.deliver(&merchant_page(&n, 0..1)).await.unwrap();
     assert!(inbox.entries(&rider("r00000")).await.unwrap().is_empty());
     let merchant = ReceiverRef { kind: ReceiverKind::Merchant, id: ReceiverId::parse("id", "r00000").unwrap() };
     assert_eq!(inbox.entries(&merchant).await.unwrap()[0].notification_id, n);
@@ -69,8 +87,8 @@ pub async fn kinds_have_separate_inboxes(h: &dyn InboxHarness) {
 pub async fn reads_count_once_per_receiver(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let (a, b) = (NotificationId::generate(), NotificationId::generate());
-    inbox.deliver(&a, ReceiverKind::Rider, &city("sh"), &ids(0..3)).await.unwrap();
-    inbox.deliver(&b, ReceiverKind::Rider, &city("sh"), &ids(0..3)).await.unwrap();
+    inbox.deliver(&page(&a, "sh", 0, 0..3)).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..3)).await.unwrap();
     let me = rider("r00001");
     let stranger = NotificationId::generate();
     assert_eq!(inbox.mark_read(&me, &[a.clone(), stranger]).await.unwrap(), vec![a.clone()]);
@@ -86,11 +104,11 @@ pub async fn changes_are_versioned_for_sync(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let me = rider("r00000");
     let (a, b) = (NotificationId::generate(), NotificationId::generate());
-    inbox.deliver(&a, ReceiverKind::Rider, &city("sh"), &ids(0..1)).await.unwrap();
+    inbox.deliver(&page(&a, "sh", 0, 0..1)).await.unwrap();
     let after_a = inbox.changed_since(&me, 0, 100).await.unwrap();
     assert_eq!(after_a.len(), 1);
     let mark = after_a[0].version;
-    inbox.deliver(&b, ReceiverKind::Rider, &city("sh"), &ids(0..1)).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..1)).await.unwrap();
     let since = inbox.changed_since(&me, mark, 100).await.unwrap();
     assert_eq!(since.iter().map(|e| &e.notification_id).collect::<Vec<_>>(), vec![&b]);
     inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap();
@@ -102,8 +120,9 @@ pub async fn changes_are_versioned_for_sync(h: &dyn InboxHarness) {
 
 pub async fn entries_survive_a_restart(h: &dyn InboxHarness) {
     let n = NotificationId::generate();
-    h.open().await.deliver(&n, ReceiverKind::Rider, &city("sh"), &ids(0..10)).await.unwrap();
+    h.open().await.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap();
     let inbox = h.open().await;
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
-    assert_eq!(inbox.deliver(&n, ReceiverKind::Rider, &city("sh"), &ids(0..10)).await.unwrap(), 0);
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), PageDelivery { added: 10, repeated: true });
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
 }

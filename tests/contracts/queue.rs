@@ -58,8 +58,10 @@ pub async fn filters_by_topic_and_tag(h: &dyn QueueHarness) {
     let (bulk, direct) = (h.topic("bulk"), h.topic("direct"));
     let riders = sub("riders", &[&bulk, &direct], &["rider"]);
     let merchants_bulk = sub("merchants", &[&bulk], &["merchant"]);
+    let merchants_direct = sub("merchants-direct", &[&direct], &["merchant"]);
     q.subscribe(&riders).await.unwrap();
     q.subscribe(&merchants_bulk).await.unwrap();
+    q.declare(&merchants_direct).await.unwrap();
     q.publish(&[msg(&bulk, "rider", "r-bulk"), msg(&bulk, "merchant", "m-bulk"), msg(&direct, "rider", "r-direct")])
         .await
         .unwrap();
@@ -156,4 +158,33 @@ pub async fn a_backlog_on_one_topic_does_not_delay_another(h: &dyn QueueHarness)
         "the direct message comes among the first few, not after 50 bulk ones: {:?}",
         first.iter().map(|d| &d.message.key).collect::<Vec<_>>()
     );
+}
+
+pub async fn a_declared_group_keeps_what_is_published_before_its_consumer_runs(h: &dyn QueueHarness) {
+    let t = h.topic("bulk");
+    let s = sub("late-consumer", &[&t], &["rider"]);
+    {
+        let publisher = h.open().await;
+        publisher.declare(&s).await.unwrap();
+        publisher.publish(&[msg(&t, "rider", "early")]).await.unwrap();
+        assert_eq!(publisher.lag(&s).await.unwrap(), 1);
+    }
+    let consumer = h.open().await;
+    consumer.subscribe(&s).await.unwrap();
+    let got = pull_n(consumer.as_ref(), &s, 1).await;
+    assert_eq!(got.len(), 1, "kept for the group until a consumer came");
+    assert_eq!(got[0].message.key, "early");
+}
+
+pub async fn retries_never_give_up(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    q.subscribe(&s).await.unwrap();
+    q.publish(&[msg(&t, "rider", "stubborn")]).await.unwrap();
+    for attempt in 1..=20 {
+        let got = pull_n(q.as_ref(), &s, 1).await;
+        assert_eq!((got.len(), got[0].attempt), (1, attempt), "attempt {attempt}");
+        q.retry_later(&s, got[0].receipt, Duration::ZERO).await.unwrap();
+    }
 }

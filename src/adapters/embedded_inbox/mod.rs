@@ -1,13 +1,14 @@
 //! The embedded inbox store, in its own SQLite file: per-receiver entries with read flags, and
 //! per-notification counters. Delivery inserts a page's entries and raises the counters by exactly
-//! the number inserted in one transaction, so a redelivered page changes nothing.
+//! the number inserted in one transaction, and records the page, so a redelivered page changes
+//! nothing and reports what it added the first time.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
-use herald_domain::ports::{Counters, InboxStore, PortError, PortResult};
-use herald_domain::{City, InboxEntry, NotificationId, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult};
+use herald_domain::{InboxEntry, NotificationId, Page, ReceiverRef};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -65,35 +66,46 @@ fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
 
 #[async_trait]
 impl InboxStore for EmbeddedInbox {
-    async fn deliver(
-        &self,
-        notification: &NotificationId,
-        kind: ReceiverKind,
-        city: &City,
-        receivers: &[ReceiverId],
-    ) -> PortResult<u64> {
-        if receivers.is_empty() {
-            return Ok(0);
-        }
+    async fn deliver(&self, page: &Page) -> PortResult<PageDelivery> {
+        let key = &page.key;
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let first = reserve_versions(&mut tx, receivers.len()).await?;
+        let seen: Option<i64> =
+            sqlx::query_scalar("SELECT added FROM pages WHERE notification_id = ? AND city = ? AND page_no = ?")
+                .bind(key.notification_id.as_str())
+                .bind(key.city.as_str())
+                .bind(key.page_no as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+        if let Some(added) = seen {
+            return Ok(PageDelivery { added: added as u64, repeated: true });
+        }
+        let first = reserve_versions(&mut tx, page.receivers.len()).await?;
         let mut added = 0;
-        for (c, chunk) in receivers.chunks(1000).enumerate() {
+        for (c, chunk) in page.receivers.chunks(1000).enumerate() {
             let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
             qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
-                row.push_bind(ReceiverRef::key_of(kind, id))
-                    .push_bind(notification.as_str().to_owned())
+                row.push_bind(ReceiverRef::key_of(page.receiver_kind, id))
+                    .push_bind(key.notification_id.as_str().to_owned())
                     .push_bind(first + (c * 1000 + i) as i64);
             });
             qb.push(" ON CONFLICT (receiver, notification_id) DO NOTHING");
             added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
         }
         if added > 0 {
-            bump(&mut tx, notification, "sent", added).await?;
-            bump(&mut tx, notification, &format!("sent:{city}"), added).await?;
+            bump(&mut tx, &key.notification_id, "sent", added).await?;
+            bump(&mut tx, &key.notification_id, &format!("sent:{}", key.city), added).await?;
         }
+        sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
+            .bind(key.notification_id.as_str())
+            .bind(key.city.as_str())
+            .bind(key.page_no as i64)
+            .bind(added as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(added)
+        Ok(PageDelivery { added, repeated: false })
     }
 
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {

@@ -18,6 +18,15 @@ CREATE TABLE counters (
     PRIMARY KEY (notification_id, field)
 ) WITHOUT ROWID;
 
+-- Pages delivered, with what each added: a redelivered page is recognised before touching an entry.
+CREATE TABLE pages (
+    notification_id TEXT    NOT NULL,
+    city            TEXT    NOT NULL,
+    page_no         INTEGER NOT NULL,
+    added           INTEGER NOT NULL,
+    PRIMARY KEY (notification_id, city, page_no)
+) WITHOUT ROWID;
+
 CREATE TABLE clock (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL

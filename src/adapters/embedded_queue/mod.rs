@@ -1,7 +1,9 @@
 //! The embedded queue: a durable, at-least-once queue with topics, tags and consumer groups in one
 //! SQLite file. It behaves like the RocketMQ adapter as far as Herald can tell: a message published
 //! is kept for every group subscribed to its topic and tag until that group acks it; a pulled
-//! message not acked within the lease is handed out again, also after a crash.
+//! message not acked within the lease is handed out again, also after a crash. A message is never
+//! dropped after many failures: Herald's consumers are idempotent, so retrying is always safe, and a
+//! dropped page would leave its receivers without the message and its send unfinished.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,9 +17,6 @@ use crate::adapters::sqlite::{self, Db, now_millis, push_list};
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
-
-/// How many times a group may fail a message before it is dead-lettered (RocketMQ's default).
-pub const MAX_ATTEMPTS: u32 = 16;
 
 fn err(e: sqlx::Error) -> PortError {
     PortError::new(BACKEND, e)
@@ -135,8 +134,11 @@ impl Queue for EmbeddedQueue {
             .map_err(err)?
             .rows_affected();
             if kept_for == 0 {
-                // No group listens to this topic and tag: like a broker, keep nothing for nobody.
-                sqlx::query("DELETE FROM messages WHERE seq = ?").bind(seq).execute(&mut *tx).await.map_err(err)?;
+                // Nobody declared interest: refuse rather than drop, so the caller keeps the message.
+                return Err(PortError::new(
+                    BACKEND,
+                    format!("no consumer group is declared for topic {} tag {}", m.topic, m.tag),
+                ));
             }
         }
         tx.commit().await.map_err(err)?;
@@ -144,7 +146,7 @@ impl Queue for EmbeddedQueue {
         Ok(())
     }
 
-    async fn subscribe(&self, s: &Subscription) -> PortResult<()> {
+    async fn declare(&self, s: &Subscription) -> PortResult<()> {
         let mut tx = self.db.begin_write().await.map_err(err)?;
         for topic in &s.topics {
             for tag in &s.tags {
@@ -157,13 +159,19 @@ impl Queue for EmbeddedQueue {
                     .map_err(err)?;
             }
         }
-        // Leases held by a process that died with this one are void: hand those messages out now.
+        tx.commit().await.map_err(err)
+    }
+
+    async fn subscribe(&self, s: &Subscription) -> PortResult<()> {
+        self.declare(s).await?;
+        // A consumer starting means the previous one stopped (embedded Herald runs one consumer per
+        // data dir): its leases are void, so hand those messages out now rather than after the lease.
         sqlx::query("UPDATE pending SET visible_at = 0 WHERE grp = ? AND attempts > 0")
             .bind(&s.group)
-            .execute(&mut *tx)
+            .execute(self.db.writer())
             .await
             .map_err(err)?;
-        tx.commit().await.map_err(err)
+        Ok(())
     }
 
     async fn pull(&self, s: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>> {
@@ -208,43 +216,13 @@ impl Queue for EmbeddedQueue {
     }
 
     async fn retry_later(&self, s: &Subscription, receipt: u64, delay: Duration) -> PortResult<()> {
-        let now = now_millis();
-        let mut tx = self.db.begin_write().await.map_err(err)?;
-        let attempts: Option<i64> = sqlx::query_scalar("SELECT attempts FROM pending WHERE grp = ? AND seq = ?")
+        sqlx::query("UPDATE pending SET visible_at = ? WHERE grp = ? AND seq = ?")
+            .bind(now_millis() + delay.as_millis() as i64)
             .bind(&s.group)
             .bind(receipt as i64)
-            .fetch_optional(&mut *tx)
+            .execute(self.db.writer())
             .await
             .map_err(err)?;
-        match attempts {
-            Some(n) if n as u32 >= MAX_ATTEMPTS => {
-                sqlx::query("INSERT OR REPLACE INTO dead_letters (grp, seq, attempts, at) VALUES (?, ?, ?, ?)")
-                    .bind(&s.group)
-                    .bind(receipt as i64)
-                    .bind(n)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                sqlx::query("DELETE FROM pending WHERE grp = ? AND seq = ?")
-                    .bind(&s.group)
-                    .bind(receipt as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
-            Some(_) => {
-                sqlx::query("UPDATE pending SET visible_at = ? WHERE grp = ? AND seq = ?")
-                    .bind(now + delay.as_millis() as i64)
-                    .bind(&s.group)
-                    .bind(receipt as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            }
-            None => {}
-        }
-        tx.commit().await.map_err(err)?;
         self.published.notify_waiters();
         Ok(())
     }

@@ -27,12 +27,3 @@ CREATE TABLE pending (
 ) WITHOUT ROWID;
 CREATE INDEX pending_visible ON pending (grp, topic, visible_at, seq);
 CREATE INDEX pending_by_seq ON pending (seq);
-
--- Messages a group failed too many times, kept for an operator to inspect and replay.
-CREATE TABLE dead_letters (
-    grp      TEXT    NOT NULL,
-    seq      INTEGER NOT NULL,
-    attempts INTEGER NOT NULL,
-    at       INTEGER NOT NULL,
-    PRIMARY KEY (grp, seq)
-);

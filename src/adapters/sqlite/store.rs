@@ -158,9 +158,13 @@ async fn settle(
     now: DateTime<Utc>,
 ) -> PortResult<bool> {
     if let Some(city) = city {
+        // Done, `matched` becomes the receivers its pages actually reached: a receiver paged in two
+        // cities (it moved mid-send) holds the message once and is counted once.
         sqlx::query(
-            "UPDATE send_tasks SET done = 1 WHERE notification_id = ? AND city = ? AND finished = 1 \
-             AND done = 0 AND pages_delivered >= pages_published",
+            "UPDATE send_tasks SET done = 1, matched = (SELECT COALESCE(SUM(d.added), 0) FROM delivered_pages d \
+               WHERE d.notification_id = send_tasks.notification_id AND d.city = send_tasks.city) \
+             WHERE notification_id = ? AND city = ? AND finished = 1 AND done = 0 \
+               AND pages_delivered >= pages_published",
         )
         .bind(id.as_str())
         .bind(city.as_str())
@@ -185,13 +189,12 @@ async fn settle(
     if moved == 0 {
         return Ok(false);
     }
-    let published: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(published), 0) FROM send_tasks WHERE notification_id = ?")
-            .bind(id.as_str())
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(err)?;
-    add_history(tx, id, Status::Sent, &format!("delivered to {published} receivers"), now).await?;
+    let reached: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(matched), 0) FROM send_tasks WHERE notification_id = ?")
+        .bind(id.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    add_history(tx, id, Status::Sent, &format!("delivered to {reached} receivers"), now).await?;
     Ok(true)
 }
 

@@ -1,0 +1,82 @@
+//! Sends under changing conditions: receivers moving mid-send, roles starting in any order.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{SECRET, TestHerald};
+use herald::startup::{Roles, Settings, start, start_with};
+use serde_json::json;
+
+fn settings(dir: &std::path::Path, pages_per_second: Option<u32>) -> Settings {
+    let mut s = Settings::embedded(dir, "127.0.0.1:0");
+    s.secret = Some(SECRET.to_string());
+    s.scheduler.tick = Duration::from_millis(50);
+    s.scheduler.max_pages_per_second = pages_per_second;
+    s
+}
+
+async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&settings(dir.path(), Some(4)), Roles::ALL).await.unwrap();
+    let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    // r0000..r1999: r1000..r1009 live in `a`, everyone else in `b` (4 pages there).
+    let batch: Vec<_> = (0..2000)
+        .map(|i| json!({"kind": "rider", "id": format!("r{i:04}"), "city": if (1000..1010).contains(&i) { "a" } else { "b" }}))
+        .collect();
+    assert!(t.admin_post("/admin/v1/receivers/batch", &json!(batch)).await.status.is_success());
+    let id = t.create(&TestHerald::notification("move", json!({"all": true}), json!({}))).await;
+
+    // Once `a` is delivered and `b` has paged past r0499 only, r1005 moves to `b`: `b` pages it again.
+    until("city a is delivered", async || {
+        let v = t.notification_view(&id).await;
+        v["cities"].as_array().is_some_and(|c| c.iter().any(|c| c["city"] == "a" && c["done"] == true))
+    })
+    .await;
+    let progress =
+        running.ports.ledger.progress(&herald_domain::NotificationId::parse("", &id).unwrap()).await.unwrap();
+    let b = progress.iter().find(|p| p.city.as_str() == "b").unwrap();
+    assert!(b.pages_published <= 1, "b paged too fast for this test: {b:?}");
+    t.receivers(&[("rider", "r1005", "b", &[])]).await;
+
+    let v = t.wait_status(&id, "sent").await;
+    running.stop().await.unwrap();
+    assert_eq!(v["stats"]["sent"], json!(2000), "{v}");
+    assert_eq!(v["stats"]["matched"], json!(2000), "sent == matched, the mover counted once: {v}");
+    for c in v["cities"].as_array().unwrap() {
+        assert_eq!(c["matched"], c["sent"], "{c}");
+    }
+}
+
+#[tokio::test]
+async fn pages_wait_for_a_consumer_that_starts_after_the_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), None);
+    let ports = herald::startup::Ports::embedded(dir.path()).await.unwrap();
+    let api_and_scheduler =
+        start_with(&s, Roles { api: true, scheduler: true, consumer: false }, ports.clone()).await.unwrap();
+    let t = TestHerald::attach(&format!("http://{}", api_and_scheduler.addr.unwrap()));
+    t.riders("late", 1200, &["sh", "bj"]).await;
+    let id = t.create(&TestHerald::notification("late consumer", json!({"all": true}), json!({}))).await;
+    until("every page is published", async || {
+        ports.ledger.outbox_len().await.unwrap() == 0
+            && ports.queue.lag(&herald_consumers::subscription()).await.unwrap() == 4
+    })
+    .await;
+    assert_eq!(t.notification_view(&id).await["status"], "sending");
+
+    let consumer = start_with(&s, Roles { api: false, scheduler: false, consumer: true }, ports).await.unwrap();
+    let v = t.wait_status(&id, "sent").await;
+    assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(1200), json!(1200)));
+    consumer.stop().await.unwrap();
+    api_and_scheduler.stop().await.unwrap();
+}
