@@ -98,6 +98,7 @@ mod store {
             a_send_is_resumable_and_completes_once,
             an_empty_plan_is_sent_at_once,
             state_survives_a_restart,
+            include_snapshots_are_kept_and_paged_first,
         ]
     );
 }

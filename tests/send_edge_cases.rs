@@ -80,3 +80,24 @@ async fn pages_wait_for_a_consumer_that_starts_after_the_scheduler() {
     consumer.stop().await.unwrap();
     api_and_scheduler.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_point_to_point_message_overtakes_a_paced_broadcast() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&settings(dir.path(), Some(5)), Roles::ALL).await.unwrap();
+    let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    t.riders("p", 20_000, &["sh", "bj", "gz", "sz"]).await;
+    let broadcast = t.create(&TestHerald::notification("nationwide", json!({"all": true}), json!({}))).await;
+    until("the broadcast is sending", async || t.notification_view(&broadcast).await["stats"]["sent"] != 0).await;
+
+    let direct = t.create(&TestHerald::notification("for you", json!({"include": ["p000001"]}), json!({}))).await;
+    t.wait_status(&direct, "sent").await;
+    assert_eq!(
+        t.notification_view(&broadcast).await["status"],
+        "sending",
+        "the direct message did not wait for the 40-page broadcast paced at 5 pages/s"
+    );
+    let inbox = t.inbox_ids(&t.app_token("rider", "p000001")).await;
+    assert!(inbox.contains(&direct));
+    running.stop().await.unwrap();
+}

@@ -7,6 +7,7 @@ pub mod audience;
 pub mod inbox;
 pub mod notification;
 pub mod page;
+pub mod plan;
 pub mod ports;
 pub mod receiver;
 mod text;

@@ -114,6 +114,9 @@ pub trait NotificationStore: Send + Sync {
 pub struct CityPlan {
     pub city: City,
     pub matched: u64,
+    /// For an include list: exactly who, in id order (the task pages this snapshot, so a receiver
+    /// moving city mid-send neither drops out nor doubles). `None` pages the selection live.
+    pub members: Option<Vec<ReceiverId>>,
 }
 
 /// One (notification, city) send task and how far its paging has gone.
@@ -124,6 +127,8 @@ pub struct SendTask {
     /// Keyset position: the last receiver id already published.
     pub last_receiver: Option<ReceiverId>,
     pub pages_published: u32,
+    /// The include-list snapshot of this city (see `CityPlan::members`); `None` for a selection.
+    pub members: Option<Vec<ReceiverId>>,
 }
 
 /// A queue message as the outbox and the queue carry it.
@@ -175,7 +180,7 @@ pub trait SendLedger: Send + Sync {
     /// Records one task per city and moves the notification from scheduled to sending, in one
     /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
     async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
-    /// Tasks still paging, of notifications still sending.
+    /// Tasks still paging, of notifications still sending: include-list tasks first.
     async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>>;
     /// Applies one paging step: the page goes to the outbox and the task's position advances in
     /// one transaction, only if the task is still where `task` says (else false, nothing written).

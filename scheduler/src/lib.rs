@@ -5,7 +5,6 @@
 
 mod metrics;
 mod pager;
-mod plan;
 mod relay;
 
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::SchedulerMetrics;
-pub use plan::{AudiencePlan, plan_audience};
 
 /// How the scheduler paces itself.
 #[derive(Debug, Clone)]
@@ -68,8 +66,9 @@ impl Scheduler {
 
     async fn run_pager(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pace = pager::Pace::new(self.config.max_pages_per_second);
+        let mut rotation = pager::Rotation::default();
         while !shutdown.is_cancelled() {
-            let busy = match self.page_round(&mut pace, &shutdown).await {
+            let busy = match self.page_round(&mut pace, &mut rotation, &shutdown).await {
                 Ok(busy) => busy,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler round failed; retrying");

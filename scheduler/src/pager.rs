@@ -1,22 +1,31 @@
 //! One round of paging: start due sends, then advance every open task by one page, so that many
-//! cities and many notifications progress side by side and a one-person message never waits for a
-//! nationwide one to finish.
+//! cities and many notifications progress side by side. Include-list (point-to-point) tasks go
+//! first and are never paced; a round of broadcast tasks stops after a second so that a send
+//! created meanwhile starts promptly, and the next round continues where this one stopped.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::audience::Target;
+use herald_domain::plan::plan_audience;
 use herald_domain::ports::{PageStep, PortError, PortResult, QueueMessage, SendTask};
-use herald_domain::{Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
+use herald_domain::{City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Scheduler;
-use crate::plan::{included_receivers, plan_audience};
 
-/// Tasks advanced per round; more wait for the next round.
+/// Tasks read per round; more wait for the next round.
 const TASKS_PER_ROUND: usize = 1000;
+/// How long one round may spend on broadcast tasks before looking for new sends again.
+const ROUND_BUDGET: Duration = Duration::from_secs(1);
+
+/// The last broadcast task served, so a round cut short by its budget starves no task.
+#[derive(Default)]
+pub(crate) struct Rotation {
+    after: Option<(NotificationId, City)>,
+}
 
 /// Spaces page writes to at most N per second.
 pub(crate) struct Pace {
@@ -40,35 +49,60 @@ impl Pace {
 
 impl Scheduler {
     /// Returns whether there was work, so the loop goes on without waiting.
-    pub(crate) async fn page_round(&self, pace: &mut Pace, shutdown: &CancellationToken) -> PortResult<bool> {
+    pub(crate) async fn page_round(
+        &self,
+        pace: &mut Pace,
+        rotation: &mut Rotation,
+        shutdown: &CancellationToken,
+    ) -> PortResult<bool> {
         let started = self.start_due().await?;
         let tasks = self.ports.ledger.open_tasks(TASKS_PER_ROUND).await?;
-        let ids: Vec<NotificationId> = {
-            let mut ids: Vec<_> = tasks.iter().map(|t| t.notification_id.clone()).collect();
-            ids.dedup();
-            ids
-        };
+        let mut ids: Vec<NotificationId> = tasks.iter().map(|t| t.notification_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
         let notifications: HashMap<NotificationId, Notification> =
             self.ports.notifications.notifications(&ids).await?.into_iter().map(|n| (n.id.clone(), n)).collect();
-        for task in &tasks {
+        let (direct, mut bulk): (Vec<&SendTask>, Vec<&SendTask>) = tasks.iter().partition(|t| t.members.is_some());
+        if let Some((n, c)) = &rotation.after {
+            let next = bulk.partition_point(|t| (&t.notification_id, &t.city) <= (n, c));
+            bulk.rotate_left(next);
+        }
+        for task in direct {
             if shutdown.is_cancelled() {
                 break;
             }
-            let Some(notification) = notifications.get(&task.notification_id) else { continue };
-            pace.wait().await;
-            let step = self.next_step(notification, task).await?;
-            let receivers = step.page.as_ref().map_or(0, |(_, n)| *n);
-            if self.ports.ledger.advance(task, &step).await? {
-                if receivers > 0 {
-                    self.metrics.receivers_paged.inc_by(receivers);
-                    self.outbox_ready.notify_one();
-                }
-                if step.finished {
-                    tracing::debug!(notification = %task.notification_id, city = %task.city, "city paged");
-                }
+            if let Some(n) = notifications.get(&task.notification_id) {
+                self.advance_one(n, task).await?;
             }
         }
+        let budget = Instant::now() + ROUND_BUDGET;
+        for task in bulk {
+            if shutdown.is_cancelled() || Instant::now() >= budget {
+                break;
+            }
+            if let Some(n) = notifications.get(&task.notification_id) {
+                pace.wait().await;
+                self.advance_one(n, task).await?;
+            }
+            rotation.after = Some((task.notification_id.clone(), task.city.clone()));
+        }
         Ok(started > 0 || !tasks.is_empty())
+    }
+
+    /// Writes the task's next page (or its end) to the outbox.
+    async fn advance_one(&self, n: &Notification, task: &SendTask) -> PortResult<()> {
+        let step = self.next_step(n, task).await?;
+        let receivers = step.page.as_ref().map_or(0, |(_, n)| *n);
+        if self.ports.ledger.advance(task, &step).await? {
+            if receivers > 0 {
+                self.metrics.receivers_paged.inc_by(receivers);
+                self.outbox_ready.notify_one();
+            }
+            if step.finished {
+                tracing::debug!(notification = %task.notification_id, city = %task.city, "city paged");
+            }
+        }
+        Ok(())
     }
 
     /// Plans and starts every due notification.
@@ -99,14 +133,10 @@ impl Scheduler {
                 (kept, last, finished)
             }
             Target::Include(_) => {
-                let remaining: Vec<_> = included_receivers(self.ports.receivers.as_ref(), kind, audience)
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.city == task.city && after.is_none_or(|a| r.id > *a))
-                    .map(|r| r.id)
-                    .collect();
-                let finished = remaining.len() <= PAGE_SIZE;
-                let page: Vec<_> = remaining.into_iter().take(PAGE_SIZE).collect();
+                let members = task.members.as_deref().unwrap_or_default();
+                let start = after.map_or(0, |a| members.partition_point(|id| id <= a));
+                let page: Vec<_> = members[start..].iter().take(PAGE_SIZE).cloned().collect();
+                let finished = members.len() - start <= PAGE_SIZE;
                 let last = page.last().cloned().or_else(|| task.last_receiver.clone());
                 (page, last, finished)
             }

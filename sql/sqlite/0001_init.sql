@@ -55,6 +55,9 @@ CREATE TABLE send_tasks (
     pages_published INTEGER NOT NULL DEFAULT 0,
     pages_delivered INTEGER NOT NULL DEFAULT 0,
     last_receiver   TEXT,
+    -- An include list's members in this city (JSON array, ≤ 10,000 ids per notification): the
+    -- snapshot this task pages. NULL for a selection, which is paged live from `receivers`.
+    members         TEXT,
     finished        INTEGER NOT NULL DEFAULT 0,
     done            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (notification_id, city)

@@ -96,7 +96,7 @@ async fn check_include(state: &AppState, kind: ReceiverKind, audience: &Audience
     if !matches!(audience.target, Target::Include(_)) {
         return Ok(());
     }
-    let plan = herald_scheduler::plan_audience(state.ports.receivers.as_ref(), kind, audience).await?;
+    let plan = herald_domain::plan::plan_audience(state.ports.receivers.as_ref(), kind, audience).await?;
     if plan.unknown.is_empty() {
         return Ok(());
     }
@@ -258,7 +258,7 @@ pub async fn preview(
     ValidJson(req, _): ValidJson<PreviewIn>,
 ) -> ApiResult<Json<Value>> {
     let audience = parse_audience(req.audience)?;
-    let plan = herald_scheduler::plan_audience(state.ports.receivers.as_ref(), req.receiver_kind, &audience).await?;
+    let plan = herald_domain::plan::plan_audience(state.ports.receivers.as_ref(), req.receiver_kind, &audience).await?;
     let cities: Vec<Value> = plan.cities.iter().map(|c| json!({ "city": c.city, "matched": c.matched })).collect();
     let unknown: Vec<&str> = plan.unknown.iter().map(ReceiverId::as_str).collect();
     Ok(Json(json!({ "matched": plan.matched(), "cities": cities, "unknown": unknown })))

@@ -183,7 +183,10 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     let due: Vec<_> = ports.ledger.due(Utc::now(), 100).await.unwrap().into_iter().map(|d| d.id).collect();
     assert!(due.contains(&n.id) && !due.contains(&later.id), "only what is due");
 
-    let plan = [CityPlan { city: city("bj"), matched: 0 }, CityPlan { city: city("sh"), matched: 600 }];
+    let plan = [
+        CityPlan { city: city("bj"), matched: 0, members: None },
+        CityPlan { city: city("sh"), matched: 600, members: None },
+    ];
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     assert!(!ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap(), "starts once");
     let tasks: Vec<SendTask> =
@@ -243,4 +246,21 @@ pub async fn state_survives_a_restart(h: &dyn StoreHarness) {
     let n = created(&h.open().await, &content(r#"{"all": true}"#)).await;
     let ports = h.open().await;
     assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().id, n.id);
+}
+
+pub async fn include_snapshots_are_kept_and_paged_first(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let broadcast = created(&ports, &content(r#"{"all": true}"#)).await;
+    let direct = created(&ports, &content(r#"{"include": ["r2", "r1"]}"#)).await;
+    let everyone = [CityPlan { city: city("sh"), matched: 9, members: None }];
+    assert!(ports.ledger.start_sending(&broadcast.id, &everyone, Utc::now()).await.unwrap());
+    let members = vec![rid("r1"), rid("r2")];
+    let snapshot = [CityPlan { city: city("sh"), matched: 2, members: Some(members.clone()) }];
+    assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
+    let tasks = ports.ledger.open_tasks(100).await.unwrap();
+    let mine: Vec<_> =
+        tasks.iter().filter(|t| t.notification_id == direct.id || t.notification_id == broadcast.id).collect();
+    assert_eq!(mine[0].notification_id, direct.id, "the include-list task comes first though created later");
+    assert_eq!(mine[0].members, Some(members));
+    assert_eq!(mine[1].members, None);
 }

@@ -497,9 +497,23 @@ impl SendLedger for SqliteStore {
             return Ok(false);
         }
         for chunk in plan.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO send_tasks (notification_id, city, matched) ");
-            qb.push_values(chunk, |mut row, p| {
-                row.push_bind(id.as_str().to_owned()).push_bind(p.city.as_str().to_owned()).push_bind(p.matched as i64);
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO send_tasks (notification_id, city, matched, members) ");
+            let mut rows = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let members = p
+                    .members
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| PortError::new(BACKEND, e))?;
+                rows.push((p, members));
+            }
+            qb.push_values(rows, |mut row, (p, members)| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(p.city.as_str().to_owned())
+                    .push_bind(p.matched as i64)
+                    .push_bind(members);
             });
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
@@ -513,7 +527,7 @@ impl SendLedger for SqliteStore {
 
     async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>> {
         let rows = sqlx::query(
-            "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published FROM send_tasks t \
+            "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published, t.members FROM send_tasks t \
              JOIN notifications n ON n.id = t.notification_id \
              WHERE t.finished = 0 AND n.status = 'sending' \
              ORDER BY n.direct DESC, t.notification_id, t.city LIMIT ?",
@@ -531,6 +545,12 @@ impl SendLedger for SqliteStore {
                     city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
                     last_receiver: last.map(|l| ReceiverId::parse("last", &l)).transpose().map_err(corrupt)?,
                     pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+                    members: row
+                        .try_get::<Option<String>, _>("members")
+                        .map_err(err)?
+                        .map(|m| serde_json::from_str(&m))
+                        .transpose()
+                        .map_err(corrupt)?,
                 })
             })
             .collect()

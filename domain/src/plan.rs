@@ -1,10 +1,11 @@
-//! Who an audience reaches, per city: used to plan a send and to preview one.
+//! Who an audience reaches, per city: what a send is planned from and what a preview shows. A
+//! domain service: it needs only the receiver directory port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use herald_domain::audience::Target;
-use herald_domain::ports::{CityPlan, PortResult, ReceiverDirectory};
-use herald_domain::{Audience, City, Receiver, ReceiverId, ReceiverKind};
+use crate::audience::Target;
+use crate::ports::{CityPlan, PortResult, ReceiverDirectory};
+use crate::{Audience, City, ReceiverId, ReceiverKind};
 
 /// An audience resolved against the receiver directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,17 +22,17 @@ impl AudiencePlan {
 }
 
 /// Counts the receivers an audience reaches in each city. A selection is counted in SQL and the
-/// excluded receivers it would have matched are subtracted; an include list is looked up.
+/// excluded receivers it would have matched are subtracted. An include list (minus the excluded)
+/// is looked up once and its members are kept per city, so the send pages exactly this snapshot.
 /// Cities named by the audience appear even when they match nobody, so operations see the zero.
 pub async fn plan_audience(
     directory: &dyn ReceiverDirectory,
     kind: ReceiverKind,
     audience: &Audience,
 ) -> PortResult<AudiencePlan> {
-    let mut per_city: BTreeMap<City, u64> = BTreeMap::new();
-    let mut unknown = Vec::new();
     match &audience.target {
         Target::Selection(selection) => {
+            let mut per_city: BTreeMap<City, u64> = BTreeMap::new();
             for city in selection.cities.iter().flatten() {
                 per_city.insert(city.clone(), 0);
             }
@@ -44,34 +45,24 @@ pub async fn plan_audience(
                     *n = n.saturating_sub(1);
                 }
             }
+            let cities = per_city.into_iter().map(|(city, matched)| CityPlan { city, matched, members: None });
+            Ok(AudiencePlan { cities: cities.collect(), unknown: Vec::new() })
         }
         Target::Include(ids) => {
             let wanted: Vec<ReceiverId> = ids.iter().filter(|id| !audience.excludes(id)).cloned().collect();
-            let found = included_receivers(directory, kind, audience).await?;
-            for r in &found {
-                *per_city.entry(r.city.clone()).or_default() += 1;
+            let found = directory.lookup_receivers(kind, &wanted).await?;
+            let known: BTreeSet<&ReceiverId> = found.iter().map(|r| &r.id).collect();
+            let unknown = wanted.iter().filter(|id| !known.contains(id)).cloned().collect();
+            let mut per_city: BTreeMap<City, BTreeSet<ReceiverId>> = BTreeMap::new();
+            for r in found {
+                per_city.entry(r.city).or_default().insert(r.id);
             }
-            let known: std::collections::BTreeSet<&ReceiverId> = found.iter().map(|r| &r.id).collect();
-            unknown = wanted.into_iter().filter(|id| !known.contains(id)).collect();
+            let cities = per_city.into_iter().map(|(city, members)| CityPlan {
+                city,
+                matched: members.len() as u64,
+                members: Some(members.into_iter().collect()),
+            });
+            Ok(AudiencePlan { cities: cities.collect(), unknown })
         }
     }
-    Ok(AudiencePlan {
-        cities: per_city.into_iter().map(|(city, matched)| CityPlan { city, matched }).collect(),
-        unknown,
-    })
-}
-
-/// The known receivers of an include list, minus the exclude list, in id order.
-pub(crate) async fn included_receivers(
-    directory: &dyn ReceiverDirectory,
-    kind: ReceiverKind,
-    audience: &Audience,
-) -> PortResult<Vec<Receiver>> {
-    let Target::Include(ids) = &audience.target else {
-        return Ok(Vec::new());
-    };
-    let wanted: Vec<ReceiverId> = ids.iter().filter(|id| !audience.excludes(id)).cloned().collect();
-    let mut found = directory.lookup_receivers(kind, &wanted).await?;
-    found.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(found)
 }
