@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 const PREFIX: &str = "hrld1.";
+/// Shortest secret accepted: 32 characters (the generated one is 64 hex digits).
+pub const MIN_SECRET_LEN: usize = 32;
 
 /// What an admin token may do: operators write, viewers only read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -59,13 +61,21 @@ impl TokenSigner {
     }
 
     /// `HERALD_SECRET` when given, else the secret kept in the data dir (made on first use).
+    /// A secret shorter than `MIN_SECRET_LEN` is refused: tokens signed with it could be forged.
     pub fn from_env_or_data_dir(secret: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
         if let Some(s) = secret.filter(|s| !s.is_empty()) {
+            anyhow::ensure!(s.len() >= MIN_SECRET_LEN, "HERALD_SECRET must be at least {MIN_SECRET_LEN} characters");
             return Ok(Self::new(s.as_bytes()));
         }
         let path = data_dir.join("secret");
         if let Ok(existing) = std::fs::read_to_string(&path) {
-            return Ok(Self::new(existing.trim().as_bytes()));
+            let existing = existing.trim();
+            anyhow::ensure!(
+                existing.len() >= MIN_SECRET_LEN,
+                "{} holds no usable secret; delete it to make a new one (every token changes)",
+                path.display()
+            );
+            return Ok(Self::new(existing.as_bytes()));
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let fresh: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
@@ -96,17 +106,18 @@ impl TokenSigner {
     }
 }
 
-#[cfg(unix)]
+/// Writes the secret whole or not at all (a temp file renamed into place), readable by its owner only.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(contents.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -125,6 +136,14 @@ mod tests {
         let (_, real_sig) = token.rsplit_once('.').unwrap();
         assert_eq!(signer.verify(&format!("{forged_body}.{real_sig}")), Err(TokenError::BadSignature));
         assert_eq!(signer.verify("nonsense"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn refuses_short_or_broken_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(TokenSigner::from_env_or_data_dir(Some("short"), dir.path()).is_err());
+        std::fs::write(dir.path().join("secret"), "").unwrap();
+        assert!(TokenSigner::from_env_or_data_dir(None, dir.path()).is_err());
     }
 
     #[test]

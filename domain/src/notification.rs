@@ -145,7 +145,7 @@ impl ValidityWindow {
     }
 }
 
-/// Where a notification is in its life. The only moves are those `Status::can_become` allows.
+/// Where a notification is in its life. The only moves are those `Status::allowed_from` allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {

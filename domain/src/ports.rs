@@ -105,6 +105,8 @@ pub trait NotificationStore: Send + Sync {
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
     /// Revocations after log position `after`, oldest first: (position, notification).
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
+    /// The newest revocation log position (0 when the log is empty).
+    async fn revocation_head(&self) -> PortResult<u64>;
     /// Whether the backend answers.
     async fn ping(&self) -> PortResult<()>;
 }

@@ -15,12 +15,19 @@ const SOFT_CAPACITY: usize = 50_000;
 pub struct Catalog {
     store: Arc<dyn NotificationStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<NotificationId, (Instant, Arc<Notification>)>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<NotificationId, (Instant, Arc<Notification>)>,
+    /// When each id was last forgotten: a load that began before then must not re-cache it.
+    forgotten: HashMap<NotificationId, Instant>,
 }
 
 impl Catalog {
     pub fn new(store: Arc<dyn NotificationStore>, ttl: Duration) -> Self {
-        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
+        Self { store, ttl, cache: Mutex::new(Cache::default()) }
     }
 
     /// The stored notifications among `ids`, from cache where fresh.
@@ -31,7 +38,7 @@ impl Catalog {
         {
             let cache = self.cache.lock().expect("catalog lock");
             for id in ids {
-                match cache.get(id) {
+                match cache.entries.get(id) {
                     Some((at, n)) if now.duration_since(*at) < self.ttl => {
                         found.insert(id.clone(), n.clone());
                     }
@@ -42,12 +49,15 @@ impl Catalog {
         if !missing.is_empty() {
             let loaded = self.store.notifications(&missing).await?;
             let mut cache = self.cache.lock().expect("catalog lock");
-            if cache.len() > SOFT_CAPACITY {
-                cache.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+            if cache.entries.len() > SOFT_CAPACITY {
+                cache.entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
             }
+            cache.forgotten.retain(|_, at| now.duration_since(*at) < self.ttl);
             for n in loaded {
                 let n = Arc::new(n);
-                cache.insert(n.id.clone(), (now, n.clone()));
+                if cache.forgotten.get(&n.id).is_none_or(|at| *at < now) {
+                    cache.entries.insert(n.id.clone(), (now, n.clone()));
+                }
                 found.insert(n.id.clone(), n);
             }
         }
@@ -55,6 +65,8 @@ impl Catalog {
     }
 
     pub fn forget(&self, id: &NotificationId) {
-        self.cache.lock().expect("catalog lock").remove(id);
+        let mut cache = self.cache.lock().expect("catalog lock");
+        cache.entries.remove(id);
+        cache.forgotten.insert(id.clone(), Instant::now());
     }
 }

@@ -52,10 +52,12 @@ impl From<InvalidInput> for ApiError {
     }
 }
 
+/// The details (queries, paths) go to the log, not to the client.
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
         tracing::error!(error = %e, "backend failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", e.to_string())
+        let message = format!("the {} backend is unavailable; try again", e.backend);
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", message)
     }
 }
 

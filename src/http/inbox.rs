@@ -137,10 +137,17 @@ pub async fn sync(
     q: Result<Query<Params>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let p = params(q)?;
-    let since = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?.unwrap_or_default();
+    let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
     let now = Utc::now();
-    let changed = state.ports.inbox.changed_since(&me, since.version, SYNC_BATCH).await?;
-    let revocations = state.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?;
+    let changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH).await?;
+    // A new device learns revoked messages from its entries; the revocation log is for deltas only.
+    let (since, revocations) = match given {
+        Some(since) => (since, state.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?),
+        None => {
+            let head = state.ports.notifications.revocation_head().await?;
+            (SyncCursor { revocation: head, ..SyncCursor::default() }, Vec::new())
+        }
+    };
     // The whole inbox is needed for window openings and for "was the revoked one mine".
     let entries = state.ports.inbox.entries(&me).await?;
     let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
@@ -162,7 +169,7 @@ pub async fn sync(
         report(entry, &mut out);
     }
     // Entries that arrived earlier but whose window opened since the last sync are news now.
-    if since != SyncCursor::default() {
+    if given.is_some() {
         let opened = |n: &Notification| n.content.validity.from().is_some_and(|f| f.timestamp_millis() > since.at_ms);
         for entry in entries.iter().filter(|e| e.version <= since.version) {
             if notifications.get(&entry.notification_id).is_some_and(|n| opened(n)) {

@@ -10,7 +10,7 @@ use herald_domain::{ReceiverId, ReceiverKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub const SECRET: &str = "test-secret";
+pub const SECRET: &str = "herald-test-secret-0123456789abcdef";
 
 pub struct TestHerald {
     pub base: String,

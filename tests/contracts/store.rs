@@ -159,6 +159,7 @@ pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
     assert_eq!(log.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), ids);
     assert!(log[0].0 < log[1].0);
     assert_eq!(ports.notifications.revocations_since(log[0].0, 1000).await.unwrap().len(), 1);
+    assert_eq!(ports.notifications.revocation_head().await.unwrap(), log[1].0);
 }
 
 pub async fn read_receipts_count_new_ones(h: &dyn StoreHarness) {

@@ -459,6 +459,14 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
+    async fn revocation_head(&self) -> PortResult<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(err)?;
+        Ok(head as u64)
+    }
+
     async fn ping(&self) -> PortResult<()> {
         sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(err)?;
         Ok(())
