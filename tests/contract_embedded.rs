@@ -99,6 +99,7 @@ mod store {
             an_empty_plan_is_sent_at_once,
             state_survives_a_restart,
             include_snapshots_are_kept_and_paged_first,
+            lists_newest_first_with_filters_and_a_keyset_cursor,
         ]
     );
 }

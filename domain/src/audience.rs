@@ -58,6 +58,16 @@ impl Audience {
     pub fn excludes(&self, id: &ReceiverId) -> bool {
         self.exclude.contains(id)
     }
+
+    /// The cities the audience names (none for `all`, groups only, or an include list).
+    pub fn named_cities(&self) -> impl Iterator<Item = &City> {
+        match &self.target {
+            Target::Selection(Selection { cities: Some(cities), .. }) => Some(cities.iter()),
+            _ => None,
+        }
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// The wire form of an audience: `{"all": true}` or any of cities, groups, include, exclude.

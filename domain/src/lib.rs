@@ -5,6 +5,7 @@
 
 pub mod audience;
 pub mod inbox;
+pub mod listing;
 pub mod notification;
 pub mod page;
 pub mod plan;

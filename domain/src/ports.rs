@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audience::Selection;
 use crate::inbox::InboxEntry;
+use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
@@ -101,6 +102,14 @@ pub trait NotificationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
+    /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
+    /// match in all.
+    async fn list(
+        &self,
+        filter: &NotificationFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> PortResult<(Vec<Notification>, u64)>;
     /// Records read receipts; returns how many were new.
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
     /// Revocations after log position `after`, oldest first: (position, notification).

@@ -22,6 +22,8 @@ CREATE TABLE notifications (
     audience            TEXT    NOT NULL,
     -- 1 for an include list (point-to-point): its tasks are paged before broadcast ones.
     direct              INTEGER NOT NULL,
+    -- ';shanghai;beijing;' when the audience names cities, else '': the console's city filter.
+    cities              TEXT    NOT NULL,
     pinned              INTEGER NOT NULL,
     force_read          INTEGER NOT NULL,
     valid_from          INTEGER,
@@ -36,6 +38,7 @@ CREATE TABLE notifications (
     request_fingerprint TEXT
 );
 CREATE INDEX notifications_due ON notifications (status, send_at);
+CREATE INDEX notifications_newest ON notifications (created_at, id);
 
 CREATE TABLE notification_history (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,10 +1,12 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use herald_domain::audience::{AudienceSpec, Target};
+use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
 use herald_domain::{
     Audience, Body, Category, City, Group, NewNotification, Notification, NotificationId, Receiver, ReceiverId,
@@ -14,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::AppState;
 use super::auth::{Admin, Operator};
 use super::error::{ApiError, ApiResult, ValidJson};
+use super::{AppState, params};
 
 /// Receivers per batch call; more go through `herald receivers import`.
 pub const MAX_BATCH: usize = 10_000;
@@ -154,8 +156,15 @@ fn time(t: Option<DateTime<Utc>>) -> Value {
     t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
 }
 
+/// The console's view of a notification, with its progress and counters read now.
+async fn view_of(state: &AppState, n: &Notification) -> ApiResult<Value> {
+    let progress = state.ports.ledger.progress(&n.id).await?;
+    let counters = state.ports.inbox.counters(&n.id).await?;
+    Ok(notification_json(n, &progress, &counters))
+}
+
 /// The console's view of a notification: content, status, stats and per-city progress.
-pub fn notification_json(n: &Notification, progress: &[CityProgress], counters: &Counters) -> Value {
+fn notification_json(n: &Notification, progress: &[CityProgress], counters: &Counters) -> Value {
     let c = &n.content;
     let matched: u64 = progress.iter().map(|p| p.matched).sum();
     let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
@@ -199,9 +208,69 @@ pub async fn get_notification(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let n = state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?;
-    let progress = state.ports.ledger.progress(&id).await?;
-    let counters = state.ports.inbox.counters(&id).await?;
-    Ok(Json(notification_json(&n, &progress, &counters)))
+    Ok(Json(view_of(&state, &n).await?))
+}
+
+#[derive(Deserialize)]
+pub struct ListParams {
+    q: Option<String>,
+    city: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    receiver_kind: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+fn instant(field: &str, raw: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    raw.map(|r| {
+        DateTime::parse_from_rfc3339(r)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| ApiError::from(herald_domain::InvalidInput::new(field, "must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+impl ListParams {
+    fn filter(&self) -> ApiResult<NotificationFilter> {
+        Ok(NotificationFilter {
+            text: self.q.as_deref().map(|q| NotificationFilter::parse_text("q", q)).transpose()?.flatten(),
+            city: self.city.as_deref().map(|c| City::parse("city", c)).transpose()?,
+            status: self.status.as_deref().map(|s| Status::parse("status", s)).transpose()?,
+            category: self.category.as_deref().map(|c| Category::parse("category", c)).transpose()?,
+            receiver_kind: self
+                .receiver_kind
+                .as_deref()
+                .map(|k| ReceiverKind::parse("receiver_kind", k))
+                .transpose()?,
+            from: instant("from", self.from.as_deref())?,
+            to: instant("to", self.to.as_deref())?,
+        })
+    }
+}
+
+/// Notifications newest first, filtered; each with its stats. `q` is a substring match on title
+/// and body until the search mirror serves it.
+pub async fn list_notifications(
+    State(state): State<AppState>,
+    _: Admin,
+    q: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let p = params::query(q)?;
+    let filter = p.filter()?;
+    let limit = params::limit(p.limit.as_deref(), 20, 100)?;
+    let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
+    let (found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit).await?;
+    let mut items = Vec::with_capacity(found.len());
+    for n in &found {
+        items.push(view_of(&state, n).await?);
+    }
+    let next = (found.len() == limit)
+        .then(|| found.last().map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() }))
+        .flatten();
+    Ok(Json(json!({ "items": items, "total": total, "next_cursor": next.as_ref().map(ListCursor::encode) })))
 }
 
 pub async fn history(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -226,9 +295,7 @@ async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail:
         TransitionOutcome::Moved(n) => {
             state.catalog.forget(&id);
             state.wake_scheduler.notify_one();
-            let progress = state.ports.ledger.progress(&id).await?;
-            let counters = state.ports.inbox.counters(&id).await?;
-            Ok(Json(notification_json(&n, &progress, &counters)))
+            Ok(Json(view_of(state, &n).await?))
         }
     }
 }

@@ -13,9 +13,9 @@ use herald_domain::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::auth::App;
 use super::error::{ApiError, ApiResult};
+use super::{AppState, params};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 50;
@@ -29,18 +29,6 @@ pub struct Params {
     cursor: Option<String>,
     limit: Option<String>,
     since: Option<String>,
-}
-
-fn params(q: Result<Query<Params>, QueryRejection>) -> ApiResult<Params> {
-    q.map(|Query(p)| p).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
-}
-
-fn limit(raw: Option<&str>) -> ApiResult<usize> {
-    let Some(raw) = raw else { return Ok(DEFAULT_LIMIT) };
-    raw.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("must be 1 to {MAX_LIMIT}"))
-            .with_field("limit")
-    })
 }
 
 /// The receiver's visible inbox now.
@@ -75,8 +63,8 @@ pub async fn list(
     App(me): App,
     q: Result<Query<Params>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let p = params(q)?;
-    let limit = limit(p.limit.as_deref())?;
+    let p = params::query(q)?;
+    let limit = params::limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
     let view = view(&state, &me).await?;
     let (items, next) = view.page(cursor.as_ref(), limit);
@@ -136,7 +124,7 @@ pub async fn sync(
     App(me): App,
     q: Result<Query<Params>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let p = params(q)?;
+    let p = params::query(q)?;
     let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
     let now = Utc::now();
     let changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH).await?;

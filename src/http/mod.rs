@@ -7,6 +7,7 @@ mod catalog;
 mod error;
 mod inbox;
 mod ops;
+mod params;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/admin/v1/receivers/batch", post(admin::upsert_receivers))
-        .route("/admin/v1/notifications", post(admin::create_notification))
+        .route("/admin/v1/notifications", post(admin::create_notification).get(admin::list_notifications))
         .route("/admin/v1/notifications/{id}", get(admin::get_notification))
         .route("/admin/v1/notifications/{id}/history", get(admin::history))
         .route("/admin/v1/notifications/{id}/send", post(admin::send))

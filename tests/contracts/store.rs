@@ -265,3 +265,34 @@ pub async fn include_snapshots_are_kept_and_paged_first(h: &dyn StoreHarness) {
     assert_eq!(mine[0].members, Some(members));
     assert_eq!(mine[1].members, None);
 }
+
+pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHarness) {
+    use herald_domain::listing::{ListCursor, NotificationFilter};
+    let ports = h.open().await;
+    let mut made = Vec::new();
+    for (i, audience) in [r#"{"all": true}"#, r#"{"cities": ["杭州"]}"#, r#"{"all": true}"#].iter().enumerate() {
+        let mut c = content(audience);
+        c.title = Title::parse("title", &format!("第{i}条 通知")).unwrap();
+        c.category = if i == 1 { Category::Activity } else { Category::System };
+        made.push(created(&ports, &c).await.id);
+    }
+    made.reverse();
+    let all = NotificationFilter::default();
+    let (first, total) = ports.notifications.list(&all, None, 2).await.unwrap();
+    assert!(total >= 3);
+    let mine = |found: &[herald_domain::Notification]| -> Vec<NotificationId> {
+        found.iter().map(|n| n.id.clone()).filter(|id| made.contains(id)).collect()
+    };
+    assert_eq!(mine(&first), made[..2].to_vec(), "newest first");
+    let last = first.last().unwrap();
+    let cursor = ListCursor { created_ms: last.created_at.timestamp_millis(), id: last.id.clone() };
+    let (rest, _) = ports.notifications.list(&all, Some(&cursor), 10).await.unwrap();
+    assert_eq!(mine(&rest), made[2..].to_vec(), "the cursor continues without repeats");
+
+    let text = NotificationFilter { text: Some("第1条".into()), ..Default::default() };
+    assert_eq!(ports.notifications.list(&text, None, 10).await.unwrap().0.len(), 1);
+    let city =
+        NotificationFilter { city: Some(city("杭州")), category: Some(Category::Activity), ..Default::default() };
+    let (found, n) = ports.notifications.list(&city, None, 10).await.unwrap();
+    assert_eq!((mine(&found), n), (vec![made[1].clone()], 1));
+}

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::ports::*;
 use herald_domain::{
     Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PageKey,
@@ -54,12 +55,10 @@ impl SqliteStore {
     }
 }
 
-fn groups_column(groups: &[Group]) -> String {
-    if groups.is_empty() {
-        String::new()
-    } else {
-        format!(";{};", groups.iter().map(Group::as_str).collect::<Vec<_>>().join(";"))
-    }
+/// `;a;b;` (or `` for none): a column a single `instr(col, ';a;')` can test for membership.
+fn delimited<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let joined = items.into_iter().collect::<Vec<_>>().join(";");
+    if joined.is_empty() { joined } else { format!(";{joined};") }
 }
 
 fn receiver_from_row(row: &SqliteRow) -> PortResult<Receiver> {
@@ -86,6 +85,35 @@ fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: 
             qb.push("instr(groups, ").push_bind(format!(";{group};")).push(") > 0");
         }
         qb.push(")");
+    }
+}
+
+/// ` WHERE 1 = 1 [AND …]` for each filter given.
+fn push_filter(qb: &mut QueryBuilder<Sqlite>, f: &NotificationFilter) {
+    qb.push(" WHERE 1 = 1");
+    if let Some(text) = &f.text {
+        qb.push(" AND (instr(n.title, ").push_bind(text.clone());
+        qb.push(") > 0 OR instr(n.body, ").push_bind(text.clone()).push(") > 0)");
+    }
+    if let Some(city) = &f.city {
+        qb.push(" AND (instr(n.cities, ").push_bind(format!(";{city};"));
+        qb.push(") > 0 OR EXISTS (SELECT 1 FROM send_tasks t WHERE t.notification_id = n.id AND t.city = ");
+        qb.push_bind(city.as_str().to_owned()).push("))");
+    }
+    if let Some(status) = f.status {
+        qb.push(" AND n.status = ").push_bind(status.as_str());
+    }
+    if let Some(category) = f.category {
+        qb.push(" AND n.category = ").push_bind(category.as_str());
+    }
+    if let Some(kind) = f.receiver_kind {
+        qb.push(" AND n.receiver_kind = ").push_bind(kind.as_str());
+    }
+    if let Some(from) = f.from {
+        qb.push(" AND n.created_at >= ").push_bind(millis(from));
+    }
+    if let Some(to) = f.to {
+        qb.push(" AND n.created_at < ").push_bind(millis(to));
     }
 }
 
@@ -210,7 +238,7 @@ impl ReceiverDirectory for SqliteStore {
                 row.push_bind(r.kind.as_str())
                     .push_bind(r.id.as_str().to_owned())
                     .push_bind(r.city.as_str().to_owned())
-                    .push_bind(groups_column(&r.groups))
+                    .push_bind(delimited(r.groups.iter().map(Group::as_str)))
                     .push_bind(now);
             });
             qb.push(
@@ -309,8 +337,8 @@ impl NotificationStore for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_columns!(),
-            ", direct, idempotency_key, request_fingerprint) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ", direct, cities, idempotency_key, request_fingerprint) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(notification.id.as_str())
         .bind(content.title.as_str())
@@ -329,6 +357,7 @@ impl NotificationStore for SqliteStore {
         .bind(None::<i64>)
         .bind(None::<i64>)
         .bind(content.audience.is_direct())
+        .bind(delimited(content.audience.named_cities().map(City::as_str)))
         .bind(idempotency.map(|i| i.key.clone()))
         .bind(idempotency.map(|i| i.fingerprint.clone()))
         .execute(&mut *tx)
@@ -422,6 +451,29 @@ impl NotificationStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn list(
+        &self,
+        filter: &NotificationFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> PortResult<(Vec<Notification>, u64)> {
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM notifications n");
+        push_filter(&mut qb, filter);
+        let total: i64 = qb.build_query_scalar().fetch_one(&self.db.read).await.map_err(err)?;
+
+        let mut qb = QueryBuilder::<Sqlite>::new(concat!("SELECT ", notification_columns!(), " FROM notifications n"));
+        push_filter(&mut qb, filter);
+        if let Some(c) = after {
+            qb.push(" AND (n.created_at < ").push_bind(c.created_ms);
+            qb.push(" OR (n.created_at = ").push_bind(c.created_ms);
+            qb.push(" AND n.id < ").push_bind(c.id.as_str().to_owned()).push("))");
+        }
+        qb.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
+        let items = rows.iter().map(notification_from_row).collect::<PortResult<_>>()?;
+        Ok((items, total as u64))
     }
 
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
