@@ -68,19 +68,24 @@ impl TokenSigner {
             return Ok(Self::new(s.as_bytes()));
         }
         let path = data_dir.join("secret");
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            let existing = existing.trim();
-            anyhow::ensure!(
-                existing.len() >= MIN_SECRET_LEN,
-                "{} holds no usable secret; delete it to make a new one (every token changes)",
-                path.display()
-            );
-            return Ok(Self::new(existing.as_bytes()));
+        match std::fs::read_to_string(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+                let fresh: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+                write_once(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let fresh: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-        write_private(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self::new(fresh.as_bytes()))
+        // Read back: when two processes create it at once, both use the one that won.
+        let kept = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let kept = kept.trim();
+        anyhow::ensure!(
+            kept.len() >= MIN_SECRET_LEN,
+            "{} holds no usable secret; delete it to make a new one (every token changes)",
+            path.display()
+        );
+        Ok(Self::new(kept.as_bytes()))
     }
 
     fn mac(&self, signed: &str) -> Hmac<Sha256> {
@@ -106,18 +111,25 @@ impl TokenSigner {
     }
 }
 
-/// Writes the secret whole or not at all (a temp file renamed into place), readable by its owner only.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+/// Writes the file whole or not at all, readable by its owner only, and never over an existing one:
+/// a complete temp file is hard-linked into place, which fails if another process got there first.
+fn write_once(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = path.with_extension(format!("tmp{:016x}", rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -144,6 +156,25 @@ mod tests {
         assert!(TokenSigner::from_env_or_data_dir(Some("short"), dir.path()).is_err());
         std::fs::write(dir.path().join("secret"), "").unwrap();
         assert!(TokenSigner::from_env_or_data_dir(None, dir.path()).is_err());
+    }
+
+    #[test]
+    fn processes_creating_the_secret_at_once_agree_on_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let signer = TokenSigner::from_env_or_data_dir(None, dir.path()).unwrap();
+                        signer.sign(&Claims::Admin { role: AdminRole::Viewer })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]), "every caller signs with the same secret");
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "only the secret file remains");
     }
 
     #[test]

@@ -98,7 +98,8 @@ mod store {
             a_send_is_resumable_and_completes_once,
             an_empty_plan_is_sent_at_once,
             state_survives_a_restart,
-            include_snapshots_are_kept_and_paged_first,
+            include_snapshots_are_kept_and_listed_apart,
+            open_tasks_page_by_keyset,
             lists_newest_first_with_filters_and_a_keyset_cursor,
         ]
     );

@@ -65,17 +65,42 @@ pub struct Deliverer {
 impl Deliverer {
     /// Delivers one page (a revoked or vanished notification's pages are recorded, not delivered)
     /// and records it in the ledger, with what it added.
-    pub async fn deliver(&self, page: &Page) -> PortResult<PageDelivery> {
+    pub async fn deliver(&self, page: &Page) -> PortResult<Outcome> {
         let id = &page.key.notification_id;
         let status = self.notifications.notification(id).await?.map(|n| n.status);
-        let outcome = match status {
-            Some(Status::Sending | Status::Sent) => self.inbox.deliver(page).await?,
-            _ => PageDelivery { added: 0, repeated: false },
+        let (added, outcome) = match status {
+            Some(Status::Sending | Status::Sent) => match self.inbox.deliver(page).await? {
+                PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
+                PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
+            },
+            // Not delivered now; but if it was before the revoke, the ledger must hear what it added.
+            _ => (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld),
         };
-        if self.ledger.page_delivered(&page.key, outcome.added, Utc::now()).await? {
+        if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
             tracing::info!(notification = %id, "every page delivered");
         }
         Ok(outcome)
+    }
+}
+
+/// What consuming one page did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written now, adding this many inbox entries.
+    Delivered(u64),
+    /// Delivered before: nothing written.
+    Repeated,
+    /// The notification is revoked (or gone): recorded, not delivered.
+    Withheld,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Delivered(_) => "delivered",
+            Outcome::Repeated => "repeated",
+            Outcome::Withheld => "withheld",
+        }
     }
 }
 
@@ -139,10 +164,11 @@ async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetr
             "malformed"
         }
         Ok(page) => match deliverer.deliver(&page).await {
-            Ok(PageDelivery { repeated: true, .. }) => "repeated",
-            Ok(PageDelivery { added, .. }) => {
-                metrics.deliveries.inc_by(added);
-                "delivered"
+            Ok(outcome) => {
+                if let Outcome::Delivered(added) = outcome {
+                    metrics.deliveries.inc_by(added);
+                }
+                outcome.label()
             }
             Err(e) => {
                 let delay = Duration::from_secs(1 << d.attempt.min(6));

@@ -191,8 +191,14 @@ pub trait SendLedger: Send + Sync {
     /// Records one task per city and moves the notification from scheduled to sending, in one
     /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
     async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
-    /// Tasks still paging, of notifications still sending: include-list tasks first.
-    async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>>;
+    /// Tasks still paging, of notifications still sending: include-list (`direct`) ones or
+    /// broadcast ones, in (notification, city) order, strictly after `after` (keyset).
+    async fn open_tasks(
+        &self,
+        direct: bool,
+        after: Option<(&NotificationId, &City)>,
+        limit: usize,
+    ) -> PortResult<Vec<SendTask>>;
     /// Applies one paging step: the page goes to the outbox and the task's position advances in
     /// one transaction, only if the task is still where `task` says (else false, nothing written).
     /// A finished task's `matched` becomes the number of receivers actually published.
@@ -278,6 +284,8 @@ pub trait InboxStore: Send + Sync {
     /// counters (total and the page's city) by exactly the number added, atomically, recording the
     /// page as delivered. A page delivered again changes nothing and reports its first outcome.
     async fn deliver(&self, page: &Page) -> PortResult<PageDelivery>;
+    /// What a page added when it was delivered, if it was.
+    async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
     /// Every entry of one inbox.
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.

@@ -56,18 +56,23 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) -> PortResult<bool> {
         let started = self.start_due().await?;
-        let tasks = self.ports.ledger.open_tasks(TASKS_PER_ROUND).await?;
-        let mut ids: Vec<NotificationId> = tasks.iter().map(|t| t.notification_id.clone()).collect();
+        let direct = self.ports.ledger.open_tasks(true, None, TASKS_PER_ROUND).await?;
+        // Broadcast tasks continue after the last one served, wrapping round, so that a round cut
+        // short by its budget starves none, however many there are.
+        let after = rotation.after.as_ref().map(|(n, c)| (n, c));
+        let mut bulk = self.ports.ledger.open_tasks(false, after, TASKS_PER_ROUND).await?;
+        if let Some((last_id, last_city)) = after
+            && bulk.len() < TASKS_PER_ROUND
+        {
+            let wrapped = self.ports.ledger.open_tasks(false, None, TASKS_PER_ROUND - bulk.len()).await?;
+            bulk.extend(wrapped.into_iter().filter(|t| (&t.notification_id, &t.city) <= (last_id, last_city)));
+        }
+        let mut ids: Vec<NotificationId> = direct.iter().chain(&bulk).map(|t| t.notification_id.clone()).collect();
         ids.sort();
         ids.dedup();
         let notifications: HashMap<NotificationId, Notification> =
             self.ports.notifications.notifications(&ids).await?.into_iter().map(|n| (n.id.clone(), n)).collect();
-        let (direct, mut bulk): (Vec<&SendTask>, Vec<&SendTask>) = tasks.iter().partition(|t| t.members.is_some());
-        if let Some((n, c)) = &rotation.after {
-            let next = bulk.partition_point(|t| (&t.notification_id, &t.city) <= (n, c));
-            bulk.rotate_left(next);
-        }
-        for task in direct {
+        for task in &direct {
             if shutdown.is_cancelled() {
                 break;
             }
@@ -76,7 +81,7 @@ impl Scheduler {
             }
         }
         let budget = Instant::now() + ROUND_BUDGET;
-        for task in bulk {
+        for task in &bulk {
             if shutdown.is_cancelled() || Instant::now() >= budget {
                 break;
             }
@@ -86,7 +91,7 @@ impl Scheduler {
             }
             rotation.after = Some((task.notification_id.clone(), task.city.clone()));
         }
-        Ok(started > 0 || !tasks.is_empty())
+        Ok(started > 0 || !direct.is_empty() || !bulk.is_empty())
     }
 
     /// Writes the task's next page (or its end) to the outbox.

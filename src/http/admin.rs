@@ -224,9 +224,10 @@ pub struct ListParams {
     limit: Option<String>,
 }
 
+/// An RFC 3339 time from a query string, where an unescaped `+08:00` arrives as ` 08:00`.
 fn instant(field: &str, raw: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     raw.map(|r| {
-        DateTime::parse_from_rfc3339(r)
+        DateTime::parse_from_rfc3339(&r.replace(' ', "+"))
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| ApiError::from(herald_domain::InvalidInput::new(field, "must be an RFC 3339 time")))
     })

@@ -139,7 +139,14 @@ pub async fn sync(
     // The whole inbox is needed for window openings and for "was the revoked one mine".
     let entries = state.ports.inbox.entries(&me).await?;
     let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
-    let notifications = state.catalog.get_many(&ids).await?;
+    let notifications = if given.is_some() {
+        state.catalog.get_many(&ids).await?
+    } else {
+        // The cursor starts past every revocation logged so far, so statuses must be read after
+        // that point, from the store: a cached copy from before a revoke would hide it for good.
+        let fresh = state.ports.notifications.notifications(&ids).await?;
+        fresh.into_iter().map(|n| (n.id.clone(), std::sync::Arc::new(n))).collect()
+    };
 
     let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
     let mut out: BTreeMap<NotificationId, Value> = BTreeMap::new();

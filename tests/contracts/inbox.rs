@@ -49,6 +49,8 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     assert_eq!(again, PageDelivery { added: 500, repeated: true }, "a repeat reports the first outcome");
     // Another page naming half of the same receivers (one moved city mid-send) adds only the new half.
     assert_eq!(inbox.deliver(&page(&n, "bj", 0, 250..750)).await.unwrap(), first(250));
+    assert_eq!(inbox.page_outcome(&sh.key).await.unwrap(), Some(500));
+    assert_eq!(inbox.page_outcome(&page(&n, "bj", 1, 0..1).key).await.unwrap(), None, "never delivered");
     let c = inbox.counters(&n).await.unwrap();
     assert_eq!((c.sent, c.read), (750, 0));
     assert_eq!(c.sent_by_city.get("sh"), Some(&500));

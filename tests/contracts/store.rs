@@ -190,8 +190,14 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     ];
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     assert!(!ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap(), "starts once");
-    let tasks: Vec<SendTask> =
-        ports.ledger.open_tasks(100).await.unwrap().into_iter().filter(|t| t.notification_id == n.id).collect();
+    let tasks: Vec<SendTask> = ports
+        .ledger
+        .open_tasks(false, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.notification_id == n.id)
+        .collect();
     assert_eq!(tasks.len(), 2);
     let (bj, sh) = (&tasks[0], &tasks[1]);
     assert_eq!((bj.city.as_str(), sh.city.as_str(), sh.pages_published), ("bj", "sh", 0));
@@ -204,12 +210,19 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
         PageStep { page: Some((page_message(&n.id, "sh", 0), 500)), last_receiver: Some(rid("r499")), finished: false };
     assert!(ports.ledger.advance(sh, &first).await.unwrap());
     assert!(!ports.ledger.advance(sh, &first).await.unwrap(), "a stale task cannot advance twice");
-    let sh = ports.ledger.open_tasks(100).await.unwrap().into_iter().find(|t| t.notification_id == n.id).unwrap();
+    let sh = ports
+        .ledger
+        .open_tasks(false, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.notification_id == n.id)
+        .unwrap();
     assert_eq!((sh.pages_published, sh.last_receiver.clone()), (1, Some(rid("r499"))));
     let last =
         PageStep { page: Some((page_message(&n.id, "sh", 1), 90)), last_receiver: Some(rid("r589")), finished: true };
     assert!(ports.ledger.advance(&sh, &last).await.unwrap());
-    assert!(ports.ledger.open_tasks(100).await.unwrap().iter().all(|t| t.notification_id != n.id));
+    assert!(ports.ledger.open_tasks(false, None, 100).await.unwrap().iter().all(|t| t.notification_id != n.id));
 
     let outbox = ports.ledger.outbox(100).await.unwrap();
     let mine: Vec<_> = outbox.iter().filter(|m| m.message.key.starts_with(n.id.as_str())).collect();
@@ -249,7 +262,7 @@ pub async fn state_survives_a_restart(h: &dyn StoreHarness) {
     assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().id, n.id);
 }
 
-pub async fn include_snapshots_are_kept_and_paged_first(h: &dyn StoreHarness) {
+pub async fn include_snapshots_are_kept_and_listed_apart(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let broadcast = created(&ports, &content(r#"{"all": true}"#)).await;
     let direct = created(&ports, &content(r#"{"include": ["r2", "r1"]}"#)).await;
@@ -258,12 +271,27 @@ pub async fn include_snapshots_are_kept_and_paged_first(h: &dyn StoreHarness) {
     let members = vec![rid("r1"), rid("r2")];
     let snapshot = [CityPlan { city: city("sh"), matched: 2, members: Some(members.clone()) }];
     assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
-    let tasks = ports.ledger.open_tasks(100).await.unwrap();
-    let mine: Vec<_> =
-        tasks.iter().filter(|t| t.notification_id == direct.id || t.notification_id == broadcast.id).collect();
-    assert_eq!(mine[0].notification_id, direct.id, "the include-list task comes first though created later");
-    assert_eq!(mine[0].members, Some(members));
-    assert_eq!(mine[1].members, None);
+    let directs = ports.ledger.open_tasks(true, None, 100).await.unwrap();
+    assert!(directs.iter().all(|t| t.notification_id != broadcast.id));
+    let task = directs.iter().find(|t| t.notification_id == direct.id).unwrap();
+    assert_eq!(task.members, Some(members));
+    let bulk = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+    assert!(bulk.iter().all(|t| t.notification_id != direct.id && t.members.is_none()));
+    assert!(bulk.iter().any(|t| t.notification_id == broadcast.id));
+}
+
+pub async fn open_tasks_page_by_keyset(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let plan: Vec<_> = ["a", "b", "c"].iter().map(|c| CityPlan { city: city(c), matched: 1, members: None }).collect();
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    let mine = |tasks: Vec<SendTask>| -> Vec<String> {
+        tasks.into_iter().filter(|t| t.notification_id == n.id).map(|t| t.city.to_string()).collect()
+    };
+    assert_eq!(mine(ports.ledger.open_tasks(false, None, 1000).await.unwrap()), ["a", "b", "c"]);
+    let after_a = ports.ledger.open_tasks(false, Some((&n.id, &city("a"))), 1000).await.unwrap();
+    assert_eq!(mine(after_a), ["b", "c"]);
+    assert!(mine(ports.ledger.open_tasks(false, Some((&n.id, &city("c"))), 1000).await.unwrap()).is_empty());
 }
 
 pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHarness) {

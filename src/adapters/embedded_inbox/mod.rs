@@ -8,7 +8,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult};
-use herald_domain::{InboxEntry, NotificationId, Page, ReceiverRef};
+use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -55,6 +55,19 @@ async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, field:
     Ok(())
 }
 
+/// What a delivered page added, or `None` if it was never delivered.
+async fn outcome<'e>(db: impl sqlx::SqliteExecutor<'e>, key: &PageKey) -> PortResult<Option<u64>> {
+    let added: Option<i64> =
+        sqlx::query_scalar("SELECT added FROM pages WHERE notification_id = ? AND city = ? AND page_no = ?")
+            .bind(key.notification_id.as_str())
+            .bind(key.city.as_str())
+            .bind(key.page_no as i64)
+            .fetch_optional(db)
+            .await
+            .map_err(err)?;
+    Ok(added.map(|a| a as u64))
+}
+
 fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
     Ok(InboxEntry {
         notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
@@ -69,16 +82,8 @@ impl InboxStore for EmbeddedInbox {
     async fn deliver(&self, page: &Page) -> PortResult<PageDelivery> {
         let key = &page.key;
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let seen: Option<i64> =
-            sqlx::query_scalar("SELECT added FROM pages WHERE notification_id = ? AND city = ? AND page_no = ?")
-                .bind(key.notification_id.as_str())
-                .bind(key.city.as_str())
-                .bind(key.page_no as i64)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-        if let Some(added) = seen {
-            return Ok(PageDelivery { added: added as u64, repeated: true });
+        if let Some(added) = outcome(&mut *tx, key).await? {
+            return Ok(PageDelivery { added, repeated: true });
         }
         let first = reserve_versions(&mut tx, page.receivers.len()).await?;
         let mut added = 0;
@@ -106,6 +111,10 @@ impl InboxStore for EmbeddedInbox {
             .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(PageDelivery { added, repeated: false })
+    }
+
+    async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {
+        outcome(&self.db.read, page).await
     }
 
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {

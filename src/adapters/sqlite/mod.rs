@@ -23,13 +23,13 @@ pub struct Db {
 }
 
 impl Db {
-    /// A write transaction that takes the write lock up front, so that a writer in another process
-    /// waits on the busy timeout instead of failing when it upgrades a read lock.
     /// The writer, for a single statement that commits on its own.
     pub fn writer(&self) -> &SqlitePool {
         &self.write
     }
 
+    /// A write transaction that takes the write lock up front, so that a writer in another process
+    /// waits on the busy timeout instead of failing when it upgrades a read lock.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.write.begin_with("BEGIN IMMEDIATE").await
     }

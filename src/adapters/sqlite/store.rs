@@ -585,17 +585,25 @@ impl SendLedger for SqliteStore {
         Ok(true)
     }
 
-    async fn open_tasks(&self, limit: usize) -> PortResult<Vec<SendTask>> {
-        let rows = sqlx::query(
+    async fn open_tasks(
+        &self,
+        direct: bool,
+        after: Option<(&NotificationId, &City)>,
+        limit: usize,
+    ) -> PortResult<Vec<SendTask>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published, t.members FROM send_tasks t \
              JOIN notifications n ON n.id = t.notification_id \
-             WHERE t.finished = 0 AND n.status = 'sending' \
-             ORDER BY n.direct DESC, t.notification_id, t.city LIMIT ?",
-        )
-        .bind(limit as i64)
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(err)?;
+             WHERE t.finished = 0 AND n.status = 'sending' AND n.direct = ",
+        );
+        qb.push_bind(direct);
+        if let Some((id, city)) = after {
+            qb.push(" AND (t.notification_id > ").push_bind(id.as_str().to_owned());
+            qb.push(" OR (t.notification_id = ").push_bind(id.as_str().to_owned());
+            qb.push(" AND t.city > ").push_bind(city.as_str().to_owned()).push("))");
+        }
+        qb.push(" ORDER BY t.notification_id, t.city LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
         rows.iter()
             .map(|row| {
                 let last: Option<String> = row.try_get("last_receiver").map_err(err)?;
