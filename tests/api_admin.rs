@@ -861,6 +861,12 @@ async fn invalid_notification_fields_are_422_naming_the_field() {
         ("unknown field", base(json!({"colour": "red"})), "colour"),
         ("pinned not bool", base(json!({"pinned": "yes"})), "pinned"),
         ("bad valid_until", base(json!({"valid_until": "tomorrow"})), "valid_until"),
+        ("valid_until already past", base(json!({"valid_until": "2020-01-01T00:00:00Z"})), "valid_until"),
+        (
+            "send_at after valid_until",
+            base(json!({"send_at": "2031-01-02T00:00:00Z", "valid_until": "2031-01-01T00:00:00Z"})),
+            "send_at",
+        ),
         (
             "valid_until before valid_from",
             base(json!({"valid_from": "2030-01-02T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"})),

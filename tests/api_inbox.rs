@@ -245,7 +245,9 @@ async fn messages_outside_their_validity_window_are_hidden_everywhere() {
     let h = herald_with_riders(&["r1"]).await;
     let now = Utc::now();
     let hour = chrono::Duration::hours(1);
-    let expired = send(&h, "expired", json!({"valid_until": (now - hour).to_rfc3339(), "force_read": true})).await;
+    // Herald refuses an already-expired notification, so this one expires just after it is sent.
+    let expires = now + chrono::Duration::milliseconds(1200);
+    let expired = send(&h, "expired", json!({"valid_until": expires.to_rfc3339(), "force_read": true})).await;
     let future = send(&h, "future", json!({"valid_from": (now + hour).to_rfc3339(), "force_read": true})).await;
     let permanent = send(&h, "permanent", json!({})).await;
     let until = (now + hour).to_rfc3339();
@@ -253,6 +255,7 @@ async fn messages_outside_their_validity_window_are_hidden_everywhere() {
         send(&h, "bounded", json!({"valid_from": (now - hour).to_rfc3339(), "valid_until": until, "force_read": true}))
             .await;
     let t = h.app_token("rider", "r1");
+    tokio::time::sleep((expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50)).await;
 
     let items = list(&h, &t, "").await.body["items"].clone();
     assert_eq!(ids_of(&items), vec![bounded.clone(), permanent.clone()]);

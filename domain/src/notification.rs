@@ -209,6 +209,19 @@ pub struct NewNotification {
 }
 
 impl NewNotification {
+    /// Refuses a notification nobody could ever see: one already expired, or one sent no earlier
+    /// than it expires.
+    pub fn check_visible_some_time(&self, now: DateTime<Utc>) -> Result<(), InvalidInput> {
+        let Some(until) = self.validity.until() else { return Ok(()) };
+        if until <= now {
+            return Err(InvalidInput::new("valid_until", "is already past: nobody would ever see it"));
+        }
+        if self.send_at.is_some_and(|at| at >= until) {
+            return Err(InvalidInput::new("send_at", "must be before valid_until"));
+        }
+        Ok(())
+    }
+
     /// The status a new notification starts in.
     pub fn initial_status(&self) -> Status {
         if self.draft { Status::Draft } else { Status::Scheduled }
@@ -254,6 +267,29 @@ mod tests {
         let w = ValidityWindow::new(Some(t(1)), Some(t(3))).unwrap();
         assert!(!w.contains(t(0)) && w.contains(t(1)) && w.contains(t(2)) && !w.contains(t(3)));
         assert!(ValidityWindow::new(None, None).unwrap().contains(t(23)));
+    }
+
+    #[test]
+    fn a_notification_nobody_could_see_is_refused() {
+        let t = |h| Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap();
+        let mut n = NewNotification {
+            title: Title::parse("", "t").unwrap(),
+            body: Body::parse("", "b").unwrap(),
+            category: Category::System,
+            receiver_kind: ReceiverKind::Rider,
+            audience: serde_json::from_str(r#"{"all": true}"#).unwrap(),
+            pinned: false,
+            force_read: false,
+            validity: ValidityWindow::new(None, Some(t(10))).unwrap(),
+            send_at: Some(t(9)),
+            draft: false,
+        };
+        assert!(n.check_visible_some_time(t(8)).is_ok());
+        assert_eq!(n.check_visible_some_time(t(10)).unwrap_err().field, "valid_until");
+        n.send_at = Some(t(10));
+        assert_eq!(n.check_visible_some_time(t(8)).unwrap_err().field, "send_at");
+        n.validity = ValidityWindow::new(None, None).unwrap();
+        assert!(n.check_visible_some_time(t(23)).is_ok(), "a permanent one is always fine");
     }
 
     #[test]

@@ -132,6 +132,7 @@ pub async fn create_notification(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let idem = idempotency(&headers, &raw)?;
     let content = req.into_domain()?;
+    content.check_visible_some_time(Utc::now())?;
     check_include(&state, content.receiver_kind, &content.audience).await?;
     let outcome = state.ports.notifications.create_notification(&content, idem.as_ref(), Utc::now()).await?;
     let (status, n) = match outcome {
