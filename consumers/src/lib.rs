@@ -65,6 +65,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// Delivers one page (a revoked or vanished notification's pages are recorded, not delivered)
     /// and records it in the ledger, with what it added.
+    #[tracing::instrument(name = "deliver_page", skip_all, fields(page = %page.key, receivers = page.receivers.len()))]
     pub async fn deliver(&self, page: &Page) -> PortResult<Outcome> {
         let id = &page.key.notification_id;
         let status = self.notifications.notification(id).await?.map(|n| n.status);

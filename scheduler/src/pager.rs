@@ -95,6 +95,7 @@ impl Scheduler {
     }
 
     /// Writes the task's next page (or its end) to the outbox.
+    #[tracing::instrument(name = "page_task", skip_all, fields(notification = %task.notification_id, city = %task.city, page = task.pages_published))]
     async fn advance_one(&self, n: &Notification, task: &SendTask) -> PortResult<()> {
         let step = self.next_step(n, task).await?;
         let receivers = step.page.as_ref().map_or(0, |(_, n)| *n);
@@ -111,6 +112,7 @@ impl Scheduler {
     }
 
     /// Plans and starts every due notification.
+    #[tracing::instrument(name = "start_due", skip_all)]
     async fn start_due(&self) -> PortResult<usize> {
         let due = self.ports.ledger.due(Utc::now(), 100).await?;
         for n in &due {

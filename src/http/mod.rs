@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::sync::Notify;
 
@@ -75,17 +75,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records every request's latency by route template (not raw path, to keep series bounded).
+/// Runs every request in a span and records its latency by route template (not raw path, to keep
+/// series bounded).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
     let started = Instant::now();
     let method = request.method().clone();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let response = next.run(request).await;
+    let span = tracing::info_span!("http", method = %method, route = %route);
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64));
     state
         .telemetry
         .http_duration
         .with_label_values(&[method.as_str(), &route, response.status().as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    response.into_response()
+        .observe(elapsed.as_secs_f64());
+    response
 }
