@@ -124,6 +124,11 @@ impl InboxView {
         (page, next)
     }
 
+    /// The visible message with this id, if the inbox holds one.
+    pub fn get(&self, id: &NotificationId) -> Option<&InboxItem> {
+        self.items.iter().find(|i| i.notification.id == *id)
+    }
+
     pub fn unread(&self) -> impl Iterator<Item = &InboxItem> {
         self.items.iter().filter(|i| !i.read)
     }

@@ -101,8 +101,7 @@ async fn mark(state: &AppState, me: &ReceiverRef, ids: &[NotificationId]) -> Api
 pub async fn read_one(State(state): State<AppState>, App(me): App, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = NotificationId::parse("id", &id).map_err(|_| ApiError::not_found("message"))?;
     let view = view(&state, &me).await?;
-    let (items, _) = view.page(None, usize::MAX);
-    let item = items.iter().find(|i| i.notification.id == id).ok_or_else(|| ApiError::not_found("message"))?;
+    let item = view.get(&id).ok_or_else(|| ApiError::not_found("message"))?;
     if !item.read {
         mark(&state, &me, &[id]).await?;
     }
