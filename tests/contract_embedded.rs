@@ -75,6 +75,7 @@ mod inbox {
         [
             redelivery_changes_nothing,
             concurrent_redelivery_counts_once,
+            a_withheld_notification_gets_no_more_entries,
             kinds_have_separate_inboxes,
             reads_count_once_per_receiver,
             changes_are_versioned_for_sync,

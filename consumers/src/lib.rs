@@ -75,7 +75,11 @@ impl Deliverer {
                 PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
             },
             // Not delivered now; but if it was before the revoke, the ledger must hear what it added.
-            _ => (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld),
+            // Withholding here too heals a revoke whose API process died before withholding.
+            _ => {
+                self.inbox.withhold(id).await?;
+                (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld)
+            }
         };
         if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
             tracing::info!(notification = %id, "every page delivered");

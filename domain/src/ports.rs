@@ -286,6 +286,9 @@ pub trait InboxStore: Send + Sync {
     async fn deliver(&self, page: &Page) -> PortResult<PageDelivery>;
     /// What a page added when it was delivered, if it was.
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
+    /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds
+    /// nothing and moves no counter; entries and counts from before stay. Idempotent.
+    async fn withhold(&self, notification: &NotificationId) -> PortResult<()>;
     /// Every entry of one inbox.
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.

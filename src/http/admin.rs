@@ -295,6 +295,10 @@ async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail:
             format!("cannot {verb} a notification that is {}", current.as_str()),
         )),
         TransitionOutcome::Moved(n) => {
+            if to == Status::Revoked {
+                // Closes the gap between a consumer's status check and its inbox write.
+                state.ports.inbox.withhold(&id).await?;
+            }
             state.catalog.forget(&id);
             state.wake_scheduler.notify_one();
             Ok(Json(view_of(state, &n).await?))

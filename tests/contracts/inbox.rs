@@ -58,6 +58,19 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     assert_eq!(inbox.entries(&rider("r00000")).await.unwrap().len(), 1);
 }
 
+pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let n = NotificationId::generate();
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(10));
+    inbox.withhold(&n).await.unwrap();
+    inbox.withhold(&n).await.unwrap();
+    assert_eq!(inbox.deliver(&page(&n, "sh", 1, 10..20)).await.unwrap(), first(0), "nothing lands after");
+    assert_eq!(inbox.page_outcome(&page(&n, "sh", 1, 10..20).key).await.unwrap(), Some(0));
+    assert!(inbox.entries(&rider("r00015")).await.unwrap().is_empty());
+    assert_eq!(inbox.entries(&rider("r00005")).await.unwrap().len(), 1, "what came before stays");
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "stats kept");
+}
+
 pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult};
-use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
+use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -85,9 +85,15 @@ impl InboxStore for EmbeddedInbox {
         if let Some(added) = outcome(&mut *tx, key).await? {
             return Ok(PageDelivery { added, repeated: true });
         }
-        let first = reserve_versions(&mut tx, page.receivers.len()).await?;
+        let withheld: Option<i64> = sqlx::query_scalar("SELECT 1 FROM withheld WHERE notification_id = ?")
+            .bind(key.notification_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        let receivers: &[ReceiverId] = if withheld.is_some() { &[] } else { &page.receivers };
+        let first = reserve_versions(&mut tx, receivers.len()).await?;
         let mut added = 0;
-        for (c, chunk) in page.receivers.chunks(1000).enumerate() {
+        for (c, chunk) in receivers.chunks(1000).enumerate() {
             let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
             qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
                 row.push_bind(ReceiverRef::key_of(page.receiver_kind, id))
@@ -115,6 +121,15 @@ impl InboxStore for EmbeddedInbox {
 
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {
         outcome(&self.db.read, page).await
+    }
+
+    async fn withhold(&self, notification: &NotificationId) -> PortResult<()> {
+        sqlx::query("INSERT OR IGNORE INTO withheld (notification_id) VALUES (?)")
+            .bind(notification.as_str())
+            .execute(self.db.writer())
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {

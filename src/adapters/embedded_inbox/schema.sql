@@ -27,6 +27,11 @@ CREATE TABLE pages (
     PRIMARY KEY (notification_id, city, page_no)
 ) WITHOUT ROWID;
 
+-- Revoked notifications: checked inside every delivery, so none lands after the revoke.
+CREATE TABLE withheld (
+    notification_id TEXT NOT NULL PRIMARY KEY
+) WITHOUT ROWID;
+
 CREATE TABLE clock (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL
