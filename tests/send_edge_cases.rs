@@ -27,7 +27,8 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(&settings(dir.path(), Some(4)), Roles::ALL).await.unwrap();
+    // Paced at 2 pages/s: `a` pages at 0 s, then `b` at 0.5, 1.0 (up to r0999), 1.5 s (from r1005 on).
+    let running = start(&settings(dir.path(), Some(2)), Roles::ALL).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     // r0000..r1999: r1000..r1009 live in `a`, everyone else in `b` (4 pages there).
     let batch: Vec<_> = (0..2000)
@@ -36,7 +37,7 @@ async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
     assert!(t.admin_post("/admin/v1/receivers/batch", &json!(batch)).await.status.is_success());
     let id = t.create(&TestHerald::notification("move", json!({"all": true}), json!({}))).await;
 
-    // Once `a` is delivered and `b` has paged past r0499 only, r1005 moves to `b`: `b` pages it again.
+    // Once `a` is delivered, and before `b` pages past r0999, r1005 moves to `b`: `b` pages it again.
     until("city a is delivered", async || {
         let v = t.notification_view(&id).await;
         v["cities"].as_array().is_some_and(|c| c.iter().any(|c| c["city"] == "a" && c["done"] == true))
@@ -45,7 +46,7 @@ async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
     let progress =
         running.ports.ledger.progress(&herald_domain::NotificationId::parse("", &id).unwrap()).await.unwrap();
     let b = progress.iter().find(|p| p.city.as_str() == "b").unwrap();
-    assert!(b.pages_published <= 1, "b paged too fast for this test: {b:?}");
+    assert!(b.pages_published <= 2, "b paged past r0999 before the move; the test proves nothing: {b:?}");
     t.receivers(&[("rider", "r1005", "b", &[])]).await;
 
     let v = t.wait_status(&id, "sent").await;
