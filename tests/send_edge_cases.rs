@@ -102,3 +102,26 @@ async fn a_point_to_point_message_overtakes_a_paced_broadcast() {
     assert!(inbox.contains(&direct));
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_later_broadcast_progresses_while_earlier_ones_hold_more_tasks_than_a_round_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), Some(20));
+    s.scheduler.tasks_per_round = 2; // as if 1,000 tasks of earlier sends were open
+    let running = start(&s, Roles::ALL).await.unwrap();
+    let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    // Riders in cities a..d, many pages each: the first broadcast's 4 tasks outnumber a round.
+    t.riders("w", 16_000, &["a", "b", "c", "d"]).await;
+    let first = t.create(&TestHerald::notification("first", json!({"all": true}), json!({}))).await;
+    until("the first broadcast is sending", async || t.notification_view(&first).await["stats"]["sent"] != 0).await;
+    let second = t.create(&TestHerald::notification("second", json!({"all": true}), json!({}))).await;
+    until("the second broadcast delivers something", async || t.notification_view(&second).await["stats"]["sent"] != 0)
+        .await;
+    let first_id = herald_domain::NotificationId::parse("", &first).unwrap();
+    let open = running.ports.ledger.open_tasks(false, None, 100).await.unwrap();
+    assert!(
+        open.iter().any(|task| task.notification_id == first_id),
+        "the second got pages only after the first finished paging: rounds do not rotate"
+    );
+    running.stop().await.unwrap();
+}

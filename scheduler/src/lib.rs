@@ -24,11 +24,13 @@ pub struct SchedulerConfig {
     /// Upper bound on pages written per second across all sends; `None` is unbounded. Lets
     /// operations cap how fast a nationwide push lands on downstream systems.
     pub max_pages_per_second: Option<u32>,
+    /// Open tasks read per round (of each kind, direct and broadcast); the rest wait their turn.
+    pub tasks_per_round: usize,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { tick: Duration::from_millis(500), max_pages_per_second: None }
+        Self { tick: Duration::from_millis(500), max_pages_per_second: None, tasks_per_round: 1000 }
     }
 }
 

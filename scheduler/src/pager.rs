@@ -16,8 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Scheduler;
 
-/// Tasks read per round; more wait for the next round.
-const TASKS_PER_ROUND: usize = 1000;
 /// How long one round may spend on broadcast tasks before looking for new sends again.
 const ROUND_BUDGET: Duration = Duration::from_secs(1);
 
@@ -56,15 +54,16 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) -> PortResult<bool> {
         let started = self.start_due().await?;
-        let direct = self.ports.ledger.open_tasks(true, None, TASKS_PER_ROUND).await?;
+        let per_round = self.config.tasks_per_round.max(1);
+        let direct = self.ports.ledger.open_tasks(true, None, per_round).await?;
         // Broadcast tasks continue after the last one served, wrapping round, so that a round cut
         // short by its budget starves none, however many there are.
         let after = rotation.after.as_ref().map(|(n, c)| (n, c));
-        let mut bulk = self.ports.ledger.open_tasks(false, after, TASKS_PER_ROUND).await?;
+        let mut bulk = self.ports.ledger.open_tasks(false, after, per_round).await?;
         if let Some((last_id, last_city)) = after
-            && bulk.len() < TASKS_PER_ROUND
+            && bulk.len() < per_round
         {
-            let wrapped = self.ports.ledger.open_tasks(false, None, TASKS_PER_ROUND - bulk.len()).await?;
+            let wrapped = self.ports.ledger.open_tasks(false, None, per_round - bulk.len()).await?;
             bulk.extend(wrapped.into_iter().filter(|t| (&t.notification_id, &t.city) <= (last_id, last_city)));
         }
         let mut ids: Vec<NotificationId> = direct.iter().chain(&bulk).map(|t| t.notification_id.clone()).collect();
