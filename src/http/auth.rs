@@ -14,10 +14,13 @@ fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
         .headers
         .get(AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+    // The scheme is case-insensitive (RFC 7235 §2.1): `bearer` is `Bearer`.
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
     state.tokens.verify(token.trim()).map_err(|e| ApiError::unauthorized(e.to_string()))
 }
