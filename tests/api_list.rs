@@ -119,3 +119,20 @@ async fn bad_parameters_name_the_field() {
     assert_eq!((blank.status, blank.body["total"].clone()), (StatusCode::OK, json!(0)), "a blank q is no filter");
     h.stop().await;
 }
+
+/// A last page that is exactly full has no `next_cursor`: nothing follows it.
+#[tokio::test]
+async fn an_exactly_full_last_page_has_no_next_cursor() {
+    let h = TestHerald::spawn().await;
+    for i in 0..4 {
+        h.create(&TestHerald::notification(&format!("n{i}"), json!({"all": true}), json!({"draft": true}))).await;
+    }
+    let first = list(&h, "limit=2").await;
+    let cursor = first.body["next_cursor"].as_str().expect("a second page follows").to_string();
+    let last = list(&h, &format!("limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&last).len(), 2, "{}", last.body);
+    assert_eq!(last.body["next_cursor"], json!(null), "nothing follows the last page: {}", last.body);
+    let all = list(&h, "limit=4").await;
+    assert_eq!((ids(&all).len(), all.body["next_cursor"].clone()), (4, json!(null)), "{}", all.body);
+    h.stop().await;
+}

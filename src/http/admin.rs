@@ -1,8 +1,7 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use herald_domain::audience::{AudienceSpec, Target};
@@ -16,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::auth::{Admin, Operator};
 use super::error::{ApiError, ApiResult, ValidJson};
-use super::{AppState, params};
+use super::params::{self, PathParams, QueryParams};
 
 /// Receivers per batch call; more go through `herald receivers import`.
 pub const MAX_BATCH: usize = 10_000;
@@ -205,7 +205,7 @@ fn notification_json(n: &Notification, progress: &[CityProgress], counters: &Cou
 pub async fn get_notification(
     State(state): State<AppState>,
     _: Admin,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let n = state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?;
@@ -258,24 +258,31 @@ impl ListParams {
 pub async fn list_notifications(
     State(state): State<AppState>,
     _: Admin,
-    q: Result<Query<ListParams>, QueryRejection>,
+    QueryParams(p): QueryParams<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let p = params::query(q)?;
     let filter = p.filter()?;
     let limit = params::limit(p.limit.as_deref(), 20, 100)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
-    let (found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit).await?;
+    // One row past the page says whether another page follows.
+    let (mut found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit + 1).await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
     let mut items = Vec::with_capacity(found.len());
     for n in &found {
         items.push(view_of(&state, n).await?);
     }
-    let next = (found.len() == limit)
-        .then(|| found.last().map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() }))
-        .flatten();
+    let next = found
+        .last()
+        .filter(|_| more)
+        .map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() });
     Ok(Json(json!({ "items": items, "total": total, "next_cursor": next.as_ref().map(ListCursor::encode) })))
 }
 
-pub async fn history(State(state): State<AppState>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn history(
+    State(state): State<AppState>,
+    _: Admin,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let items = state.ports.notifications.history(&id).await?;
     if items.is_empty() {
@@ -306,15 +313,27 @@ async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail:
     }
 }
 
-pub async fn send(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn send(
+    State(state): State<AppState>,
+    _: Operator,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
     move_to(&state, &id, Status::Scheduled, "send", "released from draft").await
 }
 
-pub async fn cancel(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    _: Operator,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
     move_to(&state, &id, Status::Cancelled, "cancel", "cancelled before sending").await
 }
 
-pub async fn revoke(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    _: Operator,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
     move_to(&state, &id, Status::Revoked, "revoke", "revoked: removed from every inbox").await
 }
 

@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use herald_domain::{
@@ -13,9 +12,10 @@ use herald_domain::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use super::auth::App;
 use super::error::{ApiError, ApiResult};
-use super::{AppState, params};
+use super::params::{self, PathParams, QueryParams};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 50;
@@ -61,9 +61,8 @@ fn item_json(item: &InboxItem) -> Value {
 pub async fn list(
     State(state): State<AppState>,
     App(me): App,
-    q: Result<Query<Params>, QueryRejection>,
+    QueryParams(p): QueryParams<Params>,
 ) -> ApiResult<Json<Value>> {
-    let p = params::query(q)?;
     let limit = params::limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
     let view = view(&state, &me).await?;
@@ -98,7 +97,11 @@ async fn mark(state: &AppState, me: &ReceiverRef, ids: &[NotificationId]) -> Api
     Ok(state.ports.inbox.mark_read(me, ids).await?.len())
 }
 
-pub async fn read_one(State(state): State<AppState>, App(me): App, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn read_one(
+    State(state): State<AppState>,
+    App(me): App,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
     let id = NotificationId::parse("id", &id).map_err(|_| ApiError::not_found("message"))?;
     let view = view(&state, &me).await?;
     let item = view.get(&id).ok_or_else(|| ApiError::not_found("message"))?;
@@ -121,9 +124,8 @@ pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<
 pub async fn sync(
     State(state): State<AppState>,
     App(me): App,
-    q: Result<Query<Params>, QueryRejection>,
+    QueryParams(p): QueryParams<Params>,
 ) -> ApiResult<Json<Value>> {
-    let p = params::query(q)?;
     let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
     let now = Utc::now();
     let changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH).await?;
