@@ -8,6 +8,9 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// A well-formed notification id that names nothing.
+const UNKNOWN_ID: &str = "00000000000000000000000000000000";
+
 /// Any request: raw path (sent as written), headers, optional raw body.
 async fn send(th: &TestHerald, method: Method, path: &str, headers: &[(&str, &str)], body: Option<String>) -> Reply {
     let mut req = th.client.request(method, format!("{}{path}", th.base));
@@ -121,5 +124,179 @@ async fn bearer_scheme_is_case_insensitive() {
         let r = send(&th, Method::GET, "/admin/v1/notifications", &[("authorization", &header)], None).await;
         assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None, &header);
     }
+    th.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// /openapi.json
+// ---------------------------------------------------------------------------------------------
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+async fn document(th: &TestHerald) -> Value {
+    let r = th.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["paths"].is_object(), "no paths in /openapi.json: {}", r.body);
+    r.body
+}
+
+/// Every operation of the document: (path, method, operation).
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut out = Vec::new();
+    for (path, item) in paths {
+        for method in METHODS.into_iter().filter(|m| item.get(*m).is_some()) {
+            out.push((path.clone(), method.to_string(), item[method].clone()));
+        }
+    }
+    out
+}
+
+fn declared(op: &Value) -> Vec<String> {
+    op["responses"].as_object().expect("responses").keys().cloned().collect()
+}
+
+fn params_in<'a>(op: &'a Value, place: &str) -> Vec<&'a str> {
+    op["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == place)
+        .filter_map(|p| p["name"].as_str())
+        .collect()
+}
+
+/// The path with every `{param}` replaced by `value`.
+fn fill(path: &str, value: &str) -> String {
+    path.split('/').map(|seg| if seg.starts_with('{') { value } else { seg }).collect::<Vec<_>>().join("/")
+}
+
+/// What is routed is what is documented: the router registers every route through `routes!`,
+/// which takes each path and method from the handler's `#[utoipa::path]`; every documented method
+/// is served, and every other method of a documented path is 405.
+#[tokio::test]
+async fn openapi_describes_every_route_and_method() {
+    let th = TestHerald::spawn().await;
+    let doc = document(&th).await;
+    let source = include_str!("../src/http/mod.rs");
+    for bypass in [".route(", ".route_service(", ".nest(", ".merge(", ".nest_service("] {
+        assert!(!source.contains(bypass), "src/http/mod.rs registers a route with `{bypass}`, outside the document");
+    }
+    let registered = source.matches(".routes(routes!(").count();
+    let paths = doc["paths"].as_object().expect("paths");
+    assert_eq!(registered, paths.len(), "one `routes!` per documented path");
+    assert!(paths.len() >= 18, "{paths:?}");
+    let app = th.app_token("rider", "r1");
+    for (path, item) in paths {
+        let concrete = fill(path, UNKNOWN_ID);
+        for method in METHODS {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            for token in [&th.admin, &app] {
+                let r = th.call(m.clone(), &concrete, Some(token), None).await;
+                if item.get(method).is_some() {
+                    assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path} is documented, not served");
+                    assert!(r.status != StatusCode::NOT_FOUND || r.code() == Some("not_found") && path.contains('{'));
+                } else {
+                    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None, &concrete);
+                }
+            }
+        }
+    }
+    th.stop().await;
+}
+
+/// Each operation declares the errors its inputs can cause, each in the error shape: 401 and 403
+/// with a token, 400 and 404 with a path id, 400 and 422 with a query, 400, 413 and 422 with a body,
+/// 503 whenever it reaches a store.
+#[tokio::test]
+async fn every_operation_declares_the_errors_its_inputs_can_cause() {
+    let th = TestHerald::spawn().await;
+    let doc = document(&th).await;
+    for (path, method, op) in operations(&doc) {
+        let declared = declared(&op);
+        let mut needed: Vec<&str> = Vec::new();
+        if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+            needed.extend(["401", "403"]);
+        }
+        if !params_in(&op, "path").is_empty() {
+            needed.extend(["400", "404"]);
+        }
+        if !params_in(&op, "query").is_empty() {
+            needed.extend(["400", "422"]);
+        }
+        if op.get("requestBody").is_some() || !params_in(&op, "header").is_empty() {
+            needed.extend(["400", "413", "422"]);
+        }
+        if path.starts_with("/admin/") || path.starts_with("/app/") || path == "/readyz" {
+            needed.push("503");
+        }
+        for status in needed {
+            assert!(declared.iter().any(|d| d == status), "{method} {path} does not declare {status}: {declared:?}");
+        }
+        for (status, response) in op["responses"].as_object().unwrap() {
+            if status.starts_with('4') || (status.starts_with('5') && path != "/readyz") {
+                let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema, "#/components/schemas/ErrorBody", "{method} {path} {status}: {response}");
+            }
+        }
+    }
+    th.stop().await;
+}
+
+/// One request of the table: path and query, headers, body, the status it must get.
+type Provocation<'a> = (String, Vec<(&'a str, &'a str)>, Option<String>, StatusCode);
+
+/// Provokes every error each operation's inputs allow (the table: no token, the wrong token, an
+/// undecodable or unknown id, a repeated or invalid query parameter, a malformed, invalid or
+/// oversized body) and checks the answer is the expected one, in the error shape, and declared.
+#[tokio::test]
+async fn every_error_a_request_provokes_is_declared() {
+    let th = TestHerald::spawn().await;
+    let doc = document(&th).await;
+    let app = format!("Bearer {}", th.app_token("rider", "r1"));
+    let admin = format!("Bearer {}", th.admin);
+    let huge = " ".repeat(4 * 1024 * 1024 + 1);
+    let mut provoked = 0;
+    for (path, method, op) in operations(&doc) {
+        let Some(scheme) = op["security"][0].as_object().and_then(|s| s.keys().next().cloned()) else { continue };
+        let (right, wrong) = if scheme == "admin_token" { (&admin, &app) } else { (&app, &admin) };
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let ok_path = fill(&path, UNKNOWN_ID);
+        let json = ("content-type", "application/json");
+        let mut table: Vec<Provocation> = vec![
+            (ok_path.clone(), vec![], None, StatusCode::UNAUTHORIZED),
+            (ok_path.clone(), vec![("authorization", wrong)], None, StatusCode::FORBIDDEN),
+        ];
+        let auth = ("authorization", right.as_str());
+        if !params_in(&op, "path").is_empty() {
+            table.push((fill(&path, "%FF"), vec![auth], None, StatusCode::BAD_REQUEST));
+            table.push((ok_path.clone(), vec![auth], None, StatusCode::NOT_FOUND));
+        }
+        let query = params_in(&op, "query");
+        if let Some(first) = query.first() {
+            table.push((format!("{ok_path}?{first}=a&{first}=b"), vec![auth], None, StatusCode::BAD_REQUEST));
+            let invalid = if query.contains(&"limit") { "limit=0" } else { "since=not-a-cursor" };
+            table.push((format!("{ok_path}?{invalid}"), vec![auth], None, StatusCode::UNPROCESSABLE_ENTITY));
+        }
+        if op.get("requestBody").is_some() {
+            table.push((ok_path.clone(), vec![auth, json], Some("oops".into()), StatusCode::BAD_REQUEST));
+            table.push((
+                ok_path.clone(),
+                vec![auth, json],
+                Some("{\"x\": 1}".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ));
+            table.push((ok_path.clone(), vec![auth, json], Some(huge.clone()), StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        for (target, headers, body, expected) in table {
+            let r = send(&th, m.clone(), &target, &headers, body).await;
+            let what = format!("{method} {target}");
+            assert_eq!(r.status, expected, "{what}: {}", r.body);
+            assert!(r.code().is_some() && r.body["error"]["message"].is_string(), "{what}: not the error shape");
+            assert!(declared(&op).contains(&r.status.as_str().to_string()), "{what}: {} is not declared", r.status);
+            provoked += 1;
+        }
+    }
+    assert!(provoked >= 40, "only {provoked} errors provoked");
     th.stop().await;
 }

@@ -20,6 +20,7 @@ pub use notification::{
 };
 pub use page::{PAGE_SIZE, Page, PageKey, Topic};
 pub use receiver::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+pub use text::MAX_IDENT_LEN;
 
 /// A value that failed to parse, with the path of the field at fault (`audience.cities[2]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

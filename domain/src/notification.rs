@@ -95,6 +95,8 @@ pub enum Category {
 }
 
 impl Category {
+    pub const ALL: [Category; 3] = [Category::System, Category::Activity, Category::Announcement];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::System => "system",

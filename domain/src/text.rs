@@ -3,7 +3,7 @@
 use crate::InvalidInput;
 
 /// Longest identifier we accept: long enough for any id scheme, short enough to keep keys small.
-pub(crate) const MAX_IDENT_LEN: usize = 64;
+pub const MAX_IDENT_LEN: usize = 64;
 
 /// An identifier is 1–64 characters of letters (any script), digits, `_`, `-`, `.` or `:`.
 /// No spaces or separators (`;` `,` `|`) so that it is safe inside CSV cells, tag lists and keys.

@@ -11,33 +11,48 @@ use herald_domain::{
     Audience, Body, Category, City, Group, NewNotification, Notification, NotificationId, Receiver, ReceiverId,
     ReceiverKind, Status, Title, ValidityWindow,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Operator};
 use super::error::{ApiError, ApiResult, ValidJson};
+use super::openapi::{self as doc, Conflicts, NeedsToken, ReadsBody, ReadsPath, ReadsQuery, UsesBackend};
 use super::params::{self, PathParams, QueryParams};
 
 /// Receivers per batch call; more go through `herald receivers import`.
 pub const MAX_BATCH: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiverIn {
+    #[schema(schema_with = doc::receiver_kind)]
     kind: ReceiverKind,
+    #[schema(schema_with = doc::ident)]
     id: ReceiverId,
+    #[schema(schema_with = doc::ident)]
     city: City,
     #[serde(default)]
+    #[schema(schema_with = doc::idents)]
     groups: Vec<Group>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Upserted {
+    upserted: usize,
+}
+
+/// Adds or updates receivers (at most 10,000 per call).
+#[utoipa::path(post, path = "/admin/v1/receivers/batch", tag = "admin", security(("admin_token" = [])),
+    request_body(content = Vec<ReceiverIn>, description = "At most 10,000 receivers"),
+    responses((status = 200, body = Upserted), NeedsToken, ReadsBody, UsesBackend))]
 pub async fn upsert_receivers(
     State(state): State<AppState>,
     _: Operator,
     ValidJson(batch, _): ValidJson<Vec<ReceiverIn>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Upserted>> {
     if batch.len() > MAX_BATCH {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -47,16 +62,21 @@ pub async fn upsert_receivers(
     }
     let receivers: Vec<Receiver> = batch.into_iter().map(|r| Receiver::new(r.kind, r.id, r.city, r.groups)).collect();
     state.ports.receivers.upsert_receivers(&receivers).await?;
-    Ok(Json(json!({ "upserted": receivers.len() })))
+    Ok(Json(Upserted { upserted: receivers.len() }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationIn {
+    #[schema(schema_with = doc::title)]
     title: Title,
+    #[schema(schema_with = doc::body)]
     body: Body,
+    #[schema(schema_with = doc::category)]
     category: Category,
+    #[schema(schema_with = doc::receiver_kind)]
     receiver_kind: ReceiverKind,
+    #[schema(schema_with = doc::audience)]
     audience: AudienceSpec,
     #[serde(default)]
     pinned: bool,
@@ -124,12 +144,29 @@ fn idempotency(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempotency
     Ok(Some(Idempotency { key: key.to_string(), fingerprint }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    #[schema(value_type = String)]
+    id: NotificationId,
+    #[schema(schema_with = doc::status)]
+    status: Status,
+}
+
+/// Creates a notification; it sends at `send_at` (now when null) unless it is a draft.
+#[utoipa::path(post, path = "/admin/v1/notifications", tag = "admin", security(("admin_token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 255,
+        description = "Replays the first answer for the same body; 409 for another body")),
+    request_body = NotificationIn,
+    responses(
+        (status = 201, description = "Created", body = Created),
+        (status = 200, description = "Replayed: this key was used with this body", body = Created),
+        NeedsToken, ReadsBody, Conflicts, UsesBackend))]
 pub async fn create_notification(
     State(state): State<AppState>,
     _: Operator,
     headers: HeaderMap,
     ValidJson(req, raw): ValidJson<NotificationIn>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Created>)> {
     let idem = idempotency(&headers, &raw)?;
     let content = req.into_domain()?;
     content.check_visible_some_time(Utc::now())?;
@@ -146,83 +183,165 @@ pub async fn create_notification(
         }
     };
     state.wake_scheduler.notify_one();
-    Ok((status, Json(json!({ "id": n.id, "status": n.status }))))
+    Ok((status, Json(Created { id: n.id, status: n.status })))
 }
 
 fn parse_id(raw: &str) -> ApiResult<NotificationId> {
     NotificationId::parse("id", raw).map_err(|_| ApiError::not_found("notification"))
 }
 
-fn time(t: Option<DateTime<Utc>>) -> Value {
-    t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
-}
-
-/// The console's view of a notification, with its progress and counters read now.
-async fn view_of(state: &AppState, n: &Notification) -> ApiResult<Value> {
-    let progress = state.ports.ledger.progress(&n.id).await?;
-    let counters = state.ports.inbox.counters(&n.id).await?;
-    Ok(notification_json(n, &progress, &counters))
+fn time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.to_rfc3339())
 }
 
 /// The console's view of a notification: content, status, stats and per-city progress.
-fn notification_json(n: &Notification, progress: &[CityProgress], counters: &Counters) -> Value {
-    let c = &n.content;
-    let matched: u64 = progress.iter().map(|p| p.matched).sum();
-    let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
-    let cities: Vec<Value> = progress
-        .iter()
-        .map(|p| {
-            json!({
-                "city": p.city,
-                "matched": p.matched,
-                "sent": counters.sent_by_city.get(p.city.as_str()).copied().unwrap_or(0),
-                "done": p.done,
-            })
-        })
-        .collect();
-    json!({
-        "id": n.id,
-        "title": c.title,
-        "body": c.body,
-        "category": c.category,
-        "receiver_kind": c.receiver_kind,
-        "audience": c.audience,
-        "pinned": c.pinned,
-        "force_read": c.force_read,
-        "valid_from": time(c.validity.from()),
-        "valid_until": time(c.validity.until()),
-        "send_at": time(c.send_at),
-        "draft": n.status == Status::Draft,
-        "status": n.status,
-        "created_at": n.created_at.to_rfc3339(),
-        "sent_at": time(n.sent_at),
-        "revoked_at": time(n.revoked_at),
-        "stats": { "matched": matched, "sent": counters.sent, "read": counters.read, "read_rate": read_rate },
-        "cities": cities,
-    })
+#[derive(Serialize, ToSchema)]
+pub struct NotificationView {
+    #[schema(value_type = String)]
+    id: NotificationId,
+    #[schema(schema_with = doc::title)]
+    title: Title,
+    #[schema(schema_with = doc::body)]
+    body: Body,
+    #[schema(schema_with = doc::category)]
+    category: Category,
+    #[schema(schema_with = doc::receiver_kind)]
+    receiver_kind: ReceiverKind,
+    #[schema(schema_with = doc::audience)]
+    audience: Audience,
+    pinned: bool,
+    force_read: bool,
+    #[schema(format = DateTime)]
+    valid_from: Option<String>,
+    #[schema(format = DateTime)]
+    valid_until: Option<String>,
+    #[schema(format = DateTime)]
+    send_at: Option<String>,
+    draft: bool,
+    #[schema(schema_with = doc::status)]
+    status: Status,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    stats: Stats,
+    cities: Vec<CityView>,
 }
 
+/// `read_rate` is `read / sent` (0 before anything is sent).
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    matched: u64,
+    sent: u64,
+    read: u64,
+    read_rate: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CityView {
+    #[schema(schema_with = doc::ident)]
+    city: City,
+    matched: u64,
+    sent: u64,
+    done: bool,
+}
+
+/// The console's view of a notification, with its progress and counters read now.
+async fn view_of(state: &AppState, n: &Notification) -> ApiResult<NotificationView> {
+    let progress = state.ports.ledger.progress(&n.id).await?;
+    let counters = state.ports.inbox.counters(&n.id).await?;
+    Ok(NotificationView::new(n, &progress, &counters))
+}
+
+impl NotificationView {
+    fn new(n: &Notification, progress: &[CityProgress], counters: &Counters) -> Self {
+        let c = &n.content;
+        let matched: u64 = progress.iter().map(|p| p.matched).sum();
+        let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
+        let cities = progress
+            .iter()
+            .map(|p| CityView {
+                city: p.city.clone(),
+                matched: p.matched,
+                sent: counters.sent_by_city.get(p.city.as_str()).copied().unwrap_or(0),
+                done: p.done,
+            })
+            .collect();
+        Self {
+            id: n.id.clone(),
+            title: c.title.clone(),
+            body: c.body.clone(),
+            category: c.category,
+            receiver_kind: c.receiver_kind,
+            audience: c.audience.clone(),
+            pinned: c.pinned,
+            force_read: c.force_read,
+            valid_from: time(c.validity.from()),
+            valid_until: time(c.validity.until()),
+            send_at: time(c.send_at),
+            draft: n.status == Status::Draft,
+            status: n.status,
+            created_at: n.created_at.to_rfc3339(),
+            sent_at: time(n.sent_at),
+            revoked_at: time(n.revoked_at),
+            stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate },
+            cities,
+        }
+    }
+}
+
+/// One notification, with its stats and per-city progress.
+#[utoipa::path(get, path = "/admin/v1/notifications/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, UsesBackend))]
 pub async fn get_notification(
     State(state): State<AppState>,
     _: Admin,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationView>> {
     let id = parse_id(&id)?;
     let n = state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?;
     Ok(Json(view_of(&state, &n).await?))
 }
 
-#[derive(Deserialize)]
+/// Each given at most once. Kept as text here so that a bad value is a 422 naming the parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// A substring of the title or body, any script.
+    #[param(max_length = 100)]
     q: Option<String>,
+    /// Named by the audience, or reached by a send.
+    #[param(schema_with = doc::ident)]
     city: Option<String>,
+    #[param(schema_with = doc::status)]
     status: Option<String>,
+    #[param(schema_with = doc::category)]
     category: Option<String>,
+    #[param(schema_with = doc::receiver_kind)]
     receiver_kind: Option<String>,
+    /// `created_at` at or after this time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// `created_at` before this time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// A `next_cursor` from an earlier page.
     cursor: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+}
+
+/// A page of the console's list.
+#[derive(Serialize, ToSchema)]
+pub struct NotificationPage {
+    items: Vec<NotificationView>,
+    /// Every match, on every page.
+    total: u64,
+    /// Null when nothing follows.
+    next_cursor: Option<String>,
 }
 
 /// An RFC 3339 time from a query string, where an unescaped `+08:00` arrives as ` 08:00`.
@@ -255,11 +374,14 @@ impl ListParams {
 
 /// Notifications newest first, filtered; each with its stats. `q` is a substring match on title
 /// and body until the search mirror serves it.
+#[utoipa::path(get, path = "/admin/v1/notifications", tag = "admin", security(("admin_token" = [])),
+    params(ListParams),
+    responses((status = 200, body = NotificationPage), NeedsToken, ReadsQuery, UsesBackend))]
 pub async fn list_notifications(
     State(state): State<AppState>,
     _: Admin,
     QueryParams(p): QueryParams<ListParams>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationPage>> {
     let filter = p.filter()?;
     let limit = params::limit(p.limit.as_deref(), 20, 100)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
@@ -275,25 +397,49 @@ pub async fn list_notifications(
         .last()
         .filter(|_| more)
         .map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() });
-    Ok(Json(json!({ "items": items, "total": total, "next_cursor": next.as_ref().map(ListCursor::encode) })))
+    Ok(Json(NotificationPage { items, total, next_cursor: next.as_ref().map(ListCursor::encode) }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    items: Vec<HistoryItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryItem {
+    #[schema(format = DateTime)]
+    at: String,
+    #[schema(schema_with = doc::status)]
+    status: Status,
+    detail: String,
+}
+
+/// A notification's status flow, oldest first.
+#[utoipa::path(get, path = "/admin/v1/notifications/{id}/history", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses((status = 200, body = History), NeedsToken, ReadsPath, UsesBackend))]
 pub async fn history(
     State(state): State<AppState>,
     _: Admin,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<History>> {
     let id = parse_id(&id)?;
     let items = state.ports.notifications.history(&id).await?;
     if items.is_empty() {
         return Err(ApiError::not_found("notification"));
     }
-    let items: Vec<Value> =
-        items.iter().map(|h| json!({ "at": h.at.to_rfc3339(), "status": h.status, "detail": h.detail })).collect();
-    Ok(Json(json!({ "items": items })))
+    let items =
+        items.into_iter().map(|h| HistoryItem { at: h.at.to_rfc3339(), status: h.status, detail: h.detail }).collect();
+    Ok(Json(History { items }))
 }
 
-async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail: &str) -> ApiResult<Json<Value>> {
+async fn move_to(
+    state: &AppState,
+    raw_id: &str,
+    to: Status,
+    verb: &str,
+    detail: &str,
+) -> ApiResult<Json<NotificationView>> {
     let id = parse_id(raw_id)?;
     match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
         TransitionOutcome::NotFound => Err(ApiError::not_found("notification")),
@@ -313,45 +459,78 @@ async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail:
     }
 }
 
+/// Releases a draft: it sends at `send_at` (now when null).
+#[utoipa::path(post, path = "/admin/v1/notifications/{id}/send", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, UsesBackend))]
 pub async fn send(
     State(state): State<AppState>,
     _: Operator,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationView>> {
     move_to(&state, &id, Status::Scheduled, "send", "released from draft").await
 }
 
+/// Cancels a draft or a scheduled notification before it sends.
+#[utoipa::path(post, path = "/admin/v1/notifications/{id}/cancel", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, UsesBackend))]
 pub async fn cancel(
     State(state): State<AppState>,
     _: Operator,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationView>> {
     move_to(&state, &id, Status::Cancelled, "cancel", "cancelled before sending").await
 }
 
+/// Takes back a sending or sent notification: gone from every inbox, stats kept.
+#[utoipa::path(post, path = "/admin/v1/notifications/{id}/revoke", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The notification's id")),
+    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, UsesBackend))]
 pub async fn revoke(
     State(state): State<AppState>,
     _: Operator,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NotificationView>> {
     move_to(&state, &id, Status::Revoked, "revoke", "revoked: removed from every inbox").await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewIn {
+    #[schema(schema_with = doc::receiver_kind)]
     receiver_kind: ReceiverKind,
+    #[schema(schema_with = doc::audience)]
     audience: AudienceSpec,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Preview {
+    matched: u64,
+    cities: Vec<CityMatch>,
+    /// Include-list ids that are not receivers.
+    unknown: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CityMatch {
+    #[schema(schema_with = doc::ident)]
+    city: City,
+    matched: u64,
+}
+
+/// Who an audience would reach now, per city.
+#[utoipa::path(post, path = "/admin/v1/audience/preview", tag = "admin", security(("admin_token" = [])),
+    request_body = PreviewIn,
+    responses((status = 200, body = Preview), NeedsToken, ReadsBody, UsesBackend))]
 pub async fn preview(
     State(state): State<AppState>,
     _: Operator,
     ValidJson(req, _): ValidJson<PreviewIn>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Preview>> {
     let audience = parse_audience(req.audience)?;
     let plan = herald_domain::plan::plan_audience(state.ports.receivers.as_ref(), req.receiver_kind, &audience).await?;
-    let cities: Vec<Value> = plan.cities.iter().map(|c| json!({ "city": c.city, "matched": c.matched })).collect();
-    let unknown: Vec<&str> = plan.unknown.iter().map(ReceiverId::as_str).collect();
-    Ok(Json(json!({ "matched": plan.matched(), "cities": cities, "unknown": unknown })))
+    let cities = plan.cities.iter().map(|c| CityMatch { city: c.city.clone(), matched: c.matched }).collect();
+    let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
+    Ok(Json(Preview { matched: plan.matched(), cities, unknown }))
 }

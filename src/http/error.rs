@@ -7,8 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_domain::InvalidInput;
 use herald_domain::ports::PortError;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -61,13 +62,27 @@ impl From<PortError> for ApiError {
     }
 }
 
+/// Every error response: `{"error": {"code", "message", "field"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ErrorDetail {
+    /// What went wrong, in snake_case (`invalid_field`, `not_found`, …).
+    code: &'static str,
+    /// For people: what to change.
+    message: String,
+    /// The parameter, header or body field at fault (`audience.cities[2]`), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            error["field"] = json!(field);
-        }
-        (self.status, axum::Json(json!({ "error": error }))).into_response()
+        let error = ErrorDetail { code: self.code, message: self.message, field: self.field };
+        (self.status, axum::Json(ErrorBody { error })).into_response()
     }
 }
 

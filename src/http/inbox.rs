@@ -7,14 +7,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use herald_domain::{
-    InboxCursor, InboxEntry, InboxItem, InboxView, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
+    Body, Category, InboxCursor, InboxEntry, InboxItem, InboxView, Notification, NotificationId, ReceiverRef, Status,
+    SyncCursor, Title,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::App;
 use super::error::{ApiError, ApiResult};
+use super::openapi::{self as doc, NeedsToken, ReadsPath, ReadsQuery, UsesBackend};
 use super::params::{self, PathParams, QueryParams};
 
 const DEFAULT_LIMIT: usize = 20;
@@ -24,10 +26,19 @@ const SYNC_BATCH: usize = 100;
 /// Revocations read per sync call.
 const REVOCATION_BATCH: usize = 1000;
 
-#[derive(Deserialize)]
-pub struct Params {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// A `next_cursor` from an earlier page.
     cursor: Option<String>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SyncParams {
+    /// The `cursor` of the previous sync; absent starts from the beginning.
     since: Option<String>,
 }
 
@@ -43,48 +54,95 @@ async fn view(state: &AppState, me: &ReceiverRef) -> ApiResult<InboxView> {
     Ok(InboxView::new(items, Utc::now()))
 }
 
-fn item_json(item: &InboxItem) -> Value {
-    let n = &item.notification;
-    json!({
-        "id": n.id,
-        "title": n.content.title,
-        "body": n.content.body,
-        "category": n.content.category,
-        "pinned": n.content.pinned,
-        "force_read": n.content.force_read,
-        "read": item.read,
-        "sent_at": n.sent_at.map(|t| t.to_rfc3339()),
-        "valid_until": n.content.validity.until().map(|t| t.to_rfc3339()),
-    })
+/// A message as an app shows it.
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    #[schema(value_type = String)]
+    id: NotificationId,
+    #[schema(schema_with = doc::title)]
+    title: Title,
+    #[schema(schema_with = doc::body)]
+    body: Body,
+    #[schema(schema_with = doc::category)]
+    category: Category,
+    pinned: bool,
+    force_read: bool,
+    read: bool,
+    #[schema(format = DateTime)]
+    sent_at: Option<String>,
+    #[schema(format = DateTime)]
+    valid_until: Option<String>,
 }
 
+impl From<&InboxItem> for Message {
+    fn from(item: &InboxItem) -> Self {
+        let n = &item.notification;
+        Self {
+            id: n.id.clone(),
+            title: n.content.title.clone(),
+            body: n.content.body.clone(),
+            category: n.content.category,
+            pinned: n.content.pinned,
+            force_read: n.content.force_read,
+            read: item.read,
+            sent_at: n.sent_at.map(|t| t.to_rfc3339()),
+            valid_until: n.content.validity.until().map(|t| t.to_rfc3339()),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InboxPage {
+    items: Vec<Message>,
+    /// Null when nothing follows.
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// The inbox: pinned unread first, then newest first; only visible, unrevoked messages.
+#[utoipa::path(get, path = "/app/v1/inbox", tag = "app", security(("app_token" = [])), params(PageParams),
+    responses((status = 200, body = InboxPage), NeedsToken, ReadsQuery, UsesBackend))]
 pub async fn list(
     State(state): State<AppState>,
     App(me): App,
-    QueryParams(p): QueryParams<Params>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(p): QueryParams<PageParams>,
+) -> ApiResult<Json<InboxPage>> {
     let limit = params::limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
     let view = view(&state, &me).await?;
     let (items, next) = view.page(cursor.as_ref(), limit);
-    Ok(Json(json!({
-        "items": items.iter().map(item_json).collect::<Vec<_>>(),
-        "next_cursor": next.as_ref().map(InboxCursor::encode),
-        "has_more": next.is_some(),
-    })))
+    Ok(Json(InboxPage {
+        items: items.iter().map(Message::from).collect(),
+        next_cursor: next.as_ref().map(InboxCursor::encode),
+        has_more: next.is_some(),
+    }))
 }
 
-pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
-    let view = view(&state, &me).await?;
-    Ok(Json(json!({
-        "unread": view.unread().count(),
-        "force_read_pending": view.force_read_pending().count(),
-    })))
+#[derive(Serialize, ToSchema)]
+pub struct UnreadCount {
+    unread: usize,
+    force_read_pending: usize,
 }
 
-pub async fn force_read(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
+/// How many visible messages are unread, and how many of them must be read.
+#[utoipa::path(get, path = "/app/v1/inbox/unread-count", tag = "app", security(("app_token" = [])),
+    responses((status = 200, body = UnreadCount), NeedsToken, UsesBackend))]
+pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<UnreadCount>> {
     let view = view(&state, &me).await?;
-    Ok(Json(json!({ "items": view.force_read_pending().map(item_json).collect::<Vec<_>>() })))
+    Ok(Json(UnreadCount { unread: view.unread().count(), force_read_pending: view.force_read_pending().count() }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Messages {
+    items: Vec<Message>,
+}
+
+/// The unread force-read messages.
+#[utoipa::path(get, path = "/app/v1/inbox/force-read", tag = "app", security(("app_token" = [])),
+    responses((status = 200, body = Messages), NeedsToken, UsesBackend))]
+pub async fn force_read(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Messages>> {
+    let view = view(&state, &me).await?;
+    Ok(Json(Messages { items: view.force_read_pending().map(Message::from).collect() }))
 }
 
 /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for
@@ -97,6 +155,10 @@ async fn mark(state: &AppState, me: &ReceiverRef, ids: &[NotificationId]) -> Api
     Ok(state.ports.inbox.mark_read(me, ids).await?.len())
 }
 
+/// Marks one message read; idempotent.
+#[utoipa::path(post, path = "/app/v1/inbox/{id}/read", tag = "app", security(("app_token" = [])),
+    params(("id" = String, Path, description = "The message's (notification's) id")),
+    responses((status = 204, description = "Read"), NeedsToken, ReadsPath, UsesBackend))]
 pub async fn read_one(
     State(state): State<AppState>,
     App(me): App,
@@ -111,21 +173,62 @@ pub async fn read_one(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Marked {
+    /// Messages newly marked read.
+    marked: usize,
+}
+
+/// Marks every visible message read.
+#[utoipa::path(post, path = "/app/v1/inbox/read-all", tag = "app", security(("app_token" = [])),
+    responses((status = 200, body = Marked), NeedsToken, UsesBackend))]
+pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Marked>> {
     let view = view(&state, &me).await?;
     let unread: Vec<NotificationId> = view.unread().map(|i| i.notification.id.clone()).collect();
     let marked = mark(&state, &me, &unread).await?;
-    Ok(Json(json!({ "marked": marked })))
+    Ok(Json(Marked { marked }))
+}
+
+/// A sync's news: a message that arrived, changed or became visible, or one revoked.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SyncItem {
+    Message(Message),
+    Revoked(Revoked),
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Revoked {
+    #[schema(value_type = String)]
+    id: NotificationId,
+    /// Always true.
+    revoked: bool,
+}
+
+impl SyncItem {
+    fn revoked(id: NotificationId) -> Self {
+        SyncItem::Revoked(Revoked { id, revoked: true })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Sync {
+    items: Vec<SyncItem>,
+    /// Pass as `since` next time.
+    cursor: String,
+    has_more: bool,
 }
 
 /// What arrived, changed (read elsewhere), became visible (its window opened) or was revoked since
 /// the cursor. Without a cursor it starts from the beginning, so a new device fetches the whole
 /// inbox in batches.
+#[utoipa::path(get, path = "/app/v1/inbox/sync", tag = "app", security(("app_token" = [])), params(SyncParams),
+    responses((status = 200, body = Sync), NeedsToken, ReadsQuery, UsesBackend))]
 pub async fn sync(
     State(state): State<AppState>,
     App(me): App,
-    QueryParams(p): QueryParams<Params>,
-) -> ApiResult<Json<Value>> {
+    QueryParams(p): QueryParams<SyncParams>,
+) -> ApiResult<Json<Sync>> {
     let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
     let now = Utc::now();
     let changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH).await?;
@@ -150,14 +253,14 @@ pub async fn sync(
     };
 
     let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
-    let mut out: BTreeMap<NotificationId, Value> = BTreeMap::new();
-    let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, Value>| {
+    let mut out: BTreeMap<NotificationId, SyncItem> = BTreeMap::new();
+    let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, SyncItem>| {
         let Some(n) = notifications.get(&entry.notification_id) else { return };
         if n.status == Status::Revoked {
-            out.insert(n.id.clone(), json!({ "id": n.id, "revoked": true }));
+            out.insert(n.id.clone(), SyncItem::revoked(n.id.clone()));
         } else if n.visible_at(now) {
             let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
-            out.insert(n.id.clone(), item_json(&item));
+            out.insert(n.id.clone(), SyncItem::Message(Message::from(&item)));
         }
     };
     for entry in &changed {
@@ -177,13 +280,9 @@ pub async fn sync(
     for (seq, id) in &revocations {
         cursor.revocation = cursor.revocation.max(*seq);
         if mine.contains(id) {
-            out.insert(id.clone(), json!({ "id": id, "revoked": true }));
+            out.insert(id.clone(), SyncItem::revoked(id.clone()));
         }
     }
     let has_more = changed.len() == SYNC_BATCH || revocations.len() == REVOCATION_BATCH;
-    Ok(Json(json!({
-        "items": out.into_values().collect::<Vec<_>>(),
-        "cursor": cursor.encode(),
-        "has_more": has_more,
-    })))
+    Ok(Json(Sync { items: out.into_values().collect(), cursor: cursor.encode(), has_more }))
 }

@@ -6,6 +6,7 @@ mod auth;
 mod catalog;
 mod error;
 mod inbox;
+mod openapi;
 mod ops;
 mod params;
 
@@ -17,8 +18,10 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
 use tokio::sync::Notify;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use catalog::Catalog;
 pub use error::ApiError;
@@ -46,26 +49,37 @@ impl AppState {
     }
 }
 
+/// Every operation, each registered with its description: what is routed is what is documented.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(admin::upsert_receivers))
+        .routes(routes!(admin::create_notification, admin::list_notifications))
+        .routes(routes!(admin::get_notification))
+        .routes(routes!(admin::history))
+        .routes(routes!(admin::send))
+        .routes(routes!(admin::cancel))
+        .routes(routes!(admin::revoke))
+        .routes(routes!(admin::preview))
+        .routes(routes!(inbox::list))
+        .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::force_read))
+        .routes(routes!(inbox::sync))
+        .routes(routes!(inbox::read_all))
+        .routes(routes!(inbox::read_one))
+}
+
+/// The OpenAPI document served at `/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route("/admin/v1/receivers/batch", post(admin::upsert_receivers))
-        .route("/admin/v1/notifications", post(admin::create_notification).get(admin::list_notifications))
-        .route("/admin/v1/notifications/{id}", get(admin::get_notification))
-        .route("/admin/v1/notifications/{id}/history", get(admin::history))
-        .route("/admin/v1/notifications/{id}/send", post(admin::send))
-        .route("/admin/v1/notifications/{id}/cancel", post(admin::cancel))
-        .route("/admin/v1/notifications/{id}/revoke", post(admin::revoke))
-        .route("/admin/v1/audience/preview", post(admin::preview))
-        .route("/app/v1/inbox", get(inbox::list))
-        .route("/app/v1/inbox/unread-count", get(inbox::unread_count))
-        .route("/app/v1/inbox/force-read", get(inbox::force_read))
-        .route("/app/v1/inbox/sync", get(inbox::sync))
-        .route("/app/v1/inbox/read-all", post(inbox::read_all))
-        .route("/app/v1/inbox/{id}/read", post(inbox::read_one))
+    let (routes, _) = api_routes().split_for_parts();
+    routes
         .fallback(|| async { ApiError::not_found("endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")

@@ -1,32 +1,68 @@
 //! Health, readiness, metrics and the API description.
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use herald_domain::ports::PortResult;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`: the process answers.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(value_type = String, pattern = "^(ready|unavailable)$")]
+    status: &'static str,
+    checks: Checks,
+}
+
+/// Each backend's answer: `ok` or why not.
+#[derive(Serialize, ToSchema)]
+pub struct Checks {
+    sql: String,
+    inbox: String,
+    queue: String,
+}
+
+fn check(result: &PortResult<()>) -> String {
+    result.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string())
 }
 
 /// Ready when every backend answers.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Every backend answers", body = Readiness),
+    (status = 503, description = "A backend does not answer; `checks` says which", body = Readiness),
+))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let sql = state.ports.notifications.ping().await;
     let inbox = state.ports.inbox.ping().await;
     let queue = state.ports.queue.lag(&herald_consumers::subscription()).await.map(|_| ());
-    let mut checks = serde_json::Map::new();
-    let mut ready = true;
-    for (name, result) in [("sql", sql), ("inbox", inbox), ("queue", queue)] {
-        ready &= result.is_ok();
-        checks.insert(name.into(), json!(result.map_or_else(|e| e.to_string(), |_| "ok".to_string())));
-    }
+    let ready = sql.is_ok() && inbox.is_ok() && queue.is_ok();
+    let checks = Checks { sql: check(&sql), inbox: check(&inbox), queue: check(&queue) };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "status": if ready { "ready" } else { "unavailable" }, "checks": checks })))
+    (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, checks }))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges of other components' state are read at scrape time.
     if let Ok(lag) = state.ports.queue.lag(&herald_consumers::subscription()).await {
@@ -38,6 +74,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())
 }
 
+/// This document (OpenAPI 3.1), generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The OpenAPI document", body = Object),
+))]
 pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+    static DOCUMENT: LazyLock<String> =
+        LazyLock::new(|| super::openapi_document().to_pretty_json().expect("the API description serializes"));
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
 }

@@ -1,0 +1,181 @@
+//! The API description, generated from the handlers' `#[utoipa::path]` attributes and the request
+//! and response types, so it cannot drift from the code. This module adds what the types cannot say:
+//! the schemas of domain values (which know nothing of OpenAPI), the bearer-token schemes, and the
+//! error responses each kind of request can meet.
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use herald_domain::{Body, Category, MAX_IDENT_LEN, ReceiverKind, Status, Title};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify, OpenApi};
+
+use super::error::ErrorBody;
+
+/// The document's frame; `super::api_routes` adds every operation.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "A message center: notices to riders and merchants, inboxes, read rates."),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerTokens)
+)]
+pub struct ApiDoc;
+
+/// Security scheme names used by `#[utoipa::path(security(...))]`.
+pub const ADMIN_TOKEN: &str = "admin_token";
+pub const APP_TOKEN: &str = "app_token";
+
+struct BearerTokens;
+
+impl Modify for BearerTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, who) in [(ADMIN_TOKEN, "`herald token admin`"), (APP_TOKEN, "`herald token app`")] {
+            let mut scheme = Http::new(HttpAuthScheme::Bearer);
+            scheme.description = Some(format!("A token printed by {who}; the scheme is case-insensitive."));
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
+    }
+}
+
+// Schemas of domain values, for `#[schema(schema_with = ...)]`.
+
+fn text(max: usize, what: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .description(Some(format!("{what}: 1 to {max} characters, not blank")))
+}
+
+pub fn title() -> Schema {
+    text(Title::MAX_CHARS, "A title").into()
+}
+
+pub fn body() -> Schema {
+    text(Body::MAX_CHARS, "A body").into()
+}
+
+/// Receiver ids, cities and groups.
+pub fn ident() -> Schema {
+    ident_builder().into()
+}
+
+fn ident_builder() -> ObjectBuilder {
+    text(MAX_IDENT_LEN, "An identifier of letters (any script), digits, `_ - . :`")
+}
+
+pub fn idents() -> Schema {
+    ArrayBuilder::new().items(ident_builder()).into()
+}
+
+fn one_of(values: impl IntoIterator<Item = &'static str>) -> Schema {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).into()
+}
+
+pub fn category() -> Schema {
+    one_of(Category::ALL.map(Category::as_str))
+}
+
+pub fn status() -> Schema {
+    one_of(Status::ALL.map(Status::as_str))
+}
+
+pub fn receiver_kind() -> Schema {
+    one_of(ReceiverKind::ALL.map(ReceiverKind::as_str))
+}
+
+/// `{"all": true}` or any of cities, groups, include, exclude (include alone or with exclude).
+pub fn audience() -> Schema {
+    let list = || ArrayBuilder::new().items(ident_builder());
+    ObjectBuilder::new()
+        .property("all", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("cities", list())
+        .property("groups", list())
+        .property("include", list().max_items(Some(herald_domain::audience::MAX_LIST_LEN)))
+        .property("exclude", list().max_items(Some(herald_domain::audience::MAX_LIST_LEN)))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .description(Some("`{\"all\": true}`, or cities and/or groups, or include; exclude subtracts from any"))
+        .into()
+}
+
+// Error responses, grouped by what a handler does; each handler lists every group it belongs to.
+
+/// The error a status stands for, in the contract's shape.
+fn error(status: StatusCode) -> (String, RefOr<Response>) {
+    let description = match status {
+        StatusCode::BAD_REQUEST => {
+            "The request does not decode: `bad_path`, `bad_query` (a parameter given twice, \
+                                    named in `field`) or `malformed_json`"
+        }
+        StatusCode::UNAUTHORIZED => "`unauthorized`: no token, not `Bearer <token>`, or a bad signature",
+        StatusCode::FORBIDDEN => "`forbidden`: the wrong kind of token, or a viewer token on a write",
+        StatusCode::NOT_FOUND => "`not_found`: no such notification or message",
+        StatusCode::CONFLICT => "`invalid_transition` or `idempotency_key_reused`",
+        StatusCode::PAYLOAD_TOO_LARGE => "`body_too_large`: the body is over 4 MiB",
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            "A value is invalid (`invalid_field`, `unknown_receivers`, \
+                                             `batch_too_large`); `field` names it"
+        }
+        StatusCode::SERVICE_UNAVAILABLE => "`backend_unavailable`: a store did not answer; retry",
+        _ => "An error",
+    };
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    let response = ResponseBuilder::new().description(description).content("application/json", content).build();
+    (status.as_str().to_string(), response.into())
+}
+
+fn errors(statuses: &[StatusCode]) -> BTreeMap<String, RefOr<Response>> {
+    statuses.iter().map(|s| error(*s)).collect()
+}
+
+/// Needs a bearer token of one kind (or role).
+pub struct NeedsToken;
+/// Reads a notification or message id from the path.
+pub struct ReadsPath;
+/// Reads query parameters.
+pub struct ReadsQuery;
+/// Reads a JSON body.
+pub struct ReadsBody;
+/// Changes a notification's status, or may meet an earlier request.
+pub struct Conflicts;
+/// Reads or writes a store.
+pub struct UsesBackend;
+
+impl IntoResponses for NeedsToken {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN])
+    }
+}
+
+impl IntoResponses for ReadsPath {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND])
+    }
+}
+
+impl IntoResponses for ReadsQuery {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY])
+    }
+}
+
+impl IntoResponses for ReadsBody {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE, StatusCode::UNPROCESSABLE_ENTITY])
+    }
+}
+
+impl IntoResponses for Conflicts {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::CONFLICT])
+    }
+}
+
+impl IntoResponses for UsesBackend {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::SERVICE_UNAVAILABLE])
+    }
+}
