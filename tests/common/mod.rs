@@ -70,6 +70,17 @@ impl TestHerald {
         }
     }
 
+    /// A second API process on the same data dir, as distributed mode runs several; stop it with
+    /// `Running::stop`.
+    pub async fn second_api(&self) -> (Running, TestHerald) {
+        let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
+        settings.secret = Some(SECRET.to_string());
+        let roles = Roles { api: true, scheduler: false, consumer: false };
+        let running = start(&settings, roles).await.expect("second api starts");
+        let other = TestHerald::attach(&format!("http://{}", running.addr.expect("api role")));
+        (running, other)
+    }
+
     pub fn ports(&self) -> &herald::startup::Ports {
         &self.running.as_ref().expect("running").ports
     }
