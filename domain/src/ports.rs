@@ -89,6 +89,10 @@ pub trait NotificationStore: Send + Sync {
         idempotency: Option<&Idempotency>,
         now: DateTime<Utc>,
     ) -> PortResult<CreateOutcome>;
+    /// What an earlier create with this `Idempotency-Key` made (`Replayed`, or `KeyReused` for another
+    /// body); `None` for a new key. Looked up before any check that depends on the time, so a replay
+    /// answers what the first request got even after the notification's window closed.
+    async fn replay(&self, idempotency: &Idempotency) -> PortResult<Option<CreateOutcome>>;
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>>;
     /// The stored ones among `ids`, in no particular order.
     async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>>;

@@ -150,7 +150,8 @@ impl TestHerald {
             list.iter().map(|(k, id, c, g)| json!({"kind": k, "id": id, "city": c, "groups": g})).collect();
         let r = self.admin_post("/admin/v1/receivers/batch", &json!(batch)).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        assert_eq!(r.body["upserted"], json!(list.len()));
+        let distinct: std::collections::BTreeSet<(&str, &str)> = list.iter().map(|(k, id, _, _)| (*k, *id)).collect();
+        assert_eq!(r.body["upserted"], json!(distinct.len()), "one count per distinct receiver");
     }
 
     /// `count` riders `prefix0..prefixN` spread round-robin over `cities`.

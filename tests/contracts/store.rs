@@ -30,7 +30,7 @@ fn group(s: &str) -> Group {
 }
 
 fn rider(id: &str, c: &str, groups: &[&str]) -> Receiver {
-    Receiver::new(ReceiverKind::Rider, rid(id), city(c), groups.iter().map(|g| group(g)).collect())
+    Receiver::new(ReceiverKind::Rider, rid(id), city(c), groups.iter().map(|g| group(g)).collect()).unwrap()
 }
 
 fn content(audience: &str) -> NewNotification {

@@ -158,6 +158,23 @@ async fn load(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId) -> Por
         .transpose()
 }
 
+/// What a create with this key already made: a replay when the body matches, else `KeyReused`.
+async fn seen_key(tx: &mut Transaction<'static, Sqlite>, idem: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+    let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
+        .bind(&idem.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?;
+    let Some(row) = seen else { return Ok(None) };
+    let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
+    if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
+        return Ok(Some(CreateOutcome::KeyReused));
+    }
+    let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
+    let existing = load(tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
+    Ok(Some(CreateOutcome::Replayed(existing)))
+}
+
 async fn add_history(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
@@ -238,7 +255,7 @@ impl ReceiverDirectory for SqliteStore {
                 row.push_bind(r.kind.as_str())
                     .push_bind(r.id.as_str().to_owned())
                     .push_bind(r.city.as_str().to_owned())
-                    .push_bind(delimited(r.groups.iter().map(Group::as_str)))
+                    .push_bind(delimited(r.groups().iter().map(Group::as_str)))
                     .push_bind(now);
             });
             qb.push(
@@ -309,21 +326,11 @@ impl NotificationStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> PortResult<CreateOutcome> {
         let mut tx = self.write().await?;
-        if let Some(idem) = idempotency {
-            let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
-                .bind(&idem.key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-            if let Some(row) = seen {
-                let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
-                if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
-                    return Ok(CreateOutcome::KeyReused);
-                }
-                let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
-                let existing = load(&mut tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
-                return Ok(CreateOutcome::Replayed(existing));
-            }
+        // Looked up again inside the write transaction: two creates racing with one key make one.
+        if let Some(idem) = idempotency
+            && let Some(seen) = seen_key(&mut tx, idem).await?
+        {
+            return Ok(seen);
         }
         let notification = Notification {
             id: NotificationId::generate(),
@@ -371,6 +378,11 @@ impl NotificationStore for SqliteStore {
         add_history(&mut tx, &notification.id, notification.status, &detail, now).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
+    }
+
+    async fn replay(&self, idempotency: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+        let mut tx = self.db.read.begin().await.map_err(err)?;
+        seen_key(&mut tx, idempotency).await
     }
 
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>> {
