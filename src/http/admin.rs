@@ -284,10 +284,17 @@ pub async fn list_notifications(
     let limit = params::limit(p.limit.as_deref(), 20, 100)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
     let (found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit).await?;
-    let mut items = Vec::with_capacity(found.len());
-    for n in &found {
-        items.push(view_of(&state, n).await?);
-    }
+    // Two reads for the whole page, whatever its length: progress from SQL, counters from the inbox store.
+    let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
+    let mut progress = state.ports.ledger.progress_of(&ids).await?;
+    let mut counters = state.ports.inbox.counters_of(&ids).await?;
+    let items: Vec<Value> = found
+        .iter()
+        .map(|n| {
+            let p = progress.remove(&n.id).unwrap_or_default();
+            notification_json(n, &p, &counters.remove(&n.id).unwrap_or_default())
+        })
+        .collect();
     let next = (found.len() == limit)
         .then(|| found.last().map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() }))
         .flatten();

@@ -1,6 +1,7 @@
 //! The SQL truth on SQLite: receivers, notifications, history, send tasks, outbox, delivered pages,
 //! read receipts and revocations.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -757,27 +758,28 @@ impl SendLedger for SqliteStore {
         Ok(sent)
     }
 
-    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
-        let rows = sqlx::query(
-            "SELECT city, matched, published, pages_published, pages_delivered, done FROM send_tasks \
-             WHERE notification_id = ? ORDER BY city",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(err)?;
-        rows.iter()
-            .map(|row| {
+    async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>> {
+        let mut found: HashMap<NotificationId, Vec<CityProgress>> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT notification_id, city, matched, published, pages_published, pages_delivered, done \
+                 FROM send_tasks WHERE notification_id IN ",
+            );
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            qb.push(" ORDER BY notification_id, city");
+            for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 let n = |c: &str| row.try_get::<i64, _>(c).map_err(err);
-                Ok(CityProgress {
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                found.entry(id).or_default().push(CityProgress {
                     city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
                     matched: n("matched")? as u64,
                     published: n("published")? as u64,
                     pages_published: n("pages_published")? as u32,
                     pages_delivered: n("pages_delivered")? as u32,
                     done: row.try_get("done").map_err(err)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(found)
     }
 }
