@@ -71,7 +71,8 @@ impl TokenSigner {
         match std::fs::read_to_string(&path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+                crate::private_files::create_dir(data_dir)
+                    .with_context(|| format!("creating {}", data_dir.display()))?;
                 let fresh: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
                 write_once(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
             }

@@ -5,5 +5,6 @@ pub mod auth;
 pub mod bench;
 pub mod http;
 pub mod import;
+pub mod private_files;
 pub mod startup;
 pub mod telemetry;

@@ -38,7 +38,7 @@ const QUEUE_LEASE: Duration = Duration::from_secs(30);
 impl Ports {
     /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
     pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
         let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
         let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);

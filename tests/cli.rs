@@ -95,3 +95,34 @@ fn server_urls_are_refused_until_their_adapters_exist() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SQL_URL is set"));
 }
+
+/// The data directory Herald creates is its owner's alone (0700), and so is every file in it (0600):
+/// the secret, each store and SQLite's `-wal` and `-shm` companions.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh");
+    assert!(herald(&dir, &["migrate"]).status.success());
+    assert!(herald(&dir, &["token", "admin"]).status.success());
+    let csv = parent.path().join("r.csv");
+    std::fs::write(&csv, "kind,id,city,groups\nrider,p1,sh,\n").unwrap();
+    assert!(herald(&dir, &["receivers", "import", csv.to_str().unwrap()]).status.success());
+    // Open the stores and write, so SQLite's -wal and -shm files exist while they are checked.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ports = runtime.block_on(herald::startup::Ports::embedded(&dir)).unwrap();
+    let receiver = herald_domain::Receiver::parse_fields("rider", "p2", "sh", "").unwrap();
+    runtime.block_on(ports.receivers.upsert_receivers(&[receiver])).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    let mut files: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    for expected in ["secret", "herald.db", "herald.db-wal", "herald.db-shm", "queue.db", "inbox.db"] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing among {files:?}");
+    }
+}

@@ -1,5 +1,7 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Admin, Operator};
 use super::error::{ApiError, ApiResult, ValidJson};
-use super::openapi::{self as doc, Conflicts, NeedsToken, ReadsBody, ReadsPath, ReadsQuery, UsesBackend};
+use super::openapi::{
+    self as doc, Conflicts, NeedsToken, ReadsBody, ReadsPath, ReadsQuery, RefusesContent, UsesBackend,
+};
 use super::params::{self, PathParams, QueryParams};
 
 /// Receivers per batch call; more go through `herald receivers import`.
@@ -35,7 +39,7 @@ pub struct ReceiverIn {
     #[schema(schema_with = doc::ident)]
     city: City,
     #[serde(default)]
-    #[schema(schema_with = doc::idents)]
+    #[schema(schema_with = doc::groups)]
     groups: Vec<Group>,
 }
 
@@ -60,7 +64,13 @@ pub async fn upsert_receivers(
             format!("at most {MAX_BATCH} receivers per call; use `herald receivers import` for more"),
         ));
     }
-    let receivers: Vec<Receiver> = batch.into_iter().map(|r| Receiver::new(r.kind, r.id, r.city, r.groups)).collect();
+    // A receiver named twice is upserted once, as its last entry says, and counted once.
+    let mut distinct = BTreeMap::new();
+    for (i, r) in batch.into_iter().enumerate() {
+        let receiver = Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]")))?;
+        distinct.insert((receiver.kind, receiver.id.clone()), receiver);
+    }
+    let receivers: Vec<Receiver> = distinct.into_values().collect();
     state.ports.receivers.upsert_receivers(&receivers).await?;
     Ok(Json(Upserted { upserted: receivers.len() }))
 }
@@ -169,9 +179,21 @@ pub async fn create_notification(
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let idem = idempotency(&headers, &raw)?;
     let content = req.into_domain()?;
+    // A replay answers what the first request got, whatever has changed since (time, receivers).
+    if let Some(idem) = &idem
+        && let Some(seen) = state.ports.notifications.replay(idem).await?
+    {
+        return created_reply(seen);
+    }
     content.check_visible_some_time(Utc::now())?;
     check_include(&state, content.receiver_kind, &content.audience).await?;
     let outcome = state.ports.notifications.create_notification(&content, idem.as_ref(), Utc::now()).await?;
+    state.wake_scheduler.notify_one();
+    created_reply(outcome)
+}
+
+/// `201` for a new notification, `200` for a replay, `409` for a key reused with another body.
+fn created_reply(outcome: CreateOutcome) -> ApiResult<(StatusCode, Json<Created>)> {
     let (status, n) = match outcome {
         CreateOutcome::Created(n) => (StatusCode::CREATED, n),
         CreateOutcome::Replayed(n) => (StatusCode::OK, n),
@@ -182,7 +204,6 @@ pub async fn create_notification(
             ));
         }
     };
-    state.wake_scheduler.notify_one();
     Ok((status, Json(Created { id: n.id, status: n.status })))
 }
 
@@ -389,10 +410,17 @@ pub async fn list_notifications(
     let (mut found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit + 1).await?;
     let more = found.len() > limit;
     found.truncate(limit);
-    let mut items = Vec::with_capacity(found.len());
-    for n in &found {
-        items.push(view_of(&state, n).await?);
-    }
+    // Two reads for the whole page, whatever its length: progress from SQL, counters from the inbox store.
+    let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
+    let mut progress = state.ports.ledger.progress_of(&ids).await?;
+    let mut counters = state.ports.inbox.counters_of(&ids).await?;
+    let items = found
+        .iter()
+        .map(|n| {
+            let p = progress.remove(&n.id).unwrap_or_default();
+            NotificationView::new(n, &p, &counters.remove(&n.id).unwrap_or_default())
+        })
+        .collect();
     let next = found
         .last()
         .filter(|_| more)
@@ -435,12 +463,11 @@ pub async fn history(
 
 async fn move_to(
     state: &AppState,
-    raw_id: &str,
+    id: NotificationId,
     to: Status,
     verb: &str,
     detail: &str,
 ) -> ApiResult<Json<NotificationView>> {
-    let id = parse_id(raw_id)?;
     match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
         TransitionOutcome::NotFound => Err(ApiError::not_found("notification")),
         TransitionOutcome::Refused(current) => Err(ApiError::conflict(
@@ -459,16 +486,22 @@ async fn move_to(
     }
 }
 
-/// Releases a draft: it sends at `send_at` (now when null).
+/// Releases a draft, unless its window closed while it waited: nobody could ever see it.
 #[utoipa::path(post, path = "/admin/v1/notifications/{id}/send", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "The notification's id")),
-    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, UsesBackend))]
+    responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, RefusesContent, UsesBackend))]
 pub async fn send(
     State(state): State<AppState>,
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, &id, Status::Scheduled, "send", "released from draft").await
+    let id = parse_id(&id)?;
+    if let Some(n) = state.ports.notifications.notification(&id).await?
+        && n.status == Status::Draft
+    {
+        n.content.check_visible_some_time(Utc::now())?;
+    }
+    move_to(&state, id, Status::Scheduled, "send", "released from draft").await
 }
 
 /// Cancels a draft or a scheduled notification before it sends.
@@ -480,7 +513,7 @@ pub async fn cancel(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, &id, Status::Cancelled, "cancel", "cancelled before sending").await
+    move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", "cancelled before sending").await
 }
 
 /// Takes back a sending or sent notification: gone from every inbox, stats kept.
@@ -492,7 +525,7 @@ pub async fn revoke(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, &id, Status::Revoked, "revoke", "revoked: removed from every inbox").await
+    move_to(&state, parse_id(&id)?, Status::Revoked, "revoke", "revoked: removed from every inbox").await
 }
 
 #[derive(Deserialize, ToSchema)]

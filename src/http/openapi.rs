@@ -67,8 +67,9 @@ fn ident_builder() -> ObjectBuilder {
     text(MAX_IDENT_LEN, "An identifier of letters (any script), digits, `_ - . :`")
 }
 
-pub fn idents() -> Schema {
-    ArrayBuilder::new().items(ident_builder()).into()
+/// A receiver's groups.
+pub fn groups() -> Schema {
+    ArrayBuilder::new().items(ident_builder()).max_items(Some(herald_domain::receiver::MAX_GROUPS_PER_RECEIVER)).into()
 }
 
 fn one_of(values: impl IntoIterator<Item = &'static str>) -> Schema {
@@ -117,7 +118,7 @@ fn error(status: StatusCode) -> (String, RefOr<Response>) {
         StatusCode::PAYLOAD_TOO_LARGE => "`body_too_large`: the body is over 4 MiB",
         StatusCode::UNPROCESSABLE_ENTITY => {
             "A value is invalid (`invalid_field`, `unknown_receivers`, \
-                                             `batch_too_large`); `field` names it"
+                                             `batch_too_large`), or a draft's window closed; `field` names it"
         }
         StatusCode::SERVICE_UNAVAILABLE => "`backend_unavailable`: a store did not answer; retry",
         _ => "An error",
@@ -143,6 +144,8 @@ pub struct ReadsBody;
 pub struct Conflicts;
 /// Reads or writes a store.
 pub struct UsesBackend;
+/// May refuse what a stored notification says now (a draft whose window closed).
+pub struct RefusesContent;
 
 impl IntoResponses for NeedsToken {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
@@ -171,6 +174,12 @@ impl IntoResponses for ReadsBody {
 impl IntoResponses for Conflicts {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&[StatusCode::CONFLICT])
+    }
+}
+
+impl IntoResponses for RefusesContent {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::UNPROCESSABLE_ENTITY])
     }
 }
 
