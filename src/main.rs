@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
 use herald_consumers::ConsumerConfig;
 use herald_domain::{ReceiverId, ReceiverKind};
@@ -50,10 +50,19 @@ enum Command {
     Scheduler(RunArgs),
     /// Run only the consumers.
     Consumer(RunArgs),
-    /// Print a bearer token.
+    /// Print a bearer token, signed with the secret the server uses (never a new one).
     Token {
+        /// How long the token lasts (`90s`, `30m`, `12h`, `30d`; at most `365d`). Defaults: 12h for
+        /// admin tokens, 30d for app tokens.
+        #[arg(long, value_parser = herald::auth::parse_ttl, global = true)]
+        ttl: Option<std::time::Duration>,
         #[command(subcommand)]
         who: TokenFor,
+    },
+    /// Manage the token secret kept in the data dir.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
     },
     /// Manage receivers.
     Receivers {
@@ -86,6 +95,13 @@ enum TokenFor {
 }
 
 #[derive(Subcommand)]
+enum SecretAction {
+    /// Make a new secret; the old one still verifies the tokens it signed until they expire.
+    /// Restart the API processes to use it.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum ReceiversAction {
     /// Stream a CSV (`kind,id,city,groups`, groups `;`-separated) into the receiver directory.
     Import { file: PathBuf },
@@ -109,7 +125,7 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
     Settings {
         listen: args.listen.clone(),
         data_dir: common.data_dir.clone(),
-        secret: std::env::var("HERALD_SECRET").ok(),
+        secrets: SecretSettings::from_env(),
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
         consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
@@ -154,16 +170,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(a) => run(common, &a, Roles { api: true, scheduler: false, consumer: false }).await,
         Command::Scheduler(a) => run(common, &a, Roles { api: false, scheduler: true, consumer: false }).await,
         Command::Consumer(a) => run(common, &a, Roles { api: false, scheduler: false, consumer: true }).await,
-        Command::Token { who } => {
-            let signer =
-                TokenSigner::from_env_or_data_dir(std::env::var("HERALD_SECRET").ok().as_deref(), &common.data_dir)?;
+        Command::Token { ttl, who } => {
             let claims = match who {
                 TokenFor::Admin { role } => Claims::Admin { role },
                 TokenFor::App { kind, id } => {
                     Claims::App { kind: ReceiverKind::parse("--kind", &kind)?, id: ReceiverId::parse("--id", &id)? }
                 }
             };
-            println!("{}", signer.sign(&claims));
+            let signer = TokenSigner::existing(&SecretSettings::from_env(), &common.data_dir)?;
+            let ttl = ttl.unwrap_or_else(|| claims.default_ttl());
+            eprintln!("signed with {}; valid for {}", signer.source(), herald::auth::describe_ttl(ttl));
+            println!("{}", signer.sign_for(&claims, ttl, chrono::Utc::now()));
+            Ok(())
+        }
+        Command::Secret { action: SecretAction::Rotate } => {
+            let path = TokenSigner::rotate(&common.data_dir)?;
+            eprintln!("new secret in {}; the previous one verifies older tokens until they expire", path.display());
+            eprintln!("restart the API processes to sign and verify with it");
             Ok(())
         }
         Command::Receivers { action: ReceiversAction::Import { file } } => import(common, &file).await,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::embedded_inbox::EmbeddedInbox;
 use crate::adapters::embedded_queue::EmbeddedQueue;
 use crate::adapters::sqlite::SqliteStore;
-use crate::auth::TokenSigner;
+use crate::auth::{SecretSettings, TokenSigner};
 use crate::http::{AppState, router};
 use crate::telemetry::Telemetry;
 
@@ -92,7 +92,7 @@ impl ServerUrls {
 pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
-    pub secret: Option<String>,
+    pub secrets: SecretSettings,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -104,7 +104,7 @@ impl Settings {
         Self {
             listen: listen.into(),
             data_dir: data_dir.into(),
-            secret: None,
+            secrets: SecretSettings::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -207,7 +207,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
 
     let mut addr = None;
     if roles.api {
-        let tokens = TokenSigner::from_env_or_data_dir(settings.secret.as_deref(), &settings.data_dir)?;
+        let tokens = TokenSigner::for_server(&settings.secrets, &settings.data_dir)?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;

@@ -631,6 +631,16 @@ async fn app_endpoints_refuse_missing_foreign_and_tampered_tokens() {
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} with {bad:?}: {:?}", r.body);
         }
     }
+    // an expired token, however well signed, is 401 token_expired
+    let rider = Claims::App { kind: ReceiverKind::Rider, id: ReceiverId::parse("id", "r1").unwrap() };
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let expired = TokenSigner::new(SECRET).sign_for(&rider, Duration::from_secs(60), an_hour_ago);
+    for (method, path) in &endpoints {
+        let r = h.call(method.clone(), path, Some(&expired), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} expired: {:?}", r.body);
+        assert_eq!(r.code(), Some("token_expired"), "{:?}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("expired at"), "{:?}", r.body);
+    }
     // a Basic header is not a bearer token
     let r = h
         .client

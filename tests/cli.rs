@@ -2,13 +2,14 @@
 
 use std::process::{Command, Output};
 
-use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 
 fn herald(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
         .env("HERALD_DATA_DIR", data_dir)
         .env_remove("HERALD_SECRET")
+        .env_remove("HERALD_SECRET_PREVIOUS")
         .env_remove("HERALD_SQL_URL")
         .output()
         .expect("herald runs")
@@ -18,20 +19,45 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// `herald token` signs with the secret the server made in the data dir and says where it is; run
+/// where no server ever ran, it refuses instead of inventing a secret no server knows.
 #[test]
 fn tokens_are_signed_with_the_secret_kept_in_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
+    let refused = herald(dir.path(), &["token", "admin"]);
+    assert!(!refused.status.success());
+    let says = String::from_utf8_lossy(&refused.stderr);
+    assert!(says.contains("no token secret at") && says.contains("herald serve"), "{says}");
+    assert!(!dir.path().join("secret").exists(), "the CLI invented a secret");
+
+    let server = TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
     let admin = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
     assert!(admin.status.success());
-    let app = herald(dir.path(), &["token", "app", "--kind", "merchant", "--id", "m-42"]);
-    assert!(app.status.success());
-    let secret = std::fs::read_to_string(dir.path().join("secret")).unwrap();
-    let signer = TokenSigner::new(secret.trim());
-    assert_eq!(signer.verify(&stdout(&admin)).unwrap(), Claims::Admin { role: AdminRole::Viewer });
-    let claims = signer.verify(&stdout(&app)).unwrap();
+    let says = String::from_utf8_lossy(&admin.stderr);
+    assert!(says.contains(&dir.path().join("secret").display().to_string()) && says.contains("12h"), "{says}");
+    let app = herald(dir.path(), &["token", "app", "--kind", "merchant", "--id", "m-42", "--ttl", "2h"]);
+    assert!(app.status.success(), "{}", String::from_utf8_lossy(&app.stderr));
+    assert_eq!(server.verify(&stdout(&admin)).unwrap(), Claims::Admin { role: AdminRole::Viewer });
+    let claims = server.verify(&stdout(&app)).unwrap();
     assert_eq!(claims.receiver().unwrap().key(), "merchant:m-42");
-    let again = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
-    assert_eq!(stdout(&again), stdout(&admin), "the same secret on every call");
+    let in_three_hours = chrono::Utc::now() + chrono::Duration::hours(3);
+    assert!(server.verify_at(&stdout(&app), in_three_hours).is_err(), "--ttl 2h");
+    let bad_ttl = herald(dir.path(), &["token", "admin", "--ttl", "forever"]);
+    assert!(!bad_ttl.status.success() && String::from_utf8_lossy(&bad_ttl.stderr).contains("--ttl"));
+}
+
+/// `herald secret rotate` makes a new secret while tokens signed with the old one keep working.
+#[test]
+fn rotating_the_secret_keeps_old_tokens_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
+    let before = stdout(&herald(dir.path(), &["token", "app", "--kind", "rider", "--id", "r1"]));
+    assert!(herald(dir.path(), &["secret", "rotate"]).status.success());
+    let server = TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
+    assert!(server.verify(&before).is_ok(), "a rotation logs nobody out");
+    let after = stdout(&herald(dir.path(), &["token", "app", "--kind", "rider", "--id", "r1"]));
+    assert_ne!(before, after);
+    assert!(server.verify(&after).is_ok());
 }
 
 #[test]
@@ -105,6 +131,8 @@ fn the_data_directory_and_its_files_are_private() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("fresh");
     assert!(herald(&dir, &["migrate"]).status.success());
+    // The secret is made by the server on its first start.
+    TokenSigner::for_server(&SecretSettings::default(), &dir).unwrap();
     assert!(herald(&dir, &["token", "admin"]).status.success());
     let csv = parent.path().join("r.csv");
     std::fs::write(&csv, "kind,id,city,groups\nrider,p1,sh,\n").unwrap();

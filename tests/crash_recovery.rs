@@ -136,7 +136,7 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
 async fn graceful_stop_mid_send_then_restart_completes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
-    settings.secret = Some(SECRET.to_string());
+    settings.secrets.current = Some(SECRET.to_string());
     settings.scheduler.max_pages_per_second = Some(50);
     let running = start(&settings, Roles::ALL).await.unwrap();
     let base = format!("http://{}", running.addr.unwrap());

@@ -43,7 +43,7 @@ impl TestHerald {
     pub async fn spawn() -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
-        settings.secret = Some(SECRET.to_string());
+        settings.secrets.current = Some(SECRET.to_string());
         settings.scheduler.tick = Duration::from_millis(50);
         let running = start(&settings, Roles::ALL).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
@@ -74,7 +74,7 @@ impl TestHerald {
     /// `Running::stop`.
     pub async fn second_api(&self) -> (Running, TestHerald) {
         let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
-        settings.secret = Some(SECRET.to_string());
+        settings.secrets.current = Some(SECRET.to_string());
         let roles = Roles { api: true, scheduler: false, consumer: false };
         let running = start(&settings, roles).await.expect("second api starts");
         let other = TestHerald::attach(&format!("http://{}", running.addr.expect("api role")));
