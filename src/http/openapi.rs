@@ -111,7 +111,9 @@ fn error(status: StatusCode) -> (String, RefOr<Response>) {
             "The request does not decode: `bad_path`, `bad_query` (a parameter given twice, \
                                     named in `field`) or `malformed_json`"
         }
-        StatusCode::UNAUTHORIZED => "`unauthorized`: no token, not `Bearer <token>`, or a bad signature",
+        StatusCode::UNAUTHORIZED => {
+            "`unauthorized` (no token, not `Bearer <token>`, a bad signature) or `token_expired`"
+        }
         StatusCode::FORBIDDEN => "`forbidden`: the wrong kind of token, or a viewer token on a write",
         StatusCode::NOT_FOUND => "`not_found`: no such notification or message",
         StatusCode::CONFLICT => "`invalid_transition` or `idempotency_key_reused`",
