@@ -300,3 +300,27 @@ async fn every_error_a_request_provokes_is_declared() {
     assert!(provoked >= 40, "only {provoked} errors provoked");
     th.stop().await;
 }
+
+/// The documented bounds of `limit` are the ones the code applies: the maximum is served, one more
+/// is a 422 naming `limit`.
+#[tokio::test]
+async fn documented_limits_are_the_enforced_ones() {
+    let th = TestHerald::spawn().await;
+    let doc = document(&th).await;
+    let app = th.app_token("rider", "r1");
+    let mut checked = 0;
+    for (path, _, op) in operations(&doc) {
+        let Some(limit) = op["parameters"].as_array().into_iter().flatten().find(|p| p["name"] == "limit") else {
+            continue;
+        };
+        let max = limit["schema"]["maximum"].as_u64().unwrap_or_else(|| panic!("{path}: limit has no maximum"));
+        let token = if path.starts_with("/admin/") { &th.admin } else { &app };
+        let r = th.app_get(token, &format!("{path}?limit={max}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}?limit={max}: {}", r.body);
+        let r = th.app_get(token, &format!("{path}?limit={}", max + 1)).await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("limit"), &path);
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the console list and the inbox take a limit");
+    th.stop().await;
+}

@@ -331,8 +331,7 @@ pub async fn get_notification(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// A substring of the title or body, any script.
-    #[param(max_length = 100)]
+    #[param(schema_with = doc::search_text)]
     q: Option<String>,
     /// Named by the audience, or reached by a send.
     #[param(schema_with = doc::ident)]
@@ -351,8 +350,16 @@ pub struct ListParams {
     to: Option<String>,
     /// A `next_cursor` from an earlier page.
     cursor: Option<String>,
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    #[param(schema_with = list_limit)]
     limit: Option<String>,
+}
+
+/// Notifications per page of the console's list: `LIST_LIMIT` unless asked, at most `MAX_LIST_LIMIT`.
+const LIST_LIMIT: usize = 20;
+const MAX_LIST_LIMIT: usize = 100;
+
+fn list_limit() -> utoipa::openapi::schema::Schema {
+    doc::limit(MAX_LIST_LIMIT)
 }
 
 /// A page of the console's list.
@@ -404,7 +411,7 @@ pub async fn list_notifications(
     QueryParams(p): QueryParams<ListParams>,
 ) -> ApiResult<Json<NotificationPage>> {
     let filter = p.filter()?;
-    let limit = params::limit(p.limit.as_deref(), 20, 100)?;
+    let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
     // One row past the page says whether another page follows.
     let (mut found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit + 1).await?;

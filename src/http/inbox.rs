@@ -31,8 +31,12 @@ const REVOCATION_BATCH: usize = 1000;
 pub struct PageParams {
     /// A `next_cursor` from an earlier page.
     cursor: Option<String>,
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
+    #[param(schema_with = page_limit)]
     limit: Option<String>,
+}
+
+fn page_limit() -> utoipa::openapi::schema::Schema {
+    doc::limit(MAX_LIMIT)
 }
 
 #[derive(Deserialize, IntoParams)]

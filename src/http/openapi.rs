@@ -72,6 +72,20 @@ pub fn groups() -> Schema {
     ArrayBuilder::new().items(ident_builder()).max_items(Some(herald_domain::receiver::MAX_GROUPS_PER_RECEIVER)).into()
 }
 
+/// A page size: 1 to `max`.
+pub fn limit(max: usize) -> Schema {
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(max as u64)).into()
+}
+
+/// The console list's `q`.
+pub fn search_text() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(herald_domain::listing::MAX_QUERY_CHARS))
+        .description(Some("A substring of the title or body, any script"))
+        .into()
+}
+
 fn one_of(values: impl IntoIterator<Item = &'static str>) -> Schema {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).into()
 }
