@@ -1106,11 +1106,23 @@ async fn auth_rules_for_admin_endpoints() {
         let headers: Vec<(&str, &str)> = header.iter().map(|h| ("authorization", h.as_str())).collect();
         for path in &gets {
             let r = request(&th, Method::GET, path, None, &headers, None).await;
-            assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None, &format!("{what} GET {path}"));
+            assert_error(
+                &r,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                Some("Authorization"),
+                &format!("{what} GET {path}"),
+            );
         }
         for (path, body) in &posts {
             let r = request(&th, Method::POST, path, None, &headers, Some(body.clone())).await;
-            assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None, &format!("{what} POST {path}"));
+            assert_error(
+                &r,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                Some("Authorization"),
+                &format!("{what} POST {path}"),
+            );
         }
         let r = request(&th, Method::POST, "/admin/v1/notifications", None, &headers, Some("{bad".into())).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what} with a malformed body: {}", r.body);

@@ -103,7 +103,7 @@ async fn body_and_header_rejections_have_the_error_shape() {
     let resp = th.client.get(format!("{}/admin/v1/notifications", th.base)).header("authorization", not_text);
     let resp = resp.send().await.expect("request sent");
     let r = Reply { status: resp.status(), body: resp.json().await.unwrap_or(Value::Null) };
-    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None, "a header that is not text");
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", Some("Authorization"), "a header that is not text");
     th.stop().await;
 }
 
@@ -120,9 +120,11 @@ async fn bearer_scheme_is_case_insensitive() {
         let r = send(&th, Method::GET, "/app/v1/inbox/unread-count", &[("authorization", &app)], None).await;
         assert_eq!(r.status, StatusCode::OK, "{scheme}: {}", r.body);
     }
+    let r = send(&th, Method::GET, "/admin/v1/notifications", &[], None).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", Some("Authorization"), "no token");
     for header in [format!("Bearer{}", th.admin), format!("Basic {}", th.admin), "bearer".to_string()] {
         let r = send(&th, Method::GET, "/admin/v1/notifications", &[("authorization", &header)], None).await;
-        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", None, &header);
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized", Some("Authorization"), &header);
     }
     th.stop().await;
 }

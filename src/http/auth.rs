@@ -1,7 +1,6 @@
 //! Extractors that admit a request only with the right bearer token.
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use herald_domain::ReceiverRef;
@@ -14,7 +13,7 @@ fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
     let header = parts
         .headers
         .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "an Authorization: Bearer token is required"))?;
     // The scheme is case-insensitive (RFC 7235 §2.1): `bearer` is `Bearer`.
     let token = header
         .to_str()
@@ -22,10 +21,10 @@ fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token)
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        .ok_or_else(|| ApiError::unauthorized("unauthorized", "the Authorization header must be `Bearer <token>`"))?;
     state.tokens.verify(token.trim()).map_err(|e| match e {
-        TokenError::Expired(_) => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", e.to_string()),
-        _ => ApiError::unauthorized(e.to_string()),
+        TokenError::Expired(_) => ApiError::unauthorized("token_expired", e.to_string()),
+        _ => ApiError::unauthorized("unauthorized", e.to_string()),
     })
 }
 

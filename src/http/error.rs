@@ -34,8 +34,9 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    /// `unauthorized` or `token_expired`; the `Authorization` header is what is at fault.
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message).with_field("Authorization")
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
