@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
+use herald::server::HttpLimits;
 use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
 use herald_consumers::ConsumerConfig;
 use herald_domain::{ReceiverId, ReceiverKind};
@@ -38,6 +39,16 @@ struct RunArgs {
     /// Pages a consumer delivers at once.
     #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
     consumer_concurrency: usize,
+    /// HTTP connections served at once (fewer if the open-file limit is lower); more wait.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// A connection that has not sent a whole request's headers within this (also while idle
+    /// between requests) is closed.
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = herald::duration::parse)]
+    header_timeout: std::time::Duration,
+    /// A request not complete (body read and answered) within this gets 408.
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald::duration::parse)]
+    request_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +137,11 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
         listen: args.listen.clone(),
         data_dir: common.data_dir.clone(),
         secrets: SecretSettings::from_env(),
+        http: HttpLimits {
+            header_timeout: args.header_timeout,
+            request_timeout: args.request_timeout,
+            max_connections: args.max_connections.max(1),
+        },
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
         consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
@@ -179,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let signer = TokenSigner::existing(&SecretSettings::from_env(), &common.data_dir)?;
             let ttl = ttl.unwrap_or_else(|| claims.default_ttl());
-            eprintln!("signed with {}; valid for {}", signer.source(), herald::auth::describe_ttl(ttl));
+            eprintln!("signed with {}; valid for {}", signer.source(), herald::duration::describe(ttl));
             println!("{}", signer.sign_for(&claims, ttl, chrono::Utc::now()));
             Ok(())
         }

@@ -19,6 +19,7 @@ use crate::adapters::embedded_queue::EmbeddedQueue;
 use crate::adapters::sqlite::SqliteStore;
 use crate::auth::{SecretSettings, TokenSigner};
 use crate::http::{AppState, router};
+use crate::server::HttpLimits;
 use crate::telemetry::Telemetry;
 
 /// Every port, each behind its adapter.
@@ -93,6 +94,7 @@ pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
     pub secrets: SecretSettings,
+    pub http: HttpLimits,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -105,6 +107,7 @@ impl Settings {
             listen: listen.into(),
             data_dir: data_dir.into(),
             secrets: SecretSettings::default(),
+            http: HttpLimits::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -213,9 +216,10 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
         let app = router(AppState::new(ports.clone(), tokens, wake.clone(), telemetry.clone()));
-        let token = shutdown.clone();
+        let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("HTTP server")
+            crate::server::serve(listener, app, limits, token).await;
+            Ok(())
         });
     }
     if let Some(addr) = addr {
