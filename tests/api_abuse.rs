@@ -120,3 +120,28 @@ async fn a_burst_of_garbage_leaves_the_api_answering() {
     assert_eq!(health.status, StatusCode::OK);
     h.stop().await;
 }
+
+/// Made-up methods, paths and statuses cannot grow `/metrics`: every label comes from a fixed set.
+#[tokio::test]
+async fn requests_cannot_mint_metric_series() {
+    let h = TestHerald::spawn().await;
+    let series =
+        |text: &str| text.lines().filter(|l| l.starts_with("herald_http_request_duration_seconds_count")).count();
+    let before = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+        let _ = h.client.request(method, format!("{}/nowhere/{i}", h.base)).send().await.unwrap();
+        let _ = h.client.get(format!("{}/admin/v1/notifications/{i:032x}", h.base)).send().await.unwrap();
+    }
+    let after = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    assert!(
+        series(&after) <= series(&before) + 4,
+        "series grew from {} to {}:\n{after}",
+        series(&before),
+        series(&after)
+    );
+    assert!(after.lines().any(|l| l.contains(r#"method="other""#) && l.contains(r#"route="unmatched""#)), "{after}");
+    assert!(after.lines().any(|l| l.contains(r#"status="4xx""#)), "statuses are classes: {after}");
+    assert!(!after.contains("M17"), "a made-up method became a label");
+    h.stop().await;
+}
