@@ -177,6 +177,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     if roles.scheduler {
         // Pages published before any consumer ever ran must wait for one, not vanish.
         ports.queue.declare(&herald_consumers::subscription()).await.context("declaring the consumer group")?;
+        announce_resumed_sends(&ports).await;
         let scheduler = Arc::new(Scheduler::new(
             SchedulerPorts {
                 receivers: ports.receivers.clone(),
@@ -222,8 +223,31 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             Ok(())
         });
     }
-    if let Some(addr) = addr {
-        tracing::info!(%addr, ?roles, "herald is up");
-    }
+    let running: Vec<&str> = [(roles.api, "api"), (roles.scheduler, "scheduler"), (roles.consumer, "consumer")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    let listen = addr.map(|a| format!(" on http://{a}")).unwrap_or_default();
+    tracing::info!(data_dir = %settings.data_dir.display(), "herald {} running{listen}", running.join(" + "));
     Ok(Running { addr, ports, shutdown, tasks })
+}
+
+/// Says which sends a starting scheduler picks up where they stopped (after a restart or a kill -9),
+/// so an operator sees that nothing was dropped.
+async fn announce_resumed_sends(ports: &Ports) {
+    let mut open = std::collections::BTreeSet::new();
+    for direct in [true, false] {
+        match ports.ledger.open_tasks(direct, None, 10_000).await {
+            Ok(tasks) => open.extend(tasks.into_iter().map(|t| t.notification_id)),
+            Err(e) => tracing::warn!(error = %e, "could not list the sends in progress"),
+        }
+    }
+    if open.is_empty() {
+        tracing::info!("scheduler: no send in progress to resume");
+    } else {
+        let shown: Vec<String> = open.iter().take(10).map(|id| id.to_string()).collect();
+        let more = open.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        tracing::info!("scheduler: resuming {} sends where they stopped: {}{more}", open.len(), shown.join(", "));
+    }
 }
