@@ -609,6 +609,7 @@ async fn cancelled_draft_cannot_be_sent() {
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition", None, "revoke a draft");
     let r = th.admin_post(&format!("/admin/v1/notifications/{id}/cancel"), &json!({})).await;
     assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{:?}", r.body);
+    assert_eq!(r.body["draft"], true, "a cancelled draft was still created as a draft: {}", r.body);
     let r = th.admin_post(&format!("/admin/v1/notifications/{id}/send"), &json!({})).await;
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition", None, "send a cancelled draft");
     tokio::time::sleep(Duration::from_millis(300)).await;

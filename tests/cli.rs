@@ -104,9 +104,24 @@ fn migrate_creates_the_stores() {
     let dir = tempfile::tempdir().unwrap();
     let out = herald(dir.path(), &["migrate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created the stores in"), "{out:?}");
     for file in ["herald.db", "queue.db", "inbox.db"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
+    let again = herald(dir.path(), &["migrate"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("are up to date"), "{again:?}");
+}
+
+/// `bench fanout --data-dir` measures on that disk: its fresh runs live inside it, and are gone after.
+#[test]
+fn bench_fanout_runs_inside_the_given_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("bench");
+    let out = herald(&bench, &["bench", "fanout", "--receivers", "2000", "--cities", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 receivers in 4 cities"), "{out:?}");
+    assert!(bench.is_dir(), "the bench did not use --data-dir");
+    assert_eq!(std::fs::read_dir(&bench).unwrap().count(), 0, "the run's data is removed");
 }
 
 #[test]

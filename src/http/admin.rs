@@ -302,7 +302,8 @@ impl NotificationView {
             valid_from: time(c.validity.from()),
             valid_until: time(c.validity.until()),
             send_at: time(c.send_at),
-            draft: n.status == Status::Draft,
+            // As submitted, like the other content fields; `status` says where it is now.
+            draft: c.draft,
             status: n.status,
             created_at: n.created_at.to_rfc3339(),
             sent_at: time(n.sent_at),

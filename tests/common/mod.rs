@@ -41,10 +41,16 @@ impl Reply {
 
 impl TestHerald {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A Herald whose settings `configure` adjusts first.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
         settings.secrets.current = Some(SECRET.to_string());
         settings.scheduler.tick = Duration::from_millis(50);
+        configure(&mut settings);
         let running = start(&settings, Roles::ALL).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
         Self {
