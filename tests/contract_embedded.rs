@@ -60,9 +60,11 @@ mod queue {
             retry_later_redelivers_with_next_attempt,
             unacked_messages_survive_a_restart,
             pull_waits_for_a_publish,
-            a_backlog_on_one_topic_does_not_delay_another,
+            earlier_topics_are_served_first_so_a_backlog_never_delays_them,
             a_declared_group_keeps_what_is_published_before_its_consumer_runs,
             retries_never_give_up,
+            a_second_subscriber_leaves_what_the_first_holds,
+            a_stale_holders_messages_come_back_and_its_receipts_are_void,
         ]
     );
 }
@@ -76,6 +78,7 @@ mod inbox {
             redelivery_changes_nothing,
             concurrent_redelivery_counts_once,
             a_withheld_notification_gets_no_more_entries,
+            a_page_delivered_after_withholding_records_zero_and_repeats_it,
             kinds_have_separate_inboxes,
             reads_count_once_per_receiver,
             changes_are_versioned_for_sync,

@@ -179,7 +179,7 @@ async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetr
                 let delay = Duration::from_secs(1 << d.attempt.min(6));
                 tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
                 metrics.pages.with_label_values(&["retried"]).inc();
-                if let Err(e) = queue.retry_later(sub, d.receipt, delay).await {
+                if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
                     tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
                 }
                 return;
@@ -187,7 +187,7 @@ async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetr
         },
     };
     metrics.pages.with_label_values(&[outcome]).inc();
-    if let Err(e) = queue.ack(sub, &[d.receipt]).await {
+    if let Err(e) = queue.ack(sub, std::slice::from_ref(&d.receipt)).await {
         tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
     }
 }

@@ -229,7 +229,10 @@ pub struct Subscription {
 /// A message handed to a consumer, to ack or to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub receipt: u64,
+    /// Opaque (as a RocketMQ receipt handle): names this lease of the message. Once the lease ended
+    /// (acked, retried, expired, or its holder died and another consumer took the message), acking
+    /// or retrying with it does nothing.
+    pub receipt: String,
     pub attempt: u32,
     pub message: QueueMessage,
 }
@@ -243,15 +246,17 @@ pub trait Queue: Send + Sync {
     /// Declares a group's interest: from now on every message on its topics and tags is kept for it
     /// until it acks, whether or not one of its consumers is running. Idempotent, side-effect free.
     async fn declare(&self, subscription: &Subscription) -> PortResult<()>;
-    /// Joins the group as a consumer (declaring it too). Messages that consumers of the group took
-    /// before a crash become available again.
+    /// Joins the group as a consumer (declaring it too). A lease belongs to the consumer holding it:
+    /// messages a dead consumer held (killed, crashed) become available again within seconds, what a
+    /// live one holds stays its own until it acks, retries or its lease runs out.
     async fn subscribe(&self, subscription: &Subscription) -> PortResult<()>;
-    /// Up to `max` messages, waiting up to `wait` for the first. A message not acked within the
-    /// queue's lease is handed out again.
+    /// Up to `max` messages, waiting up to `wait` for the first. The subscription lists its topics in
+    /// priority order: every visible message of an earlier topic is handed out before a later one's.
+    /// A message not acked within the queue's lease is handed out again.
     async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>>;
-    async fn ack(&self, subscription: &Subscription, receipts: &[u64]) -> PortResult<()>;
+    async fn ack(&self, subscription: &Subscription, receipts: &[String]) -> PortResult<()>;
     /// Hands the message out again after `delay`.
-    async fn retry_later(&self, subscription: &Subscription, receipt: u64, delay: Duration) -> PortResult<()>;
+    async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()>;
     /// Messages kept for the group and not yet acked.
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
 }

@@ -71,6 +71,18 @@ pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) 
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "stats kept");
 }
 
+pub async fn a_page_delivered_after_withholding_records_zero_and_repeats_it(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let n = NotificationId::generate();
+    inbox.withhold(&n).await.unwrap();
+    let p = page(&n, "sh", 0, 0..10);
+    assert_eq!(inbox.deliver(&p).await.unwrap(), first(0), "withheld: recorded as adding nothing");
+    assert_eq!(inbox.page_outcome(&p.key).await.unwrap(), Some(0));
+    assert_eq!(inbox.deliver(&p).await.unwrap(), PageDelivery { added: 0, repeated: true }, "a redelivery agrees");
+    assert!(inbox.entries(&rider("r00001")).await.unwrap().is_empty());
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 0);
+}
+
 pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
