@@ -35,7 +35,7 @@ struct RunArgs {
     /// Cap on pages (500 receivers each) written per second across all sends; unset is unbounded.
     #[arg(long, env = "HERALD_MAX_PAGES_PER_SECOND")]
     max_pages_per_second: Option<u32>,
-    /// Pages a consumer delivers at once.
+    /// Broadcast pages a consumer delivers at once (point-to-point pages have a lane of their own).
     #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
     consumer_concurrency: usize,
 }
@@ -103,6 +103,14 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// Direct messages (one rider each), POST → in the inbox: p50/p99 alone and during a broadcast
+    /// to all N riders.
+    Direct {
+        #[arg(long, default_value_t = 200_000)]
+        receivers: u64,
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+    },
 }
 
 fn settings(common: &Common, args: &RunArgs) -> Settings {
@@ -112,7 +120,7 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
         secret: std::env::var("HERALD_SECRET").ok(),
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
-        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
+        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1), ..ConsumerConfig::default() },
     }
 }
 
@@ -176,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
             bench_fanout(receivers, cities, runs).await
         }
+        Command::Bench { what: BenchWhat::Direct { receivers, messages } } => bench_direct(receivers, messages).await,
     }
 }
 
@@ -222,6 +231,22 @@ async fn bench_fanout(receivers: u64, cities: u32, runs: usize) -> anyhow::Resul
         seconds.len(),
         receivers as f64 / median,
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    Ok(())
+}
+
+async fn bench_direct(receivers: u64, messages: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let r = herald::bench::direct(dir.path(), receivers, messages).await?;
+    let line = |what: &str, l: &herald::bench::Latencies| {
+        println!("{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", l.quantile(0.5), l.quantile(0.99), l.quantile(1.0))
+    };
+    println!("{messages} direct messages, POST → in the inbox, {} riders:", r.receivers);
+    line("alone", &r.alone);
+    line("during a broadcast to all", &r.during_fanout);
+    println!(
+        "the broadcast had reached {} then {} of {} riders while they were measured",
+        r.fanout_sent.0, r.fanout_sent.1, r.receivers
     );
     Ok(())
 }

@@ -14,19 +14,26 @@ use herald_domain::ports::{
 };
 use herald_domain::{Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// The consumer group every Herald consumer process joins.
 pub const GROUP: &str = "herald_inbox";
 
-/// Both topics, both receiver kinds.
+/// Both topics, point-to-point first (the queue serves a subscription's topics in order), both
+/// receiver kinds.
 pub fn subscription() -> Subscription {
     Subscription {
         group: GROUP.to_string(),
-        topics: Topic::ALL.iter().map(|t| t.name().to_string()).collect(),
+        topics: [Topic::Direct, Topic::Bulk].iter().map(|t| t.name().to_string()).collect(),
         tags: ReceiverKind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
     }
+}
+
+/// One topic of the group: what one lane pulls.
+fn lane_subscription(topic: Topic) -> Subscription {
+    Subscription { topics: vec![topic.name().to_string()], ..subscription() }
 }
 
 /// The consumers' Prometheus series.
@@ -57,20 +64,32 @@ impl ConsumerMetrics {
 /// Delivers one page: the part of consuming that knows nothing about queues.
 #[derive(Clone)]
 pub struct Deliverer {
-    pub notifications: Arc<dyn NotificationStore>,
-    pub ledger: Arc<dyn SendLedger>,
-    pub inbox: Arc<dyn InboxStore>,
+    notifications: Arc<dyn NotificationStore>,
+    ledger: Arc<dyn SendLedger>,
+    inbox: Arc<dyn InboxStore>,
+    /// Broadcast pages writing to the inbox store at once. A point-to-point page's write takes no
+    /// turn here, so it queues behind at most these (the embedded store has a single writer).
+    bulk_writes: Arc<Semaphore>,
 }
 
 impl Deliverer {
-    /// Delivers one page (a revoked or vanished notification's pages are recorded, not delivered)
-    /// and records it in the ledger, with what it added.
+    pub fn new(
+        notifications: Arc<dyn NotificationStore>,
+        ledger: Arc<dyn SendLedger>,
+        inbox: Arc<dyn InboxStore>,
+        bulk_writes: usize,
+    ) -> Self {
+        Self { notifications, ledger, inbox, bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))) }
+    }
+
+    /// Delivers one page that came on `topic` (a revoked or vanished notification's pages are
+    /// recorded, not delivered) and records it in the ledger, with what it added.
     #[tracing::instrument(name = "deliver_page", skip_all, fields(page = %page.key, receivers = page.receivers.len()))]
-    pub async fn deliver(&self, page: &Page) -> PortResult<Outcome> {
+    pub async fn deliver(&self, page: &Page, topic: Topic) -> PortResult<Outcome> {
         let id = &page.key.notification_id;
         let status = self.notifications.notification(id).await?.map(|n| n.status);
         let (added, outcome) = match status {
-            Some(Status::Sending | Status::Sent) => match self.inbox.deliver(page).await? {
+            Some(Status::Sending | Status::Sent) => match self.write(page, topic).await? {
                 PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
                 PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
             },
@@ -85,6 +104,15 @@ impl Deliverer {
             tracing::info!(notification = %id, "every page delivered");
         }
         Ok(outcome)
+    }
+
+    /// The inbox write, a broadcast page waiting its turn.
+    async fn write(&self, page: &Page, topic: Topic) -> PortResult<PageDelivery> {
+        let _turn = match topic {
+            Topic::Bulk => Some(self.bulk_writes.acquire().await.expect("the semaphore is never closed")),
+            Topic::Direct => None,
+        };
+        self.inbox.deliver(page).await
     }
 }
 
@@ -112,17 +140,24 @@ impl Outcome {
 /// How a consumer process behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Pages handled at once.
+    /// Broadcast pages handled at once.
     pub concurrency: usize,
+    /// Point-to-point pages handled at once, in a lane of their own: never waiting for a slot a
+    /// broadcast holds.
+    pub direct_concurrency: usize,
+    /// Broadcast pages writing to the inbox store at once (see `Deliverer::new`).
+    pub bulk_writes: usize,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { concurrency: 4 }
+        Self { concurrency: 4, direct_concurrency: 2, bulk_writes: 1 }
     }
 }
 
 /// Consumes until `shutdown`, then finishes the pages in hand (and acks them) before returning.
+/// Each topic has its own lane with its own slots, so point-to-point pages never queue behind a
+/// broadcast.
 pub async fn run(
     queue: Arc<dyn Queue>,
     deliverer: Deliverer,
@@ -130,14 +165,33 @@ pub async fn run(
     config: ConsumerConfig,
     shutdown: CancellationToken,
 ) -> PortResult<()> {
-    let sub = subscription();
-    queue.subscribe(&sub).await?;
+    queue.subscribe(&subscription()).await?;
+    let mut lanes = JoinSet::new();
+    for (topic, slots) in [(Topic::Direct, config.direct_concurrency), (Topic::Bulk, config.concurrency)] {
+        let (queue, deliverer, metrics, shutdown) =
+            (queue.clone(), deliverer.clone(), metrics.clone(), shutdown.clone());
+        lanes.spawn(lane(queue, deliverer, metrics, topic, slots.max(1), shutdown));
+    }
+    while lanes.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Pulls one topic with up to `slots` pages in hand.
+async fn lane(
+    queue: Arc<dyn Queue>,
+    deliverer: Deliverer,
+    metrics: ConsumerMetrics,
+    topic: Topic,
+    slots: usize,
+    shutdown: CancellationToken,
+) {
+    let sub = lane_subscription(topic);
     let mut in_flight = JoinSet::new();
     while !shutdown.is_cancelled() {
-        while in_flight.len() >= config.concurrency {
+        while in_flight.len() >= slots {
             in_flight.join_next().await;
         }
-        let room = config.concurrency - in_flight.len();
+        let room = slots - in_flight.len();
         let deliveries = tokio::select! {
             _ = shutdown.cancelled() => break,
             pulled = queue.pull(&sub, room, Duration::from_millis(500)) => pulled,
@@ -145,30 +199,36 @@ pub async fn run(
         let deliveries = match deliveries {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "pulling pages failed; retrying");
+                tracing::warn!(error = %e, topic = topic.name(), "pulling pages failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
         for delivery in deliveries {
             let (queue, deliverer, metrics, sub) = (queue.clone(), deliverer.clone(), metrics.clone(), sub.clone());
-            in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, delivery).await });
+            in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, topic, delivery).await });
         }
     }
     while in_flight.join_next().await.is_some() {}
-    Ok(())
 }
 
 /// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
 /// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
 /// can never succeed: it is logged and acked.
-async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetrics, sub: &Subscription, d: Delivery) {
+async fn handle(
+    queue: &dyn Queue,
+    deliverer: &Deliverer,
+    metrics: &ConsumerMetrics,
+    sub: &Subscription,
+    topic: Topic,
+    d: Delivery,
+) {
     let outcome = match serde_json::from_slice::<Page>(&d.message.body) {
         Err(e) => {
             tracing::error!(key = %d.message.key, error = %e, "dropping a page that does not parse");
             "malformed"
         }
-        Ok(page) => match deliverer.deliver(&page).await {
+        Ok(page) => match deliverer.deliver(&page, topic).await {
             Ok(outcome) => {
                 if let Outcome::Delivered(added) = outcome {
                     metrics.deliveries.inc_by(added);

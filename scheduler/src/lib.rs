@@ -66,6 +66,13 @@ impl Scheduler {
         let _ = tokio::join!(pager, relay);
     }
 
+    /// Whether the bell rang since the pager last waited for it (taking the ring: the caller ends
+    /// its round, and the next one, which looks for due sends first, begins at once).
+    fn woken(&self) -> bool {
+        let rung = std::pin::pin!(self.wake.notified());
+        rung.enable()
+    }
+
     async fn run_pager(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pace = pager::Pace::new(self.config.max_pages_per_second);
         let mut rotation = pager::Rotation::default();

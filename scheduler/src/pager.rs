@@ -81,7 +81,8 @@ impl Scheduler {
         }
         let budget = Instant::now() + ROUND_BUDGET;
         for task in &bulk {
-            if shutdown.is_cancelled() || Instant::now() >= budget {
+            // Rung: a send was created or released; start it now rather than after this round.
+            if shutdown.is_cancelled() || Instant::now() >= budget || self.woken() {
                 break;
             }
             if let Some(n) = notifications.get(&task.notification_id) {
