@@ -93,11 +93,13 @@ impl Deliverer {
                 PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
                 PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
             },
-            // Not delivered now; but if it was before the revoke, the ledger must hear what it added.
-            // Withholding here too heals a revoke whose API process died before withholding.
+            // Not delivered now. Withholding here too heals a revoke whose API process died before
+            // withholding. The inbox store still decides what the page added — nothing if new, its
+            // first outcome if another delivery (which read the status before the revoke) wrote it —
+            // so the ledger never records a number the inbox disagrees with.
             _ => {
                 self.inbox.withhold(id).await?;
-                (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld)
+                (self.write(page, topic).await?.added, Outcome::Withheld)
             }
         };
         if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
