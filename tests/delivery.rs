@@ -1,9 +1,12 @@
-//! The consumer role around one page: what becomes of a revoked notification's pages.
+//! The consumer role around one page: what becomes of a page that can never be delivered, of a
+//! revoked notification's pages, and of a revocation the inbox store never heard of.
+
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use herald::startup::Ports;
+use herald::startup::{Ports, Roles, Settings, start_with};
 use herald_consumers::{Deliverer, Outcome};
-use herald_domain::ports::{CityPlan, CreateOutcome, TransitionOutcome};
+use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
 use herald_domain::{
     Audience, Body, Category, City, NewNotification, Notification, Page, PageKey, ReceiverId, ReceiverKind, Status,
     Title, Topic, ValidityWindow,
@@ -47,6 +50,49 @@ async fn revoke(ports: &Ports, n: &Notification) {
 
 fn deliverer(ports: &Ports) -> Deliverer {
     Deliverer::new(ports.notifications.clone(), ports.ledger.clone(), ports.inbox.clone(), 1)
+}
+
+#[tokio::test]
+async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let n = sending(&ports).await;
+    let key = format!("{}/sh/0", n.id);
+    ports.queue.declare(&herald_consumers::subscription()).await.unwrap();
+    let garbage = QueueMessage {
+        topic: Topic::Bulk.name().into(),
+        tag: "rider".into(),
+        key: key.clone(),
+        body: b"not a page".to_vec(),
+    };
+    ports.queue.publish(&[garbage]).await.unwrap();
+
+    let settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+    let running =
+        start_with(&settings, Roles { api: true, scheduler: false, consumer: true }, ports.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ports.queue.lag(&herald_consumers::subscription()).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the page was never taken off the queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", running.addr.unwrap())).await.unwrap().text().await.unwrap();
+    running.stop().await.unwrap();
+
+    assert!(metrics.contains("herald_pages_dead_lettered_total 1"), "{metrics}");
+    let history = ports.notifications.history(&n.id).await.unwrap();
+    let last = history.last().unwrap();
+    assert!(last.detail.contains(&key) && last.detail.contains("dead-letter"), "{history:?}");
+    assert_eq!(last.status, Status::Sending, "the notification is not silently done");
+
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", dir.path().join("herald.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows = sqlx::query("SELECT msg_key, reason, body FROM dead_letters").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("msg_key"), key);
+    assert!(!rows[0].get::<String, _>("reason").is_empty());
+    assert_eq!(rows[0].get::<Vec<u8>, _>("body"), b"not a page");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::ports::{
-    Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
+    DeadLetter, Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
 };
 use herald_domain::{Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -41,6 +41,7 @@ fn lane_subscription(topic: Topic) -> Subscription {
 pub struct ConsumerMetrics {
     pub pages: IntCounterVec,
     pub deliveries: IntCounter,
+    pub dead_lettered: IntCounter,
 }
 
 impl ConsumerMetrics {
@@ -54,9 +55,14 @@ impl ConsumerMetrics {
                 "herald_deliveries_total",
                 "Inbox entries added (a redelivered page adds none)",
             )?,
+            dead_lettered: IntCounter::new(
+                "herald_pages_dead_lettered_total",
+                "Pages that can never be delivered (kept as dead letters)",
+            )?,
         };
         registry.register(Box::new(m.pages.clone()))?;
         registry.register(Box::new(m.deliveries.clone()))?;
+        registry.register(Box::new(m.dead_lettered.clone()))?;
         Ok(m)
     }
 }
@@ -216,7 +222,7 @@ async fn lane(
 
 /// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
 /// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
-/// can never succeed: it is logged and acked.
+/// can never succeed: it is kept as a dead letter (noted in its notification's history), then acked.
 async fn handle(
     queue: &dyn Queue,
     deliverer: &Deliverer,
@@ -225,31 +231,36 @@ async fn handle(
     topic: Topic,
     d: Delivery,
 ) {
-    let outcome = match serde_json::from_slice::<Page>(&d.message.body) {
+    let consumed = match serde_json::from_slice::<Page>(&d.message.body) {
         Err(e) => {
-            tracing::error!(key = %d.message.key, error = %e, "dropping a page that does not parse");
-            "malformed"
+            tracing::error!(key = %d.message.key, error = %e, "a page does not parse; keeping it as a dead letter");
+            let letter = DeadLetter { key: d.message.key.clone(), reason: e.to_string(), body: d.message.body.clone() };
+            deliverer.ledger.dead_letter(&letter, Utc::now()).await.map(|()| {
+                metrics.dead_lettered.inc();
+                "dead_lettered"
+            })
         }
-        Ok(page) => match deliverer.deliver(&page, topic).await {
-            Ok(outcome) => {
-                if let Outcome::Delivered(added) = outcome {
-                    metrics.deliveries.inc_by(added);
-                }
-                outcome.label()
+        Ok(page) => deliverer.deliver(&page, topic).await.map(|outcome| {
+            if let Outcome::Delivered(added) = outcome {
+                metrics.deliveries.inc_by(added);
             }
-            Err(e) => {
-                let delay = Duration::from_secs(1 << d.attempt.min(6));
-                tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
-                metrics.pages.with_label_values(&["retried"]).inc();
-                if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
-                    tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
-                }
-                return;
-            }
-        },
+            outcome.label()
+        }),
     };
-    metrics.pages.with_label_values(&[outcome]).inc();
-    if let Err(e) = queue.ack(sub, std::slice::from_ref(&d.receipt)).await {
-        tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
+    match consumed {
+        Ok(label) => {
+            metrics.pages.with_label_values(&[label]).inc();
+            if let Err(e) = queue.ack(sub, std::slice::from_ref(&d.receipt)).await {
+                tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
+            }
+        }
+        Err(e) => {
+            let delay = Duration::from_secs(1 << d.attempt.min(6));
+            tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
+            metrics.pages.with_label_values(&["retried"]).inc();
+            if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
+                tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
+            }
+        }
     }
 }

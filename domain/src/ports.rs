@@ -183,6 +183,15 @@ pub struct CityProgress {
     pub done: bool,
 }
 
+/// A queue message that can never be delivered (its body does not decode as a page), kept with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message key: `<notification>/<city>/<page>` for a page.
+    pub key: String,
+    pub reason: String,
+    pub body: Vec<u8>,
+}
+
 /// Send tasks, the outbox and the delivered-page ledger: what makes a send resumable.
 #[async_trait]
 pub trait SendLedger: Send + Sync {
@@ -212,6 +221,10 @@ pub trait SendLedger: Send + Sync {
     /// true when it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
     async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>>;
+    /// Keeps an undeliverable message (once per key) and, when its key names a notification
+    /// (`<notification>/<city>/<page>`), writes to that notification's history why a page of it
+    /// will never arrive, so a send it leaves unfinished is never silently stuck.
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,3 +102,11 @@ CREATE TABLE revocations (
     notification_id TEXT    NOT NULL,
     at              INTEGER NOT NULL
 );
+
+-- Queue messages that can never be delivered (a body that does not decode), kept for inspection.
+CREATE TABLE dead_letters (
+    msg_key TEXT    NOT NULL PRIMARY KEY,
+    reason  TEXT    NOT NULL,
+    body    BLOB    NOT NULL,
+    at      INTEGER NOT NULL
+);

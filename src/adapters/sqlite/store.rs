@@ -745,6 +745,35 @@ impl SendLedger for SqliteStore {
         Ok(sent)
     }
 
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()> {
+        let mut tx = self.write().await?;
+        let first = sqlx::query("INSERT OR IGNORE INTO dead_letters (msg_key, reason, body, at) VALUES (?, ?, ?, ?)")
+            .bind(&letter.key)
+            .bind(&letter.reason)
+            .bind(&letter.body)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if first > 0
+            && let Some((notification, _)) = letter.key.split_once('/')
+        {
+            // In the notification's current status: the history says why it is not done.
+            sqlx::query(
+                "INSERT INTO notification_history (notification_id, at, status, detail) \
+                 SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+            )
+            .bind(millis(now))
+            .bind(format!("page {} can never be delivered ({}); kept as a dead-letter", letter.key, letter.reason))
+            .bind(notification)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
     async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
         let rows = sqlx::query(
             "SELECT city, matched, published, pages_published, pages_delivered, done FROM send_tasks \
