@@ -79,6 +79,7 @@ mod inbox {
             concurrent_redelivery_counts_once,
             a_withheld_notification_gets_no_more_entries,
             a_page_delivered_after_withholding_records_zero_and_repeats_it,
+            applied_revocations_are_withheld_and_remembered,
             kinds_have_separate_inboxes,
             reads_count_once_per_receiver,
             changes_are_versioned_for_sync,

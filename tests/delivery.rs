@@ -111,3 +111,20 @@ async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_led
     assert_eq!(progress[0].pages_delivered, 1);
     assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 0);
 }
+
+#[tokio::test]
+async fn a_revocation_the_inbox_never_heard_of_is_applied_by_the_reconciler() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let n = sending(&ports).await;
+    // Logged in SQL, never withheld: the API's withhold failed after the revoke committed.
+    revoke(&ports, &n).await;
+    let position = ports.notifications.revocation_head().await.unwrap();
+    let reconcile = async || herald_consumers::reconcile_revocations(&*ports.notifications, &*ports.inbox).await;
+    assert_eq!(reconcile().await.unwrap(), 1);
+    assert_eq!(ports.inbox.revocations_applied().await.unwrap(), position);
+    assert_eq!(reconcile().await.unwrap(), 0, "applied once");
+    let late = ports.inbox.deliver(&page_of(&n, 0)).await.unwrap();
+    assert_eq!(late.added, 0, "a page arriving later adds nothing");
+    assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 0);
+}

@@ -175,6 +175,7 @@ pub async fn run(
 ) -> PortResult<()> {
     queue.subscribe(&subscription()).await?;
     let mut lanes = JoinSet::new();
+    lanes.spawn(keep_revocations_applied(deliverer.notifications.clone(), deliverer.inbox.clone(), shutdown.clone()));
     for (topic, slots) in [(Topic::Direct, config.direct_concurrency), (Topic::Bulk, config.concurrency)] {
         let (queue, deliverer, metrics, shutdown) =
             (queue.clone(), deliverer.clone(), metrics.clone(), shutdown.clone());
@@ -218,6 +219,44 @@ async fn lane(
         }
     }
     while in_flight.join_next().await.is_some() {}
+}
+
+/// How often the consumer role looks for revocations the inbox store has not applied.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Withholds, oldest first, every revocation in the SQL log that the inbox store has not applied
+/// (a revoke whose withholding failed after it committed); returns how many it applied.
+pub async fn reconcile_revocations(notifications: &dyn NotificationStore, inbox: &dyn InboxStore) -> PortResult<usize> {
+    let mut applied = inbox.revocations_applied().await?;
+    let mut count = 0;
+    loop {
+        let batch = notifications.revocations_since(applied, 100).await?;
+        if batch.is_empty() {
+            return Ok(count);
+        }
+        for (position, id) in batch {
+            inbox.apply_revocation(position, &id).await?;
+            tracing::debug!(notification = %id, position, "revocation applied to the inbox store");
+            (applied, count) = (position, count + 1);
+        }
+    }
+}
+
+/// Runs `reconcile_revocations` now and every few seconds until `shutdown`.
+async fn keep_revocations_applied(
+    notifications: Arc<dyn NotificationStore>,
+    inbox: Arc<dyn InboxStore>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = reconcile_revocations(notifications.as_ref(), inbox.as_ref()).await {
+            tracing::warn!(error = %e, "applying revocations to the inbox store failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
 }
 
 /// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery

@@ -307,6 +307,12 @@ pub trait InboxStore: Send + Sync {
     /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds
     /// nothing and moves no counter; entries and counts from before stay. Idempotent.
     async fn withhold(&self, notification: &NotificationId) -> PortResult<()>;
+    /// Withholds the notification revoked at `position` of the revocation log
+    /// (`NotificationStore::revocations_since`) and remembers that position as applied, atomically.
+    /// Idempotent; the remembered position never goes back.
+    async fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()>;
+    /// The highest revocation-log position applied (0 when none was).
+    async fn revocations_applied(&self) -> PortResult<u64>;
     /// Every entry of one inbox.
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.

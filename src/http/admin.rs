@@ -288,22 +288,28 @@ pub async fn history(State(state): State<AppState>, _: Admin, Path(id): Path<Str
 
 async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail: &str) -> ApiResult<Json<Value>> {
     let id = parse_id(raw_id)?;
-    match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
-        TransitionOutcome::NotFound => Err(ApiError::not_found("notification")),
-        TransitionOutcome::Refused(current) => Err(ApiError::conflict(
-            "invalid_transition",
-            format!("cannot {verb} a notification that is {}", current.as_str()),
-        )),
-        TransitionOutcome::Moved(n) => {
-            if to == Status::Revoked {
-                // Closes the gap between a consumer's status check and its inbox write.
-                state.ports.inbox.withhold(&id).await?;
-            }
-            state.catalog.forget(&id);
-            state.wake_scheduler.notify_one();
-            Ok(Json(view_of(state, &n).await?))
+    let n = match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
+        TransitionOutcome::NotFound => return Err(ApiError::not_found("notification")),
+        // Revoking is idempotent: a revoke interrupted after it committed (withholding failed) is
+        // finished by trying again.
+        TransitionOutcome::Refused(Status::Revoked) if to == Status::Revoked => {
+            state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?
         }
+        TransitionOutcome::Refused(current) => {
+            return Err(ApiError::conflict(
+                "invalid_transition",
+                format!("cannot {verb} a notification that is {}", current.as_str()),
+            ));
+        }
+        TransitionOutcome::Moved(n) => *n,
+    };
+    if to == Status::Revoked {
+        // Closes the gap between a consumer's status check and its inbox write.
+        state.ports.inbox.withhold(&id).await?;
     }
+    state.catalog.forget(&id);
+    state.wake_scheduler.notify_one();
+    Ok(Json(view_of(state, &n).await?))
 }
 
 pub async fn send(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -153,3 +153,18 @@ pub async fn entries_survive_a_restart(h: &dyn InboxHarness) {
     assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), PageDelivery { added: 10, repeated: true });
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
 }
+
+pub async fn applied_revocations_are_withheld_and_remembered(h: &dyn InboxHarness) {
+    let n = NotificationId::generate();
+    {
+        let inbox = h.open().await;
+        assert_eq!(inbox.revocations_applied().await.unwrap(), 0);
+        inbox.apply_revocation(3, &n).await.unwrap();
+        inbox.apply_revocation(3, &n).await.unwrap();
+        inbox.apply_revocation(2, &NotificationId::generate()).await.unwrap();
+        assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "the position never goes back");
+    }
+    let inbox = h.open().await;
+    assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "kept across a restart");
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(0), "withheld");
+}
