@@ -81,8 +81,7 @@ impl Scheduler {
         }
         let budget = Instant::now() + ROUND_BUDGET;
         for task in &bulk {
-            // Rung: a send was created or released; start it now rather than after this round.
-            if shutdown.is_cancelled() || Instant::now() >= budget || self.woken() {
+            if shutdown.is_cancelled() || Instant::now() >= budget {
                 break;
             }
             if let Some(n) = notifications.get(&task.notification_id) {
@@ -90,6 +89,11 @@ impl Scheduler {
                 self.advance_one(n, task).await?;
             }
             rotation.after = Some((task.notification_id.clone(), task.city.clone()));
+            // Rung: a send was created or released; start it now rather than after this round (each
+            // round still writes one broadcast page, so a stream of rings starves no broadcast).
+            if self.woken() {
+                break;
+            }
         }
         Ok(started > 0 || !direct.is_empty() || !bulk.is_empty())
     }
