@@ -165,7 +165,7 @@ impl Default for ConsumerConfig {
 
 /// Consumes until `shutdown`, then finishes the pages in hand (and acks them) before returning.
 /// Each topic has its own lane with its own slots, so point-to-point pages never queue behind a
-/// broadcast.
+/// broadcast; beside them, revocations are kept applied to the inbox store.
 pub async fn run(
     queue: Arc<dyn Queue>,
     deliverer: Deliverer,
@@ -174,14 +174,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> PortResult<()> {
     queue.subscribe(&subscription()).await?;
-    let mut lanes = JoinSet::new();
-    lanes.spawn(keep_revocations_applied(deliverer.notifications.clone(), deliverer.inbox.clone(), shutdown.clone()));
+    let mut tasks = JoinSet::new();
+    tasks.spawn(keep_revocations_applied(deliverer.notifications.clone(), deliverer.inbox.clone(), shutdown.clone()));
     for (topic, slots) in [(Topic::Direct, config.direct_concurrency), (Topic::Bulk, config.concurrency)] {
         let (queue, deliverer, metrics, shutdown) =
             (queue.clone(), deliverer.clone(), metrics.clone(), shutdown.clone());
-        lanes.spawn(lane(queue, deliverer, metrics, topic, slots.max(1), shutdown));
+        tasks.spawn(lane(queue, deliverer, metrics, topic, slots.max(1), shutdown));
     }
-    while lanes.join_next().await.is_some() {}
+    while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
