@@ -243,9 +243,9 @@ async fn bench_direct(receivers: u64, messages: usize) -> anyhow::Result<()> {
     };
     println!("{messages} direct messages, POST → in the inbox, {} riders:", r.receivers);
     line("alone", &r.alone);
-    line("during a broadcast to all", &r.during_fanout);
+    line("during a broadcast to all (one every 20 ms)", &r.during_fanout);
     println!(
-        "the broadcast had reached {} then {} of {} riders while they were measured",
+        "the broadcast had reached {} then {} of {} riders when the first and the last of those were sent",
         r.fanout_sent.0, r.fanout_sent.1, r.receivers
     );
     Ok(())
