@@ -43,7 +43,7 @@ async fn load_riders(ports: &Ports, receivers: u64, cities: u32) -> anyhow::Resu
             rider(i)?,
             City::parse("city", &format!("city{:03}", i % cities as u64))?,
             Vec::new(),
-        ));
+        )?);
         if batch.len() == batch.capacity() || i + 1 == receivers {
             ports.receivers.upsert_receivers(&batch).await?;
             batch.clear();
@@ -135,7 +135,7 @@ pub async fn direct(data_dir: &Path, receivers: u64, messages: usize) -> anyhow:
     load_riders(&ports, receivers, 100).await?;
     let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
     let secret = "herald-bench-secret-0123456789abcdef";
-    settings.secret = Some(secret.to_string());
+    settings.secrets.current = Some(secret.to_string());
     let running = start_with(&settings, Roles::ALL, ports.clone()).await?;
     let api = running.addr.context("the API role listens")?;
     let admin = TokenSigner::new(secret).sign(&Claims::Admin { role: AdminRole::Operator });

@@ -12,7 +12,7 @@ use serde_json::json;
 
 fn settings(dir: &std::path::Path) -> Settings {
     let mut s = Settings::embedded(dir, "127.0.0.1:0");
-    s.secret = Some(SECRET.to_string());
+    s.secrets.current = Some(SECRET.to_string());
     s.scheduler.tick = Duration::from_millis(50);
     s
 }
@@ -35,6 +35,7 @@ async fn riders(ports: &Ports, count: usize, cities: usize) {
                 City::parse("city", &format!("c{:02}", i % cities)).unwrap(),
                 Vec::new(),
             )
+            .unwrap()
         })
         .collect();
     for chunk in all.chunks(10_000) {

@@ -39,7 +39,7 @@ pub async fn plan_audience(
             per_city.extend(directory.count_selection(kind, selection).await?);
             let excluded: Vec<ReceiverId> = audience.exclude.iter().cloned().collect();
             for r in directory.lookup_receivers(kind, &excluded).await? {
-                if selection.matches(&r.city, &r.groups)
+                if selection.matches(&r.city, r.groups())
                     && let Some(n) = per_city.get_mut(&r.city)
                 {
                     *n = n.saturating_sub(1);
