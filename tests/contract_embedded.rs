@@ -93,6 +93,8 @@ mod store {
             keyset_pages_cover_a_city_exactly_once,
             upsert_replaces_city_and_groups,
             group_names_are_matched_whole,
+            selections_of_ten_thousand_cities_and_groups_are_answered,
+            upsert_counts_only_new_or_changed_receivers,
             idempotent_create_and_lawful_transitions,
             revocations_are_logged_in_order,
             read_receipts_count_new_ones,

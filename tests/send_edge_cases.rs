@@ -125,3 +125,52 @@ async fn a_later_broadcast_progresses_while_earlier_ones_hold_more_tasks_than_a_
     );
     running.stop().await.unwrap();
 }
+
+/// `/metrics` as text.
+async fn metrics(t: &TestHerald) -> String {
+    t.client.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_notification_that_cannot_be_planned_holds_back_no_later_one_and_says_why() {
+    let t = TestHerald::spawn().await;
+    t.riders("s", 10, &["sh"]).await;
+    // A receiver row that does not parse (written by hand, outside Herald): planning a notification
+    // that excludes it fails, as a real backend failure would, for that notification only.
+    let url = format!("sqlite://{}", t.data_dir.path().join("herald.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO receivers (kind, id, city, groups, updated_at) VALUES ('rider', 'broken', 'no city', '', 0)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let failing = t
+        .create(&TestHerald::notification("blocked", json!({"cities": ["sh"], "exclude": ["broken"]}), json!({})))
+        .await;
+    let (_, later) = t.send_and_wait(&TestHerald::notification("later", json!({"cities": ["sh"]}), json!({}))).await;
+    assert_eq!((later["stats"]["matched"].clone(), later["stats"]["sent"].clone()), (json!(10), json!(10)));
+
+    let failures = |history: &serde_json::Value| -> Vec<serde_json::Value> {
+        let items = history["items"].as_array().unwrap();
+        items.iter().filter(|h| h["detail"].as_str().unwrap().contains("failed")).cloned().collect()
+    };
+    let history = t.admin_get(&format!("/admin/v1/notifications/{failing}/history")).await.body;
+    let seen = failures(&history);
+    assert_eq!(seen.len(), 1, "the first failure of the streak is in the history: {history}");
+    assert_eq!(seen[0]["status"], "scheduled", "the status is unchanged: {history}");
+    assert!(seen[0]["detail"].as_str().unwrap().contains("does not parse"), "and it says why: {history}");
+    let text = metrics(&t).await;
+    assert!(
+        text.lines().any(|l| l.starts_with("herald_send_failures_total{stage=\"plan\"}")),
+        "the failure is counted:\n{text}"
+    );
+
+    // Repaired, the failing one is retried and goes out; its streak was recorded once.
+    t.receivers(&[("rider", "broken", "bj", &[])]).await;
+    let v = t.wait_status(&failing, "sent").await;
+    assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(10), json!(10)), "{v}");
+    let history = t.admin_get(&format!("/admin/v1/notifications/{failing}/history")).await.body;
+    assert_eq!(failures(&history).len(), 1, "{history}");
+    t.stop().await;
+}

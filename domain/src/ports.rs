@@ -38,7 +38,8 @@ pub type PortResult<T> = Result<T, PortError>;
 /// Receivers by kind, city and group.
 #[async_trait]
 pub trait ReceiverDirectory: Send + Sync {
-    /// Inserts or replaces each receiver; returns how many rows were written.
+    /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
+    /// unchanged receiver is not rewritten).
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
     /// The known receivers among `ids` (unknown ids are simply absent).
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>>;

@@ -111,6 +111,36 @@ pub async fn group_names_are_matched_whole(h: &dyn StoreHarness) {
     assert_eq!(page, vec![rid("b")], "vip does not match vip_gold");
 }
 
+pub async fn selections_of_ten_thousand_cities_and_groups_are_answered(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let all: Vec<Receiver> =
+        (0..20).map(|i| rider(&format!("m{i:02}"), &format!("c{}", i % 2), &[&format!("g{i}")])).collect();
+    ports.receivers.upsert_receivers(&all).await.unwrap();
+    // Every even rider's group, among 10,000 named groups and 10,000 named cities.
+    let groups = (0..10_000).map(|i| group(&format!("g{}", i * 2))).collect();
+    let cities = (0..10_000).map(|i| city(&format!("c{i}"))).collect();
+    let wide = Selection { cities: Some(cities), groups };
+    let counts = ports.receivers.count_selection(ReceiverKind::Rider, &wide).await.unwrap();
+    assert_eq!(counts, vec![(city("c0"), 10)]);
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &wide, &city("c0"), None, 500).await.unwrap();
+    assert_eq!(page.len(), 10);
+    let elsewhere = city("elsewhere");
+    let unnamed = ports.receivers.page_selection(ReceiverKind::Rider, &wide, &elsewhere, None, 500).await.unwrap();
+    assert!(unnamed.is_empty(), "a city the selection does not name is empty");
+}
+
+pub async fn upsert_counts_only_new_or_changed_receivers(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let first = [rider("u1", "sh", &["vip"]), rider("u2", "sh", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&first).await.unwrap(), 2);
+    assert_eq!(ports.receivers.upsert_receivers(&first).await.unwrap(), 0, "unchanged: nothing written");
+    let moved = [rider("u1", "sh", &["new", "vip"]), rider("u2", "bj", &[]), rider("u3", "bj", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&moved).await.unwrap(), 3);
+    let vip_new = Selection { cities: None, groups: BTreeSet::from([group("new")]) };
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &vip_new, &city("sh"), None, 500).await.unwrap();
+    assert_eq!(page, vec![rid("u1")], "the changed groups are selected");
+}
+
 pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let c = content(r#"{"all": true}"#);
