@@ -96,6 +96,7 @@ mod store {
             selections_of_ten_thousand_cities_and_groups_are_answered,
             upsert_counts_only_new_or_changed_receivers,
             idempotent_create_and_lawful_transitions,
+            an_event_is_recorded_under_the_current_status,
             revocations_are_logged_in_order,
             read_receipts_count_new_ones,
             a_send_is_resumable_and_completes_once,

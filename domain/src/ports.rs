@@ -103,6 +103,9 @@ pub trait NotificationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
+    /// Appends a history entry under the notification's current status, which stays as it is (a
+    /// failed attempt that will be retried, for instance). False if there is no such notification.
+    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool>;
     /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
     /// match in all.
     async fn list(

@@ -175,6 +175,18 @@ pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     assert_eq!(history, vec![Status::Scheduled, Status::Cancelled]);
 }
 
+pub async fn an_event_is_recorded_under_the_current_status(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    assert!(ports.notifications.record_event(&n.id, "planning failed, will retry", Utc::now()).await.unwrap());
+    let history = ports.notifications.history(&n.id).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry"));
+    assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Scheduled);
+    let ghost = NotificationId::generate();
+    assert!(!ports.notifications.record_event(&ghost, "x", Utc::now()).await.unwrap(), "no such notification");
+}
+
 pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let start = ports.notifications.revocations_since(0, 1000).await.unwrap().last().map_or(0, |(s, _)| *s);

@@ -514,6 +514,21 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
+    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool> {
+        let added = sqlx::query(
+            "INSERT INTO notification_history (notification_id, at, status, detail) \
+             SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+        )
+        .bind(millis(now))
+        .bind(detail)
+        .bind(id.as_str())
+        .execute(self.db.writer())
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(added > 0)
+    }
+
     async fn list(
         &self,
         filter: &NotificationFilter,
