@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use herald_domain::audience::Target;
 use herald_domain::plan::plan_audience;
-use herald_domain::ports::{PageStep, PortError, PortResult, QueueMessage, SendTask};
+use herald_domain::ports::{PageStep, PortError, PortResult, SendTask};
 use herald_domain::{City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -295,12 +295,7 @@ impl Scheduler {
                 receivers,
             };
             let topic = if audience.is_direct() { Topic::Direct } else { Topic::Bulk };
-            let message = QueueMessage {
-                topic: topic.name().to_string(),
-                tag: kind.as_str().to_string(),
-                key: page.key.to_string(),
-                body: serde_json::to_vec(&page).map_err(|e| PortError::new("page encoding", e))?,
-            };
+            let message = page.to_message(topic).map_err(|e| PortError::new("page encoding", e))?;
             Some((message, count))
         };
         Ok(PageStep { page, last_receiver, finished })

@@ -291,6 +291,53 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert_eq!(history, vec![Status::Scheduled, Status::Sending, Status::Sent]);
 }
 
+pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    ports.receivers.upsert_receivers(&[rider("early", "sh", &[])]).await.unwrap();
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let direct = created(&ports, &content(r#"{"include": ["early"]}"#)).await;
+    let snapshot = [CityPlan { city: city("sh"), matched: 1, members: Some(vec![rid("early")]) }];
+    assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
+    assert!(
+        ports
+            .ledger
+            .start_sending(&n.id, &[CityPlan { city: city("sh"), matched: 1, members: None }], Utc::now())
+            .await
+            .unwrap()
+    );
+    let task = ports.ledger.open_tasks(false, None, 10).await.unwrap().remove(0);
+    let step =
+        PageStep { page: Some((page_message(&n.id, "sh", 0), 1)), last_receiver: Some(rid("early")), finished: true };
+    assert!(ports.ledger.advance(&task, &step).await.unwrap());
+    let key = |c: &str, page_no| PageKey { notification_id: n.id.clone(), city: city(c), page_no };
+    assert!(ports.ledger.page_delivered(&key("sh", 0), 1, Utc::now()).await.unwrap(), "sent");
+    let published: Vec<i64> = ports.ledger.outbox(100).await.unwrap().iter().map(|m| m.id).collect();
+    ports.ledger.outbox_published(&published).await.unwrap();
+
+    // One joins in a new city, one in sh; the include list is a snapshot and gets neither.
+    let joiners = [rider("late1", "bj", &[]), rider("late2", "sh", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&joiners).await.unwrap(), 2);
+    let outbox = ports.ledger.outbox(100).await.unwrap();
+    let keys: Vec<&str> = outbox.iter().map(|m| m.message.key.as_str()).collect();
+    assert_eq!(keys, [key("bj", 0).to_string(), key("sh", 1).to_string()]);
+    let page: herald_domain::Page = serde_json::from_slice(&outbox[0].message.body).unwrap();
+    assert_eq!((page.key, page.receivers), (key("bj", 0), vec![rid("late1")]));
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.pages_published, p.done)).collect();
+    assert_eq!(shown, [("bj", 1, 1, false), ("sh", 2, 2, false)]);
+    assert_eq!(ports.ledger.progress(&direct.id).await.unwrap()[0].pages_published, 0, "no late page");
+    let status = ports.notifications.notification(&n.id).await.unwrap().unwrap().status;
+    assert_eq!(status, Status::Sent, "a sent notification stays sent");
+
+    assert_eq!(ports.receivers.upsert_receivers(&joiners).await.unwrap(), 0);
+    assert_eq!(ports.ledger.outbox_len().await.unwrap(), 2, "an unchanged receiver is not paged again");
+    assert!(!ports.ledger.page_delivered(&key("bj", 0), 1, Utc::now()).await.unwrap());
+    assert!(!ports.ledger.page_delivered(&key("sh", 1), 0, Utc::now()).await.unwrap());
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.done)).collect();
+    assert_eq!(shown, [("bj", 1, true), ("sh", 1, true)], "matched = what the pages added");
+}
+
 pub async fn an_empty_plan_is_sent_at_once(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let n = created(&ports, &content(r#"{"all": true}"#)).await;

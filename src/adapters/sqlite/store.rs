@@ -7,10 +7,11 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::plan::{LateDelivery, late_deliveries};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PageKey,
-    Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PAGE_SIZE,
+    Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic, ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -300,11 +301,97 @@ async fn write_receivers(
     Ok(changed)
 }
 
+/// The broadcasts a receiver may get late (`plan::reaches_late` decides; this only narrows): one
+/// query per upsert, however many receivers it writes.
+async fn late_broadcasts(tx: &mut Transaction<'static, Sqlite>, now: DateTime<Utc>) -> PortResult<Vec<Notification>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        notification_columns!(),
+        " FROM notifications WHERE status IN ('sending', 'sent') AND direct = 0 \
+         AND (valid_until IS NULL OR valid_until > ?)"
+    ))
+    .bind(millis(now))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(err)?
+    .iter()
+    .map(notification_from_row)
+    .collect()
+}
+
+/// Pages late receivers of one (notification, city) into the outbox, 500 per page, numbered after
+/// the city's task's pages; the task (created finished if the city had none) counts them as
+/// published and matched and is no longer done, so that `settle` recomputes `matched` from what
+/// the pages actually add once they are delivered. A pager step read before this fails its
+/// optimistic check on `pages_published` and is simply retried.
+async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery, now: DateTime<Utc>) -> PortResult<()> {
+    let receivers = late.receivers.len() as i64;
+    let pages = late.receivers.len().div_ceil(PAGE_SIZE) as i64;
+    let pages_published: i64 = sqlx::query_scalar(
+        "INSERT INTO send_tasks (notification_id, city, matched, published, pages_published, finished, done) \
+         VALUES (?, ?, ?, ?, ?, 1, 0) \
+         ON CONFLICT (notification_id, city) DO UPDATE SET matched = matched + excluded.matched, \
+           published = published + excluded.published, \
+           pages_published = pages_published + excluded.pages_published, done = 0 \
+         RETURNING pages_published",
+    )
+    .bind(late.notification.as_str())
+    .bind(late.city.as_str())
+    .bind(receivers)
+    .bind(receivers)
+    .bind(pages)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(err)?;
+    let first = (pages_published - pages) as u32;
+    let messages = late
+        .receivers
+        .chunks(PAGE_SIZE)
+        .zip(first..)
+        .map(|(chunk, page_no)| {
+            let page = Page {
+                key: PageKey { notification_id: late.notification.clone(), city: late.city.clone(), page_no },
+                receiver_kind: late.receiver_kind,
+                receivers: chunk.to_vec(),
+            };
+            page.to_message(Topic::Bulk).map_err(|e| PortError::new(BACKEND, e))
+        })
+        .collect::<PortResult<Vec<_>>>()?;
+    add_to_outbox(tx, &messages, now).await
+}
+
+/// Appends messages to the outbox, in order.
+async fn add_to_outbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    messages: &[QueueMessage],
+    now: DateTime<Utc>,
+) -> PortResult<()> {
+    for chunk in messages.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (topic, tag, msg_key, body, created_at) ");
+        qb.push_values(chunk, |mut row, m| {
+            row.push_bind(m.topic.clone())
+                .push_bind(m.tag.clone())
+                .push_bind(m.key.clone())
+                .push_bind(m.body.clone())
+                .push_bind(millis(now));
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ReceiverDirectory for SqliteStore {
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
+        let now = Utc::now();
         let mut tx = self.write().await?;
-        let changed = write_receivers(&mut tx, receivers, Utc::now()).await?;
+        let changed = write_receivers(&mut tx, receivers, now).await?;
+        if !changed.is_empty() {
+            let broadcasts = late_broadcasts(&mut tx, now).await?;
+            for late in late_deliveries(&broadcasts, &changed, now) {
+                page_late(&mut tx, &late, now).await?;
+            }
+        }
         tx.commit().await.map_err(err)?;
         Ok(changed.len() as u64)
     }
@@ -735,15 +822,7 @@ impl SendLedger for SqliteStore {
             return Ok(false);
         }
         if let Some((message, _)) = &step.page {
-            sqlx::query("INSERT INTO outbox (topic, tag, msg_key, body, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&message.topic)
-                .bind(&message.tag)
-                .bind(&message.key)
-                .bind(&message.body)
-                .bind(millis(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            add_to_outbox(&mut tx, std::slice::from_ref(message), now).await?;
         }
         if step.finished {
             settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
