@@ -39,7 +39,11 @@ pub type PortResult<T> = Result<T, PortError>;
 #[async_trait]
 pub trait ReceiverDirectory: Send + Sync {
     /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
-    /// unchanged receiver is not rewritten).
+    /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
+    /// are paged late into every broadcast `plan::late_deliveries` gives them: pages of at most
+    /// `PAGE_SIZE` per (notification, city) go to the outbox numbered after that city's send task,
+    /// which counts them as published and matched and is no longer done (created finished if the
+    /// city had none), so delivering them settles `matched` to what they added as usual.
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
     /// The known receivers among `ids` (unknown ids are simply absent).
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>>;
