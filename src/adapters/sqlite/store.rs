@@ -240,7 +240,8 @@ async fn settle(
 
 /// Writes the receivers (the last of repeated ids wins) and returns those that were new or whose
 /// city or groups changed; an unchanged one is not even rewritten. Their `receiver_groups` rows
-/// are replaced in the same transaction.
+/// are replaced in the same transaction. (MySQL has no RETURNING on an upsert: an adapter there
+/// reads the chunk's existing rows `FOR UPDATE` first and compares them in memory.)
 async fn write_receivers(
     tx: &mut Transaction<'static, Sqlite>,
     receivers: &[Receiver],
@@ -319,12 +320,12 @@ async fn late_broadcasts(tx: &mut Transaction<'static, Sqlite>, now: DateTime<Ut
     .collect()
 }
 
-/// Pages late receivers of one (notification, city) into the outbox, 500 per page, numbered after
-/// the city's task's pages; the task (created finished if the city had none) counts them as
-/// published and matched and is no longer done, so that `settle` recomputes `matched` from what
-/// the pages actually add once they are delivered. A pager step read before this fails its
-/// optimistic check on `pages_published` and is simply retried.
-async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery, now: DateTime<Utc>) -> PortResult<()> {
+/// Pages late receivers of one (notification, city), 500 per page, numbered after the city's task's
+/// pages, for the outbox; the task (created finished if the city had none) counts them as published
+/// and matched and is no longer done, so that `settle` recomputes `matched` from what the pages
+/// actually add once they are delivered. A pager step read before this fails its optimistic check
+/// on `pages_published` and is simply retried.
+async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -> PortResult<Vec<QueueMessage>> {
     let receivers = late.receivers.len() as i64;
     let pages = late.receivers.len().div_ceil(PAGE_SIZE) as i64;
     let pages_published: i64 = sqlx::query_scalar(
@@ -344,8 +345,7 @@ async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery, n
     .await
     .map_err(err)?;
     let first = (pages_published - pages) as u32;
-    let messages = late
-        .receivers
+    late.receivers
         .chunks(PAGE_SIZE)
         .zip(first..)
         .map(|(chunk, page_no)| {
@@ -356,8 +356,7 @@ async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery, n
             };
             page.to_message(Topic::Bulk).map_err(|e| PortError::new(BACKEND, e))
         })
-        .collect::<PortResult<Vec<_>>>()?;
-    add_to_outbox(tx, &messages, now).await
+        .collect()
 }
 
 /// Appends messages to the outbox, in order.
@@ -388,9 +387,11 @@ impl ReceiverDirectory for SqliteStore {
         let changed = write_receivers(&mut tx, receivers, now).await?;
         if !changed.is_empty() {
             let broadcasts = late_broadcasts(&mut tx, now).await?;
+            let mut pages = Vec::new();
             for late in late_deliveries(&broadcasts, &changed, now) {
-                page_late(&mut tx, &late, now).await?;
+                pages.extend(page_late(&mut tx, &late).await?);
             }
+            add_to_outbox(&mut tx, &pages, now).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(changed.len() as u64)
