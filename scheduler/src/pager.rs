@@ -301,3 +301,21 @@ impl Scheduler {
         Ok(PageStep { page, last_receiver, finished })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_item_waits_out_its_backoff_and_a_success_ends_the_streak() {
+        let mut retries = Retries::<&str>::default();
+        assert!(retries.ready(&"a"));
+        let w = retries.failed("a");
+        assert!(!w.recorded, "a new streak is not recorded yet");
+        w.recorded = true;
+        assert!(!retries.ready(&"a") && retries.ready(&"b"), "only the failed one waits");
+        assert!(retries.failed("a").recorded, "the streak goes on");
+        retries.succeeded(&"a");
+        assert!(retries.ready(&"a") && retries.len() == 0);
+    }
+}

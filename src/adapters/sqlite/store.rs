@@ -1,7 +1,7 @@
 //! The SQL truth on SQLite: receivers, notifications, history, send tasks, outbox, delivered pages,
 //! read receipts and revocations.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -238,10 +238,11 @@ async fn settle(
     Ok(true)
 }
 
-/// Writes the receivers (the last of repeated ids wins) and returns those that were new or whose
-/// city or groups changed; an unchanged one is not even rewritten. Their `receiver_groups` rows
-/// are replaced in the same transaction. (MySQL has no RETURNING on an upsert: an adapter there
-/// reads the chunk's existing rows `FOR UPDATE` first and compares them in memory.)
+/// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
+/// changed, and returns them; an unchanged one is not rewritten. The stored rows are read first,
+/// inside the write transaction, so a fresh import reads nothing back and a re-import compares
+/// in memory (the same works on MySQL, which has no RETURNING on an upsert). Their
+/// `receiver_groups` rows are replaced in the same transaction.
 async fn write_receivers(
     tx: &mut Transaction<'static, Sqlite>,
     receivers: &[Receiver],
@@ -249,9 +250,35 @@ async fn write_receivers(
 ) -> PortResult<Vec<Receiver>> {
     let latest: BTreeMap<(ReceiverKind, &ReceiverId), &Receiver> =
         receivers.iter().map(|r| ((r.kind, &r.id), r)).collect();
-    let unique: Vec<&Receiver> = latest.into_values().collect();
-    let mut changed = Vec::new();
-    for chunk in unique.chunks(CHUNK) {
+    // Per kind: id → (city, groups) as stored.
+    let mut stored: HashMap<ReceiverKind, HashMap<String, (String, String)>> = HashMap::new();
+    for kind in ReceiverKind::ALL {
+        let ids = json_list(latest.keys().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()));
+        let rows = sqlx::query(
+            "SELECT id, city, groups FROM receivers WHERE kind = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(kind.as_str())
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+        let of_kind = stored.entry(kind).or_default();
+        for row in rows {
+            let fields = (row.try_get("city").map_err(err)?, row.try_get("groups").map_err(err)?);
+            of_kind.insert(row.try_get("id").map_err(err)?, fields);
+        }
+    }
+    let before = |r: &Receiver| stored.get(&r.kind).and_then(|of_kind| of_kind.get(r.id.as_str()));
+    let changed: Vec<Receiver> = latest
+        .into_values()
+        .filter(|r| {
+            before(r).is_none_or(|(city, groups)| {
+                city != r.city.as_str() || *groups != delimited(r.groups.iter().map(Group::as_str))
+            })
+        })
+        .cloned()
+        .collect();
+    for chunk in changed.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, updated_at) ");
         qb.push_values(chunk, |mut row, r| {
             row.push_bind(r.kind.as_str())
@@ -262,27 +289,14 @@ async fn write_receivers(
         });
         qb.push(
             " ON CONFLICT (kind, id) DO UPDATE SET city = excluded.city, groups = excluded.groups, \
-             updated_at = excluded.updated_at \
-             WHERE receivers.city <> excluded.city OR receivers.groups <> excluded.groups \
-             RETURNING kind, id",
+             updated_at = excluded.updated_at",
         );
-        let written: HashSet<(String, String)> = qb
-            .build()
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(err)?
-            .iter()
-            .map(|row| Ok((row.try_get("kind").map_err(err)?, row.try_get("id").map_err(err)?)))
-            .collect::<PortResult<_>>()?;
-        changed.extend(
-            chunk
-                .iter()
-                .filter(|r| written.contains(&(r.kind.as_str().to_owned(), r.id.as_str().to_owned())))
-                .map(|r| (*r).clone()),
-        );
+        qb.build().execute(&mut **tx).await.map_err(err)?;
     }
+    // Only receivers stored before have group rows to replace.
     for kind in ReceiverKind::ALL {
-        let ids = json_list(changed.iter().filter(|r| r.kind == kind).map(|r| r.id.as_str()));
+        let existed = changed.iter().filter(|r| r.kind == kind && before(r).is_some());
+        let ids = json_list(existed.map(|r| r.id.as_str()));
         sqlx::query("DELETE FROM receiver_groups WHERE kind = ? AND id IN (SELECT value FROM json_each(?))")
             .bind(kind.as_str())
             .bind(ids)
