@@ -40,7 +40,7 @@ pub async fn fanout(data_dir: &Path, receivers: u64, cities: u32) -> anyhow::Res
             ReceiverId::parse("id", &format!("r{i:09}"))?,
             City::parse("city", &format!("city{:03}", i % cities as u64))?,
             Vec::new(),
-        ));
+        )?);
         if batch.len() == batch.capacity() || i + 1 == receivers {
             ports.receivers.upsert_receivers(&batch).await?;
             batch.clear();

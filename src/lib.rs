@@ -3,7 +3,10 @@
 pub mod adapters;
 pub mod auth;
 pub mod bench;
+pub mod duration;
 pub mod http;
 pub mod import;
+pub mod private_files;
+pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
+use herald::server::HttpLimits;
 use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
 use herald_consumers::ConsumerConfig;
 use herald_domain::{ReceiverId, ReceiverKind};
@@ -22,9 +23,16 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Where the embedded parts keep their files (and the token secret when HERALD_SECRET is unset).
-    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data", global = true)]
-    data_dir: PathBuf,
+    /// Where the embedded parts keep their files (and the token secret when HERALD_SECRET is unset);
+    /// `./herald-data` by default. `bench` makes its fresh runs inside it when given.
+    #[arg(long, env = "HERALD_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./herald-data"))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -38,6 +46,16 @@ struct RunArgs {
     /// Pages a consumer delivers at once.
     #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
     consumer_concurrency: usize,
+    /// HTTP connections served at once (fewer if the open-file limit is lower); more wait.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// A connection that has not sent a whole request's headers within this (also while idle
+    /// between requests) is closed.
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = herald::duration::parse)]
+    header_timeout: std::time::Duration,
+    /// A request not complete (body read and answered) within this gets 408.
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald::duration::parse)]
+    request_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -50,10 +68,19 @@ enum Command {
     Scheduler(RunArgs),
     /// Run only the consumers.
     Consumer(RunArgs),
-    /// Print a bearer token.
+    /// Print a bearer token, signed with the secret the server uses (never a new one).
     Token {
+        /// How long the token lasts (`90s`, `30m`, `12h`, `30d`; at most `365d`). Defaults: 12h for
+        /// admin tokens, 30d for app tokens.
+        #[arg(long, value_parser = herald::auth::parse_ttl, global = true)]
+        ttl: Option<std::time::Duration>,
         #[command(subcommand)]
         who: TokenFor,
+    },
+    /// Manage the token secret kept in the data dir.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
     },
     /// Manage receivers.
     Receivers {
@@ -86,6 +113,13 @@ enum TokenFor {
 }
 
 #[derive(Subcommand)]
+enum SecretAction {
+    /// Make a new secret; the old one still verifies the tokens it signed until they expire.
+    /// Restart the API processes to use it.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum ReceiversAction {
     /// Stream a CSV (`kind,id,city,groups`, groups `;`-separated) into the receiver directory.
     Import { file: PathBuf },
@@ -108,8 +142,13 @@ enum BenchWhat {
 fn settings(common: &Common, args: &RunArgs) -> Settings {
     Settings {
         listen: args.listen.clone(),
-        data_dir: common.data_dir.clone(),
-        secret: std::env::var("HERALD_SECRET").ok(),
+        data_dir: common.data_dir(),
+        secrets: SecretSettings::from_env(),
+        http: HttpLimits {
+            header_timeout: args.header_timeout,
+            request_timeout: args.request_timeout,
+            max_connections: args.max_connections.max(1),
+        },
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
         consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
@@ -118,9 +157,6 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
 
 async fn run(common: &Common, args: &RunArgs, roles: Roles) -> anyhow::Result<()> {
     let running = startup::start(&settings(common, args), roles).await?;
-    if let Some(addr) = running.addr {
-        eprintln!("herald listening on http://{addr}");
-    }
     let token = running.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -154,33 +190,46 @@ async fn main() -> anyhow::Result<()> {
         Command::Api(a) => run(common, &a, Roles { api: true, scheduler: false, consumer: false }).await,
         Command::Scheduler(a) => run(common, &a, Roles { api: false, scheduler: true, consumer: false }).await,
         Command::Consumer(a) => run(common, &a, Roles { api: false, scheduler: false, consumer: true }).await,
-        Command::Token { who } => {
-            let signer =
-                TokenSigner::from_env_or_data_dir(std::env::var("HERALD_SECRET").ok().as_deref(), &common.data_dir)?;
+        Command::Token { ttl, who } => {
             let claims = match who {
                 TokenFor::Admin { role } => Claims::Admin { role },
                 TokenFor::App { kind, id } => {
                     Claims::App { kind: ReceiverKind::parse("--kind", &kind)?, id: ReceiverId::parse("--id", &id)? }
                 }
             };
-            println!("{}", signer.sign(&claims));
+            let signer = TokenSigner::existing(&SecretSettings::from_env(), &common.data_dir())?;
+            let ttl = ttl.unwrap_or_else(|| claims.default_ttl());
+            eprintln!("signed with {}; valid for {}", signer.source(), herald::duration::describe(ttl));
+            println!("{}", signer.sign_for(&claims, ttl, chrono::Utc::now()));
+            Ok(())
+        }
+        Command::Secret { action: SecretAction::Rotate } => {
+            let path = TokenSigner::rotate(&common.data_dir())?;
+            eprintln!("new secret in {}; the previous one verifies older tokens until they expire", path.display());
+            eprintln!("restart the API processes to sign and verify with it");
             Ok(())
         }
         Command::Receivers { action: ReceiversAction::Import { file } } => import(common, &file).await,
         Command::Migrate => {
-            let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(&common.data_dir, "") };
+            let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
+            let dir = common.data_dir();
+            let fresh = !dir.join("herald.db").exists();
             Ports::from_settings(&settings).await?;
-            eprintln!("schemas are up to date");
+            if fresh {
+                eprintln!("created the stores in {}", dir.display());
+            } else {
+                eprintln!("the stores in {} are up to date", dir.display());
+            }
             Ok(())
         }
         Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
-            bench_fanout(receivers, cities, runs).await
+            bench_fanout(common.data_dir.as_deref(), receivers, cities, runs).await
         }
     }
 }
 
 async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
-    let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(&common.data_dir, "") };
+    let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
     let ports = Ports::from_settings(&settings).await?;
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let bar = ProgressBar::new(size).with_style(
@@ -200,10 +249,23 @@ async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench_fanout(receivers: u64, cities: u32, runs: usize) -> anyhow::Result<()> {
+/// Each run starts from fresh data: a temporary directory, inside `--data-dir` when one is given
+/// (to measure a particular disk), removed afterwards.
+async fn bench_fanout(
+    within: Option<&std::path::Path>,
+    receivers: u64,
+    cities: u32,
+    runs: usize,
+) -> anyhow::Result<()> {
     let mut seconds = Vec::new();
     for run in 1..=runs.max(1) {
-        let dir = tempfile::tempdir()?;
+        let dir = match within {
+            Some(parent) => {
+                herald::private_files::create_dir(parent)?;
+                tempfile::tempdir_in(parent)?
+            }
+            None => tempfile::tempdir()?,
+        };
         let r = herald::bench::fanout(dir.path(), receivers, cities).await?;
         println!(
             "run {run}: {} receivers in {} cities: loaded in {:.2} s; sent end to end in {:.2} s = {:.0} deliveries/s",

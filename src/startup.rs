@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::embedded_inbox::EmbeddedInbox;
 use crate::adapters::embedded_queue::EmbeddedQueue;
 use crate::adapters::sqlite::SqliteStore;
-use crate::auth::TokenSigner;
+use crate::auth::{SecretSettings, TokenSigner};
 use crate::http::{AppState, router};
+use crate::server::HttpLimits;
 use crate::telemetry::Telemetry;
 
 /// Every port, each behind its adapter.
@@ -38,7 +39,7 @@ const QUEUE_LEASE: Duration = Duration::from_secs(30);
 impl Ports {
     /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
     pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
         let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
         let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
@@ -92,7 +93,8 @@ impl ServerUrls {
 pub struct Settings {
     pub listen: String,
     pub data_dir: PathBuf,
-    pub secret: Option<String>,
+    pub secrets: SecretSettings,
+    pub http: HttpLimits,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -104,7 +106,8 @@ impl Settings {
         Self {
             listen: listen.into(),
             data_dir: data_dir.into(),
-            secret: None,
+            secrets: SecretSettings::default(),
+            http: HttpLimits::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -174,6 +177,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     if roles.scheduler {
         // Pages published before any consumer ever ran must wait for one, not vanish.
         ports.queue.declare(&herald_consumers::subscription()).await.context("declaring the consumer group")?;
+        announce_resumed_sends(&ports).await;
         let scheduler = Arc::new(Scheduler::new(
             SchedulerPorts {
                 receivers: ports.receivers.clone(),
@@ -207,19 +211,43 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
 
     let mut addr = None;
     if roles.api {
-        let tokens = TokenSigner::from_env_or_data_dir(settings.secret.as_deref(), &settings.data_dir)?;
+        let tokens = TokenSigner::for_server(&settings.secrets, &settings.data_dir)?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
         let app = router(AppState::new(ports.clone(), tokens, wake.clone(), telemetry.clone()));
-        let token = shutdown.clone();
+        let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await.context("HTTP server")
+            crate::server::serve(listener, app, limits, token).await;
+            Ok(())
         });
     }
-    if let Some(addr) = addr {
-        tracing::info!(%addr, ?roles, "herald is up");
-    }
+    let running: Vec<&str> = [(roles.api, "api"), (roles.scheduler, "scheduler"), (roles.consumer, "consumer")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    let listen = addr.map(|a| format!(" on http://{a}")).unwrap_or_default();
+    tracing::info!(data_dir = %settings.data_dir.display(), "herald {} running{listen}", running.join(" + "));
     Ok(Running { addr, ports, shutdown, tasks })
+}
+
+/// Says which sends a starting scheduler picks up where they stopped (after a restart or a kill -9),
+/// so an operator sees that nothing was dropped.
+async fn announce_resumed_sends(ports: &Ports) {
+    let mut open = std::collections::BTreeSet::new();
+    for direct in [true, false] {
+        match ports.ledger.open_tasks(direct, None, 10_000).await {
+            Ok(tasks) => open.extend(tasks.into_iter().map(|t| t.notification_id)),
+            Err(e) => tracing::warn!(error = %e, "could not list the sends in progress"),
+        }
+    }
+    if open.is_empty() {
+        tracing::info!("scheduler: no send in progress to resume");
+    } else {
+        let shown: Vec<String> = open.iter().take(10).map(|id| id.to_string()).collect();
+        let more = open.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        tracing::info!("scheduler: resuming {} sends where they stopped: {}{more}", open.len(), shown.join(", "));
+    }
 }

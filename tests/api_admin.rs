@@ -417,6 +417,79 @@ async fn receivers_batch_is_limited_to_ten_thousand() {
     th.stop().await;
 }
 
+/// A batch naming one receiver twice upserts one receiver (the last entry wins); more groups than
+/// a receiver may hold is a 422 naming the receiver's groups, and nothing of the batch is stored.
+#[tokio::test]
+async fn receivers_batch_counts_distinct_receivers_and_caps_groups() {
+    let th = TestHerald::spawn().await;
+    let twice = json!([
+        {"kind": "rider", "id": "t1", "city": "shanghai"},
+        {"kind": "rider", "id": "t1", "city": "beijing"},
+        {"kind": "merchant", "id": "t1", "city": "shanghai"},
+    ]);
+    let r = th.admin_post("/admin/v1/receivers/batch", &twice).await;
+    assert_eq!((r.status, &r.body), (StatusCode::OK, &json!({"upserted": 2})), "{:?}", r.body);
+    let preview = th
+        .admin_post("/admin/v1/audience/preview", &json!({"receiver_kind": "rider", "audience": {"all": true}}))
+        .await;
+    assert_eq!(preview.body["cities"], json!([{"city": "beijing", "matched": 1}]), "{}", preview.body);
+
+    let groups = |n: usize| (0..n).map(|i| format!("g{i}")).collect::<Vec<_>>();
+    let ok = json!([{"kind": "rider", "id": "t2", "city": "sh", "groups": groups(100)}]);
+    assert_eq!(th.admin_post("/admin/v1/receivers/batch", &ok).await.status, StatusCode::OK);
+    for n in [101, 100_000] {
+        let body = json!([
+            {"kind": "rider", "id": "t3", "city": "sh"},
+            {"kind": "rider", "id": "t4", "city": "sh", "groups": groups(n)},
+        ]);
+        let r = th.admin_post("/admin/v1/receivers/batch", &body).await;
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("[1].groups"), &format!("{n} groups"));
+    }
+    let preview = th
+        .admin_post("/admin/v1/audience/preview", &json!({"receiver_kind": "rider", "audience": {"all": true}}))
+        .await;
+    assert_eq!(preview.body["matched"], 2, "a refused batch stored receivers: {}", preview.body);
+    th.stop().await;
+}
+
+/// An `Idempotency-Key` replay answers what the first request got, even once the notification's
+/// window has closed (a time check must not run before the key is looked up).
+#[tokio::test]
+async fn idempotent_replay_after_the_window_closed_returns_the_stored_result() {
+    let th = TestHerald::spawn().await;
+    th.receivers(&[("rider", "w1", "shanghai", &[])]).await;
+    let body = TestHerald::notification("brief", json!({"all": true}), json!({"valid_until": in_future(1)}));
+    let first = create_with_key(&th, "brief-1", body.to_string()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let replay = create_with_key(&th, "brief-1", body.to_string()).await;
+    assert_eq!(replay.status, StatusCode::OK, "{:?}", replay.body);
+    assert_eq!(replay.body["id"], first.body["id"], "{}", replay.body);
+    // Without the key, the same body is now refused: nobody could ever see it.
+    let fresh = th.admin_post("/admin/v1/notifications", &body).await;
+    assert_error(&fresh, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("valid_until"), "expired body");
+    th.stop().await;
+}
+
+/// A draft whose window closed while it waited cannot be released: 422 naming `valid_until`, and it
+/// stays a draft that reaches nobody.
+#[tokio::test]
+async fn an_expired_draft_cannot_be_sent() {
+    let th = TestHerald::spawn().await;
+    th.receivers(&[("rider", "x1", "shanghai", &[])]).await;
+    let body =
+        TestHerald::notification("late", json!({"all": true}), json!({"draft": true, "valid_until": in_future(1)}));
+    let id = th.create(&body).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let r = th.admin_post(&format!("/admin/v1/notifications/{id}/send"), &json!({})).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("valid_until"), "send an expired draft");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(th.notification_view(&id).await["status"], "draft");
+    assert!(inbox_of(&th, "rider", "x1").await.is_empty());
+    assert_eq!(history_statuses(&th, &id).await, ["draft"]);
+    th.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Status flow: draft, scheduled, cancel, revoke, history
 // ---------------------------------------------------------------------------------------------
@@ -536,6 +609,7 @@ async fn cancelled_draft_cannot_be_sent() {
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition", None, "revoke a draft");
     let r = th.admin_post(&format!("/admin/v1/notifications/{id}/cancel"), &json!({})).await;
     assert_eq!((r.status, r.body["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{:?}", r.body);
+    assert_eq!(r.body["draft"], true, "a cancelled draft was still created as a draft: {}", r.body);
     let r = th.admin_post(&format!("/admin/v1/notifications/{id}/send"), &json!({})).await;
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition", None, "send a cancelled draft");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -835,6 +909,14 @@ async fn invalid_notification_fields_are_422_naming_the_field() {
         ("empty title", base(json!({"title": ""})), "title"),
         ("blank title", base(json!({"title": "   "})), "title"),
         ("long title", base(json!({"title": "字".repeat(201)})), "title"),
+        ("NUL in title", base(json!({"title": "a\u{0}b"})), "title"),
+        ("terminal escape in title", base(json!({"title": "\u{1b}[31mred"})), "title"),
+        ("bidi override in title", base(json!({"title": "pay \u{202e}gpj.exe"})), "title"),
+        ("only zero-width title", base(json!({"title": "\u{200b}\u{200b} \u{feff}"})), "title"),
+        ("newline in title", base(json!({"title": "two\nlines"})), "title"),
+        ("C1 control in body", base(json!({"body": "a\u{9b}31m"})), "body"),
+        ("bidi isolate in body", base(json!({"body": "x\u{2066}y"})), "body"),
+        ("invisible body", base(json!({"body": "\u{200d}\n\t"})), "body"),
         ("numeric title", base(json!({"title": 42})), "title"),
         ("missing body", without("body"), "body"),
         ("long body", base(json!({"body": "b".repeat(10_001)})), "body"),

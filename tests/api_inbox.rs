@@ -232,7 +232,18 @@ async fn bad_limit_cursor_or_since_is_422_naming_the_field() {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "cursor={bad}: {:?}", r.body);
         assert_eq!(r.field(), Some("cursor"), "cursor={bad}: {:?}", r.body);
     }
-    for bad in ["garbage", "1", "a.b", "-1.0"] {
+    // Out-of-range parts once wrapped to negative versions and made clients loop on has_more.
+    for bad in [
+        "garbage",
+        "1",
+        "a.b",
+        "-1.0",
+        "18446744073709551615.0.1700000000000",
+        "9223372036854775808.0.0",
+        "0.9223372036854775808.0",
+        "0.0.-5",
+        "0.0.99999999999999999",
+    ] {
         let r = h.app_get(&t, &format!("/app/v1/inbox/sync?since={bad}")).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "since={bad}: {:?}", r.body);
         assert_eq!(r.field(), Some("since"), "since={bad}: {:?}", r.body);
@@ -458,6 +469,30 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
 }
 
 #[tokio::test]
+async fn a_revoke_made_by_another_api_process_shows_at_once_in_list_and_sync() {
+    let h = herald_with_riders(&["r1"]).await;
+    let (second, other) = h.second_api().await;
+    let gone = send(&h, "gone", json!({})).await;
+    let t = h.app_token("rider", "r1");
+    // The other process caches the notification and hands out a cursor past it.
+    assert_eq!(other.inbox_ids(&t).await, vec![gone.clone()]);
+    let cursor = sync(&other, &t, None).await["cursor"].as_str().unwrap().to_string();
+
+    let r = h.admin_post(&format!("/admin/v1/notifications/{gone}/revoke"), &json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    assert_eq!(other.inbox_ids(&t).await, Vec::<String>::new(), "a cached copy hid the revoke");
+    assert_eq!(unread(&other, &t).await["unread"], json!(0));
+    let delta = sync(&other, &t, Some(&cursor)).await;
+    assert_eq!(delta["items"], json!([{"id": gone, "revoked": true}]), "{delta}");
+    // Once told, a later sync never brings it back.
+    let after = sync(&other, &t, Some(delta["cursor"].as_str().unwrap())).await;
+    assert_eq!(after["items"], json!([]), "{after}");
+    second.stop().await.unwrap();
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn revoke_removes_the_message_and_sync_reports_it_once() {
     let h = herald_with_riders(&["r1", "r2"]).await;
     let (gone, _) = h.send_and_wait(&TestHerald::notification("gone", json!({"include": ["r1"]}), json!({}))).await;
@@ -595,6 +630,16 @@ async fn app_endpoints_refuse_missing_foreign_and_tampered_tokens() {
             let r = h.call(method.clone(), path, Some(bad), None).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} with {bad:?}: {:?}", r.body);
         }
+    }
+    // an expired token, however well signed, is 401 token_expired
+    let rider = Claims::App { kind: ReceiverKind::Rider, id: ReceiverId::parse("id", "r1").unwrap() };
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+    let expired = TokenSigner::new(SECRET).sign_for(&rider, Duration::from_secs(60), an_hour_ago);
+    for (method, path) in &endpoints {
+        let r = h.call(method.clone(), path, Some(&expired), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path} expired: {:?}", r.body);
+        assert_eq!(r.code(), Some("token_expired"), "{:?}", r.body);
+        assert!(r.body["error"]["message"].as_str().unwrap().contains("expired at"), "{:?}", r.body);
     }
     // a Basic header is not a bearer token
     let r = h

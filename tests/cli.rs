@@ -2,13 +2,14 @@
 
 use std::process::{Command, Output};
 
-use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 
 fn herald(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
         .env("HERALD_DATA_DIR", data_dir)
         .env_remove("HERALD_SECRET")
+        .env_remove("HERALD_SECRET_PREVIOUS")
         .env_remove("HERALD_SQL_URL")
         .output()
         .expect("herald runs")
@@ -18,20 +19,45 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// `herald token` signs with the secret the server made in the data dir and says where it is; run
+/// where no server ever ran, it refuses instead of inventing a secret no server knows.
 #[test]
 fn tokens_are_signed_with_the_secret_kept_in_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
+    let refused = herald(dir.path(), &["token", "admin"]);
+    assert!(!refused.status.success());
+    let says = String::from_utf8_lossy(&refused.stderr);
+    assert!(says.contains("no token secret at") && says.contains("herald serve"), "{says}");
+    assert!(!dir.path().join("secret").exists(), "the CLI invented a secret");
+
+    let server = TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
     let admin = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
     assert!(admin.status.success());
-    let app = herald(dir.path(), &["token", "app", "--kind", "merchant", "--id", "m-42"]);
-    assert!(app.status.success());
-    let secret = std::fs::read_to_string(dir.path().join("secret")).unwrap();
-    let signer = TokenSigner::new(secret.trim());
-    assert_eq!(signer.verify(&stdout(&admin)).unwrap(), Claims::Admin { role: AdminRole::Viewer });
-    let claims = signer.verify(&stdout(&app)).unwrap();
+    let says = String::from_utf8_lossy(&admin.stderr);
+    assert!(says.contains(&dir.path().join("secret").display().to_string()) && says.contains("12h"), "{says}");
+    let app = herald(dir.path(), &["token", "app", "--kind", "merchant", "--id", "m-42", "--ttl", "2h"]);
+    assert!(app.status.success(), "{}", String::from_utf8_lossy(&app.stderr));
+    assert_eq!(server.verify(&stdout(&admin)).unwrap(), Claims::Admin { role: AdminRole::Viewer });
+    let claims = server.verify(&stdout(&app)).unwrap();
     assert_eq!(claims.receiver().unwrap().key(), "merchant:m-42");
-    let again = herald(dir.path(), &["token", "admin", "--role", "viewer"]);
-    assert_eq!(stdout(&again), stdout(&admin), "the same secret on every call");
+    let in_three_hours = chrono::Utc::now() + chrono::Duration::hours(3);
+    assert!(server.verify_at(&stdout(&app), in_three_hours).is_err(), "--ttl 2h");
+    let bad_ttl = herald(dir.path(), &["token", "admin", "--ttl", "forever"]);
+    assert!(!bad_ttl.status.success() && String::from_utf8_lossy(&bad_ttl.stderr).contains("--ttl"));
+}
+
+/// `herald secret rotate` makes a new secret while tokens signed with the old one keep working.
+#[test]
+fn rotating_the_secret_keeps_old_tokens_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
+    let before = stdout(&herald(dir.path(), &["token", "app", "--kind", "rider", "--id", "r1"]));
+    assert!(herald(dir.path(), &["secret", "rotate"]).status.success());
+    let server = TokenSigner::for_server(&SecretSettings::default(), dir.path()).unwrap();
+    assert!(server.verify(&before).is_ok(), "a rotation logs nobody out");
+    let after = stdout(&herald(dir.path(), &["token", "app", "--kind", "rider", "--id", "r1"]));
+    assert_ne!(before, after);
+    assert!(server.verify(&after).is_ok());
 }
 
 #[test]
@@ -78,9 +104,24 @@ fn migrate_creates_the_stores() {
     let dir = tempfile::tempdir().unwrap();
     let out = herald(dir.path(), &["migrate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created the stores in"), "{out:?}");
     for file in ["herald.db", "queue.db", "inbox.db"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
+    let again = herald(dir.path(), &["migrate"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("are up to date"), "{again:?}");
+}
+
+/// `bench fanout --data-dir` measures on that disk: its fresh runs live inside it, and are gone after.
+#[test]
+fn bench_fanout_runs_inside_the_given_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("bench");
+    let out = herald(&bench, &["bench", "fanout", "--receivers", "2000", "--cities", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 receivers in 4 cities"), "{out:?}");
+    assert!(bench.is_dir(), "the bench did not use --data-dir");
+    assert_eq!(std::fs::read_dir(&bench).unwrap().count(), 0, "the run's data is removed");
 }
 
 #[test]
@@ -94,4 +135,37 @@ fn server_urls_are_refused_until_their_adapters_exist() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERALD_SQL_URL is set"));
+}
+
+/// The data directory Herald creates is its owner's alone (0700), and so is every file in it (0600):
+/// the secret, each store and SQLite's `-wal` and `-shm` companions.
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("fresh");
+    assert!(herald(&dir, &["migrate"]).status.success());
+    // The secret is made by the server on its first start.
+    TokenSigner::for_server(&SecretSettings::default(), &dir).unwrap();
+    assert!(herald(&dir, &["token", "admin"]).status.success());
+    let csv = parent.path().join("r.csv");
+    std::fs::write(&csv, "kind,id,city,groups\nrider,p1,sh,\n").unwrap();
+    assert!(herald(&dir, &["receivers", "import", csv.to_str().unwrap()]).status.success());
+    // Open the stores and write, so SQLite's -wal and -shm files exist while they are checked.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ports = runtime.block_on(herald::startup::Ports::embedded(&dir)).unwrap();
+    let receiver = herald_domain::Receiver::parse_fields("rider", "p2", "sh", "").unwrap();
+    runtime.block_on(ports.receivers.upsert_receivers(&[receiver])).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    let mut files: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        files.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    for expected in ["secret", "herald.db", "herald.db-wal", "herald.db-shm", "queue.db", "inbox.db"] {
+        assert!(files.iter().any(|f| f == expected), "{expected} missing among {files:?}");
+    }
 }

@@ -23,14 +23,18 @@ fn free_port() -> u16 {
 }
 
 fn serve(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
+    serve_logging_to(data_dir, port, extra, Stdio::inherit(), "warn")
+}
+
+fn serve_logging_to(data_dir: &std::path::Path, port: u16, extra: &[&str], log: Stdio, filter: &str) -> Child {
     herald()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("HERALD_DATA_DIR", data_dir)
         .env("HERALD_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", filter)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("herald serve starts")
 }
@@ -106,7 +110,9 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
     first.kill().unwrap(); // SIGKILL: no shutdown code runs
     first.wait().unwrap();
 
-    let mut second = serve(&data, port, &[]);
+    let log_path = dir.path().join("second.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut second = serve_logging_to(&data, port, &[], log.into(), "info");
     wait_up(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
@@ -119,6 +125,9 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
     };
     second.kill().unwrap();
     second.wait().unwrap();
+    let said = std::fs::read_to_string(&log_path).unwrap();
+    assert!(said.contains("resuming 1 sends where they stopped") && said.contains(&id), "the restart said:\n{said}");
+    assert!(said.contains("api + scheduler + consumer running on http://"), "the restart said:\n{said}");
 
     assert_eq!(done["stats"]["matched"], json!(RIDERS));
     assert_eq!(done["stats"]["sent"], json!(RIDERS), "sent == matched, exactly");
@@ -136,7 +145,7 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
 async fn graceful_stop_mid_send_then_restart_completes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
-    settings.secret = Some(SECRET.to_string());
+    settings.secrets.current = Some(SECRET.to_string());
     settings.scheduler.max_pages_per_second = Some(50);
     let running = start(&settings, Roles::ALL).await.unwrap();
     let base = format!("http://{}", running.addr.unwrap());

@@ -124,7 +124,7 @@ async fn expired_revoked_and_include_list_notifications_are_not_delivered_late()
 async fn a_receiver_joining_behind_the_cursor_of_a_send_in_progress_gets_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = herald::startup::Settings::embedded(dir.path(), "127.0.0.1:0");
-    settings.secret = Some(common::SECRET.to_string());
+    settings.secrets.current = Some(common::SECRET.to_string());
     settings.scheduler.tick = Duration::from_millis(50);
     settings.scheduler.max_pages_per_second = Some(4); // b's 4 pages take about a second
     let running = herald::startup::start(&settings, herald::startup::Roles::ALL).await.unwrap();

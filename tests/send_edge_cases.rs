@@ -10,7 +10,7 @@ use serde_json::json;
 
 fn settings(dir: &std::path::Path, pages_per_second: Option<u32>) -> Settings {
     let mut s = Settings::embedded(dir, "127.0.0.1:0");
-    s.secret = Some(SECRET.to_string());
+    s.secrets.current = Some(SECRET.to_string());
     s.scheduler.tick = Duration::from_millis(50);
     s.scheduler.max_pages_per_second = pages_per_second;
     s

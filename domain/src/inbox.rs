@@ -86,14 +86,21 @@ impl SyncCursor {
         format!("{}.{}.{}", self.version, self.revocation, self.at_ms)
     }
 
+    /// Every part must be one this API could have made: versions and log positions fit a signed
+    /// 64-bit column (a larger one would wrap in a store and replay the inbox for ever), and the time
+    /// lies between the epoch and the year 9999.
     pub fn decode(field: &str, raw: &str) -> Result<Self, InvalidInput> {
+        const MAX_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
         let bad = || InvalidInput::new(field, "not a cursor this API returned");
         let mut parts = raw.split('.');
-        let mut next = || parts.next().ok_or_else(bad);
+        let mut next = |max: u64| {
+            let part = parts.next().ok_or_else(bad)?;
+            part.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(bad)
+        };
         let cursor = Self {
-            version: next()?.parse().map_err(|_| bad())?,
-            revocation: next()?.parse().map_err(|_| bad())?,
-            at_ms: next()?.parse().map_err(|_| bad())?,
+            version: next(i64::MAX as u64)?,
+            revocation: next(i64::MAX as u64)?,
+            at_ms: next(MAX_MS as u64)? as i64,
         };
         if parts.next().is_some() {
             return Err(bad());
@@ -208,6 +215,9 @@ mod tests {
         assert!(InboxCursor::decode("cursor", "x").is_err());
         assert!(SyncCursor::decode("since", "1").is_err());
         assert!(SyncCursor::decode("since", "1.2.3.4").is_err());
+        assert!(SyncCursor::decode("since", "18446744073709551615.0.1").is_err(), "beyond i64 would wrap");
+        assert!(SyncCursor::decode("since", "9223372036854775807.9223372036854775807.0").is_ok());
+        assert!(SyncCursor::decode("since", "0.0.-1").is_err());
         let c = SyncCursor { version: 4, revocation: 2, at_ms: 1_700_000_000_000 };
         assert_eq!(SyncCursor::decode("since", &c.encode()).unwrap(), c);
     }

@@ -37,9 +37,36 @@ impl std::fmt::Display for NotificationId {
     }
 }
 
-/// Declares a bounded, non-blank text type that parses on deserialization.
+/// Characters that change how the text around them is shown without being seen themselves: bidi
+/// embeddings, overrides and isolates (which can make `gpj.exe` read as `exe.jpg`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that take no room on screen: whitespace and the zero-width ones.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{180E}')
+}
+
+/// The rule every operator-written text follows: something visible, no control characters (C0, DEL,
+/// C1) and no bidi controls — they would garble the console and the apps, or disguise the text.
+/// `multiline` texts may hold line breaks and tabs.
+fn check_text(field: &str, raw: &str, multiline: bool) -> Result<(), InvalidInput> {
+    if let Some(bad) = raw.chars().find(|&c| {
+        let allowed_break = multiline && matches!(c, '\n' | '\r' | '\t');
+        (c.is_control() && !allowed_break) || is_bidi_control(c)
+    }) {
+        return Err(InvalidInput::new(field, format!("must not contain the control character U+{:04X}", bad as u32)));
+    }
+    if raw.chars().all(is_invisible) {
+        return Err(InvalidInput::new(field, "must not be empty (it has no visible character)"));
+    }
+    Ok(())
+}
+
+/// Declares a bounded text type with something visible in it that parses on deserialization.
 macro_rules! bounded_text {
-    ($(#[$meta:meta])* $name:ident, $max:expr) => {
+    ($(#[$meta:meta])* $name:ident, $max:expr, multiline: $multiline:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(transparent)]
@@ -49,9 +76,7 @@ macro_rules! bounded_text {
             pub const MAX_CHARS: usize = $max;
 
             pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
-                if raw.trim().is_empty() {
-                    return Err(InvalidInput::new(field, "must not be empty"));
-                }
+                check_text(field, raw, $multiline)?;
                 if raw.chars().count() > Self::MAX_CHARS {
                     return Err(InvalidInput::new(
                         field,
@@ -76,14 +101,16 @@ macro_rules! bounded_text {
 }
 
 bounded_text!(
-    /// A notification's title, as the inbox list shows it.
+    /// A notification's title, as the inbox list shows it: one line.
     Title,
-    200
+    200,
+    multiline: false
 );
 bounded_text!(
-    /// A notification's text.
+    /// A notification's text: plain text, line breaks and tabs allowed.
     Body,
-    10_000
+    10_000,
+    multiline: true
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -290,6 +317,21 @@ mod tests {
         assert_eq!(n.check_visible_some_time(t(8)).unwrap_err().field, "send_at");
         n.validity = ValidityWindow::new(None, None).unwrap();
         assert!(n.check_visible_some_time(t(23)).is_ok(), "a permanent one is always fine");
+    }
+
+    #[test]
+    fn texts_refuse_controls_and_invisible_content() {
+        for bad in ["a\u{0}b", "\u{1b}[31mred", "x\u{7f}", "x\u{9b}y", "pay \u{202e}gpj.exe", "a\u{2068}b", "a\nb"] {
+            assert_eq!(Title::parse("title", bad).unwrap_err().field, "title", "{bad:?}");
+        }
+        for invisible in ["\u{200b}", "\u{200b} \u{feff}\u{2060}", "   "] {
+            let e = Title::parse("title", invisible).unwrap_err();
+            assert!(e.message.contains("empty"), "{invisible:?}: {e}");
+        }
+        assert!(Body::parse("body", "第一行\n\t第二行\r\n👋 ok").is_ok(), "line breaks and tabs in a body");
+        assert!(Body::parse("body", "\n\u{200d}\t").is_err(), "a body needs something visible");
+        assert!(Body::parse("body", "bell\u{7}").is_err());
+        assert!(Title::parse("title", "维护 ‍ 通知 👨‍👩‍👧").is_ok(), "a joiner inside visible text is fine");
     }
 
     #[test]

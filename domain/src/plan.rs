@@ -41,7 +41,7 @@ pub async fn plan_audience(
             per_city.extend(directory.count_selection(kind, selection).await?);
             let excluded: Vec<ReceiverId> = audience.exclude.iter().cloned().collect();
             for r in directory.lookup_receivers(kind, &excluded).await? {
-                if selection.matches(&r.city, &r.groups)
+                if selection.matches(&r.city, r.groups())
                     && let Some(n) = per_city.get_mut(&r.city)
                 {
                     *n = n.saturating_sub(1);
@@ -87,7 +87,7 @@ pub fn reaches_late(n: &Notification, r: &Receiver, now: DateTime<Utc>) -> bool 
     matches!(n.status, Status::Sending | Status::Sent)
         && n.content.receiver_kind == r.kind
         && n.content.validity.until().is_none_or(|until| until > now)
-        && selection.matches(&r.city, &r.groups)
+        && selection.matches(&r.city, r.groups())
         && !n.content.audience.excludes(&r.id)
 }
 
@@ -146,7 +146,7 @@ mod tests {
 
     fn rider(kind: ReceiverKind, id: &str, city: &str, groups: &[&str]) -> Receiver {
         let groups = groups.iter().map(|g| Group::parse("", g).unwrap()).collect();
-        Receiver::new(kind, ReceiverId::parse("", id).unwrap(), City::parse("", city).unwrap(), groups)
+        Receiver::new(kind, ReceiverId::parse("", id).unwrap(), City::parse("", city).unwrap(), groups).unwrap()
     }
 
     #[test]

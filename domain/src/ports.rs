@@ -1,7 +1,7 @@
 //! The ports: what Herald needs from a SQL store, a queue and an inbox store. Each has one contract
 //! test suite that every adapter (embedded or server-backed) must pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,6 +94,10 @@ pub trait NotificationStore: Send + Sync {
         idempotency: Option<&Idempotency>,
         now: DateTime<Utc>,
     ) -> PortResult<CreateOutcome>;
+    /// What an earlier create with this `Idempotency-Key` made (`Replayed`, or `KeyReused` for another
+    /// body); `None` for a new key. Looked up before any check that depends on the time, so a replay
+    /// answers what the first request got even after the notification's window closed.
+    async fn replay(&self, idempotency: &Idempotency) -> PortResult<Option<CreateOutcome>>;
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>>;
     /// The stored ones among `ids`, in no particular order.
     async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>>;
@@ -219,7 +223,12 @@ pub trait SendLedger: Send + Sync {
     /// completes the last page of every city, the notification moves from sending to sent. Returns
     /// true when it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
-    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>>;
+    /// Per-city progress of each of `ids`, in city order (a notification with no tasks is absent):
+    /// one query for a whole page of the console's list.
+    async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>>;
+    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
+        Ok(self.progress_of(std::slice::from_ref(id)).await?.remove(id).unwrap_or_default())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,6 +313,11 @@ pub trait InboxStore: Send + Sync {
     /// Marks entries read; raises each newly read notification's read counter by one, atomically.
     /// Returns the ids that were newly read (ids not in the inbox are ignored).
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
-    async fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;
+    /// The counters of each of `ids` (all zero for one never delivered): one read for a page of the
+    /// console's list.
+    async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
+    async fn counters(&self, notification: &NotificationId) -> PortResult<Counters> {
+        Ok(self.counters_of(std::slice::from_ref(notification)).await?.remove(notification).unwrap_or_default())
+    }
     async fn ping(&self) -> PortResult<()>;
 }

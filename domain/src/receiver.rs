@@ -72,21 +72,35 @@ impl ReceiverRef {
     }
 }
 
+/// Most groups one receiver may belong to. Groups are segments operations target (`vip`,
+/// `new_rider`), a handful per receiver; a cap keeps every receiver row and its group lookups small.
+pub const MAX_GROUPS_PER_RECEIVER: usize = 100;
+
 /// A rider or merchant as the SQL store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receiver {
     pub kind: ReceiverKind,
     pub id: ReceiverId,
     pub city: City,
-    /// Sorted and without repeats, so equal receivers compare equal.
-    pub groups: Vec<Group>,
+    /// Sorted, without repeats and at most `MAX_GROUPS_PER_RECEIVER`, so equal receivers compare equal.
+    groups: Vec<Group>,
 }
 
 impl Receiver {
-    pub fn new(kind: ReceiverKind, id: ReceiverId, city: City, mut groups: Vec<Group>) -> Self {
+    pub fn new(kind: ReceiverKind, id: ReceiverId, city: City, mut groups: Vec<Group>) -> Result<Self, InvalidInput> {
         groups.sort();
         groups.dedup();
-        Self { kind, id, city, groups }
+        if groups.len() > MAX_GROUPS_PER_RECEIVER {
+            return Err(InvalidInput::new(
+                "groups",
+                format!("at most {MAX_GROUPS_PER_RECEIVER} groups per receiver, got {}", groups.len()),
+            ));
+        }
+        Ok(Self { kind, id, city, groups })
+    }
+
+    pub fn groups(&self) -> &[Group] {
+        &self.groups
     }
 
     /// Parses the CSV form `kind,id,city,groups` with groups separated by `;` (may be empty).
@@ -96,12 +110,7 @@ impl Receiver {
             .filter(|g| !g.trim().is_empty())
             .map(|g| Group::parse("groups", g))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(
-            ReceiverKind::parse("kind", kind)?,
-            ReceiverId::parse("id", id)?,
-            City::parse("city", city)?,
-            groups,
-        ))
+        Self::new(ReceiverKind::parse("kind", kind)?, ReceiverId::parse("id", id)?, City::parse("city", city)?, groups)
     }
 
     /// The groups as one `;`-separated string: the CSV and SQL column form.
@@ -126,5 +135,8 @@ mod tests {
         assert_eq!(Receiver::parse_fields("driver", "r1", "x", "").unwrap_err().field, "kind");
         assert_eq!(Receiver::parse_fields("rider", "r1", "", "").unwrap_err().field, "city");
         assert_eq!(Receiver::parse_fields("rider", "r1", "x", "a b").unwrap_err().field, "groups");
+        let many: Vec<String> = (0..=MAX_GROUPS_PER_RECEIVER).map(|i| format!("g{i}")).collect();
+        assert_eq!(Receiver::parse_fields("rider", "r1", "x", &many.join(";")).unwrap_err().field, "groups");
+        assert!(Receiver::parse_fields("rider", "r1", "x", &many[1..].join(";")).is_ok());
     }
 }

@@ -1,5 +1,7 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -45,7 +47,13 @@ pub async fn upsert_receivers(
             format!("at most {MAX_BATCH} receivers per call; use `herald receivers import` for more"),
         ));
     }
-    let receivers: Vec<Receiver> = batch.into_iter().map(|r| Receiver::new(r.kind, r.id, r.city, r.groups)).collect();
+    // A receiver named twice is upserted once, as its last entry says, and counted once.
+    let mut distinct = BTreeMap::new();
+    for (i, r) in batch.into_iter().enumerate() {
+        let receiver = Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]")))?;
+        distinct.insert((receiver.kind, receiver.id.clone()), receiver);
+    }
+    let receivers: Vec<Receiver> = distinct.into_values().collect();
     state.ports.receivers.upsert_receivers(&receivers).await?;
     Ok(Json(json!({ "upserted": receivers.len() })))
 }
@@ -132,9 +140,21 @@ pub async fn create_notification(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let idem = idempotency(&headers, &raw)?;
     let content = req.into_domain()?;
+    // A replay answers what the first request got, whatever has changed since (time, receivers).
+    if let Some(idem) = &idem
+        && let Some(seen) = state.ports.notifications.replay(idem).await?
+    {
+        return created_reply(seen);
+    }
     content.check_visible_some_time(Utc::now())?;
     check_include(&state, content.receiver_kind, &content.audience).await?;
     let outcome = state.ports.notifications.create_notification(&content, idem.as_ref(), Utc::now()).await?;
+    state.wake_scheduler.notify_one();
+    created_reply(outcome)
+}
+
+/// `201` for a new notification, `200` for a replay, `409` for a key reused with another body.
+fn created_reply(outcome: CreateOutcome) -> ApiResult<(StatusCode, Json<Value>)> {
     let (status, n) = match outcome {
         CreateOutcome::Created(n) => (StatusCode::CREATED, n),
         CreateOutcome::Replayed(n) => (StatusCode::OK, n),
@@ -145,7 +165,6 @@ pub async fn create_notification(
             ));
         }
     };
-    state.wake_scheduler.notify_one();
     Ok((status, Json(json!({ "id": n.id, "status": n.status }))))
 }
 
@@ -192,7 +211,8 @@ fn notification_json(n: &Notification, progress: &[CityProgress], counters: &Cou
         "valid_from": time(c.validity.from()),
         "valid_until": time(c.validity.until()),
         "send_at": time(c.send_at),
-        "draft": n.status == Status::Draft,
+        // As submitted, like the other content fields; `status` says where it is now.
+        "draft": c.draft,
         "status": n.status,
         "created_at": n.created_at.to_rfc3339(),
         "sent_at": time(n.sent_at),
@@ -265,10 +285,17 @@ pub async fn list_notifications(
     let limit = params::limit(p.limit.as_deref(), 20, 100)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
     let (found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit).await?;
-    let mut items = Vec::with_capacity(found.len());
-    for n in &found {
-        items.push(view_of(&state, n).await?);
-    }
+    // Two reads for the whole page, whatever its length: progress from SQL, counters from the inbox store.
+    let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
+    let mut progress = state.ports.ledger.progress_of(&ids).await?;
+    let mut counters = state.ports.inbox.counters_of(&ids).await?;
+    let items: Vec<Value> = found
+        .iter()
+        .map(|n| {
+            let p = progress.remove(&n.id).unwrap_or_default();
+            notification_json(n, &p, &counters.remove(&n.id).unwrap_or_default())
+        })
+        .collect();
     let next = (found.len() == limit)
         .then(|| found.last().map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() }))
         .flatten();
@@ -286,8 +313,7 @@ pub async fn history(State(state): State<AppState>, _: Admin, Path(id): Path<Str
     Ok(Json(json!({ "items": items })))
 }
 
-async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail: &str) -> ApiResult<Json<Value>> {
-    let id = parse_id(raw_id)?;
+async fn move_to(state: &AppState, id: NotificationId, to: Status, verb: &str, detail: &str) -> ApiResult<Json<Value>> {
     match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
         TransitionOutcome::NotFound => Err(ApiError::not_found("notification")),
         TransitionOutcome::Refused(current) => Err(ApiError::conflict(
@@ -306,16 +332,23 @@ async fn move_to(state: &AppState, raw_id: &str, to: Status, verb: &str, detail:
     }
 }
 
+/// Releases a draft, unless its window closed while it waited: nobody could ever see it.
 pub async fn send(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    move_to(&state, &id, Status::Scheduled, "send", "released from draft").await
+    let id = parse_id(&id)?;
+    if let Some(n) = state.ports.notifications.notification(&id).await?
+        && n.status == Status::Draft
+    {
+        n.content.check_visible_some_time(Utc::now())?;
+    }
+    move_to(&state, id, Status::Scheduled, "send", "released from draft").await
 }
 
 pub async fn cancel(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    move_to(&state, &id, Status::Cancelled, "cancel", "cancelled before sending").await
+    move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", "cancelled before sending").await
 }
 
 pub async fn revoke(State(state): State<AppState>, _: Operator, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    move_to(&state, &id, Status::Revoked, "revoke", "revoked: removed from every inbox").await
+    move_to(&state, parse_id(&id)?, Status::Revoked, "revoke", "revoked: removed from every inbox").await
 }
 
 #[derive(Deserialize)]

@@ -1,13 +1,14 @@
 //! Extractors that admit a request only with the right bearer token.
 
 use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use herald_domain::ReceiverRef;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::{AdminRole, Claims};
+use crate::auth::{AdminRole, Claims, TokenError};
 
 fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
     let header = parts
@@ -19,7 +20,10 @@ fn claims(parts: &Parts, state: &AppState) -> Result<Claims, ApiError> {
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    state.tokens.verify(token.trim()).map_err(|e| ApiError::unauthorized(e.to_string()))
+    state.tokens.verify(token.trim()).map_err(|e| match e {
+        TokenError::Expired(_) => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", e.to_string()),
+        _ => ApiError::unauthorized(e.to_string()),
+    })
 }
 
 /// An admin (operator or viewer).

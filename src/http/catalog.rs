@@ -1,6 +1,7 @@
 //! A short-lived cache of notifications for inbox reads: an inbox poll touches many notifications,
-//! millions of apps poll, and notifications change rarely (revoke is the change that matters, and
-//! this process forgets a revoked one at once; other API processes within `ttl`).
+//! millions of apps poll, and notifications change rarely. Revoke is the change that matters: every
+//! read first catches up with the revocation log in SQL (one indexed query that usually returns
+//! nothing), so a revoke made by any API process is never hidden by a cached copy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,8 @@ use herald_domain::{Notification, NotificationId};
 
 /// Entries past this count are pruned of expired ones on insert.
 const SOFT_CAPACITY: usize = 50_000;
+/// Revocations read from the log per query while catching up.
+const REVOCATION_BATCH: usize = 1000;
 
 pub struct Catalog {
     store: Arc<dyn NotificationStore>,
@@ -23,6 +26,8 @@ struct Cache {
     entries: HashMap<NotificationId, (Instant, Arc<Notification>)>,
     /// When each id was last forgotten: a load that began before then must not re-cache it.
     forgotten: HashMap<NotificationId, Instant>,
+    /// The revocation log position this cache has applied; `None` until the first read.
+    revocations_applied: Option<u64>,
 }
 
 impl Catalog {
@@ -30,8 +35,9 @@ impl Catalog {
         Self { store, ttl, cache: Mutex::new(Cache::default()) }
     }
 
-    /// The stored notifications among `ids`, from cache where fresh.
+    /// The stored notifications among `ids`, from cache where fresh and not revoked since cached.
     pub async fn get_many(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Arc<Notification>>> {
+        self.catch_up_revocations().await?;
         let now = Instant::now();
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
@@ -65,8 +71,39 @@ impl Catalog {
     }
 
     pub fn forget(&self, id: &NotificationId) {
-        let mut cache = self.cache.lock().expect("catalog lock");
-        cache.entries.remove(id);
-        cache.forgotten.insert(id.clone(), Instant::now());
+        self.cache.lock().expect("catalog lock").forget(id, Instant::now());
+    }
+
+    /// Forgets every notification revoked since the last look at the log, by whichever process.
+    async fn catch_up_revocations(&self) -> PortResult<()> {
+        let applied = self.cache.lock().expect("catalog lock").revocations_applied;
+        let Some(mut applied) = applied else {
+            // Nothing is cached before the first read, so there is nothing to forget up to the head.
+            let head = self.store.revocation_head().await?;
+            let mut cache = self.cache.lock().expect("catalog lock");
+            cache.revocations_applied = Some(cache.revocations_applied.map_or(head, |a| a.max(head)));
+            return Ok(());
+        };
+        loop {
+            let batch = self.store.revocations_since(applied, REVOCATION_BATCH).await?;
+            let Some(&(last, _)) = batch.last() else { return Ok(()) };
+            let mut cache = self.cache.lock().expect("catalog lock");
+            let now = Instant::now();
+            for (_, id) in &batch {
+                cache.forget(id, now);
+            }
+            applied = last;
+            cache.revocations_applied = Some(cache.revocations_applied.map_or(last, |a| a.max(last)));
+            if batch.len() < REVOCATION_BATCH {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Cache {
+    fn forget(&mut self, id: &NotificationId, at: Instant) {
+        self.entries.remove(id);
+        self.forgotten.insert(id.clone(), at);
     }
 }

@@ -126,7 +126,10 @@ pub async fn sync(
     let p = params::query(q)?;
     let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
     let now = Utc::now();
-    let changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH).await?;
+    // One more than a batch tells whether anything follows, so `has_more` is never a false promise.
+    let mut changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH + 1).await?;
+    let more_changes = changed.len() > SYNC_BATCH;
+    changed.truncate(SYNC_BATCH);
     // A new device learns revoked messages from its entries; the revocation log is for deltas only.
     let (since, revocations) = match given {
         Some(since) => (since, state.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?),
@@ -178,7 +181,7 @@ pub async fn sync(
             out.insert(id.clone(), json!({ "id": id, "revoked": true }));
         }
     }
-    let has_more = changed.len() == SYNC_BATCH || revocations.len() == REVOCATION_BATCH;
+    let has_more = more_changes || revocations.len() == REVOCATION_BATCH;
     Ok(Json(json!({
         "items": out.into_values().collect::<Vec<_>>(),
         "cursor": cursor.encode(),

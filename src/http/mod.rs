@@ -84,13 +84,40 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let span = tracing::info_span!("http", method = %method, route = %route);
+    let method = method_label(&method);
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::debug!(status = response.status().as_u16(), elapsed_ms = elapsed.as_millis() as u64));
     state
         .telemetry
         .http_duration
-        .with_label_values(&[method.as_str(), &route, response.status().as_str()])
+        .with_label_values(&[method, &route, status_class(response.status())])
         .observe(elapsed.as_secs_f64());
     response
+}
+
+/// A method as a metric label: the standard ones by name, anything a client made up as `other`,
+/// so no request can add series. (Routes are templates or `unmatched`, statuses classes.)
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 7] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::PATCH, "PATCH"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+    ];
+    KNOWN.iter().find(|(m, _)| m == method).map_or("other", |(_, name)| name)
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }

@@ -41,10 +41,16 @@ impl Reply {
 
 impl TestHerald {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A Herald whose settings `configure` adjusts first.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
-        settings.secret = Some(SECRET.to_string());
+        settings.secrets.current = Some(SECRET.to_string());
         settings.scheduler.tick = Duration::from_millis(50);
+        configure(&mut settings);
         let running = start(&settings, Roles::ALL).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
         Self {
@@ -68,6 +74,17 @@ impl TestHerald {
             data_dir: tempfile::tempdir().expect("temp dir"),
             running: None,
         }
+    }
+
+    /// A second API process on the same data dir, as distributed mode runs several; stop it with
+    /// `Running::stop`.
+    pub async fn second_api(&self) -> (Running, TestHerald) {
+        let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
+        settings.secrets.current = Some(SECRET.to_string());
+        let roles = Roles { api: true, scheduler: false, consumer: false };
+        let running = start(&settings, roles).await.expect("second api starts");
+        let other = TestHerald::attach(&format!("http://{}", running.addr.expect("api role")));
+        (running, other)
     }
 
     pub fn ports(&self) -> &herald::startup::Ports {
@@ -139,7 +156,8 @@ impl TestHerald {
             list.iter().map(|(k, id, c, g)| json!({"kind": k, "id": id, "city": c, "groups": g})).collect();
         let r = self.admin_post("/admin/v1/receivers/batch", &json!(batch)).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        assert_eq!(r.body["upserted"], json!(list.len()));
+        let distinct: std::collections::BTreeSet<(&str, &str)> = list.iter().map(|(k, id, _, _)| (*k, *id)).collect();
+        assert_eq!(r.body["upserted"], json!(distinct.len()), "one count per distinct receiver");
     }
 
     /// `count` riders `prefix0..prefixN` spread round-robin over `cities`.

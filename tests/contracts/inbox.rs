@@ -55,7 +55,13 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     assert_eq!((c.sent, c.read), (750, 0));
     assert_eq!(c.sent_by_city.get("sh"), Some(&500));
     assert_eq!(c.sent_by_city.get("bj"), Some(&250));
-    assert_eq!(inbox.entries(&rider("r00000")).await.unwrap().len(), 1);
+    let other = NotificationId::generate();
+    inbox.deliver(&page(&other, "sh", 0, 0..3)).await.unwrap();
+    let many = inbox.counters_of(&[n.clone(), other.clone(), NotificationId::generate()]).await.unwrap();
+    assert_eq!(many.get(&n), Some(&c), "one read for many gives what one read for each gives");
+    assert_eq!(many.get(&other).map(|c| c.sent), Some(3));
+    assert_eq!(many.len(), 2, "a notification never delivered is absent");
+    assert_eq!(inbox.entries(&rider("r00000")).await.unwrap().len(), 2);
 }
 
 pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) {

@@ -30,7 +30,7 @@ fn group(s: &str) -> Group {
 }
 
 fn rider(id: &str, c: &str, groups: &[&str]) -> Receiver {
-    Receiver::new(ReceiverKind::Rider, rid(id), city(c), groups.iter().map(|g| group(g)).collect())
+    Receiver::new(ReceiverKind::Rider, rid(id), city(c), groups.iter().map(|g| group(g)).collect()).unwrap()
 }
 
 fn content(audience: &str) -> NewNotification {
@@ -284,6 +284,10 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sent);
 
     let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let never_sent = NotificationId::generate();
+    let many = ports.ledger.progress_of(&[n.id.clone(), never_sent.clone()]).await.unwrap();
+    assert_eq!(many.get(&n.id), Some(&progress), "one read for many gives what one read for each gives");
+    assert!(!many.contains_key(&never_sent));
     let sh = progress.iter().find(|p| p.city == city("sh")).unwrap();
     assert_eq!((sh.matched, sh.published, sh.pages_published, sh.pages_delivered, sh.done), (590, 590, 2, 2, true));
     assert!(progress.iter().all(|p| p.done));

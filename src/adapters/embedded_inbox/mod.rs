@@ -3,7 +3,7 @@
 //! the number inserted in one transaction, and records the page, so a redelivered page changes
 //! nothing and reports what it added the first time.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -182,27 +182,31 @@ impl InboxStore for EmbeddedInbox {
         Ok(newly)
     }
 
-    async fn counters(&self, notification: &NotificationId) -> PortResult<Counters> {
-        let rows = sqlx::query("SELECT field, value FROM counters WHERE notification_id = ?")
-            .bind(notification.as_str())
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(err)?;
-        let mut counters = Counters { sent_by_city: BTreeMap::new(), ..Counters::default() };
-        for row in rows {
-            let field: String = row.try_get("field").map_err(err)?;
-            let value = row.try_get::<i64, _>("value").map_err(err)? as u64;
-            match field.as_str() {
-                "sent" => counters.sent = value,
-                "read" => counters.read = value,
-                other => {
-                    if let Some(city) = other.strip_prefix("sent:") {
-                        counters.sent_by_city.insert(city.to_string(), value);
+    async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {
+        let mut found: HashMap<NotificationId, Counters> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT notification_id, field, value FROM counters WHERE notification_id IN ",
+            );
+            sqlite::push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
+                    .map_err(|e| PortError::new(BACKEND, e))?;
+                let field: String = row.try_get("field").map_err(err)?;
+                let value = row.try_get::<i64, _>("value").map_err(err)? as u64;
+                let counters = found.entry(id).or_default();
+                match field.as_str() {
+                    "sent" => counters.sent = value,
+                    "read" => counters.read = value,
+                    other => {
+                        if let Some(city) = other.strip_prefix("sent:") {
+                            counters.sent_by_city.insert(city.to_string(), value);
+                        }
                     }
                 }
             }
         }
-        Ok(counters)
+        Ok(found)
     }
 
     async fn ping(&self) -> PortResult<()> {

@@ -2,7 +2,7 @@
 
 mod store;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,6 +42,16 @@ impl Db {
 /// out (`wal_autocheckpoint`) because a delivered page dirties hundreds of B-tree pages at once.
 pub async fn open(path: &Path, migrations: &[(i64, &'static str)]) -> anyhow::Result<Db> {
     use anyhow::Context as _;
+    crate::private_files::restrict_file(path).with_context(|| format!("creating {}", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        let companion = PathBuf::from(companion);
+        if companion.exists() {
+            crate::private_files::restrict_file(&companion)
+                .with_context(|| format!("restricting {}", companion.display()))?;
+        }
+    }
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

@@ -170,6 +170,23 @@ async fn load(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId) -> Por
         .transpose()
 }
 
+/// What a create with this key already made: a replay when the body matches, else `KeyReused`.
+async fn seen_key(tx: &mut Transaction<'static, Sqlite>, idem: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+    let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
+        .bind(&idem.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?;
+    let Some(row) = seen else { return Ok(None) };
+    let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
+    if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
+        return Ok(Some(CreateOutcome::KeyReused));
+    }
+    let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
+    let existing = load(tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
+    Ok(Some(CreateOutcome::Replayed(existing)))
+}
+
 async fn add_history(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
@@ -273,7 +290,7 @@ async fn write_receivers(
         .into_values()
         .filter(|r| {
             before(r).is_none_or(|(city, groups)| {
-                city != r.city.as_str() || *groups != delimited(r.groups.iter().map(Group::as_str))
+                city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
             })
         })
         .cloned()
@@ -284,7 +301,7 @@ async fn write_receivers(
             row.push_bind(r.kind.as_str())
                 .push_bind(r.id.as_str().to_owned())
                 .push_bind(r.city.as_str().to_owned())
-                .push_bind(delimited(r.groups.iter().map(Group::as_str)))
+                .push_bind(delimited(r.groups().iter().map(Group::as_str)))
                 .push_bind(millis(now));
         });
         qb.push(
@@ -305,7 +322,7 @@ async fn write_receivers(
             .map_err(err)?;
     }
     let memberships: Vec<(&Receiver, &Group)> =
-        changed.iter().flat_map(|r| r.groups.iter().map(move |g| (r, g))).collect();
+        changed.iter().flat_map(|r| r.groups().iter().map(move |g| (r, g))).collect();
     for chunk in memberships.chunks(CHUNK) {
         let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receiver_groups (kind, id, grp) ");
         qb.push_values(chunk, |mut row, (r, g)| {
@@ -472,21 +489,11 @@ impl NotificationStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> PortResult<CreateOutcome> {
         let mut tx = self.write().await?;
-        if let Some(idem) = idempotency {
-            let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
-                .bind(&idem.key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-            if let Some(row) = seen {
-                let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
-                if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
-                    return Ok(CreateOutcome::KeyReused);
-                }
-                let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
-                let existing = load(&mut tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
-                return Ok(CreateOutcome::Replayed(existing));
-            }
+        // Looked up again inside the write transaction: two creates racing with one key make one.
+        if let Some(idem) = idempotency
+            && let Some(seen) = seen_key(&mut tx, idem).await?
+        {
+            return Ok(seen);
         }
         let notification = Notification {
             id: NotificationId::generate(),
@@ -534,6 +541,11 @@ impl NotificationStore for SqliteStore {
         add_history(&mut tx, &notification.id, notification.status, &detail, now).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
+    }
+
+    async fn replay(&self, idempotency: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+        let mut tx = self.db.read.begin().await.map_err(err)?;
+        seen_key(&mut tx, idempotency).await
     }
 
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>> {
@@ -915,27 +927,28 @@ impl SendLedger for SqliteStore {
         Ok(sent)
     }
 
-    async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
-        let rows = sqlx::query(
-            "SELECT city, matched, published, pages_published, pages_delivered, done FROM send_tasks \
-             WHERE notification_id = ? ORDER BY city",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(err)?;
-        rows.iter()
-            .map(|row| {
+    async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>> {
+        let mut found: HashMap<NotificationId, Vec<CityProgress>> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT notification_id, city, matched, published, pages_published, pages_delivered, done \
+                 FROM send_tasks WHERE notification_id IN ",
+            );
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            qb.push(" ORDER BY notification_id, city");
+            for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
                 let n = |c: &str| row.try_get::<i64, _>(c).map_err(err);
-                Ok(CityProgress {
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                found.entry(id).or_default().push(CityProgress {
                     city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
                     matched: n("matched")? as u64,
                     published: n("published")? as u64,
                     pages_published: n("pages_published")? as u32,
                     pages_delivered: n("pages_delivered")? as u32,
                     done: row.try_get("done").map_err(err)?,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(found)
     }
 }
