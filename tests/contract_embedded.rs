@@ -101,6 +101,7 @@ mod store {
             read_receipts_count_new_ones,
             a_send_is_resumable_and_completes_once,
             a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,
+            a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts,
             an_empty_plan_is_sent_at_once,
             state_survives_a_restart,
             include_snapshots_are_kept_and_listed_apart,

@@ -201,7 +201,10 @@ pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
     /// Records one task per city and moves the notification from scheduled to sending, in one
-    /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
+    /// transaction. For a selection that names no cities, every other city where it now matches
+    /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
+    /// between the count and the start. False if it was no longer scheduled (cancelled, or another
+    /// scheduler won).
     async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
     /// Tasks still paging, of notifications still sending: include-list (`direct`) ones or
     /// broadcast ones, in (notification, city) order, strictly after `after` (keyset).

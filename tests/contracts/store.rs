@@ -342,6 +342,27 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     assert_eq!(shown, [("bj", 1, true), ("sh", 1, true)], "matched = what the pages added");
 }
 
+pub async fn a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let everyone = created(&ports, &content(r#"{"all": true}"#)).await;
+    let vip = created(&ports, &content(r#"{"groups": ["vip"]}"#)).await;
+    let named = created(&ports, &content(r#"{"cities": ["sh"]}"#)).await;
+    // Counted when only sh had riders; bj and gz joined before sending started.
+    let joined = [rider("s1", "sh", &["vip"]), rider("b1", "bj", &[]), rider("g1", "gz", &["vip"])];
+    ports.receivers.upsert_receivers(&joined).await.unwrap();
+    let plan = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    for n in [&everyone, &vip, &named] {
+        assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    }
+    let open = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+    let cities = |id: &NotificationId| -> Vec<String> {
+        open.iter().filter(|t| &t.notification_id == id).map(|t| t.city.to_string()).collect()
+    };
+    assert_eq!(cities(&everyone.id), ["bj", "gz", "sh"], "every city with riders is paged");
+    assert_eq!(cities(&vip.id), ["gz", "sh"], "every city where the selection matches someone");
+    assert_eq!(cities(&named.id), ["sh"], "named cities are the plan's already");
+}
+
 pub async fn an_empty_plan_is_sent_at_once(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let n = created(&ports, &content(r#"{"all": true}"#)).await;

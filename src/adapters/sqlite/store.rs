@@ -6,6 +6,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use herald_domain::audience::Target;
 use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::plan::{LateDelivery, late_deliveries};
 use herald_domain::ports::*;
@@ -410,6 +411,33 @@ async fn add_to_outbox(
     Ok(())
 }
 
+/// A selection of every city is counted before its send starts: a receiver who joins, in between,
+/// a city the count did not see would get neither a task nor a late page (the notification was not
+/// sending yet when it was upserted). So the transaction that starts the send gives a task, paged
+/// live from its start, to every city of the kind that has none and where the selection matches
+/// someone. Cities are listed by hopping the city index, one lookup per city; for a groups
+/// selection, a city with receivers but no match is read through once.
+async fn add_tasks_for_cities_joined_since_the_plan(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    kind: ReceiverKind,
+    selection: &Selection,
+) -> PortResult<()> {
+    let mut qb =
+        QueryBuilder::<Sqlite>::new("WITH RECURSIVE c(city) AS (SELECT (SELECT MIN(city) FROM receivers WHERE kind = ");
+    qb.push_bind(kind.as_str());
+    qb.push(") UNION ALL SELECT (SELECT MIN(city) FROM receivers WHERE kind = ").push_bind(kind.as_str());
+    qb.push(" AND city > c.city) FROM c WHERE c.city IS NOT NULL) ");
+    qb.push("INSERT INTO send_tasks (notification_id, city, matched) SELECT ").push_bind(id.as_str().to_owned());
+    qb.push(", c.city, 0 FROM c WHERE c.city IS NOT NULL AND NOT EXISTS (SELECT 1 FROM send_tasks t ");
+    qb.push("WHERE t.notification_id = ").push_bind(id.as_str().to_owned());
+    qb.push(" AND t.city = c.city) AND EXISTS (SELECT 1 FROM receivers r");
+    push_selection(&mut qb, kind, selection, false);
+    qb.push(" AND r.city = c.city)");
+    qb.build().execute(&mut **tx).await.map_err(err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl ReceiverDirectory for SqliteStore {
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
@@ -766,6 +794,12 @@ impl SendLedger for SqliteStore {
                     .push_bind(members);
             });
             qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        let n = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
+        if let Target::Selection(selection) = &n.content.audience.target
+            && selection.cities.is_none()
+        {
+            add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
         }
         let matched: u64 = plan.iter().map(|p| p.matched).sum();
         let detail = format!("sending to {matched} receivers in {} cities", plan.len());
