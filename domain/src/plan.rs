@@ -1,5 +1,6 @@
-//! Who an audience reaches, per city: what a send is planned from and what a preview shows. A
-//! domain service: it needs only the receiver directory port.
+//! Who an audience reaches, per city: what a send is planned from and what a preview shows (a
+//! domain service: it needs only the receiver directory port); and which broadcasts a receiver who
+//! joins, moves or changes groups later still gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
