@@ -38,7 +38,12 @@ pub type PortResult<T> = Result<T, PortError>;
 /// Receivers by kind, city and group.
 #[async_trait]
 pub trait ReceiverDirectory: Send + Sync {
-    /// Inserts or replaces each receiver; returns how many rows were written.
+    /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
+    /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
+    /// are paged late into every broadcast `plan::late_deliveries` gives them: pages of at most
+    /// `PAGE_SIZE` per (notification, city) go to the outbox numbered after that city's send task,
+    /// which counts them as published and matched and is no longer done (created finished if the
+    /// city had none), so delivering them settles `matched` to what they added as usual.
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
     /// The known receivers among `ids` (unknown ids are simply absent).
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>>;
@@ -106,6 +111,9 @@ pub trait NotificationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
+    /// Appends a history entry under the notification's current status, which stays as it is (a
+    /// failed attempt that will be retried, for instance). False if there is no such notification.
+    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool>;
     /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
     /// match in all.
     async fn list(
@@ -202,7 +210,10 @@ pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
     /// Records one task per city and moves the notification from scheduled to sending, in one
-    /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
+    /// transaction. For a selection that names no cities, every other city where it now matches
+    /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
+    /// between the count and the start. False if it was no longer scheduled (cancelled, or another
+    /// scheduler won).
     async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
     /// Tasks still paging, of notifications still sending: include-list (`direct`) ones or
     /// broadcast ones, in (notification, city) order, strictly after `after` (keyset).

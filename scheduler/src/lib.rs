@@ -76,8 +76,9 @@ impl Scheduler {
     async fn run_pager(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pace = pager::Pace::new(self.config.max_pages_per_second);
         let mut rotation = pager::Rotation::default();
+        let mut retrying = pager::Retrying::default();
         while !shutdown.is_cancelled() {
-            let busy = match self.page_round(&mut pace, &mut rotation, &shutdown).await {
+            let busy = match self.page_round(&mut pace, &mut rotation, &mut retrying, &shutdown).await {
                 Ok(busy) => busy,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler round failed; retrying");
