@@ -43,7 +43,7 @@ struct RunArgs {
     /// Cap on pages (500 receivers each) written per second across all sends; unset is unbounded.
     #[arg(long, env = "HERALD_MAX_PAGES_PER_SECOND")]
     max_pages_per_second: Option<u32>,
-    /// Pages a consumer delivers at once.
+    /// Broadcast pages a consumer delivers at once (point-to-point pages have a lane of their own).
     #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
     consumer_concurrency: usize,
     /// HTTP connections served at once (fewer if the open-file limit is lower); more wait.
@@ -137,6 +137,14 @@ enum BenchWhat {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// Direct messages (one rider each), POST → in the inbox: p50/p99 alone and during a broadcast
+    /// to all N riders.
+    Direct {
+        #[arg(long, default_value_t = 200_000)]
+        receivers: u64,
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+    },
 }
 
 fn settings(common: &Common, args: &RunArgs) -> Settings {
@@ -151,7 +159,7 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
         },
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
-        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1) },
+        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1), ..ConsumerConfig::default() },
     }
 }
 
@@ -225,6 +233,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
             bench_fanout(common.data_dir.as_deref(), receivers, cities, runs).await
         }
+        Command::Bench { what: BenchWhat::Direct { receivers, messages } } => {
+            bench_direct(common.data_dir.as_deref(), receivers, messages).await
+        }
     }
 }
 
@@ -251,6 +262,17 @@ async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
 
 /// Each run starts from fresh data: a temporary directory, inside `--data-dir` when one is given
 /// (to measure a particular disk), removed afterwards.
+/// Fresh data for one benchmark run: a temporary directory inside `within` when given.
+fn bench_dir(within: Option<&std::path::Path>) -> anyhow::Result<tempfile::TempDir> {
+    Ok(match within {
+        Some(parent) => {
+            herald::private_files::create_dir(parent)?;
+            tempfile::tempdir_in(parent)?
+        }
+        None => tempfile::tempdir()?,
+    })
+}
+
 async fn bench_fanout(
     within: Option<&std::path::Path>,
     receivers: u64,
@@ -259,13 +281,7 @@ async fn bench_fanout(
 ) -> anyhow::Result<()> {
     let mut seconds = Vec::new();
     for run in 1..=runs.max(1) {
-        let dir = match within {
-            Some(parent) => {
-                herald::private_files::create_dir(parent)?;
-                tempfile::tempdir_in(parent)?
-            }
-            None => tempfile::tempdir()?,
-        };
+        let dir = bench_dir(within)?;
         let r = herald::bench::fanout(dir.path(), receivers, cities).await?;
         println!(
             "run {run}: {} receivers in {} cities: loaded in {:.2} s; sent end to end in {:.2} s = {:.0} deliveries/s",
@@ -284,6 +300,22 @@ async fn bench_fanout(
         seconds.len(),
         receivers as f64 / median,
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    Ok(())
+}
+
+async fn bench_direct(within: Option<&std::path::Path>, receivers: u64, messages: usize) -> anyhow::Result<()> {
+    let dir = bench_dir(within)?;
+    let r = herald::bench::direct(dir.path(), receivers, messages).await?;
+    let line = |what: &str, l: &herald::bench::Latencies| {
+        println!("{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", l.quantile(0.5), l.quantile(0.99), l.quantile(1.0))
+    };
+    println!("{messages} direct messages, POST → in the inbox, {} riders:", r.receivers);
+    line("alone", &r.alone);
+    line("during a broadcast to all (one every 20 ms)", &r.during_fanout);
+    println!(
+        "the broadcast had reached {} then {} of {} riders when the first and the last of those were sent",
+        r.fanout_sent.0, r.fanout_sent.1, r.receivers
     );
     Ok(())
 }

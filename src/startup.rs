@@ -197,11 +197,12 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     }
 
     if roles.consumer {
-        let deliverer = Deliverer {
-            notifications: ports.notifications.clone(),
-            ledger: ports.ledger.clone(),
-            inbox: ports.inbox.clone(),
-        };
+        let deliverer = Deliverer::new(
+            ports.notifications.clone(),
+            ports.ledger.clone(),
+            ports.inbox.clone(),
+            settings.consumer.bulk_writes,
+        );
         let metrics = ConsumerMetrics::register(&telemetry.registry)?;
         let (queue, config, token) = (ports.queue.clone(), settings.consumer.clone(), shutdown.clone());
         tasks.spawn(async move {

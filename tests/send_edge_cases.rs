@@ -125,3 +125,83 @@ async fn a_later_broadcast_progresses_while_earlier_ones_hold_more_tasks_than_a_
     );
     running.stop().await.unwrap();
 }
+
+/// `/metrics` as text.
+async fn metrics(t: &TestHerald) -> String {
+    t.client.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap()
+}
+
+/// Runs one statement on Herald's SQL truth by hand, as an outside tool or an old bug could: how
+/// these tests plant a row that does not parse, a real cause of failure for one send only.
+async fn by_hand(t: &TestHerald, sql: &'static str) {
+    let url = format!("sqlite://{}", t.data_dir.path().join("herald.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(sql).execute(&db).await.unwrap();
+    db.close().await;
+}
+
+/// The history entries of a notification that tell of a failure.
+async fn failures(t: &TestHerald, id: &str) -> Vec<serde_json::Value> {
+    let history = t.admin_get(&format!("/admin/v1/notifications/{id}/history")).await.body;
+    let items = history["items"].as_array().unwrap();
+    items.iter().filter(|h| h["detail"].as_str().unwrap().contains("failed")).cloned().collect()
+}
+
+fn counted(metrics: &str, stage: &str) -> bool {
+    metrics.lines().any(|l| l.starts_with(&format!("herald_send_failures_total{{stage=\"{stage}\"}}")))
+}
+
+#[tokio::test]
+async fn a_notification_that_cannot_be_planned_holds_back_no_later_one_and_says_why() {
+    let t = TestHerald::spawn().await;
+    t.riders("s", 10, &["sh"]).await;
+    // Planning a notification that excludes this receiver fails, for that notification only.
+    by_hand(
+        &t,
+        "INSERT INTO receivers (kind, id, city, groups, updated_at) VALUES ('rider', 'broken', 'no city', '', 0)",
+    )
+    .await;
+    let failing = t
+        .create(&TestHerald::notification("blocked", json!({"cities": ["sh"], "exclude": ["broken"]}), json!({})))
+        .await;
+    let (_, later) = t.send_and_wait(&TestHerald::notification("later", json!({"cities": ["sh"]}), json!({}))).await;
+    assert_eq!((later["stats"]["matched"].clone(), later["stats"]["sent"].clone()), (json!(10), json!(10)));
+
+    let seen = failures(&t, &failing).await;
+    assert_eq!(seen.len(), 1, "the first failure of the streak is in the history: {seen:?}");
+    assert_eq!(seen[0]["status"], "scheduled", "the status is unchanged: {seen:?}");
+    assert!(seen[0]["detail"].as_str().unwrap().contains("does not parse"), "and it says why: {seen:?}");
+    let text = metrics(&t).await;
+    assert!(counted(&text, "plan"), "the failure is counted:\n{text}");
+
+    // Repaired, the failing one is retried and goes out; its streak was recorded once.
+    t.receivers(&[("rider", "broken", "bj", &[])]).await;
+    let v = t.wait_status(&failing, "sent").await;
+    assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(10), json!(10)), "{v}");
+    assert_eq!(failures(&t, &failing).await.len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_city_that_cannot_be_paged_holds_back_no_other_city_or_send() {
+    let t = TestHerald::spawn().await;
+    t.riders("p", 20, &["sh", "bj"]).await;
+    // An id that does not parse in bj: paging bj fails, for that task only.
+    by_hand(&t, "INSERT INTO receivers (kind, id, city, groups, updated_at) VALUES ('rider', 'no id', 'bj', '', 0)")
+        .await;
+    let stuck = t.create(&TestHerald::notification("both", json!({"cities": ["bj", "sh"]}), json!({}))).await;
+    let (_, later) = t.send_and_wait(&TestHerald::notification("later", json!({"cities": ["sh"]}), json!({}))).await;
+    assert_eq!(later["stats"]["sent"], json!(10), "{later}");
+
+    let seen = failures(&t, &stuck).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["status"], "sending", "{seen:?}");
+    assert!(seen[0]["detail"].as_str().unwrap().starts_with("paging bj failed"), "{seen:?}");
+    let text = metrics(&t).await;
+    assert!(counted(&text, "page"), "the failure is counted:\n{text}");
+
+    by_hand(&t, "DELETE FROM receivers WHERE id = 'no id'").await;
+    let v = t.wait_status(&stuck, "sent").await;
+    assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(20), json!(20)), "{v}");
+    t.stop().await;
+}

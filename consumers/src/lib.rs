@@ -10,23 +10,30 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::ports::{
-    Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
+    DeadLetter, Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
 };
 use herald_domain::{Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// The consumer group every Herald consumer process joins.
 pub const GROUP: &str = "herald_inbox";
 
-/// Both topics, both receiver kinds.
+/// Both topics, point-to-point first (the queue serves a subscription's topics in order), both
+/// receiver kinds.
 pub fn subscription() -> Subscription {
     Subscription {
         group: GROUP.to_string(),
-        topics: Topic::ALL.iter().map(|t| t.name().to_string()).collect(),
+        topics: [Topic::Direct, Topic::Bulk].iter().map(|t| t.name().to_string()).collect(),
         tags: ReceiverKind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
     }
+}
+
+/// One topic of the group: what one lane pulls.
+fn lane_subscription(topic: Topic) -> Subscription {
+    Subscription { topics: vec![topic.name().to_string()], ..subscription() }
 }
 
 /// The consumers' Prometheus series.
@@ -34,6 +41,7 @@ pub fn subscription() -> Subscription {
 pub struct ConsumerMetrics {
     pub pages: IntCounterVec,
     pub deliveries: IntCounter,
+    pub dead_lettered: IntCounter,
 }
 
 impl ConsumerMetrics {
@@ -47,9 +55,14 @@ impl ConsumerMetrics {
                 "herald_deliveries_total",
                 "Inbox entries added (a redelivered page adds none)",
             )?,
+            dead_lettered: IntCounter::new(
+                "herald_pages_dead_lettered_total",
+                "Pages that can never be delivered (kept as dead letters)",
+            )?,
         };
         registry.register(Box::new(m.pages.clone()))?;
         registry.register(Box::new(m.deliveries.clone()))?;
+        registry.register(Box::new(m.dead_lettered.clone()))?;
         Ok(m)
     }
 }
@@ -57,34 +70,57 @@ impl ConsumerMetrics {
 /// Delivers one page: the part of consuming that knows nothing about queues.
 #[derive(Clone)]
 pub struct Deliverer {
-    pub notifications: Arc<dyn NotificationStore>,
-    pub ledger: Arc<dyn SendLedger>,
-    pub inbox: Arc<dyn InboxStore>,
+    notifications: Arc<dyn NotificationStore>,
+    ledger: Arc<dyn SendLedger>,
+    inbox: Arc<dyn InboxStore>,
+    /// Broadcast pages writing to the inbox store at once. A point-to-point page's write takes no
+    /// turn here, so it queues behind at most these (the embedded store has a single writer).
+    bulk_writes: Arc<Semaphore>,
 }
 
 impl Deliverer {
-    /// Delivers one page (a revoked or vanished notification's pages are recorded, not delivered)
-    /// and records it in the ledger, with what it added.
+    pub fn new(
+        notifications: Arc<dyn NotificationStore>,
+        ledger: Arc<dyn SendLedger>,
+        inbox: Arc<dyn InboxStore>,
+        bulk_writes: usize,
+    ) -> Self {
+        Self { notifications, ledger, inbox, bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))) }
+    }
+
+    /// Delivers one page that came on `topic` (a revoked or vanished notification's pages are
+    /// recorded, not delivered) and records it in the ledger, with what it added.
     #[tracing::instrument(name = "deliver_page", skip_all, fields(page = %page.key, receivers = page.receivers.len()))]
-    pub async fn deliver(&self, page: &Page) -> PortResult<Outcome> {
+    pub async fn deliver(&self, page: &Page, topic: Topic) -> PortResult<Outcome> {
         let id = &page.key.notification_id;
         let status = self.notifications.notification(id).await?.map(|n| n.status);
         let (added, outcome) = match status {
-            Some(Status::Sending | Status::Sent) => match self.inbox.deliver(page).await? {
+            Some(Status::Sending | Status::Sent) => match self.write(page, topic).await? {
                 PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
                 PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
             },
-            // Not delivered now; but if it was before the revoke, the ledger must hear what it added.
-            // Withholding here too heals a revoke whose API process died before withholding.
+            // Not delivered now. Withholding here too heals a revoke whose API process died before
+            // withholding. The inbox store still decides what the page added — nothing if new, its
+            // first outcome if another delivery (which read the status before the revoke) wrote it —
+            // so the ledger never records a number the inbox disagrees with.
             _ => {
                 self.inbox.withhold(id).await?;
-                (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld)
+                (self.write(page, topic).await?.added, Outcome::Withheld)
             }
         };
         if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
             tracing::info!(notification = %id, "every page delivered");
         }
         Ok(outcome)
+    }
+
+    /// The inbox write, a broadcast page waiting its turn.
+    async fn write(&self, page: &Page, topic: Topic) -> PortResult<PageDelivery> {
+        let _turn = match topic {
+            Topic::Bulk => Some(self.bulk_writes.acquire().await.expect("the semaphore is never closed")),
+            Topic::Direct => None,
+        };
+        self.inbox.deliver(page).await
     }
 }
 
@@ -112,17 +148,24 @@ impl Outcome {
 /// How a consumer process behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Pages handled at once.
+    /// Broadcast pages handled at once.
     pub concurrency: usize,
+    /// Point-to-point pages handled at once, in a lane of their own: never waiting for a slot a
+    /// broadcast holds.
+    pub direct_concurrency: usize,
+    /// Broadcast pages writing to the inbox store at once (see `Deliverer::new`).
+    pub bulk_writes: usize,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { concurrency: 4 }
+        Self { concurrency: 4, direct_concurrency: 2, bulk_writes: 1 }
     }
 }
 
 /// Consumes until `shutdown`, then finishes the pages in hand (and acks them) before returning.
+/// Each topic has its own lane with its own slots, so point-to-point pages never queue behind a
+/// broadcast; beside them, revocations are kept applied to the inbox store.
 pub async fn run(
     queue: Arc<dyn Queue>,
     deliverer: Deliverer,
@@ -130,14 +173,34 @@ pub async fn run(
     config: ConsumerConfig,
     shutdown: CancellationToken,
 ) -> PortResult<()> {
-    let sub = subscription();
-    queue.subscribe(&sub).await?;
+    queue.subscribe(&subscription()).await?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(keep_revocations_applied(deliverer.notifications.clone(), deliverer.inbox.clone(), shutdown.clone()));
+    for (topic, slots) in [(Topic::Direct, config.direct_concurrency), (Topic::Bulk, config.concurrency)] {
+        let (queue, deliverer, metrics, shutdown) =
+            (queue.clone(), deliverer.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(lane(queue, deliverer, metrics, topic, slots.max(1), shutdown));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Pulls one topic with up to `slots` pages in hand.
+async fn lane(
+    queue: Arc<dyn Queue>,
+    deliverer: Deliverer,
+    metrics: ConsumerMetrics,
+    topic: Topic,
+    slots: usize,
+    shutdown: CancellationToken,
+) {
+    let sub = lane_subscription(topic);
     let mut in_flight = JoinSet::new();
     while !shutdown.is_cancelled() {
-        while in_flight.len() >= config.concurrency {
+        while in_flight.len() >= slots {
             in_flight.join_next().await;
         }
-        let room = config.concurrency - in_flight.len();
+        let room = slots - in_flight.len();
         let deliveries = tokio::select! {
             _ = shutdown.cancelled() => break,
             pulled = queue.pull(&sub, room, Duration::from_millis(500)) => pulled,
@@ -145,49 +208,98 @@ pub async fn run(
         let deliveries = match deliveries {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(error = %e, "pulling pages failed; retrying");
+                tracing::warn!(error = %e, topic = topic.name(), "pulling pages failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
         for delivery in deliveries {
             let (queue, deliverer, metrics, sub) = (queue.clone(), deliverer.clone(), metrics.clone(), sub.clone());
-            in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, delivery).await });
+            in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, topic, delivery).await });
         }
     }
     while in_flight.join_next().await.is_some() {}
-    Ok(())
+}
+
+/// How often the consumer role looks for revocations the inbox store has not applied.
+const RECONCILE_EVERY: Duration = Duration::from_secs(2);
+
+/// Withholds, oldest first, every revocation in the SQL log that the inbox store has not applied
+/// (a revoke whose withholding failed after it committed); returns how many it applied.
+pub async fn reconcile_revocations(notifications: &dyn NotificationStore, inbox: &dyn InboxStore) -> PortResult<usize> {
+    let mut applied = inbox.revocations_applied().await?;
+    let mut count = 0;
+    loop {
+        let batch = notifications.revocations_since(applied, 100).await?;
+        if batch.is_empty() {
+            return Ok(count);
+        }
+        for (position, id) in batch {
+            inbox.apply_revocation(position, &id).await?;
+            tracing::debug!(notification = %id, position, "revocation applied to the inbox store");
+            (applied, count) = (position, count + 1);
+        }
+    }
+}
+
+/// Runs `reconcile_revocations` now and every few seconds until `shutdown`.
+async fn keep_revocations_applied(
+    notifications: Arc<dyn NotificationStore>,
+    inbox: Arc<dyn InboxStore>,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = reconcile_revocations(notifications.as_ref(), inbox.as_ref()).await {
+            tracing::warn!(error = %e, "applying revocations to the inbox store failed; retrying");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
 }
 
 /// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
 /// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
-/// can never succeed: it is logged and acked.
-async fn handle(queue: &dyn Queue, deliverer: &Deliverer, metrics: &ConsumerMetrics, sub: &Subscription, d: Delivery) {
-    let outcome = match serde_json::from_slice::<Page>(&d.message.body) {
+/// can never succeed: it is kept as a dead letter (noted in its notification's history), then acked.
+async fn handle(
+    queue: &dyn Queue,
+    deliverer: &Deliverer,
+    metrics: &ConsumerMetrics,
+    sub: &Subscription,
+    topic: Topic,
+    d: Delivery,
+) {
+    let consumed = match serde_json::from_slice::<Page>(&d.message.body) {
         Err(e) => {
-            tracing::error!(key = %d.message.key, error = %e, "dropping a page that does not parse");
-            "malformed"
+            tracing::error!(key = %d.message.key, error = %e, "a page does not parse; keeping it as a dead letter");
+            let letter = DeadLetter { key: d.message.key.clone(), reason: e.to_string(), body: d.message.body.clone() };
+            deliverer.ledger.dead_letter(&letter, Utc::now()).await.map(|()| {
+                metrics.dead_lettered.inc();
+                "dead_lettered"
+            })
         }
-        Ok(page) => match deliverer.deliver(&page).await {
-            Ok(outcome) => {
-                if let Outcome::Delivered(added) = outcome {
-                    metrics.deliveries.inc_by(added);
-                }
-                outcome.label()
+        Ok(page) => deliverer.deliver(&page, topic).await.map(|outcome| {
+            if let Outcome::Delivered(added) = outcome {
+                metrics.deliveries.inc_by(added);
             }
-            Err(e) => {
-                let delay = Duration::from_secs(1 << d.attempt.min(6));
-                tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
-                metrics.pages.with_label_values(&["retried"]).inc();
-                if let Err(e) = queue.retry_later(sub, d.receipt, delay).await {
-                    tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
-                }
-                return;
-            }
-        },
+            outcome.label()
+        }),
     };
-    metrics.pages.with_label_values(&[outcome]).inc();
-    if let Err(e) = queue.ack(sub, &[d.receipt]).await {
-        tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
+    match consumed {
+        Ok(label) => {
+            metrics.pages.with_label_values(&[label]).inc();
+            if let Err(e) = queue.ack(sub, std::slice::from_ref(&d.receipt)).await {
+                tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
+            }
+        }
+        Err(e) => {
+            let delay = Duration::from_secs(1 << d.attempt.min(6));
+            tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
+            metrics.pages.with_label_values(&["retried"]).inc();
+            if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
+                tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
+            }
+        }
     }
 }

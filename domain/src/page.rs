@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::notification::NotificationId;
+use crate::ports::QueueMessage;
 use crate::receiver::{City, ReceiverId, ReceiverKind};
 
 /// Receivers per page: big enough to amortise a round trip, small enough that a page is one quick,
@@ -48,4 +49,17 @@ pub struct Page {
     pub key: PageKey,
     pub receiver_kind: ReceiverKind,
     pub receivers: Vec<ReceiverId>,
+}
+
+impl Page {
+    /// The queue message carrying this page on `topic`: tagged with the receiver kind, keyed by the
+    /// page key.
+    pub fn to_message(&self, topic: Topic) -> Result<QueueMessage, serde_json::Error> {
+        Ok(QueueMessage {
+            topic: topic.name().to_string(),
+            tag: self.receiver_kind.as_str().to_string(),
+            key: self.key.to_string(),
+            body: serde_json::to_vec(self)?,
+        })
+    }
 }

@@ -1,11 +1,14 @@
-//! Who an audience reaches, per city: what a send is planned from and what a preview shows. A
-//! domain service: it needs only the receiver directory port.
+//! Who an audience reaches, per city: what a send is planned from and what a preview shows (a
+//! domain service: it needs only the receiver directory port); and which broadcasts a receiver who
+//! joins, moves or changes groups later still gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{DateTime, Utc};
+
 use crate::audience::Target;
 use crate::ports::{CityPlan, PortResult, ReceiverDirectory};
-use crate::{Audience, City, ReceiverId, ReceiverKind};
+use crate::{Audience, City, Notification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status};
 
 /// An audience resolved against the receiver directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,5 +67,126 @@ pub async fn plan_audience(
             });
             Ok(AudiencePlan { cities: cities.collect(), unknown })
         }
+    }
+}
+
+/// Receivers a broadcast reaches late in one city, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LateDelivery {
+    pub notification: NotificationId,
+    pub receiver_kind: ReceiverKind,
+    pub city: City,
+    pub receivers: Vec<ReceiverId>,
+}
+
+/// Whether a receiver that is new, or whose city or groups just changed, gets `n` late: `n` is a
+/// broadcast (a selection; an include list is an explicit snapshot) that is sending or sent (not
+/// revoked or cancelled), for its kind, still valid at `now`, whose selection matches the receiver's
+/// city and groups as they are now and does not exclude it.
+pub fn reaches_late(n: &Notification, r: &Receiver, now: DateTime<Utc>) -> bool {
+    let Target::Selection(selection) = &n.content.audience.target else { return false };
+    matches!(n.status, Status::Sending | Status::Sent)
+        && n.content.receiver_kind == r.kind
+        && n.content.validity.until().is_none_or(|until| until > now)
+        && selection.matches(&r.city, r.groups())
+        && !n.content.audience.excludes(&r.id)
+}
+
+/// What the receivers that are new or changed get late (`reaches_late`), grouped per
+/// (notification, city) so it is paged like any send: never one write per receiver. A receiver
+/// that no longer matches keeps what it already got.
+pub fn late_deliveries(
+    notifications: &[Notification],
+    receivers: &[Receiver],
+    now: DateTime<Utc>,
+) -> Vec<LateDelivery> {
+    let mut groups: BTreeMap<(&NotificationId, &City), (ReceiverKind, BTreeSet<&ReceiverId>)> = BTreeMap::new();
+    for n in notifications {
+        for r in receivers.iter().filter(|r| reaches_late(n, r, now)) {
+            groups.entry((&n.id, &r.city)).or_insert_with(|| (r.kind, BTreeSet::new())).1.insert(&r.id);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((n, city), (receiver_kind, ids))| LateDelivery {
+            notification: n.clone(),
+            receiver_kind,
+            city: city.clone(),
+            receivers: ids.into_iter().cloned().collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::NewNotification;
+    use crate::{Body, Category, Group, Title, ValidityWindow};
+
+    fn notification(audience: &str, status: Status, until: Option<DateTime<Utc>>) -> Notification {
+        Notification {
+            id: NotificationId::generate(),
+            content: NewNotification {
+                title: Title::parse("title", "t").unwrap(),
+                body: Body::parse("body", "b").unwrap(),
+                category: Category::System,
+                receiver_kind: ReceiverKind::Rider,
+                audience: serde_json::from_str(audience).unwrap(),
+                pinned: false,
+                force_read: false,
+                validity: ValidityWindow::new(None, until).unwrap(),
+                send_at: None,
+                draft: false,
+            },
+            status,
+            created_at: Utc::now(),
+            sent_at: None,
+            revoked_at: None,
+        }
+    }
+
+    fn rider(kind: ReceiverKind, id: &str, city: &str, groups: &[&str]) -> Receiver {
+        let groups = groups.iter().map(|g| Group::parse("", g).unwrap()).collect();
+        Receiver::new(kind, ReceiverId::parse("", id).unwrap(), City::parse("", city).unwrap(), groups).unwrap()
+    }
+
+    #[test]
+    fn late_joiners_get_what_they_now_match_per_notification_and_city() {
+        let now = Utc::now();
+        let all = notification(r#"{"all": true, "exclude": ["r9"]}"#, Status::Sent, None);
+        let vip_bj = notification(r#"{"cities": ["bj"], "groups": ["vip"]}"#, Status::Sending, None);
+        let not_late = [
+            notification(r#"{"all": true}"#, Status::Revoked, None),
+            notification(r#"{"all": true}"#, Status::Scheduled, None),
+            notification(r#"{"all": true}"#, Status::Sent, Some(now - chrono::Duration::seconds(1))),
+            notification(r#"{"include": ["r1"]}"#, Status::Sent, None),
+        ];
+        let receivers = [
+            rider(ReceiverKind::Rider, "r2", "bj", &["vip"]),
+            rider(ReceiverKind::Rider, "r1", "bj", &[]),
+            rider(ReceiverKind::Rider, "r3", "sh", &["vip"]),
+            rider(ReceiverKind::Rider, "r9", "bj", &["vip"]),
+            rider(ReceiverKind::Merchant, "m1", "bj", &["vip"]),
+        ];
+        let mut notifications = vec![all.clone(), vip_bj.clone()];
+        notifications.extend(not_late);
+        let ids = |v: &[&str]| v.iter().map(|i| ReceiverId::parse("", i).unwrap()).collect::<Vec<_>>();
+        let city = |c: &str| City::parse("", c).unwrap();
+        let mut expected = vec![
+            (all.id.clone(), city("bj"), ids(&["r1", "r2"])),
+            (all.id.clone(), city("sh"), ids(&["r3"])),
+            (vip_bj.id.clone(), city("bj"), ids(&["r2", "r9"])),
+        ];
+        let mut expected: Vec<LateDelivery> = expected
+            .drain(..)
+            .map(|(notification, city, receivers)| LateDelivery {
+                notification,
+                receiver_kind: ReceiverKind::Rider,
+                city,
+                receivers,
+            })
+            .collect();
+        expected.sort_by(|a, b| (&a.notification, &a.city).cmp(&(&b.notification, &b.city)));
+        assert_eq!(late_deliveries(&notifications, &receivers, now), expected);
     }
 }

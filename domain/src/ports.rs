@@ -38,7 +38,12 @@ pub type PortResult<T> = Result<T, PortError>;
 /// Receivers by kind, city and group.
 #[async_trait]
 pub trait ReceiverDirectory: Send + Sync {
-    /// Inserts or replaces each receiver; returns how many rows were written.
+    /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
+    /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
+    /// are paged late into every broadcast `plan::late_deliveries` gives them: pages of at most
+    /// `PAGE_SIZE` per (notification, city) go to the outbox numbered after that city's send task,
+    /// which counts them as published and matched and is no longer done (created finished if the
+    /// city had none), so delivering them settles `matched` to what they added as usual.
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
     /// The known receivers among `ids` (unknown ids are simply absent).
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>>;
@@ -106,6 +111,9 @@ pub trait NotificationStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
+    /// Appends a history entry under the notification's current status, which stays as it is (a
+    /// failed attempt that will be retried, for instance). False if there is no such notification.
+    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool>;
     /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
     /// match in all.
     async fn list(
@@ -187,13 +195,25 @@ pub struct CityProgress {
     pub done: bool,
 }
 
+/// A queue message that can never be delivered (its body does not decode as a page), kept with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message key: `<notification>/<city>/<page>` for a page.
+    pub key: String,
+    pub reason: String,
+    pub body: Vec<u8>,
+}
+
 /// Send tasks, the outbox and the delivered-page ledger: what makes a send resumable.
 #[async_trait]
 pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
     /// Records one task per city and moves the notification from scheduled to sending, in one
-    /// transaction. False if it was no longer scheduled (cancelled, or another scheduler won).
+    /// transaction. For a selection that names no cities, every other city where it now matches
+    /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
+    /// between the count and the start. False if it was no longer scheduled (cancelled, or another
+    /// scheduler won).
     async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool>;
     /// Tasks still paging, of notifications still sending: include-list (`direct`) ones or
     /// broadcast ones, in (notification, city) order, strictly after `after` (keyset).
@@ -221,6 +241,10 @@ pub trait SendLedger: Send + Sync {
     async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
         Ok(self.progress_of(std::slice::from_ref(id)).await?.remove(id).unwrap_or_default())
     }
+    /// Keeps an undeliverable message (once per key) and, when its key names a notification
+    /// (`<notification>/<city>/<page>`), writes to that notification's history why a page of it
+    /// will never arrive, so a send it leaves unfinished is never silently stuck.
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,7 +262,10 @@ pub struct Subscription {
 /// A message handed to a consumer, to ack or to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    pub receipt: u64,
+    /// Opaque (as a RocketMQ receipt handle): names this lease of the message. Once the lease ended
+    /// (acked, retried, expired, or its holder died and another consumer took the message), acking
+    /// or retrying with it does nothing.
+    pub receipt: String,
     pub attempt: u32,
     pub message: QueueMessage,
 }
@@ -252,15 +279,17 @@ pub trait Queue: Send + Sync {
     /// Declares a group's interest: from now on every message on its topics and tags is kept for it
     /// until it acks, whether or not one of its consumers is running. Idempotent, side-effect free.
     async fn declare(&self, subscription: &Subscription) -> PortResult<()>;
-    /// Joins the group as a consumer (declaring it too). Messages that consumers of the group took
-    /// before a crash become available again.
+    /// Joins the group as a consumer (declaring it too). A lease belongs to the consumer holding it:
+    /// messages a dead consumer held (killed, crashed) become available again within seconds, what a
+    /// live one holds stays its own until it acks, retries or its lease runs out.
     async fn subscribe(&self, subscription: &Subscription) -> PortResult<()>;
-    /// Up to `max` messages, waiting up to `wait` for the first. A message not acked within the
-    /// queue's lease is handed out again.
+    /// Up to `max` messages, waiting up to `wait` for the first. The subscription lists its topics in
+    /// priority order: every visible message of an earlier topic is handed out before a later one's.
+    /// A message not acked within the queue's lease is handed out again.
     async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>>;
-    async fn ack(&self, subscription: &Subscription, receipts: &[u64]) -> PortResult<()>;
+    async fn ack(&self, subscription: &Subscription, receipts: &[String]) -> PortResult<()>;
     /// Hands the message out again after `delay`.
-    async fn retry_later(&self, subscription: &Subscription, receipt: u64, delay: Duration) -> PortResult<()>;
+    async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()>;
     /// Messages kept for the group and not yet acked.
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
 }
@@ -298,6 +327,12 @@ pub trait InboxStore: Send + Sync {
     /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds
     /// nothing and moves no counter; entries and counts from before stay. Idempotent.
     async fn withhold(&self, notification: &NotificationId) -> PortResult<()>;
+    /// Withholds the notification revoked at `position` of the revocation log
+    /// (`NotificationStore::revocations_since`) and remembers that position as applied, atomically.
+    /// Idempotent; the remembered position never goes back.
+    async fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()>;
+    /// The highest revocation-log position applied (0 when none was).
+    async fn revocations_applied(&self) -> PortResult<u64>;
     /// Every entry of one inbox.
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.

@@ -66,11 +66,19 @@ impl Scheduler {
         let _ = tokio::join!(pager, relay);
     }
 
+    /// Whether the bell rang since the pager last waited for it (taking the ring: the caller ends
+    /// its round, and the next one, which looks for due sends first, begins at once).
+    fn woken(&self) -> bool {
+        let rung = std::pin::pin!(self.wake.notified());
+        rung.enable()
+    }
+
     async fn run_pager(self: Arc<Self>, shutdown: CancellationToken) {
         let mut pace = pager::Pace::new(self.config.max_pages_per_second);
         let mut rotation = pager::Rotation::default();
+        let mut retrying = pager::Retrying::default();
         while !shutdown.is_cancelled() {
-            let busy = match self.page_round(&mut pace, &mut rotation, &shutdown).await {
+            let busy = match self.page_round(&mut pace, &mut rotation, &mut retrying, &shutdown).await {
                 Ok(busy) => busy,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler round failed; retrying");

@@ -4,17 +4,19 @@
 //! created meanwhile starts promptly, and the next round continues where this one stopped.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::audience::Target;
 use herald_domain::plan::plan_audience;
-use herald_domain::ports::{PageStep, PortError, PortResult, QueueMessage, SendTask};
+use herald_domain::ports::{PageStep, PortError, PortResult, SendTask};
 use herald_domain::{City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Scheduler;
+use crate::relay::Backoff;
 
 /// How long one round may spend on broadcast tasks before looking for new sends again.
 const ROUND_BUDGET: Duration = Duration::from_secs(1);
@@ -45,25 +47,109 @@ impl Pace {
     }
 }
 
+/// How long an item stays remembered after its retry time passed without a retry: by then it is no
+/// longer listed (sent, cancelled, finished), since every round retries what is listed and ready.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// Due notifications read per round, besides those waiting out a backoff.
+const DUE_PER_ROUND: usize = 100;
+
+/// Items whose last attempt failed, and when each may be tried again: a failing notification or
+/// task waits out its own exponential backoff while the rest of the round goes on.
+pub(crate) struct Retries<K> {
+    waiting: HashMap<K, Waiting>,
+}
+
+struct Waiting {
+    backoff: Backoff,
+    next: Instant,
+    /// The streak's first failure is in the notification's history.
+    recorded: bool,
+}
+
+impl<K> Default for Retries<K> {
+    fn default() -> Self {
+        Self { waiting: HashMap::new() }
+    }
+}
+
+impl<K: Eq + Hash> Retries<K> {
+    fn ready(&self, key: &K) -> bool {
+        self.waiting.get(key).is_none_or(|w| Instant::now() >= w.next)
+    }
+
+    fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    fn failed(&mut self, key: K) -> &mut Waiting {
+        let w = self.waiting.entry(key).or_insert_with(|| Waiting {
+            backoff: Backoff::default(),
+            next: Instant::now(),
+            recorded: false,
+        });
+        w.next = Instant::now() + w.backoff.next();
+        w
+    }
+
+    fn succeeded(&mut self, key: &K) {
+        self.waiting.remove(key);
+    }
+
+    fn forget_stale(&mut self) {
+        let now = Instant::now();
+        self.waiting.retain(|_, w| now < w.next + FORGET_AFTER);
+    }
+}
+
+/// What the pager retries: due notifications to plan, and send tasks to page.
+#[derive(Default)]
+pub(crate) struct Retrying {
+    plans: Retries<NotificationId>,
+    tasks: Retries<(NotificationId, City)>,
+}
+
+/// Where an attempt failed: the label of `herald_send_failures_total`.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Plan,
+    Page,
+}
+
+impl Stage {
+    fn label(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Page => "page",
+        }
+    }
+}
+
 impl Scheduler {
-    /// Returns whether there was work, so the loop goes on without waiting.
+    /// Returns whether anything was attempted, so the loop goes on without waiting. Only reading
+    /// the due notifications and open tasks fails a round; a failing item is retried on its own.
     pub(crate) async fn page_round(
         &self,
         pace: &mut Pace,
         rotation: &mut Rotation,
+        retrying: &mut Retrying,
         shutdown: &CancellationToken,
     ) -> PortResult<bool> {
-        let started = self.start_due().await?;
+        retrying.plans.forget_stale();
+        retrying.tasks.forget_stale();
+        let started = self.start_due(&mut retrying.plans).await?;
         let per_round = self.config.tasks_per_round.max(1);
-        let direct = self.ports.ledger.open_tasks(true, None, per_round).await?;
+        // Tasks waiting out a backoff take no share of the round.
+        let limit = per_round + retrying.tasks.len();
+        let direct = self.ports.ledger.open_tasks(true, None, limit).await?;
         // Broadcast tasks continue after the last one served, wrapping round, so that a round cut
         // short by its budget starves none, however many there are.
         let after = rotation.after.as_ref().map(|(n, c)| (n, c));
-        let mut bulk = self.ports.ledger.open_tasks(false, after, per_round).await?;
+        let mut bulk = self.ports.ledger.open_tasks(false, after, limit).await?;
         if let Some((last_id, last_city)) = after
-            && bulk.len() < per_round
+            && bulk.len() < limit
         {
-            let wrapped = self.ports.ledger.open_tasks(false, None, per_round - bulk.len()).await?;
+            let wrapped = self.ports.ledger.open_tasks(false, None, limit - bulk.len()).await?;
             bulk.extend(wrapped.into_iter().filter(|t| (&t.notification_id, &t.city) <= (last_id, last_city)));
         }
         let mut ids: Vec<NotificationId> = direct.iter().chain(&bulk).map(|t| t.notification_id.clone()).collect();
@@ -71,12 +157,16 @@ impl Scheduler {
         ids.dedup();
         let notifications: HashMap<NotificationId, Notification> =
             self.ports.notifications.notifications(&ids).await?.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let mut attempted = 0;
         for task in &direct {
             if shutdown.is_cancelled() {
                 break;
             }
-            if let Some(n) = notifications.get(&task.notification_id) {
-                self.advance_one(n, task).await?;
+            if let Some(n) = notifications.get(&task.notification_id)
+                && retrying.tasks.ready(&(task.notification_id.clone(), task.city.clone()))
+            {
+                self.try_advance(n, task, &mut retrying.tasks).await;
+                attempted += 1;
             }
         }
         let budget = Instant::now() + ROUND_BUDGET;
@@ -84,13 +174,48 @@ impl Scheduler {
             if shutdown.is_cancelled() || Instant::now() >= budget {
                 break;
             }
-            if let Some(n) = notifications.get(&task.notification_id) {
+            if let Some(n) = notifications.get(&task.notification_id)
+                && retrying.tasks.ready(&(task.notification_id.clone(), task.city.clone()))
+            {
                 pace.wait().await;
-                self.advance_one(n, task).await?;
+                self.try_advance(n, task, &mut retrying.tasks).await;
+                attempted += 1;
             }
             rotation.after = Some((task.notification_id.clone(), task.city.clone()));
+            // Rung: a send was created or released; start it now rather than after this round (each
+            // round still writes one broadcast page, so a stream of rings starves no broadcast).
+            if self.woken() {
+                break;
+            }
         }
-        Ok(started > 0 || !direct.is_empty() || !bulk.is_empty())
+        Ok(started > 0 || attempted > 0)
+    }
+
+    /// Advances one task; a failure is counted, recorded and retried after a backoff.
+    async fn try_advance(&self, n: &Notification, task: &SendTask, retries: &mut Retries<(NotificationId, City)>) {
+        let key = (task.notification_id.clone(), task.city.clone());
+        match self.advance_one(n, task).await {
+            Ok(()) => retries.succeeded(&key),
+            Err(e) => {
+                let what = format!("paging {}", task.city);
+                self.failed(Stage::Page, &n.id, &what, &e, retries.failed(key)).await;
+            }
+        }
+    }
+
+    /// Counts a failed attempt, and records the first of a streak in the notification's history.
+    async fn failed(&self, stage: Stage, id: &NotificationId, what: &str, error: &PortError, waiting: &mut Waiting) {
+        self.metrics.send_failures.with_label_values(&[stage.label()]).inc();
+        let retry_in_ms = waiting.next.saturating_duration_since(Instant::now()).as_millis() as u64;
+        tracing::warn!(notification = %id, stage = stage.label(), error = %error, retry_in_ms, "{what} failed; will retry");
+        if waiting.recorded {
+            return;
+        }
+        let detail = format!("{what} failed, will retry: {error}");
+        match self.ports.notifications.record_event(id, &detail, Utc::now()).await {
+            Ok(_) => waiting.recorded = true,
+            Err(e) => tracing::warn!(notification = %id, error = %e, "could not record the failure in the history"),
+        }
     }
 
     /// Writes the task's next page (or its end) to the outbox.
@@ -110,19 +235,33 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Plans and starts every due notification.
+    /// Plans and starts every due notification that is not waiting out a backoff; returns how many
+    /// it attempted.
     #[tracing::instrument(name = "start_due", skip_all)]
-    async fn start_due(&self) -> PortResult<usize> {
-        let due = self.ports.ledger.due(Utc::now(), 100).await?;
+    async fn start_due(&self, retries: &mut Retries<NotificationId>) -> PortResult<usize> {
+        // Read past those waiting out a backoff, so that they cannot crowd the others out.
+        let due = self.ports.ledger.due(Utc::now(), DUE_PER_ROUND + retries.len()).await?;
+        let mut attempted = 0;
         for n in &due {
-            let plan =
-                plan_audience(self.ports.receivers.as_ref(), n.content.receiver_kind, &n.content.audience).await?;
-            if self.ports.ledger.start_sending(&n.id, &plan.cities, Utc::now()).await? {
-                self.metrics.sends_started.inc();
-                tracing::info!(notification = %n.id, matched = plan.matched(), cities = plan.cities.len(), "sending");
+            if !retries.ready(&n.id) {
+                continue;
+            }
+            attempted += 1;
+            match self.start_one(n).await {
+                Ok(()) => retries.succeeded(&n.id),
+                Err(e) => self.failed(Stage::Plan, &n.id, "planning", &e, retries.failed(n.id.clone())).await,
             }
         }
-        Ok(due.len())
+        Ok(attempted)
+    }
+
+    async fn start_one(&self, n: &Notification) -> PortResult<()> {
+        let plan = plan_audience(self.ports.receivers.as_ref(), n.content.receiver_kind, &n.content.audience).await?;
+        if self.ports.ledger.start_sending(&n.id, &plan.cities, Utc::now()).await? {
+            self.metrics.sends_started.inc();
+            tracing::info!(notification = %n.id, matched = plan.matched(), cities = plan.cities.len(), "sending");
+        }
+        Ok(())
     }
 
     /// The next page of a task: up to 500 receivers after its keyset position, minus the excluded.
@@ -161,14 +300,27 @@ impl Scheduler {
                 receivers,
             };
             let topic = if audience.is_direct() { Topic::Direct } else { Topic::Bulk };
-            let message = QueueMessage {
-                topic: topic.name().to_string(),
-                tag: kind.as_str().to_string(),
-                key: page.key.to_string(),
-                body: serde_json::to_vec(&page).map_err(|e| PortError::new("page encoding", e))?,
-            };
+            let message = page.to_message(topic).map_err(|e| PortError::new("page encoding", e))?;
             Some((message, count))
         };
         Ok(PageStep { page, last_receiver, finished })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_item_waits_out_its_backoff_and_a_success_ends_the_streak() {
+        let mut retries = Retries::<&str>::default();
+        assert!(retries.ready(&"a"));
+        let w = retries.failed("a");
+        assert!(!w.recorded, "a new streak is not recorded yet");
+        w.recorded = true;
+        assert!(!retries.ready(&"a") && retries.ready(&"b"), "only the failed one waits");
+        assert!(retries.failed("a").recorded, "the streak goes on");
+        retries.succeeded(&"a");
+        assert!(retries.ready(&"a") && retries.len() == 0);
     }
 }

@@ -5,13 +5,23 @@ CREATE TABLE receivers (
     kind       TEXT    NOT NULL,
     id         TEXT    NOT NULL,
     city       TEXT    NOT NULL,
-    -- ';vip;new;' or '': a group test is instr(groups, ';vip;') > 0, the same in SQLite and MySQL.
+    -- ';new;vip;' or '' (sorted): read back as is, and compared on upsert so that re-importing an
+    -- unchanged receiver writes nothing. Selections test groups in `receiver_groups`.
     groups     TEXT    NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 -- Keyset paging of one city: WHERE kind = ? AND city = ? AND id > ? ORDER BY id LIMIT 500.
 CREATE INDEX receivers_by_city ON receivers (kind, city, id);
+
+-- One row per (receiver, group), rewritten by the upsert when a receiver's groups change: a selection
+-- of any number of groups is one EXISTS probe per receiver, with the groups bound as one JSON array.
+CREATE TABLE receiver_groups (
+    kind TEXT NOT NULL,
+    id   TEXT NOT NULL,
+    grp  TEXT NOT NULL,
+    PRIMARY KEY (kind, id, grp)
+) WITHOUT ROWID;
 
 CREATE TABLE notifications (
     id                  TEXT    NOT NULL PRIMARY KEY,
@@ -101,4 +111,12 @@ CREATE TABLE revocations (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     notification_id TEXT    NOT NULL,
     at              INTEGER NOT NULL
+);
+
+-- Queue messages that can never be delivered (a body that does not decode), kept for inspection.
+CREATE TABLE dead_letters (
+    msg_key TEXT    NOT NULL PRIMARY KEY,
+    reason  TEXT    NOT NULL,
+    body    BLOB    NOT NULL,
+    at      INTEGER NOT NULL
 );

@@ -476,22 +476,28 @@ async fn move_to(
     verb: &str,
     detail: &str,
 ) -> ApiResult<Json<NotificationView>> {
-    match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
-        TransitionOutcome::NotFound => Err(ApiError::not_found("notification")),
-        TransitionOutcome::Refused(current) => Err(ApiError::conflict(
-            "invalid_transition",
-            format!("cannot {verb} a notification that is {}", current.as_str()),
-        )),
-        TransitionOutcome::Moved(n) => {
-            if to == Status::Revoked {
-                // Closes the gap between a consumer's status check and its inbox write.
-                state.ports.inbox.withhold(&id).await?;
-            }
-            state.catalog.forget(&id);
-            state.wake_scheduler.notify_one();
-            Ok(Json(view_of(state, &n).await?))
+    let n = match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
+        TransitionOutcome::NotFound => return Err(ApiError::not_found("notification")),
+        // Revoking is idempotent: a revoke interrupted after it committed (withholding failed) is
+        // finished by trying again.
+        TransitionOutcome::Refused(Status::Revoked) if to == Status::Revoked => {
+            state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?
         }
+        TransitionOutcome::Refused(current) => {
+            return Err(ApiError::conflict(
+                "invalid_transition",
+                format!("cannot {verb} a notification that is {}", current.as_str()),
+            ));
+        }
+        TransitionOutcome::Moved(n) => *n,
+    };
+    if to == Status::Revoked {
+        // Closes the gap between a consumer's status check and its inbox write.
+        state.ports.inbox.withhold(&id).await?;
     }
+    state.catalog.forget(&id);
+    state.wake_scheduler.notify_one();
+    Ok(Json(view_of(state, &n).await?))
 }
 
 /// Releases a draft, unless its window closed while it waited: nobody could ever see it.
@@ -524,7 +530,8 @@ pub async fn cancel(
     move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", "cancelled before sending").await
 }
 
-/// Takes back a sending or sent notification: gone from every inbox, stats kept.
+/// Takes back a sending or sent notification: gone from every inbox, stats kept. Idempotent: revoking a
+/// revoked notification answers 200 again and finishes a revoke that was interrupted.
 #[utoipa::path(post, path = "/admin/v1/notifications/{id}/revoke", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "The notification's id")),
     responses((status = 200, body = NotificationView), NeedsToken, ReadsPath, Conflicts, UsesBackend))]

@@ -77,6 +77,18 @@ pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) 
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "stats kept");
 }
 
+pub async fn a_page_delivered_after_withholding_records_zero_and_repeats_it(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let n = NotificationId::generate();
+    inbox.withhold(&n).await.unwrap();
+    let p = page(&n, "sh", 0, 0..10);
+    assert_eq!(inbox.deliver(&p).await.unwrap(), first(0), "withheld: recorded as adding nothing");
+    assert_eq!(inbox.page_outcome(&p.key).await.unwrap(), Some(0));
+    assert_eq!(inbox.deliver(&p).await.unwrap(), PageDelivery { added: 0, repeated: true }, "a redelivery agrees");
+    assert!(inbox.entries(&rider("r00001")).await.unwrap().is_empty());
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 0);
+}
+
 pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
@@ -146,4 +158,19 @@ pub async fn entries_survive_a_restart(h: &dyn InboxHarness) {
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
     assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), PageDelivery { added: 10, repeated: true });
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
+}
+
+pub async fn applied_revocations_are_withheld_and_remembered(h: &dyn InboxHarness) {
+    let n = NotificationId::generate();
+    {
+        let inbox = h.open().await;
+        assert_eq!(inbox.revocations_applied().await.unwrap(), 0);
+        inbox.apply_revocation(3, &n).await.unwrap();
+        inbox.apply_revocation(3, &n).await.unwrap();
+        inbox.apply_revocation(2, &NotificationId::generate()).await.unwrap();
+        assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "the position never goes back");
+    }
+    let inbox = h.open().await;
+    assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "kept across a restart");
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(0), "withheld");
 }

@@ -48,7 +48,7 @@ pub async fn delivers_in_order_and_ack_removes(h: &dyn QueueHarness) {
     assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
     assert_eq!(got[2].message, sent[2], "topic, tag, key and body arrive intact");
     assert!(got.iter().all(|d| d.attempt == 1));
-    q.ack(&s, &got.iter().map(|d| d.receipt).collect::<Vec<_>>()).await.unwrap();
+    q.ack(&s, &got.iter().map(|d| d.receipt.clone()).collect::<Vec<_>>()).await.unwrap();
     assert_eq!(q.lag(&s).await.unwrap(), 0);
     assert!(q.pull(&s, 10, Duration::from_millis(300)).await.unwrap().is_empty(), "acked messages never return");
 }
@@ -83,7 +83,7 @@ pub async fn every_group_gets_every_message(h: &dyn QueueHarness) {
     q.subscribe(&b).await.unwrap();
     q.publish(&[msg(&t, "rider", "only")]).await.unwrap();
     let from_a = pull_n(q.as_ref(), &a, 1).await;
-    q.ack(&a, &[from_a[0].receipt]).await.unwrap();
+    q.ack(&a, &[from_a[0].receipt.clone()]).await.unwrap();
     let from_b = pull_n(q.as_ref(), &b, 1).await;
     assert_eq!(from_b[0].message.key, "only", "acking in one group leaves it for the other");
 }
@@ -95,7 +95,7 @@ pub async fn retry_later_redelivers_with_next_attempt(h: &dyn QueueHarness) {
     q.subscribe(&s).await.unwrap();
     q.publish(&[msg(&t, "rider", "flaky")]).await.unwrap();
     let first = pull_n(q.as_ref(), &s, 1).await;
-    q.retry_later(&s, first[0].receipt, Duration::from_millis(100)).await.unwrap();
+    q.retry_later(&s, &first[0].receipt, Duration::from_millis(100)).await.unwrap();
     let second = pull_n(q.as_ref(), &s, 1).await;
     assert_eq!(second[0].message.key, "flaky");
     assert_eq!(second[0].attempt, 2);
@@ -109,7 +109,7 @@ pub async fn unacked_messages_survive_a_restart(h: &dyn QueueHarness) {
         q.subscribe(&s).await.unwrap();
         q.publish(&[msg(&t, "rider", "a"), msg(&t, "rider", "b")]).await.unwrap();
         let got = pull_n(q.as_ref(), &s, 2).await;
-        q.ack(&s, &[got[0].receipt]).await.unwrap();
+        q.ack(&s, &[got[0].receipt.clone()]).await.unwrap();
         // "b" was taken and never acked: the process dies here.
     }
     let q = h.open().await;
@@ -140,24 +140,17 @@ pub async fn pull_waits_for_a_publish(h: &dyn QueueHarness) {
     assert_eq!(got.len(), 1, "a waiting pull returns what is published meanwhile");
 }
 
-pub async fn a_backlog_on_one_topic_does_not_delay_another(h: &dyn QueueHarness) {
+pub async fn earlier_topics_are_served_first_so_a_backlog_never_delays_them(h: &dyn QueueHarness) {
     let q = h.open().await;
     let (bulk, direct) = (h.topic("bulk"), h.topic("direct"));
-    let s = sub("g", &[&bulk, &direct], &["rider"]);
+    let s = sub("g", &[&direct, &bulk], &["rider"]);
     q.subscribe(&s).await.unwrap();
     let backlog: Vec<_> = (0..50).map(|i| msg(&bulk, "rider", &format!("b{i}"))).collect();
     q.publish(&backlog).await.unwrap();
-    q.publish(&[msg(&direct, "rider", "urgent")]).await.unwrap();
-    let mut first = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while first.len() < 4 && Instant::now() < deadline {
-        first.extend(q.pull(&s, 4 - first.len(), Duration::from_millis(200)).await.unwrap());
-    }
-    assert!(
-        first.iter().any(|d| d.message.key == "urgent"),
-        "the direct message comes among the first few, not after 50 bulk ones: {:?}",
-        first.iter().map(|d| &d.message.key).collect::<Vec<_>>()
-    );
+    q.publish(&[msg(&direct, "rider", "urgent0"), msg(&direct, "rider", "urgent1")]).await.unwrap();
+    let first = pull_n(q.as_ref(), &s, 3).await;
+    let keys: Vec<_> = first.iter().map(|d| d.message.key.as_str()).collect();
+    assert_eq!(keys, ["urgent0", "urgent1", "b0"], "the first-listed topic is served before any later one");
 }
 
 pub async fn a_declared_group_keeps_what_is_published_before_its_consumer_runs(h: &dyn QueueHarness) {
@@ -185,6 +178,48 @@ pub async fn retries_never_give_up(h: &dyn QueueHarness) {
     for attempt in 1..=20 {
         let got = pull_n(q.as_ref(), &s, 1).await;
         assert_eq!((got.len(), got[0].attempt), (1, attempt), "attempt {attempt}");
-        q.retry_later(&s, got[0].receipt, Duration::ZERO).await.unwrap();
+        q.retry_later(&s, &got[0].receipt, Duration::ZERO).await.unwrap();
     }
+}
+
+pub async fn a_second_subscriber_leaves_what_the_first_holds(h: &dyn QueueHarness) {
+    let t = h.topic("bulk");
+    let s = sub("shared", &[&t], &["rider"]);
+    let first = h.open().await;
+    first.subscribe(&s).await.unwrap();
+    first.publish(&[msg(&t, "rider", "held")]).await.unwrap();
+    let held = pull_n(first.as_ref(), &s, 1).await;
+    assert_eq!(held.len(), 1);
+    let second = h.open().await;
+    second.subscribe(&s).await.unwrap();
+    let taken = second.pull(&s, 10, Duration::from_millis(500)).await.unwrap();
+    assert!(taken.is_empty(), "a live consumer's lease is its own: {taken:?}");
+    first.ack(&s, &[held[0].receipt.clone()]).await.unwrap();
+    assert_eq!(second.lag(&s).await.unwrap(), 0, "the holder's ack counts");
+}
+
+pub async fn a_stale_holders_messages_come_back_and_its_receipts_are_void(h: &dyn QueueHarness) {
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    let stale = {
+        let dead = h.open().await;
+        dead.subscribe(&s).await.unwrap();
+        dead.publish(&[msg(&t, "rider", "orphan")]).await.unwrap();
+        pull_n(dead.as_ref(), &s, 1).await.remove(0).receipt
+        // The holder dies here (kill -9): it stops heartbeating.
+    };
+    let q = h.open().await;
+    q.subscribe(&s).await.unwrap();
+    let got = pull_n(q.as_ref(), &s, 1).await;
+    assert_eq!(got.len(), 1, "a dead holder's lease comes back within seconds");
+    assert_eq!((got[0].message.key.as_str(), got[0].attempt), ("orphan", 2));
+    q.retry_later(&s, &got[0].receipt, Duration::ZERO).await.unwrap();
+    q.retry_later(&s, &stale, Duration::from_secs(3600)).await.unwrap();
+    let again = pull_n(q.as_ref(), &s, 1).await;
+    assert_eq!(again.len(), 1, "the old holder's retry_later was a no-op");
+    assert_eq!(again[0].attempt, 3);
+    q.ack(&s, &[stale]).await.unwrap();
+    assert_eq!(q.lag(&s).await.unwrap(), 1, "the old holder's ack was a no-op");
+    q.ack(&s, &[again[0].receipt.clone()]).await.unwrap();
+    assert_eq!(q.lag(&s).await.unwrap(), 0);
 }

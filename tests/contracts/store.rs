@@ -111,6 +111,36 @@ pub async fn group_names_are_matched_whole(h: &dyn StoreHarness) {
     assert_eq!(page, vec![rid("b")], "vip does not match vip_gold");
 }
 
+pub async fn selections_of_ten_thousand_cities_and_groups_are_answered(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let all: Vec<Receiver> =
+        (0..20).map(|i| rider(&format!("m{i:02}"), &format!("c{}", i % 2), &[&format!("g{i}")])).collect();
+    ports.receivers.upsert_receivers(&all).await.unwrap();
+    // Every even rider's group, among 10,000 named groups and 10,000 named cities.
+    let groups = (0..10_000).map(|i| group(&format!("g{}", i * 2))).collect();
+    let cities = (0..10_000).map(|i| city(&format!("c{i}"))).collect();
+    let wide = Selection { cities: Some(cities), groups };
+    let counts = ports.receivers.count_selection(ReceiverKind::Rider, &wide).await.unwrap();
+    assert_eq!(counts, vec![(city("c0"), 10)]);
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &wide, &city("c0"), None, 500).await.unwrap();
+    assert_eq!(page.len(), 10);
+    let elsewhere = city("elsewhere");
+    let unnamed = ports.receivers.page_selection(ReceiverKind::Rider, &wide, &elsewhere, None, 500).await.unwrap();
+    assert!(unnamed.is_empty(), "a city the selection does not name is empty");
+}
+
+pub async fn upsert_counts_only_new_or_changed_receivers(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let first = [rider("u1", "sh", &["vip"]), rider("u2", "sh", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&first).await.unwrap(), 2);
+    assert_eq!(ports.receivers.upsert_receivers(&first).await.unwrap(), 0, "unchanged: nothing written");
+    let moved = [rider("u1", "sh", &["new", "vip"]), rider("u2", "bj", &[]), rider("u3", "bj", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&moved).await.unwrap(), 3);
+    let vip_new = Selection { cities: None, groups: BTreeSet::from([group("new")]) };
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &vip_new, &city("sh"), None, 500).await.unwrap();
+    assert_eq!(page, vec![rid("u1")], "the changed groups are selected");
+}
+
 pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let c = content(r#"{"all": true}"#);
@@ -143,6 +173,18 @@ pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     assert_eq!(missing, TransitionOutcome::NotFound);
     let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
     assert_eq!(history, vec![Status::Scheduled, Status::Cancelled]);
+}
+
+pub async fn an_event_is_recorded_under_the_current_status(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    assert!(ports.notifications.record_event(&n.id, "planning failed, will retry", Utc::now()).await.unwrap());
+    let history = ports.notifications.history(&n.id).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry"));
+    assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Scheduled);
+    let ghost = NotificationId::generate();
+    assert!(!ports.notifications.record_event(&ghost, "x", Utc::now()).await.unwrap(), "no such notification");
 }
 
 pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
@@ -251,6 +293,74 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert!(progress.iter().all(|p| p.done));
     let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
     assert_eq!(history, vec![Status::Scheduled, Status::Sending, Status::Sent]);
+}
+
+pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    ports.receivers.upsert_receivers(&[rider("early", "sh", &[])]).await.unwrap();
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let direct = created(&ports, &content(r#"{"include": ["early"]}"#)).await;
+    let snapshot = [CityPlan { city: city("sh"), matched: 1, members: Some(vec![rid("early")]) }];
+    assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
+    assert!(
+        ports
+            .ledger
+            .start_sending(&n.id, &[CityPlan { city: city("sh"), matched: 1, members: None }], Utc::now())
+            .await
+            .unwrap()
+    );
+    let task = ports.ledger.open_tasks(false, None, 10).await.unwrap().remove(0);
+    let step =
+        PageStep { page: Some((page_message(&n.id, "sh", 0), 1)), last_receiver: Some(rid("early")), finished: true };
+    assert!(ports.ledger.advance(&task, &step).await.unwrap());
+    let key = |c: &str, page_no| PageKey { notification_id: n.id.clone(), city: city(c), page_no };
+    assert!(ports.ledger.page_delivered(&key("sh", 0), 1, Utc::now()).await.unwrap(), "sent");
+    let published: Vec<i64> = ports.ledger.outbox(100).await.unwrap().iter().map(|m| m.id).collect();
+    ports.ledger.outbox_published(&published).await.unwrap();
+
+    // One joins in a new city, one in sh; the include list is a snapshot and gets neither.
+    let joiners = [rider("late1", "bj", &[]), rider("late2", "sh", &[])];
+    assert_eq!(ports.receivers.upsert_receivers(&joiners).await.unwrap(), 2);
+    let outbox = ports.ledger.outbox(100).await.unwrap();
+    let keys: Vec<&str> = outbox.iter().map(|m| m.message.key.as_str()).collect();
+    assert_eq!(keys, [key("bj", 0).to_string(), key("sh", 1).to_string()]);
+    let page: herald_domain::Page = serde_json::from_slice(&outbox[0].message.body).unwrap();
+    assert_eq!((page.key, page.receivers), (key("bj", 0), vec![rid("late1")]));
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.pages_published, p.done)).collect();
+    assert_eq!(shown, [("bj", 1, 1, false), ("sh", 2, 2, false)]);
+    assert_eq!(ports.ledger.progress(&direct.id).await.unwrap()[0].pages_published, 0, "no late page");
+    let status = ports.notifications.notification(&n.id).await.unwrap().unwrap().status;
+    assert_eq!(status, Status::Sent, "a sent notification stays sent");
+
+    assert_eq!(ports.receivers.upsert_receivers(&joiners).await.unwrap(), 0);
+    assert_eq!(ports.ledger.outbox_len().await.unwrap(), 2, "an unchanged receiver is not paged again");
+    assert!(!ports.ledger.page_delivered(&key("bj", 0), 1, Utc::now()).await.unwrap());
+    assert!(!ports.ledger.page_delivered(&key("sh", 1), 0, Utc::now()).await.unwrap());
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.done)).collect();
+    assert_eq!(shown, [("bj", 1, true), ("sh", 1, true)], "matched = what the pages added");
+}
+
+pub async fn a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let everyone = created(&ports, &content(r#"{"all": true}"#)).await;
+    let vip = created(&ports, &content(r#"{"groups": ["vip"]}"#)).await;
+    let named = created(&ports, &content(r#"{"cities": ["sh"]}"#)).await;
+    // Counted when only sh had riders; bj and gz joined before sending started.
+    let joined = [rider("s1", "sh", &["vip"]), rider("b1", "bj", &[]), rider("g1", "gz", &["vip"])];
+    ports.receivers.upsert_receivers(&joined).await.unwrap();
+    let plan = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    for n in [&everyone, &vip, &named] {
+        assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    }
+    let open = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+    let cities = |id: &NotificationId| -> Vec<String> {
+        open.iter().filter(|t| &t.notification_id == id).map(|t| t.city.to_string()).collect()
+    };
+    assert_eq!(cities(&everyone.id), ["bj", "gz", "sh"], "every city with riders is paged");
+    assert_eq!(cities(&vip.id), ["gz", "sh"], "every city where the selection matches someone");
+    assert_eq!(cities(&named.id), ["sh"], "named cities are the plan's already");
 }
 
 pub async fn an_empty_plan_is_sent_at_once(h: &dyn StoreHarness) {

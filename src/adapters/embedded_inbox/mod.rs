@@ -68,6 +68,15 @@ async fn outcome<'e>(db: impl sqlx::SqliteExecutor<'e>, key: &PageKey) -> PortRe
     Ok(added.map(|a| a as u64))
 }
 
+async fn withhold<'e>(db: impl sqlx::SqliteExecutor<'e>, notification: &NotificationId) -> PortResult<()> {
+    sqlx::query("INSERT OR IGNORE INTO withheld (notification_id) VALUES (?)")
+        .bind(notification.as_str())
+        .execute(db)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
 fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
     Ok(InboxEntry {
         notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
@@ -124,12 +133,26 @@ impl InboxStore for EmbeddedInbox {
     }
 
     async fn withhold(&self, notification: &NotificationId) -> PortResult<()> {
-        sqlx::query("INSERT OR IGNORE INTO withheld (notification_id) VALUES (?)")
-            .bind(notification.as_str())
-            .execute(self.db.writer())
+        withhold(self.db.writer(), notification).await
+    }
+
+    async fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()> {
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        withhold(&mut *tx, notification).await?;
+        sqlx::query("UPDATE revocations_applied SET position = MAX(position, ?) WHERE id = 1")
+            .bind(position as i64)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
-        Ok(())
+        tx.commit().await.map_err(err)
+    }
+
+    async fn revocations_applied(&self) -> PortResult<u64> {
+        let position: i64 = sqlx::query_scalar("SELECT position FROM revocations_applied WHERE id = 1")
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(err)?;
+        Ok(position as u64)
     }
 
     async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {

@@ -32,6 +32,13 @@ CREATE TABLE withheld (
     notification_id TEXT NOT NULL PRIMARY KEY
 ) WITHOUT ROWID;
 
+-- How far the revocation log of the SQL truth has been applied to `withheld`.
+CREATE TABLE revocations_applied (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    position INTEGER NOT NULL
+);
+INSERT INTO revocations_applied (id, position) VALUES (1, 0);
+
 CREATE TABLE clock (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL

@@ -1,7 +1,9 @@
 //! The embedded queue: a durable, at-least-once queue with topics, tags and consumer groups in one
 //! SQLite file. It behaves like the RocketMQ adapter as far as Herald can tell: a message published
 //! is kept for every group subscribed to its topic and tag until that group acks it; a pulled
-//! message not acked within the lease is handed out again, also after a crash. A message is never
+//! message not acked within the lease is handed out again. A lease belongs to the handle that took
+//! it: each consuming handle beats a heartbeat row, and the leases of one that stops beating (a
+//! killed process) are handed out again within seconds, never those of a live one. A message is never
 //! dropped after many failures: Herald's consumers are idempotent, so retrying is always safe, and a
 //! dropped page would leave its receivers without the message and its send unfinished.
 
@@ -11,12 +13,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald_domain::ports::{Delivery, PortError, PortResult, Queue, QueueMessage, Subscription};
 use sqlx::{QueryBuilder, Row, Sqlite};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
+use tokio::task::AbortHandle;
 
 use crate::adapters::sqlite::{self, Db, now_millis, push_list};
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+
+/// How often a consuming handle tells the queue it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A holder silent this long is dead (killed, crashed): its leases are void and its messages go to
+/// whoever pulls next. Short, so a restarted consumer resumes within seconds.
+const HOLDER_STALE_AFTER: Duration = Duration::from_secs(4);
 
 fn err(e: sqlx::Error) -> PortError {
     PortError::new(BACKEND, e)
@@ -26,22 +35,106 @@ pub struct EmbeddedQueue {
     db: Db,
     /// How long a pulled message stays hidden before it is handed out again.
     lease: Duration,
+    /// This handle's name as the holder of the leases it takes.
+    holder: String,
+    /// The heartbeat of this handle, started when it first consumes; stopped when it is dropped.
+    heartbeat: OnceCell<AbortHandle>,
     /// Wakes pullers of this process when something is published or becomes visible.
     published: Notify,
 }
 
+impl Drop for EmbeddedQueue {
+    fn drop(&mut self) {
+        if let Some(beat) = self.heartbeat.get() {
+            beat.abort();
+        }
+    }
+}
+
+/// A receipt names one lease: the message and the attempt that took it.
+fn receipt(seq: i64, attempt: i64) -> String {
+    format!("{seq}:{attempt}")
+}
+
+fn parse_receipt(receipt: &str) -> PortResult<(i64, i64)> {
+    receipt
+        .split_once(':')
+        .and_then(|(seq, attempt)| Some((seq.parse().ok()?, attempt.parse().ok()?)))
+        .ok_or_else(|| PortError::new(BACKEND, format!("not a receipt of this queue: {receipt:?}")))
+}
+
+/// Records that `holder` is alive, and voids the leases of holders that stopped beating.
+async fn beat(db: &Db, holder: &str) -> Result<(), sqlx::Error> {
+    let now = now_millis();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO consumers (id, heartbeat_at) VALUES (?, ?) \
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+    )
+    .bind(holder)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let dead: Vec<String> = sqlx::query_scalar("SELECT id FROM consumers WHERE heartbeat_at < ?")
+        .bind(now - HOLDER_STALE_AFTER.as_millis() as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    if !dead.is_empty() {
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET holder = NULL, visible_at = 0 WHERE holder IN ");
+        push_list(&mut qb, dead.iter().cloned());
+        qb.build().execute(&mut *tx).await?;
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM consumers WHERE id IN ");
+        push_list(&mut qb, dead.iter().cloned());
+        qb.build().execute(&mut *tx).await?;
+        tracing::info!(holders = dead.len(), "queue consumers stopped heartbeating; their pages are handed out again");
+    }
+    tx.commit().await
+}
+
 impl EmbeddedQueue {
     pub async fn open(path: &Path, lease: Duration) -> anyhow::Result<Self> {
-        Ok(Self { db: sqlite::open(path, MIGRATIONS).await?, lease, published: Notify::new() })
+        Ok(Self {
+            db: sqlite::open(path, MIGRATIONS).await?,
+            lease,
+            holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            heartbeat: OnceCell::new(),
+            published: Notify::new(),
+        })
     }
 
-    /// Leases up to `max` visible messages of the group, taken in turn from each topic so that a
-    /// backlog on one topic (a nationwide push) never delays another (a point-to-point message).
+    /// Beats once, then keeps beating in the background while this handle lives.
+    async fn start_heartbeat(&self) -> PortResult<()> {
+        self.heartbeat
+            .get_or_try_init(|| async {
+                beat(&self.db, &self.holder).await.map_err(err)?;
+                let (db, holder) = (self.db.clone(), self.holder.clone());
+                let task = tokio::spawn(async move {
+                    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+                    loop {
+                        every.tick().await;
+                        if let Err(e) = beat(&db, &holder).await {
+                            tracing::warn!(error = %e, "queue heartbeat failed");
+                        }
+                    }
+                });
+                Ok::<_, PortError>(task.abort_handle())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Leases up to `max` visible messages of the group to this handle, topic by topic in the
+    /// subscription's order: a later topic only fills what an earlier one leaves room for.
     async fn take(&self, s: &Subscription, max: usize) -> PortResult<Vec<Delivery>> {
+        self.start_heartbeat().await?;
         let now = now_millis();
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let mut lines = Vec::with_capacity(s.topics.len());
+        let mut deliveries = Vec::with_capacity(max);
+        let mut seqs = Vec::with_capacity(max);
         for topic in &s.topics {
+            if deliveries.len() >= max {
+                break;
+            }
             let rows = sqlx::query(
                 "SELECT p.seq, p.attempts, m.topic, m.tag, m.msg_key, m.body FROM pending p \
                  JOIN messages m ON m.seq = p.seq \
@@ -50,15 +143,17 @@ impl EmbeddedQueue {
             .bind(&s.group)
             .bind(topic)
             .bind(now)
-            .bind(max as i64)
+            .bind((max - deliveries.len()) as i64)
             .fetch_all(&mut *tx)
             .await
             .map_err(err)?;
-            let mut line = Vec::with_capacity(rows.len());
             for row in &rows {
-                line.push(Delivery {
-                    receipt: row.try_get::<i64, _>("seq").map_err(err)? as u64,
-                    attempt: row.try_get::<i64, _>("attempts").map_err(err)? as u32 + 1,
+                let seq: i64 = row.try_get("seq").map_err(err)?;
+                let attempt = row.try_get::<i64, _>("attempts").map_err(err)? + 1;
+                seqs.push(seq);
+                deliveries.push(Delivery {
+                    receipt: receipt(seq, attempt),
+                    attempt: attempt as u32,
                     message: QueueMessage {
                         topic: row.try_get("topic").map_err(err)?,
                         tag: row.try_get("tag").map_err(err)?,
@@ -67,29 +162,15 @@ impl EmbeddedQueue {
                     },
                 });
             }
-            lines.push(line.into_iter());
-        }
-        let mut deliveries = Vec::with_capacity(max);
-        while deliveries.len() < max {
-            let before = deliveries.len();
-            for line in &mut lines {
-                if deliveries.len() < max
-                    && let Some(d) = line.next()
-                {
-                    deliveries.push(d);
-                }
-            }
-            if deliveries.len() == before {
-                break;
-            }
         }
         if deliveries.is_empty() {
             return Ok(deliveries);
         }
-        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET attempts = attempts + 1, visible_at = ");
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE pending SET attempts = attempts + 1, holder = ");
+        qb.push_bind(self.holder.clone()).push(", visible_at = ");
         qb.push_bind(now + self.lease.as_millis() as i64);
         qb.push(" WHERE grp = ").push_bind(s.group.clone()).push(" AND seq IN ");
-        push_list(&mut qb, deliveries.iter().map(|d| d.receipt as i64));
+        push_list(&mut qb, seqs);
         qb.build().execute(&mut *tx).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(deliveries)
@@ -164,14 +245,8 @@ impl Queue for EmbeddedQueue {
 
     async fn subscribe(&self, s: &Subscription) -> PortResult<()> {
         self.declare(s).await?;
-        // A consumer starting means the previous one stopped (embedded Herald runs one consumer per
-        // data dir): its leases are void, so hand those messages out now rather than after the lease.
-        sqlx::query("UPDATE pending SET visible_at = 0 WHERE grp = ? AND attempts > 0")
-            .bind(&s.group)
-            .execute(self.db.writer())
-            .await
-            .map_err(err)?;
-        Ok(())
+        // Leases stay with their holders; the heartbeat hands a dead holder's messages out again.
+        self.start_heartbeat().await
     }
 
     async fn pull(&self, s: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>> {
@@ -197,29 +272,41 @@ impl Queue for EmbeddedQueue {
         }
     }
 
-    async fn ack(&self, s: &Subscription, receipts: &[u64]) -> PortResult<()> {
+    async fn ack(&self, s: &Subscription, receipts: &[String]) -> PortResult<()> {
         if receipts.is_empty() {
             return Ok(());
         }
+        let leases = receipts.iter().map(|r| parse_receipt(r)).collect::<PortResult<Vec<_>>>()?;
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        for chunk in receipts.chunks(500) {
-            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM pending WHERE grp = ");
-            qb.push_bind(s.group.clone()).push(" AND seq IN ");
-            push_list(&mut qb, chunk.iter().map(|r| *r as i64));
-            qb.build().execute(&mut *tx).await.map_err(err)?;
-            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE seq IN ");
-            push_list(&mut qb, chunk.iter().map(|r| *r as i64));
-            qb.push(" AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = messages.seq)");
-            qb.build().execute(&mut *tx).await.map_err(err)?;
+        for (seq, attempt) in leases {
+            // Only the lease the receipt names: a message handed out again since is not acked by it.
+            let acked = sqlx::query("DELETE FROM pending WHERE grp = ? AND seq = ? AND attempts = ?")
+                .bind(&s.group)
+                .bind(seq)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if acked > 0 {
+                sqlx::query("DELETE FROM messages WHERE seq = ? AND NOT EXISTS (SELECT 1 FROM pending WHERE seq = ?)")
+                    .bind(seq)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
         }
         tx.commit().await.map_err(err)
     }
 
-    async fn retry_later(&self, s: &Subscription, receipt: u64, delay: Duration) -> PortResult<()> {
-        sqlx::query("UPDATE pending SET visible_at = ? WHERE grp = ? AND seq = ?")
+    async fn retry_later(&self, s: &Subscription, receipt: &str, delay: Duration) -> PortResult<()> {
+        let (seq, attempt) = parse_receipt(receipt)?;
+        sqlx::query("UPDATE pending SET visible_at = ?, holder = NULL WHERE grp = ? AND seq = ? AND attempts = ?")
             .bind(now_millis() + delay.as_millis() as i64)
             .bind(&s.group)
-            .bind(receipt as i64)
+            .bind(seq)
+            .bind(attempt)
             .execute(self.db.writer())
             .await
             .map_err(err)?;

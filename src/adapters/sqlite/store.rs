@@ -1,16 +1,18 @@
 //! The SQL truth on SQLite: receivers, notifications, history, send tasks, outbox, delivered pages,
 //! read receipts and revocations.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use herald_domain::audience::Target;
 use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::plan::{LateDelivery, late_deliveries};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PageKey,
-    Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PAGE_SIZE,
+    Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic, ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -70,22 +72,32 @@ fn receiver_from_row(row: &SqliteRow) -> PortResult<Receiver> {
     Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)
 }
 
-/// ` WHERE kind = ? [AND city IN (…)] [AND (instr(groups, ';g;') > 0 OR …)]`
-fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: &Selection) {
-    qb.push(" WHERE kind = ").push_bind(kind.as_str());
-    if let Some(cities) = &selection.cities {
-        qb.push(" AND city IN ");
-        push_list(qb, cities.iter().map(|c| c.as_str().to_owned()));
+/// A JSON array of strings: however many cities or groups a selection names, they travel as one
+/// bind and are read by `json_each`, so a query's size never grows with the list.
+fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    serde_json::Value::from(items.into_iter().collect::<Vec<_>>()).to_string()
+}
+
+/// ` WHERE r.kind = ? [AND r.city IN (cities)] [AND r is in one of the groups]`, each list one JSON
+/// bind. `with_cities` false leaves the cities to the caller (paging one city tests `r.city = ?`).
+///
+/// The group test probes the receiver's few `receiver_groups` rows and looks each up among the
+/// wanted groups: `+g.grp` keeps SQLite from instead probing the index once per wanted group, which
+/// for 10,000 groups costs 10,000 lookups per receiver. A MySQL adapter writes the same EXISTS with
+/// `JSON_TABLE(?, '$[*]' COLUMNS (v VARCHAR(64) PATH '$'))` in place of `json_each` (or loads the
+/// list into a temporary table), and checks its plan the same way.
+fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: &Selection, with_cities: bool) {
+    qb.push(" WHERE r.kind = ").push_bind(kind.as_str());
+    if let Some(cities) = selection.cities.as_ref().filter(|_| with_cities) {
+        qb.push(" AND r.city IN (SELECT value FROM json_each(");
+        qb.push_bind(json_list(cities.iter().map(City::as_str))).push("))");
     }
     if !selection.groups.is_empty() {
-        qb.push(" AND (");
-        for (i, group) in selection.groups.iter().enumerate() {
-            if i > 0 {
-                qb.push(" OR ");
-            }
-            qb.push("instr(groups, ").push_bind(format!(";{group};")).push(") > 0");
-        }
-        qb.push(")");
+        qb.push(
+            " AND EXISTS (SELECT 1 FROM receiver_groups g WHERE g.kind = r.kind AND g.id = r.id \
+             AND +g.grp IN (SELECT value FROM json_each(",
+        );
+        qb.push_bind(json_list(selection.groups.iter().map(Group::as_str))).push(")))");
     }
 }
 
@@ -244,29 +256,204 @@ async fn settle(
     Ok(true)
 }
 
+/// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
+/// changed, and returns them; an unchanged one is not rewritten. The stored rows are read first,
+/// inside the write transaction, so a fresh import reads nothing back and a re-import compares
+/// in memory (the same works on MySQL, which has no RETURNING on an upsert). Their
+/// `receiver_groups` rows are replaced in the same transaction.
+async fn write_receivers(
+    tx: &mut Transaction<'static, Sqlite>,
+    receivers: &[Receiver],
+    now: DateTime<Utc>,
+) -> PortResult<Vec<Receiver>> {
+    let latest: BTreeMap<(ReceiverKind, &ReceiverId), &Receiver> =
+        receivers.iter().map(|r| ((r.kind, &r.id), r)).collect();
+    // Per kind: id → (city, groups) as stored.
+    let mut stored: HashMap<ReceiverKind, HashMap<String, (String, String)>> = HashMap::new();
+    for kind in ReceiverKind::ALL {
+        let ids = json_list(latest.keys().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()));
+        let rows = sqlx::query(
+            "SELECT id, city, groups FROM receivers WHERE kind = ? AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(kind.as_str())
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+        let of_kind = stored.entry(kind).or_default();
+        for row in rows {
+            let fields = (row.try_get("city").map_err(err)?, row.try_get("groups").map_err(err)?);
+            of_kind.insert(row.try_get("id").map_err(err)?, fields);
+        }
+    }
+    let before = |r: &Receiver| stored.get(&r.kind).and_then(|of_kind| of_kind.get(r.id.as_str()));
+    let changed: Vec<Receiver> = latest
+        .into_values()
+        .filter(|r| {
+            before(r).is_none_or(|(city, groups)| {
+                city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
+            })
+        })
+        .cloned()
+        .collect();
+    for chunk in changed.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, updated_at) ");
+        qb.push_values(chunk, |mut row, r| {
+            row.push_bind(r.kind.as_str())
+                .push_bind(r.id.as_str().to_owned())
+                .push_bind(r.city.as_str().to_owned())
+                .push_bind(delimited(r.groups().iter().map(Group::as_str)))
+                .push_bind(millis(now));
+        });
+        qb.push(
+            " ON CONFLICT (kind, id) DO UPDATE SET city = excluded.city, groups = excluded.groups, \
+             updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    // Only receivers stored before have group rows to replace.
+    for kind in ReceiverKind::ALL {
+        let existed = changed.iter().filter(|r| r.kind == kind && before(r).is_some());
+        let ids = json_list(existed.map(|r| r.id.as_str()));
+        sqlx::query("DELETE FROM receiver_groups WHERE kind = ? AND id IN (SELECT value FROM json_each(?))")
+            .bind(kind.as_str())
+            .bind(ids)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
+    let memberships: Vec<(&Receiver, &Group)> =
+        changed.iter().flat_map(|r| r.groups().iter().map(move |g| (r, g))).collect();
+    for chunk in memberships.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receiver_groups (kind, id, grp) ");
+        qb.push_values(chunk, |mut row, (r, g)| {
+            row.push_bind(r.kind.as_str()).push_bind(r.id.as_str().to_owned()).push_bind(g.as_str().to_owned());
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(changed)
+}
+
+/// The broadcasts a receiver may get late (`plan::reaches_late` decides; this only narrows): one
+/// query per upsert, however many receivers it writes.
+async fn late_broadcasts(tx: &mut Transaction<'static, Sqlite>, now: DateTime<Utc>) -> PortResult<Vec<Notification>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        notification_columns!(),
+        " FROM notifications WHERE status IN ('sending', 'sent') AND direct = 0 \
+         AND (valid_until IS NULL OR valid_until > ?)"
+    ))
+    .bind(millis(now))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(err)?
+    .iter()
+    .map(notification_from_row)
+    .collect()
+}
+
+/// Pages late receivers of one (notification, city), 500 per page, numbered after the city's task's
+/// pages, for the outbox; the task (created finished if the city had none) counts them as published
+/// and matched and is no longer done, so that `settle` recomputes `matched` from what the pages
+/// actually add once they are delivered. A pager step read before this fails its optimistic check
+/// on `pages_published` and is simply retried.
+async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -> PortResult<Vec<QueueMessage>> {
+    let receivers = late.receivers.len() as i64;
+    let pages = late.receivers.len().div_ceil(PAGE_SIZE) as i64;
+    let pages_published: i64 = sqlx::query_scalar(
+        "INSERT INTO send_tasks (notification_id, city, matched, published, pages_published, finished, done) \
+         VALUES (?, ?, ?, ?, ?, 1, 0) \
+         ON CONFLICT (notification_id, city) DO UPDATE SET matched = matched + excluded.matched, \
+           published = published + excluded.published, \
+           pages_published = pages_published + excluded.pages_published, done = 0 \
+         RETURNING pages_published",
+    )
+    .bind(late.notification.as_str())
+    .bind(late.city.as_str())
+    .bind(receivers)
+    .bind(receivers)
+    .bind(pages)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(err)?;
+    let first = (pages_published - pages) as u32;
+    late.receivers
+        .chunks(PAGE_SIZE)
+        .zip(first..)
+        .map(|(chunk, page_no)| {
+            let page = Page {
+                key: PageKey { notification_id: late.notification.clone(), city: late.city.clone(), page_no },
+                receiver_kind: late.receiver_kind,
+                receivers: chunk.to_vec(),
+            };
+            page.to_message(Topic::Bulk).map_err(|e| PortError::new(BACKEND, e))
+        })
+        .collect()
+}
+
+/// Appends messages to the outbox, in order.
+async fn add_to_outbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    messages: &[QueueMessage],
+    now: DateTime<Utc>,
+) -> PortResult<()> {
+    for chunk in messages.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO outbox (topic, tag, msg_key, body, created_at) ");
+        qb.push_values(chunk, |mut row, m| {
+            row.push_bind(m.topic.clone())
+                .push_bind(m.tag.clone())
+                .push_bind(m.key.clone())
+                .push_bind(m.body.clone())
+                .push_bind(millis(now));
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A selection of every city is counted before its send starts: a receiver who joins, in between,
+/// a city the count did not see would get neither a task nor a late page (the notification was not
+/// sending yet when it was upserted). So the transaction that starts the send gives a task, paged
+/// live from its start, to every city of the kind that has none and where the selection matches
+/// someone. Cities are listed by hopping the city index, one lookup per city; for a groups
+/// selection, a city with receivers but no match is read through once.
+async fn add_tasks_for_cities_joined_since_the_plan(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    kind: ReceiverKind,
+    selection: &Selection,
+) -> PortResult<()> {
+    let mut qb =
+        QueryBuilder::<Sqlite>::new("WITH RECURSIVE c(city) AS (SELECT (SELECT MIN(city) FROM receivers WHERE kind = ");
+    qb.push_bind(kind.as_str());
+    qb.push(") UNION ALL SELECT (SELECT MIN(city) FROM receivers WHERE kind = ").push_bind(kind.as_str());
+    qb.push(" AND city > c.city) FROM c WHERE c.city IS NOT NULL) ");
+    qb.push("INSERT INTO send_tasks (notification_id, city, matched) SELECT ").push_bind(id.as_str().to_owned());
+    qb.push(", c.city, 0 FROM c WHERE c.city IS NOT NULL AND NOT EXISTS (SELECT 1 FROM send_tasks t ");
+    qb.push("WHERE t.notification_id = ").push_bind(id.as_str().to_owned());
+    qb.push(" AND t.city = c.city) AND EXISTS (SELECT 1 FROM receivers r");
+    push_selection(&mut qb, kind, selection, false);
+    qb.push(" AND r.city = c.city)");
+    qb.build().execute(&mut **tx).await.map_err(err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl ReceiverDirectory for SqliteStore {
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
-        let now = Utc::now().timestamp_millis();
+        let now = Utc::now();
         let mut tx = self.write().await?;
-        let mut written = 0;
-        for chunk in receivers.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, updated_at) ");
-            qb.push_values(chunk, |mut row, r| {
-                row.push_bind(r.kind.as_str())
-                    .push_bind(r.id.as_str().to_owned())
-                    .push_bind(r.city.as_str().to_owned())
-                    .push_bind(delimited(r.groups().iter().map(Group::as_str)))
-                    .push_bind(now);
-            });
-            qb.push(
-                " ON CONFLICT (kind, id) DO UPDATE SET city = excluded.city, groups = excluded.groups, \
-                 updated_at = excluded.updated_at",
-            );
-            written += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+        let changed = write_receivers(&mut tx, receivers, now).await?;
+        if !changed.is_empty() {
+            let broadcasts = late_broadcasts(&mut tx, now).await?;
+            let mut pages = Vec::new();
+            for late in late_deliveries(&broadcasts, &changed, now) {
+                pages.extend(page_late(&mut tx, &late).await?);
+            }
+            add_to_outbox(&mut tx, &pages, now).await?;
         }
         tx.commit().await.map_err(err)?;
-        Ok(written)
+        Ok(changed.len() as u64)
     }
 
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>> {
@@ -283,9 +470,9 @@ impl ReceiverDirectory for SqliteStore {
     }
 
     async fn count_selection(&self, kind: ReceiverKind, selection: &Selection) -> PortResult<Vec<(City, u64)>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT city, COUNT(*) AS n FROM receivers");
-        push_selection(&mut qb, kind, selection);
-        qb.push(" GROUP BY city ORDER BY city");
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT r.city, COUNT(*) AS n FROM receivers r");
+        push_selection(&mut qb, kind, selection, true);
+        qb.push(" GROUP BY r.city ORDER BY r.city");
         let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
         rows.iter()
             .map(|row| {
@@ -304,13 +491,16 @@ impl ReceiverDirectory for SqliteStore {
         after: Option<&ReceiverId>,
         limit: usize,
     ) -> PortResult<Vec<ReceiverId>> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT id FROM receivers");
-        push_selection(&mut qb, kind, selection);
-        qb.push(" AND city = ").push_bind(city.as_str().to_owned());
-        if let Some(after) = after {
-            qb.push(" AND id > ").push_bind(after.as_str().to_owned());
+        if selection.cities.as_ref().is_some_and(|cities| !cities.contains(city)) {
+            return Ok(Vec::new());
         }
-        qb.push(" ORDER BY id LIMIT ").push_bind(limit as i64);
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT r.id FROM receivers r");
+        push_selection(&mut qb, kind, selection, false);
+        qb.push(" AND r.city = ").push_bind(city.as_str().to_owned());
+        if let Some(after) = after {
+            qb.push(" AND r.id > ").push_bind(after.as_str().to_owned());
+        }
+        qb.push(" ORDER BY r.id LIMIT ").push_bind(limit as i64);
         let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
         rows.iter()
             .map(|row| ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt))
@@ -466,6 +656,21 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
+    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool> {
+        let added = sqlx::query(
+            "INSERT INTO notification_history (notification_id, at, status, detail) \
+             SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+        )
+        .bind(millis(now))
+        .bind(detail)
+        .bind(id.as_str())
+        .execute(self.db.writer())
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(added > 0)
+    }
+
     async fn list(
         &self,
         filter: &NotificationFilter,
@@ -590,6 +795,12 @@ impl SendLedger for SqliteStore {
             });
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
+        let n = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
+        if let Target::Selection(selection) = &n.content.audience.target
+            && selection.cities.is_none()
+        {
+            add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
+        }
         let matched: u64 = plan.iter().map(|p| p.matched).sum();
         let detail = format!("sending to {matched} receivers in {} cities", plan.len());
         add_history(&mut tx, id, Status::Sending, &detail, now).await?;
@@ -672,15 +883,7 @@ impl SendLedger for SqliteStore {
             return Ok(false);
         }
         if let Some((message, _)) = &step.page {
-            sqlx::query("INSERT INTO outbox (topic, tag, msg_key, body, created_at) VALUES (?, ?, ?, ?, ?)")
-                .bind(&message.topic)
-                .bind(&message.tag)
-                .bind(&message.key)
-                .bind(&message.body)
-                .bind(millis(now))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            add_to_outbox(&mut tx, std::slice::from_ref(message), now).await?;
         }
         if step.finished {
             settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
@@ -756,6 +959,35 @@ impl SendLedger for SqliteStore {
         let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
         tx.commit().await.map_err(err)?;
         Ok(sent)
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()> {
+        let mut tx = self.write().await?;
+        let first = sqlx::query("INSERT OR IGNORE INTO dead_letters (msg_key, reason, body, at) VALUES (?, ?, ?, ?)")
+            .bind(&letter.key)
+            .bind(&letter.reason)
+            .bind(&letter.body)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if first > 0
+            && let Some((notification, _)) = letter.key.split_once('/')
+        {
+            // In the notification's current status: the history says why it is not done.
+            sqlx::query(
+                "INSERT INTO notification_history (notification_id, at, status, detail) \
+                 SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+            )
+            .bind(millis(now))
+            .bind(format!("page {} can never be delivered ({}); kept as a dead-letter", letter.key, letter.reason))
+            .bind(notification)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
     }
 
     async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>> {

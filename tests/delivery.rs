@@ -1,0 +1,130 @@
+//! The consumer role around one page: what becomes of a page that can never be delivered, of a
+//! revoked notification's pages, and of a revocation the inbox store never heard of.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use herald::startup::{Ports, Roles, Settings, start_with};
+use herald_consumers::{Deliverer, Outcome};
+use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
+use herald_domain::{
+    Audience, Body, Category, City, NewNotification, Notification, Page, PageKey, ReceiverId, ReceiverKind, Status,
+    Title, Topic, ValidityWindow,
+};
+
+/// A broadcast to every rider, already sending in one city (`sh`, 10 matched).
+async fn sending(ports: &Ports) -> Notification {
+    let content = NewNotification {
+        title: Title::parse("title", "delivery").unwrap(),
+        body: Body::parse("body", "delivery test").unwrap(),
+        category: Category::System,
+        receiver_kind: ReceiverKind::Rider,
+        audience: serde_json::from_str::<Audience>(r#"{"all": true}"#).unwrap(),
+        pinned: false,
+        force_read: false,
+        validity: ValidityWindow::new(None, None).unwrap(),
+        send_at: None,
+        draft: false,
+    };
+    let CreateOutcome::Created(n) = ports.notifications.create_notification(&content, None, Utc::now()).await.unwrap()
+    else {
+        panic!("not created")
+    };
+    let plan = [CityPlan { city: City::parse("city", "sh").unwrap(), matched: 10, members: None }];
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    n
+}
+
+fn page_of(n: &Notification, page_no: u32) -> Page {
+    Page {
+        key: PageKey { notification_id: n.id.clone(), city: City::parse("city", "sh").unwrap(), page_no },
+        receiver_kind: ReceiverKind::Rider,
+        receivers: (0..10).map(|i| ReceiverId::parse("id", &format!("r{i}")).unwrap()).collect(),
+    }
+}
+
+async fn revoke(ports: &Ports, n: &Notification) {
+    let moved = ports.notifications.transition(&n.id, Status::Revoked, "revoked", Utc::now()).await.unwrap();
+    assert!(matches!(moved, TransitionOutcome::Moved(_)), "{moved:?}");
+}
+
+fn deliverer(ports: &Ports) -> Deliverer {
+    Deliverer::new(ports.notifications.clone(), ports.ledger.clone(), ports.inbox.clone(), 1)
+}
+
+#[tokio::test]
+async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let n = sending(&ports).await;
+    let key = format!("{}/sh/0", n.id);
+    ports.queue.declare(&herald_consumers::subscription()).await.unwrap();
+    let garbage = QueueMessage {
+        topic: Topic::Bulk.name().into(),
+        tag: "rider".into(),
+        key: key.clone(),
+        body: b"not a page".to_vec(),
+    };
+    ports.queue.publish(&[garbage]).await.unwrap();
+
+    let settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+    let running =
+        start_with(&settings, Roles { api: true, scheduler: false, consumer: true }, ports.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ports.queue.lag(&herald_consumers::subscription()).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the page was never taken off the queue");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", running.addr.unwrap())).await.unwrap().text().await.unwrap();
+    running.stop().await.unwrap();
+
+    assert!(metrics.contains("herald_pages_dead_lettered_total 1"), "{metrics}");
+    let history = ports.notifications.history(&n.id).await.unwrap();
+    let last = history.last().unwrap();
+    assert!(last.detail.contains(&key) && last.detail.contains("dead-letter"), "{history:?}");
+    assert_eq!(last.status, Status::Sending, "the notification is not silently done");
+
+    use sqlx::Row as _;
+    let url = format!("sqlite://{}?mode=ro", dir.path().join("herald.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows = sqlx::query("SELECT msg_key, reason, body FROM dead_letters").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<String, _>("msg_key"), key);
+    assert!(!rows[0].get::<String, _>("reason").is_empty());
+    assert_eq!(rows[0].get::<Vec<u8>, _>("body"), b"not a page");
+}
+
+#[tokio::test]
+async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let n = sending(&ports).await;
+    revoke(&ports, &n).await;
+    let page = page_of(&n, 0);
+    assert_eq!(deliverer(&ports).deliver(&page, Topic::Bulk).await.unwrap(), Outcome::Withheld);
+    assert_eq!(ports.inbox.page_outcome(&page.key).await.unwrap(), Some(0), "the inbox store decided: nothing added");
+    // A delivery of the same page that read the status before the revoke asks the inbox and agrees.
+    let racing = ports.inbox.deliver(&page).await.unwrap();
+    assert_eq!((racing.added, racing.repeated), (0, true));
+    let progress = ports.ledger.progress(&n.id).await.unwrap();
+    assert_eq!(progress[0].pages_delivered, 1);
+    assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 0);
+}
+
+#[tokio::test]
+async fn a_revocation_the_inbox_never_heard_of_is_applied_by_the_reconciler() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let n = sending(&ports).await;
+    // Logged in SQL, never withheld: the API's withhold failed after the revoke committed.
+    revoke(&ports, &n).await;
+    let position = ports.notifications.revocation_head().await.unwrap();
+    let reconcile = async || herald_consumers::reconcile_revocations(&*ports.notifications, &*ports.inbox).await;
+    assert_eq!(reconcile().await.unwrap(), 1);
+    assert_eq!(ports.inbox.revocations_applied().await.unwrap(), position);
+    assert_eq!(reconcile().await.unwrap(), 0, "applied once");
+    let late = ports.inbox.deliver(&page_of(&n, 0)).await.unwrap();
+    assert_eq!(late.added, 0, "a page arriving later adds nothing");
+    assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 0);
+}
