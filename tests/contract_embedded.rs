@@ -104,6 +104,7 @@ mod store {
             revocations_are_logged_in_order,
             read_receipts_count_new_ones,
             a_send_is_resumable_and_completes_once,
+            the_outbox_is_read_per_topic_oldest_first,
             a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,
             a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts,
             an_empty_plan_is_sent_at_once,

@@ -26,7 +26,7 @@ pub const GROUP: &str = "herald_inbox";
 pub fn subscription() -> Subscription {
     Subscription {
         group: GROUP.to_string(),
-        topics: [Topic::Direct, Topic::Bulk].iter().map(|t| t.name().to_string()).collect(),
+        topics: Topic::ALL.iter().map(|t| t.name().to_string()).collect(),
         tags: ReceiverKind::ALL.iter().map(|k| k.as_str().to_string()).collect(),
     }
 }

@@ -19,7 +19,9 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 2] = [Topic::Bulk, Topic::Direct];
+    /// Every topic, in the order it is served: point-to-point before broadcast, at every hop
+    /// (outbox relay, queue, consumer).
+    pub const ALL: [Topic; 2] = [Topic::Direct, Topic::Bulk];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -227,8 +227,9 @@ pub trait SendLedger: Send + Sync {
     /// one transaction, only if the task is still where `task` says (else false, nothing written).
     /// A finished task's `matched` becomes the number of receivers actually published.
     async fn advance(&self, task: &SendTask, step: &PageStep) -> PortResult<bool>;
-    /// The oldest outbox messages, not yet published.
-    async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>>;
+    /// The oldest outbox messages of `topic`, not yet published (the relay asks for each topic in
+    /// turn, so point-to-point pages never wait behind a broadcast's backlog).
+    async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>>;
     async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
     async fn outbox_len(&self) -> PortResult<u64>;
     /// Records that a page reached its inboxes, adding `added` new entries (idempotent). When that

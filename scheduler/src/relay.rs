@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use herald_domain::Topic;
 use herald_domain::ports::PortResult;
 
 use crate::Scheduler;
@@ -32,9 +33,16 @@ impl Backoff {
 }
 
 impl Scheduler {
-    /// Publishes one batch; returns how many pages went out.
+    /// Publishes one batch of the first topic (in serving order, direct first) that has any;
+    /// returns how many pages went out.
     pub(crate) async fn relay_once(&self) -> PortResult<usize> {
-        let batch = self.ports.ledger.outbox(BATCH).await?;
+        let mut batch = Vec::new();
+        for topic in Topic::ALL {
+            batch = self.ports.ledger.outbox(topic.name(), BATCH).await?;
+            if !batch.is_empty() {
+                break;
+            }
+        }
         if batch.is_empty() {
             return Ok(0);
         }

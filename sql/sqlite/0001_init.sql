@@ -96,6 +96,8 @@ CREATE TABLE outbox (
     body       BLOB    NOT NULL,
     created_at INTEGER NOT NULL
 );
+-- The relay reads each topic's oldest rows: direct pages never wait behind a broadcast's backlog.
+CREATE INDEX outbox_by_topic ON outbox (topic, id);
 
 -- A row per read: one per receiver action, never per broadcast.
 CREATE TABLE read_receipts (

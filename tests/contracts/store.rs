@@ -217,6 +217,41 @@ fn page_message(n: &NotificationId, c: &str, page_no: u32) -> QueueMessage {
     QueueMessage { topic: "t".into(), tag: "rider".into(), key: key.to_string(), body: b"{}".to_vec() }
 }
 
+/// The relay reads the outbox one topic at a time, oldest first, so a direct page written after a
+/// broadcast's backlog is the first of its own topic.
+pub async fn the_outbox_is_read_per_topic_oldest_first(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let bulk = created(&ports, &content(r#"{"all": true}"#)).await;
+    let direct = created(&ports, &content(r#"{"include": ["x"]}"#)).await;
+    for n in [&bulk, &direct] {
+        let plan = [CityPlan { city: city("sh"), matched: 1000, members: None }];
+        assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    }
+    let mut tasks = ports.ledger.open_tasks(false, None, 10).await.unwrap();
+    tasks.extend(ports.ledger.open_tasks(true, None, 10).await.unwrap());
+    for task in &tasks {
+        let (n, topic, pages) =
+            if task.notification_id == bulk.id { (&bulk, "bulk_topic", 3) } else { (&direct, "direct_topic", 1) };
+        let mut task = task.clone();
+        for page_no in 0..pages {
+            let mut message = page_message(&n.id, "sh", page_no);
+            message.topic = topic.into();
+            let last = rid(&format!("r{page_no}"));
+            let step = PageStep { page: Some((message, 1)), last_receiver: Some(last.clone()), finished: false };
+            assert!(ports.ledger.advance(&task, &step).await.unwrap());
+            task.pages_published += 1;
+            task.last_receiver = Some(last);
+        }
+    }
+    let keys = |rows: Vec<OutboxMessage>| rows.into_iter().map(|m| m.message.key).collect::<Vec<_>>();
+    let page = |n: &herald_domain::Notification, p| {
+        PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p }.to_string()
+    };
+    assert_eq!(keys(ports.ledger.outbox("direct_topic", 10).await.unwrap()), [page(&direct, 0)]);
+    assert_eq!(keys(ports.ledger.outbox("bulk_topic", 2).await.unwrap()), [page(&bulk, 0), page(&bulk, 1)]);
+    assert!(ports.ledger.outbox("other", 10).await.unwrap().is_empty());
+}
+
 pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let mut later = content(r#"{"all": true}"#);
@@ -266,11 +301,11 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert!(ports.ledger.advance(&sh, &last).await.unwrap());
     assert!(ports.ledger.open_tasks(false, None, 100).await.unwrap().iter().all(|t| t.notification_id != n.id));
 
-    let outbox = ports.ledger.outbox(100).await.unwrap();
+    let outbox = ports.ledger.outbox("t", 100).await.unwrap();
     let mine: Vec<_> = outbox.iter().filter(|m| m.message.key.starts_with(n.id.as_str())).collect();
     assert_eq!(mine.len(), 2);
     ports.ledger.outbox_published(&mine.iter().map(|m| m.id).collect::<Vec<_>>()).await.unwrap();
-    assert!(ports.ledger.outbox(100).await.unwrap().iter().all(|m| !m.message.key.starts_with(n.id.as_str())));
+    assert!(ports.ledger.outbox("t", 100).await.unwrap().iter().all(|m| !m.message.key.starts_with(n.id.as_str())));
 
     let key = |p| PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p };
     assert!(!ports.ledger.page_delivered(&key(0), 500, Utc::now()).await.unwrap());
@@ -315,13 +350,13 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     assert!(ports.ledger.advance(&task, &step).await.unwrap());
     let key = |c: &str, page_no| PageKey { notification_id: n.id.clone(), city: city(c), page_no };
     assert!(ports.ledger.page_delivered(&key("sh", 0), 1, Utc::now()).await.unwrap(), "sent");
-    let published: Vec<i64> = ports.ledger.outbox(100).await.unwrap().iter().map(|m| m.id).collect();
+    let published: Vec<i64> = ports.ledger.outbox("t", 100).await.unwrap().iter().map(|m| m.id).collect();
     ports.ledger.outbox_published(&published).await.unwrap();
 
     // One joins in a new city, one in sh; the include list is a snapshot and gets neither.
     let joiners = [rider("late1", "bj", &[]), rider("late2", "sh", &[])];
     assert_eq!(ports.receivers.upsert_receivers(&joiners).await.unwrap(), 2);
-    let outbox = ports.ledger.outbox(100).await.unwrap();
+    let outbox = ports.ledger.outbox("herald_bulk", 100).await.unwrap();
     let keys: Vec<&str> = outbox.iter().map(|m| m.message.key.as_str()).collect();
     assert_eq!(keys, [key("bj", 0).to_string(), key("sh", 1).to_string()]);
     let page: herald_domain::Page = serde_json::from_slice(&outbox[0].message.body).unwrap();

@@ -892,8 +892,9 @@ impl SendLedger for SqliteStore {
         Ok(true)
     }
 
-    async fn outbox(&self, limit: usize) -> PortResult<Vec<OutboxMessage>> {
-        let rows = sqlx::query("SELECT id, topic, tag, msg_key, body FROM outbox ORDER BY id LIMIT ?")
+    async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query("SELECT id, topic, tag, msg_key, body FROM outbox WHERE topic = ? ORDER BY id LIMIT ?")
+            .bind(topic)
             .bind(limit as i64)
             .fetch_all(&self.db.read)
             .await
