@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 use herald::server::HttpLimits;
-use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
+use herald::startup::{self, ConsoleLimits, Ports, Roles, ServerUrls, Settings};
 use herald_consumers::ConsumerConfig;
 use herald_domain::{ReceiverId, ReceiverKind};
 use herald_scheduler::SchedulerConfig;
@@ -56,6 +56,16 @@ struct RunArgs {
     /// A request not complete (body read and answered) within this gets 408.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald::duration::parse)]
     request_timeout: std::time::Duration,
+    /// SQL connections the ops console's queries (search, preview) have of their own: at most this
+    /// many run at once, and none takes a connection the apps read with.
+    #[arg(long, env = "HERALD_CONSOLE_CONNECTIONS", default_value_t = 1)]
+    console_connections: u32,
+    /// How long a console query waits for one of those connections before `503 console_busy`.
+    #[arg(long, env = "HERALD_CONSOLE_WAIT", default_value = "10s", value_parser = herald::duration::parse)]
+    console_wait: std::time::Duration,
+    /// How long one console statement may run before it is stopped (`503 console_query_timeout`).
+    #[arg(long, env = "HERALD_CONSOLE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = herald::duration::parse)]
+    console_statement_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +166,11 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
             header_timeout: args.header_timeout,
             request_timeout: args.request_timeout,
             max_connections: args.max_connections.max(1),
+        },
+        console: ConsoleLimits {
+            connections: args.console_connections.max(1),
+            wait: args.console_wait,
+            statement_timeout: args.console_statement_timeout,
         },
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::embedded_inbox::EmbeddedInbox;
 use crate::adapters::embedded_queue::EmbeddedQueue;
-use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::sqlite::{ReadLimits, SqliteStore};
 use crate::auth::{SecretSettings, TokenSigner};
 use crate::http::{AppState, router};
 use crate::server::HttpLimits;
@@ -30,6 +30,18 @@ pub struct Ports {
     pub ledger: Arc<dyn SendLedger>,
     pub queue: Arc<dyn Queue>,
     pub inbox: Arc<dyn InboxStore>,
+    /// The SQL truth as the ops console reads it.
+    pub console: ConsoleReads,
+}
+
+/// The SQL truth through connections of the console's own, few and each statement time-limited
+/// (`ConsoleLimits`): a console search or preview, however heavy, never takes a connection the apps,
+/// the roles or `/readyz` read with. Writes go through the one writer all share.
+#[derive(Clone)]
+pub struct ConsoleReads {
+    pub receivers: Arc<dyn ReceiverDirectory>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub ledger: Arc<dyn SendLedger>,
 }
 
 /// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
@@ -39,11 +51,22 @@ const QUEUE_LEASE: Duration = Duration::from_secs(30);
 impl Ports {
     /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
     pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::embedded_with(data_dir, &ConsoleLimits::default()).await
+    }
+
+    async fn embedded_with(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<Self> {
         crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
+        let store = SqliteStore::open(&data_dir.join("herald.db")).await?;
+        let console_store = Arc::new(store.with_read_limits(&console.read_limits()).await?);
+        let store = Arc::new(store);
         let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
         let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
-        Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox })
+        let console = ConsoleReads {
+            receivers: console_store.clone(),
+            notifications: console_store.clone(),
+            ledger: console_store,
+        };
+        Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox, console })
     }
 
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
@@ -53,7 +76,32 @@ impl Ports {
                  search adapters are not written yet. Unset it to run embedded."
             );
         }
-        Self::embedded(&settings.data_dir).await
+        Self::embedded_with(&settings.data_dir, &settings.console).await
+    }
+}
+
+/// What the ops console's queries (search, preview, the notification pages) may use.
+#[derive(Debug, Clone)]
+pub struct ConsoleLimits {
+    /// SQL connections of the console's own: at most this many console queries run at once.
+    pub connections: u32,
+    /// How long a console query waits for one of them before it is answered `console_busy`.
+    pub wait: Duration,
+    /// How long one console statement may run before it is stopped (`console_query_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl Default for ConsoleLimits {
+    /// One connection: on a small machine a heavy console query then takes at most one core, and
+    /// the console's few operators take turns.
+    fn default() -> Self {
+        Self { connections: 1, wait: Duration::from_secs(10), statement_timeout: Duration::from_secs(5) }
+    }
+}
+
+impl ConsoleLimits {
+    fn read_limits(&self) -> ReadLimits {
+        ReadLimits { connections: self.connections, wait: self.wait, statement_timeout: self.statement_timeout }
     }
 }
 
@@ -95,6 +143,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub secrets: SecretSettings,
     pub http: HttpLimits,
+    pub console: ConsoleLimits,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -108,6 +157,7 @@ impl Settings {
             data_dir: data_dir.into(),
             secrets: SecretSettings::default(),
             http: HttpLimits::default(),
+            console: ConsoleLimits::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),

@@ -19,13 +19,33 @@ use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 #[error("{backend}: {source}")]
 pub struct PortError {
     pub backend: &'static str,
+    pub failure: Failure,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// Why a port call failed, as far as a caller answers differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The backend is down, or failed: try again later.
+    Unavailable,
+    /// The connections set aside for this kind of work were all busy for as long as it may wait.
+    Busy,
+    /// The statement ran longer than its kind of work may, and was stopped.
+    TimedOut,
+}
+
 impl PortError {
     pub fn new(backend: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { backend, source: source.into() }
+        Self::with(backend, Failure::Unavailable, source)
+    }
+
+    pub fn with(
+        backend: &'static str,
+        failure: Failure,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self { backend, failure, source: source.into() }
     }
 }
 

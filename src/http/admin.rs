@@ -128,7 +128,7 @@ async fn check_include(state: &AppState, kind: ReceiverKind, audience: &Audience
     if !matches!(audience.target, Target::Include(_)) {
         return Ok(());
     }
-    let plan = herald_domain::plan::plan_audience(state.ports.receivers.as_ref(), kind, audience).await?;
+    let plan = herald_domain::plan::plan_audience(state.ports.console.receivers.as_ref(), kind, audience).await?;
     if plan.unknown.is_empty() {
         return Ok(());
     }
@@ -271,7 +271,7 @@ pub struct CityView {
 
 /// The console's view of a notification, with its progress and counters read now.
 async fn view_of(state: &AppState, n: &Notification) -> ApiResult<NotificationView> {
-    let progress = state.ports.ledger.progress(&n.id).await?;
+    let progress = state.ports.console.ledger.progress(&n.id).await?;
     let counters = state.ports.inbox.counters(&n.id).await?;
     Ok(NotificationView::new(n, &progress, &counters))
 }
@@ -324,7 +324,13 @@ pub async fn get_notification(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
     let id = parse_id(&id)?;
-    let n = state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?;
+    let n = state
+        .ports
+        .console
+        .notifications
+        .notification(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("notification"))?;
     Ok(Json(view_of(&state, &n).await?))
 }
 
@@ -415,12 +421,12 @@ pub async fn list_notifications(
     let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
     // One row past the page says whether another page follows.
-    let (mut found, total) = state.ports.notifications.list(&filter, after.as_ref(), limit + 1).await?;
+    let (mut found, total) = state.ports.console.notifications.list(&filter, after.as_ref(), limit + 1).await?;
     let more = found.len() > limit;
     found.truncate(limit);
     // Two reads for the whole page, whatever its length: progress from SQL, counters from the inbox store.
     let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
-    let mut progress = state.ports.ledger.progress_of(&ids).await?;
+    let mut progress = state.ports.console.ledger.progress_of(&ids).await?;
     let mut counters = state.ports.inbox.counters_of(&ids).await?;
     let items = found
         .iter()
@@ -460,7 +466,7 @@ pub async fn history(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<History>> {
     let id = parse_id(&id)?;
-    let items = state.ports.notifications.history(&id).await?;
+    let items = state.ports.console.notifications.history(&id).await?;
     if items.is_empty() {
         return Err(ApiError::not_found("notification"));
     }
@@ -577,7 +583,8 @@ pub async fn preview(
     ValidJson(req, _): ValidJson<PreviewIn>,
 ) -> ApiResult<Json<Preview>> {
     let audience = parse_audience(req.audience)?;
-    let plan = herald_domain::plan::plan_audience(state.ports.receivers.as_ref(), req.receiver_kind, &audience).await?;
+    let plan = herald_domain::plan::plan_audience(state.ports.console.receivers.as_ref(), req.receiver_kind, &audience)
+        .await?;
     let cities = plan.cities.iter().map(|c| CityMatch { city: c.city.clone(), matched: c.matched }).collect();
     let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
     Ok(Json(Preview { matched: plan.matched(), cities, unknown }))

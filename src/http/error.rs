@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_domain::InvalidInput;
-use herald_domain::ports::PortError;
+use herald_domain::ports::{Failure, PortError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
@@ -57,9 +57,30 @@ impl From<InvalidInput> for ApiError {
 /// The details (queries, paths) go to the log, not to the client.
 impl From<PortError> for ApiError {
     fn from(e: PortError) -> Self {
-        tracing::error!(error = %e, "backend failed");
-        let message = format!("the {} backend is unavailable; try again", e.backend);
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "backend_unavailable", message)
+        let (code, message) = match e.failure {
+            Failure::Unavailable => {
+                tracing::error!(error = %e, "backend failed");
+                ("backend_unavailable", format!("the {} backend is unavailable; try again", e.backend))
+            }
+            Failure::Busy => {
+                tracing::warn!(error = %e, "console queries waited too long for a connection");
+                (
+                    "console_busy",
+                    "too many console queries at once (HERALD_CONSOLE_CONNECTIONS, HERALD_CONSOLE_WAIT); try again"
+                        .to_string(),
+                )
+            }
+            Failure::TimedOut => {
+                tracing::warn!(error = %e, "a console query ran past its time limit");
+                (
+                    "console_query_timeout",
+                    "the query ran past the console's time limit (HERALD_CONSOLE_STATEMENT_TIMEOUT) and was stopped; \
+                     narrow it"
+                        .to_string(),
+                )
+            }
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 }
 

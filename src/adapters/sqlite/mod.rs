@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use herald_domain::ports::Failure;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
 pub use store::SqliteStore;
@@ -32,6 +33,52 @@ impl Db {
     /// waits on the busy timeout instead of failing when it upgrades a read lock.
     pub async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.write.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// The same file, read through connections of its own that `limits` bound (the writer is
+    /// shared): what the console reads with, so that no console query takes a connection the apps
+    /// read with, or runs for longer than the console may.
+    pub async fn limited_reads(&self, limits: &ReadLimits) -> Result<Db, sqlx::Error> {
+        let timeout = limits.statement_timeout;
+        let read = SqlitePoolOptions::new()
+            .max_connections(limits.connections.max(1))
+            .acquire_timeout(limits.wait)
+            .after_connect(move |conn, _| Box::pin(async move { arm_deadline(conn, timeout).await }))
+            .before_acquire(move |conn, _| Box::pin(async move { arm_deadline(conn, timeout).await.map(|()| true) }))
+            .connect_with((*self.read.connect_options()).clone())
+            .await?;
+        Ok(Db { read, write: self.write.clone() })
+    }
+}
+
+/// How many connections a kind of reads gets, how long one may wait for a connection, and how long
+/// one statement may run.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    pub connections: u32,
+    pub wait: Duration,
+    pub statement_timeout: Duration,
+}
+
+/// SQLite virtual-machine steps between two looks at the clock (a few microseconds' work).
+const STEPS_PER_CLOCK_CHECK: i32 = 1_000;
+
+/// Interrupts whatever this connection runs once `timeout` has passed from now: armed each time the
+/// connection is handed out, so every statement run on it until it goes back has the same deadline.
+async fn arm_deadline(conn: &mut SqliteConnection, timeout: Duration) -> Result<(), sqlx::Error> {
+    let deadline = std::time::Instant::now() + timeout;
+    conn.lock_handle().await?.set_progress_handler(STEPS_PER_CLOCK_CHECK, move || std::time::Instant::now() < deadline);
+    Ok(())
+}
+
+/// What a SQLite failure means to a caller: a statement interrupted at its deadline, no connection
+/// free in time, or a backend that failed.
+pub(crate) fn failure_of(e: &sqlx::Error) -> Failure {
+    const SQLITE_INTERRUPT: &str = "9";
+    match e {
+        sqlx::Error::PoolTimedOut => Failure::Busy,
+        sqlx::Error::Database(d) if d.code().as_deref() == Some(SQLITE_INTERRUPT) => Failure::TimedOut,
+        _ => Failure::Unavailable,
     }
 }
 

@@ -33,7 +33,7 @@ macro_rules! notification_columns {
 }
 
 fn err(e: sqlx::Error) -> PortError {
-    PortError::new(BACKEND, e)
+    PortError::with(BACKEND, super::failure_of(&e), e)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> PortError {
@@ -49,6 +49,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         Ok(Self { db: super::open(path, MIGRATIONS).await? })
+    }
+
+    /// This store, reading through connections of its own within `limits` (see `Db::limited_reads`).
+    pub async fn with_read_limits(&self, limits: &super::ReadLimits) -> anyhow::Result<Self> {
+        Ok(Self { db: self.db.limited_reads(limits).await? })
     }
 
     /// A write transaction that takes the write lock up front, so two writers queue on the busy
