@@ -169,8 +169,15 @@ fn params_in<'a>(op: &'a Value, place: &str) -> Vec<&'a str> {
 }
 
 /// The path with every `{param}` replaced by `value`.
+/// `path` with every parameter set to `value`, but a receiver `{kind}` to a kind (so `value` is what
+/// decides: unknown, or undecodable).
 fn fill(path: &str, value: &str) -> String {
-    path.split('/').map(|seg| if seg.starts_with('{') { value } else { seg }).collect::<Vec<_>>().join("/")
+    let param = |seg: &str| match seg {
+        "{kind}" => "rider".to_string(),
+        s if s.starts_with('{') => value.to_string(),
+        s => s.to_string(),
+    };
+    path.split('/').map(param).collect::<Vec<_>>().join("/")
 }
 
 /// What is routed is what is documented: the router registers every route through `routes!`,
@@ -323,6 +330,6 @@ async fn documented_limits_are_the_enforced_ones() {
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("limit"), &path);
         checked += 1;
     }
-    assert_eq!(checked, 2, "the console list and the inbox take a limit");
+    assert_eq!(checked, 3, "the console's lists of notifications and receivers, and the inbox, take a limit");
     th.stop().await;
 }

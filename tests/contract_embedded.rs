@@ -84,6 +84,7 @@ mod inbox {
             reads_count_once_per_receiver,
             changes_are_versioned_for_sync,
             entries_survive_a_restart,
+            an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history,
         ]
     );
 }
@@ -112,6 +113,8 @@ mod store {
             include_snapshots_are_kept_and_listed_apart,
             open_tasks_page_by_keyset,
             lists_newest_first_with_filters_and_a_keyset_cursor,
+            receivers_are_listed_by_id_in_pages,
+            a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
         ]
     );
 }

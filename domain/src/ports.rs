@@ -78,6 +78,17 @@ pub trait ReceiverDirectory: Send + Sync {
         after: Option<&ReceiverId>,
         limit: usize,
     ) -> PortResult<Vec<ReceiverId>>;
+    /// Up to `limit` receivers (of `kind`, in `city`, when given) after `after`, by (kind, id).
+    async fn list_receivers(
+        &self,
+        kind: Option<ReceiverKind>,
+        city: Option<&City>,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<Receiver>>;
+    /// Removes a receiver with its groups and read receipts, in one transaction; false if there was
+    /// none. (Its inbox is the inbox store's: `InboxStore::erase_receiver`.)
+    async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool>;
 }
 
 /// An `Idempotency-Key` with the fingerprint of the request body it came with.
@@ -367,5 +378,8 @@ pub trait InboxStore: Send + Sync {
     async fn counters(&self, notification: &NotificationId) -> PortResult<Counters> {
         Ok(self.counters_of(std::slice::from_ref(notification)).await?.remove(notification).unwrap_or_default())
     }
+    /// Removes every entry of `receiver`, answering how many; the counters keep what was delivered
+    /// and read (a notification's stats are history).
+    async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64>;
     async fn ping(&self) -> PortResult<()>;
 }

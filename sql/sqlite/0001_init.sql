@@ -107,6 +107,8 @@ CREATE TABLE read_receipts (
     read_at         INTEGER NOT NULL,
     PRIMARY KEY (notification_id, receiver_kind, receiver_id)
 );
+-- Deleting a receiver deletes its receipts.
+CREATE INDEX read_receipts_by_receiver ON read_receipts (receiver_kind, receiver_id);
 
 -- What incremental sync reads to tell apps about revocations.
 CREATE TABLE revocations (

@@ -9,6 +9,7 @@ mod inbox;
 mod openapi;
 mod ops;
 mod params;
+mod receivers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
         .routes(routes!(admin::upsert_receivers))
+        .routes(routes!(receivers::list_receivers))
+        .routes(routes!(receivers::get_receiver, receivers::delete_receiver))
         .routes(routes!(admin::create_notification, admin::list_notifications))
         .routes(routes!(admin::get_notification))
         .routes(routes!(admin::history))

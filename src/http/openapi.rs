@@ -152,6 +152,8 @@ fn errors(statuses: &[StatusCode]) -> BTreeMap<String, RefOr<Response>> {
 pub struct NeedsToken;
 /// Reads a notification or message id from the path.
 pub struct ReadsPath;
+/// Reads typed values (a receiver's kind and id) from the path: one that cannot parse is a 422.
+pub struct ParsesPath;
 /// Reads query parameters.
 pub struct ReadsQuery;
 /// Reads a JSON body.
@@ -172,6 +174,12 @@ impl IntoResponses for NeedsToken {
 impl IntoResponses for ReadsPath {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&[StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND])
+    }
+}
+
+impl IntoResponses for ParsesPath {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND, StatusCode::UNPROCESSABLE_ENTITY])
     }
 }
 

@@ -174,3 +174,24 @@ pub async fn applied_revocations_are_withheld_and_remembered(h: &dyn InboxHarnes
     assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "kept across a restart");
     assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(0), "withheld");
 }
+
+/// Erasing a receiver empties its inbox and nobody else's; the counters keep what was delivered and
+/// read (stats are history), and a page delivered before the erasure, redelivered, adds nothing.
+pub async fn an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let (a, b) = (NotificationId::generate(), NotificationId::generate());
+    let pa = page(&a, "sh", 0, 0..3);
+    inbox.deliver(&pa).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..2)).await.unwrap();
+    let (me, other) = (rider("r00001"), rider("r00000"));
+    inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap();
+
+    assert_eq!(inbox.erase_receiver(&me).await.unwrap(), 2, "both of its entries");
+    assert!(inbox.changed_since(&me, 0, 100).await.unwrap().is_empty(), "nothing left to sync");
+    assert_eq!(inbox.changed_since(&other, 0, 100).await.unwrap().len(), 2, "the others keep theirs");
+    assert_eq!(inbox.erase_receiver(&me).await.unwrap(), 0, "erasing again finds nothing");
+    let counters = inbox.counters(&a).await.unwrap();
+    assert_eq!((counters.sent, counters.read), (3, 1));
+    assert_eq!(inbox.deliver(&pa).await.unwrap(), PageDelivery { added: 3, repeated: true });
+    assert!(inbox.changed_since(&me, 0, 100).await.unwrap().is_empty());
+}

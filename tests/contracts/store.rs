@@ -473,3 +473,65 @@ pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHa
     let (found, n) = ports.notifications.list(&city, None, 10).await.unwrap();
     assert_eq!((mine(&found), n), (vec![made[1].clone()], 1));
 }
+
+/// The console looks receivers up and pages through them by id, in one city or all.
+pub async fn receivers_are_listed_by_id_in_pages(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let mut all: Vec<Receiver> = (0..25).map(|i| rider(&format!("r{i:02}"), ["sh", "bj"][i % 2], &["vip"])).collect();
+    let merchant = Receiver::new(ReceiverKind::Merchant, rid("r00"), city("sh"), vec![]).unwrap();
+    all.push(merchant);
+    ports.receivers.upsert_receivers(&all).await.unwrap();
+
+    let riders = Some(ReceiverKind::Rider);
+    let mut seen = Vec::new();
+    let mut after: Option<ReceiverRef> = None;
+    loop {
+        let page = ports.receivers.list_receivers(riders, None, after.as_ref(), 10).await.unwrap();
+        assert!(page.len() <= 10);
+        let Some(last) = page.last() else { break };
+        after = Some(ReceiverRef { kind: last.kind, id: last.id.clone() });
+        seen.extend(page.iter().map(|r| r.id.as_str().to_string()));
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("r{i:02}")).collect();
+    assert_eq!(seen, expected, "every rider once, by id, no merchant");
+
+    let r10 = ReceiverRef { kind: ReceiverKind::Rider, id: rid("r10") };
+    let sh = ports.receivers.list_receivers(riders, Some(&city("sh")), Some(&r10), 100).await.unwrap();
+    let sh: Vec<&str> = sh.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(sh, ["r12", "r14", "r16", "r18", "r20", "r22", "r24"]);
+    let both = ports.receivers.list_receivers(None, Some(&city("sh")), None, 2).await.unwrap();
+    let both: Vec<String> = both.iter().map(|r| ReceiverRef { kind: r.kind, id: r.id.clone() }.key()).collect();
+    assert_eq!(both, ["merchant:r00", "rider:r00"], "every kind, by (kind, id)");
+    let one = ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("r03")]).await.unwrap();
+    assert_eq!(one, vec![all[3].clone()], "looked up with its city and groups");
+}
+
+/// Deleting a receiver takes it out of the directory, its groups and its read receipts; a second
+/// delete finds nothing.
+pub async fn a_deleted_receiver_is_gone_with_its_groups_and_read_receipts(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    ports.receivers.upsert_receivers(&[rider("r1", "sh", &["vip"]), rider("r2", "sh", &["vip"])]).await.unwrap();
+    let me = ReceiverRef { kind: ReceiverKind::Rider, id: rid("r1") };
+    let n = NotificationId::generate();
+    assert_eq!(ports.notifications.record_reads(&me, std::slice::from_ref(&n), Utc::now()).await.unwrap(), 1);
+
+    assert!(ports.receivers.delete_receiver(ReceiverKind::Rider, &rid("r1")).await.unwrap());
+    assert!(!ports.receivers.delete_receiver(ReceiverKind::Rider, &rid("r1")).await.unwrap(), "already gone");
+    assert!(ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("r1")]).await.unwrap().is_empty());
+    let vip = Selection { cities: None, groups: [group("vip")].into() };
+    assert_eq!(ports.receivers.count_selection(ReceiverKind::Rider, &vip).await.unwrap(), vec![(city("sh"), 1)]);
+    let page = ports.receivers.page_selection(ReceiverKind::Rider, &vip, &city("sh"), None, 10).await.unwrap();
+    assert_eq!(page, vec![rid("r2")], "paging no longer reaches it");
+    assert_eq!(
+        ports.notifications.record_reads(&me, std::slice::from_ref(&n), Utc::now()).await.unwrap(),
+        1,
+        "its read receipt went with it"
+    );
+
+    ports.receivers.upsert_receivers(&[rider("r1", "sh", &[])]).await.unwrap();
+    assert_eq!(
+        ports.receivers.count_selection(ReceiverKind::Rider, &vip).await.unwrap(),
+        vec![(city("sh"), 1)],
+        "created again, it is a new receiver: the old groups are not back"
+    );
+}

@@ -232,6 +232,16 @@ impl InboxStore for EmbeddedInbox {
         Ok(found)
     }
 
+    async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64> {
+        let erased = sqlx::query("DELETE FROM entries WHERE receiver = ?")
+            .bind(receiver.key())
+            .execute(self.db.writer())
+            .await
+            .map_err(err)?
+            .rows_affected();
+        Ok(erased)
+    }
+
     async fn ping(&self) -> PortResult<()> {
         sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(err)?;
         Ok(())

@@ -511,6 +511,49 @@ impl ReceiverDirectory for SqliteStore {
             .map(|row| ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt))
             .collect()
     }
+
+    async fn list_receivers(
+        &self,
+        kind: Option<ReceiverKind>,
+        city: Option<&City>,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<Receiver>> {
+        // By the primary key (kind, id), or by `receivers_by_city` (kind, city, id) in one city.
+        let mut qb = QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups FROM receivers WHERE 1 = 1");
+        if let Some(kind) = kind {
+            qb.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(city) = city {
+            qb.push(" AND city = ").push_bind(city.as_str().to_owned());
+        }
+        if let Some(after) = after {
+            qb.push(" AND (kind, id) > (").push_bind(after.kind.as_str());
+            qb.push(", ").push_bind(after.id.as_str().to_owned()).push(")");
+        }
+        qb.push(" ORDER BY kind, id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
+        rows.iter().map(receiver_from_row).collect()
+    }
+
+    async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        let deleted = sqlx::query("DELETE FROM receivers WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        for table in [
+            "DELETE FROM receiver_groups WHERE kind = ? AND id = ?",
+            "DELETE FROM read_receipts WHERE receiver_kind = ? AND receiver_id = ?",
+        ] {
+            sqlx::query(table).bind(kind.as_str()).bind(id.as_str()).execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(deleted == 1)
+    }
 }
 
 #[async_trait]

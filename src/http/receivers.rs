@@ -1,0 +1,146 @@
+//! The console's receiver directory: look one up, page through them, delete one (with its inbox).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use herald_domain::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::auth::{Admin, Operator};
+use super::error::{ApiError, ApiResult};
+use super::openapi::{self as doc, NeedsToken, ParsesPath, ReadsQuery, UsesBackend};
+use super::params::{self, PathParams, QueryParams};
+
+/// One receiver as the directory holds it.
+#[derive(Serialize, ToSchema)]
+pub struct ReceiverView {
+    #[schema(schema_with = doc::receiver_kind)]
+    kind: ReceiverKind,
+    #[schema(schema_with = doc::ident)]
+    id: ReceiverId,
+    #[schema(schema_with = doc::ident)]
+    city: City,
+    #[schema(schema_with = doc::groups)]
+    groups: Vec<Group>,
+}
+
+impl From<&Receiver> for ReceiverView {
+    fn from(r: &Receiver) -> Self {
+        Self { kind: r.kind, id: r.id.clone(), city: r.city.clone(), groups: r.groups().to_vec() }
+    }
+}
+
+/// `{kind}/{id}` of a receiver; a kind or id that cannot be one is a 422 naming it.
+#[derive(Deserialize)]
+pub struct ReceiverPath {
+    kind: String,
+    id: String,
+}
+
+impl ReceiverPath {
+    fn parse(&self) -> ApiResult<ReceiverRef> {
+        Ok(ReceiverRef { kind: ReceiverKind::parse("kind", &self.kind)?, id: ReceiverId::parse("id", &self.id)? })
+    }
+}
+
+/// One receiver: its city and groups.
+#[utoipa::path(get, path = "/admin/v1/receivers/{kind}/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("kind" = String, Path, description = "`rider` or `merchant`"), ("id" = String, Path, description = "The receiver's id")),
+    responses((status = 200, body = ReceiverView), NeedsToken, ParsesPath, UsesBackend))]
+pub async fn get_receiver(
+    State(state): State<AppState>,
+    _: Admin,
+    PathParams(path): PathParams<ReceiverPath>,
+) -> ApiResult<Json<ReceiverView>> {
+    let who = path.parse()?;
+    let found = state.ports.console.receivers.lookup_receivers(who.kind, std::slice::from_ref(&who.id)).await?;
+    found.first().map(|r| Json(ReceiverView::from(r))).ok_or_else(|| ApiError::not_found("receiver"))
+}
+
+/// Each given at most once; kept as text so that a bad value is a 422 naming the parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReceiverListParams {
+    /// Only receivers of this kind.
+    #[param(schema_with = doc::receiver_kind)]
+    kind: Option<String>,
+    /// Only receivers in this city.
+    #[param(schema_with = doc::ident)]
+    city: Option<String>,
+    /// A `next_cursor` from an earlier page.
+    cursor: Option<String>,
+    #[param(schema_with = list_limit)]
+    limit: Option<String>,
+}
+
+const LIST_LIMIT: usize = 50;
+const MAX_LIST_LIMIT: usize = 500;
+
+fn list_limit() -> utoipa::openapi::schema::Schema {
+    doc::limit(MAX_LIST_LIMIT)
+}
+
+/// The cursor is the `kind:id` key of the last receiver of the page before: any receiver's key is a
+/// valid place to start after.
+fn decode_cursor(raw: &str) -> ApiResult<ReceiverRef> {
+    let bad = || herald_domain::InvalidInput::new("cursor", "not a cursor this API returned");
+    let (kind, id) = raw.split_once(':').ok_or_else(bad)?;
+    Ok(ReceiverRef {
+        kind: ReceiverKind::parse("cursor", kind).map_err(|_| bad())?,
+        id: ReceiverId::parse("cursor", id).map_err(|_| bad())?,
+    })
+}
+
+/// A page of receivers, by kind and id.
+#[derive(Serialize, ToSchema)]
+pub struct ReceiverPage {
+    items: Vec<ReceiverView>,
+    /// Null when nothing follows.
+    next_cursor: Option<String>,
+}
+
+/// Receivers (of one kind, in one city, when given) by kind and id; `next_cursor` pages on.
+#[utoipa::path(get, path = "/admin/v1/receivers", tag = "admin", security(("admin_token" = [])),
+    params(ReceiverListParams),
+    responses((status = 200, body = ReceiverPage), NeedsToken, ReadsQuery, UsesBackend))]
+pub async fn list_receivers(
+    State(state): State<AppState>,
+    _: Admin,
+    QueryParams(p): QueryParams<ReceiverListParams>,
+) -> ApiResult<Json<ReceiverPage>> {
+    let kind = p.kind.as_deref().map(|k| ReceiverKind::parse("kind", k)).transpose()?;
+    let city = p.city.as_deref().map(|c| City::parse("city", c)).transpose()?;
+    let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
+    let mut found =
+        state.ports.console.receivers.list_receivers(kind, city.as_ref(), after.as_ref(), limit + 1).await?;
+    let more = found.len() > limit;
+    found.truncate(limit);
+    let next_cursor = found.last().filter(|_| more).map(|r| ReceiverRef::key_of(r.kind, &r.id));
+    Ok(Json(ReceiverPage { items: found.iter().map(ReceiverView::from).collect(), next_cursor }))
+}
+
+/// Deletes a receiver with its inbox and read state. Notifications' stats keep what was delivered
+/// and read. A retry after a failure finishes the job (204 while anything was left to remove); a
+/// receiver with nothing left anywhere is a 404.
+#[utoipa::path(delete, path = "/admin/v1/receivers/{kind}/{id}", tag = "admin", security(("admin_token" = [])),
+    params(("kind" = String, Path, description = "`rider` or `merchant`"), ("id" = String, Path, description = "The receiver's id")),
+    responses((status = 204, description = "Deleted"), NeedsToken, ParsesPath, UsesBackend))]
+pub async fn delete_receiver(
+    State(state): State<AppState>,
+    _: Operator,
+    PathParams(path): PathParams<ReceiverPath>,
+) -> ApiResult<StatusCode> {
+    let who = path.parse()?;
+    // The truth first: once the receiver is gone from SQL no send pages it again, and a failure of
+    // the inbox store below leaves a retry that finishes.
+    let existed = state.ports.receivers.delete_receiver(who.kind, &who.id).await?;
+    let erased = state.ports.inbox.erase_receiver(&who).await?;
+    if !existed && erased == 0 {
+        return Err(ApiError::not_found("receiver"));
+    }
+    tracing::info!(receiver = %who.key(), existed, erased, "receiver deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
