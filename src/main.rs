@@ -1,12 +1,14 @@
 //! The `herald` command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 use herald::server::HttpLimits;
-use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
+use herald::startup::{self, Roles, ServerUrls, Settings};
+use herald_app::{Herald, SystemClock};
 use herald_consumers::ConsumerConfig;
 use herald_domain::{ReceiverId, ReceiverKind};
 use herald_scheduler::SchedulerConfig;
@@ -222,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
             let dir = common.data_dir();
             let fresh = !dir.join("herald.db").exists();
-            Ports::from_settings(&settings).await?;
+            startup::open_ports(&settings).await?;
             if fresh {
                 eprintln!("created the stores in {}", dir.display());
             } else {
@@ -241,18 +243,20 @@ async fn main() -> anyhow::Result<()> {
 
 async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
     let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
-    let ports = Ports::from_settings(&settings).await?;
+    let ports = startup::open_ports(&settings).await?;
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let bar = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
             .expect("progress template"),
     );
-    let report = herald::import::import_csv(file, ports.receivers.as_ref(), |bytes| bar.set_position(bytes)).await?;
+    // Nothing is scheduled by an import: the bell rings for no one.
+    let herald = Herald::new(ports, Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
+    let report = herald::import::import_csv(file, &herald, |bytes| bar.set_position(bytes)).await?;
     bar.finish_and_clear();
     for r in &report.rejected {
         eprintln!("line {}: {}", r.line, r.reason);
     }
-    let rejected = report.rejected.len() as u64 + report.more_rejected;
+    let rejected = report.rejected_count();
     println!("imported {} receivers; rejected {rejected} rows", report.imported);
     if rejected > 0 {
         anyhow::bail!("{rejected} rows were rejected (listed above); the others were imported");

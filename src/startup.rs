@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use herald_app::{Herald, SystemClock};
 use herald_consumers::{ConsumerConfig, ConsumerMetrics, Deliverer};
-use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use herald_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -22,39 +22,30 @@ use crate::http::{AppState, router};
 use crate::server::HttpLimits;
 use crate::telemetry::Telemetry;
 
-/// Every port, each behind its adapter.
-#[derive(Clone)]
-pub struct Ports {
-    pub receivers: Arc<dyn ReceiverDirectory>,
-    pub notifications: Arc<dyn NotificationStore>,
-    pub ledger: Arc<dyn SendLedger>,
-    pub queue: Arc<dyn Queue>,
-    pub inbox: Arc<dyn InboxStore>,
-}
+pub use herald_app::Ports;
 
 /// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
 /// that runs over its timeout is redelivered).
 const QUEUE_LEASE: Duration = Duration::from_secs(30);
 
-impl Ports {
-    /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
-    pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
-        crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
-        let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
-        let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
-        Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox })
-    }
+/// The embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
+pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
+    crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
+    let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
+    let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
+    Ok(Ports { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox })
+}
 
-    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        if let Some(var) = settings.servers.first_set() {
-            bail!(
-                "{var} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
-                 search adapters are not written yet. Unset it to run embedded."
-            );
-        }
-        Self::embedded(&settings.data_dir).await
+/// The ports the settings name, each opened (and its schema brought up to date).
+pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
+    if let Some(var) = settings.servers.first_set() {
+        bail!(
+            "{var} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
+             search adapters are not written yet. Unset it to run embedded."
+        );
     }
+    embedded_ports(&settings.data_dir).await
 }
 
 /// Addresses of real servers (distributed mode), from the environment.
@@ -164,7 +155,7 @@ impl Running {
 
 /// Starts the chosen roles on the ports the settings name.
 pub async fn start(settings: &Settings, roles: Roles) -> anyhow::Result<Running> {
-    let ports = Ports::from_settings(settings).await?;
+    let ports = open_ports(settings).await?;
     start_with(settings, roles, ports).await
 }
 
@@ -217,7 +208,8 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
-        let app = router(AppState::new(ports.clone(), tokens, wake.clone(), telemetry.clone()));
+        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone());
+        let app = router(AppState::new(herald, tokens, telemetry.clone()));
         let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
             crate::server::serve(listener, app, limits, token).await;

@@ -88,7 +88,7 @@ fn import_keeps_good_rows_and_lists_bad_ones_by_line() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let ports = herald::startup::Ports::embedded(&data).await.unwrap();
+        let ports = herald::startup::embedded_ports(&data).await.unwrap();
         let ids: Vec<_> = ["r1", "r2", "r4"].iter().map(|i| herald_domain::ReceiverId::parse("", i).unwrap()).collect();
         let found = ports.receivers.lookup_receivers(herald_domain::ReceiverKind::Rider, &ids).await.unwrap();
         let found: Vec<_> = found.iter().map(|r| (r.id.to_string(), r.city.to_string(), r.groups_joined())).collect();
@@ -154,7 +154,7 @@ fn the_data_directory_and_its_files_are_private() {
     assert!(herald(&dir, &["receivers", "import", csv.to_str().unwrap()]).status.success());
     // Open the stores and write, so SQLite's -wal and -shm files exist while they are checked.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let ports = runtime.block_on(herald::startup::Ports::embedded(&dir)).unwrap();
+    let ports = runtime.block_on(herald::startup::embedded_ports(&dir)).unwrap();
     let receiver = herald_domain::Receiver::parse_fields("rider", "p2", "sh", "").unwrap();
     runtime.block_on(ports.receivers.upsert_receivers(&[receiver])).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

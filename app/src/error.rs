@@ -1,0 +1,34 @@
+//! What a use case can refuse, typed, so each edge maps it once: the HTTP API to a status and its
+//! error body (`src/http/error.rs`), the CLI to a message.
+
+use herald_domain::ports::PortError;
+use herald_domain::{InvalidInput, ReceiverId, ReceiverKind, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A value the caller gave is not acceptable (now): the field it names is at fault.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// An include list names receivers that do not exist: their messages could never arrive.
+    #[error("{} unknown {kind} ids, such as: {}", unknown.len(), sample(unknown))]
+    UnknownReceivers { kind: ReceiverKind, unknown: Vec<ReceiverId> },
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyKeyReused,
+    /// The notification's status does not allow this move.
+    #[error("cannot {verb} a notification that is {}", current.as_str())]
+    InvalidTransition { verb: &'static str, current: Status },
+    #[error("at most {max} receivers per call; use `herald receivers import` for more")]
+    BatchTooLarge { max: usize },
+    /// A backend failed; the caller may try again.
+    #[error(transparent)]
+    Backend(#[from] PortError),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// The first ten ids, enough to find the mistake without echoing a 10,000-id list.
+fn sample(ids: &[ReceiverId]) -> String {
+    ids.iter().take(10).map(ReceiverId::as_str).collect::<Vec<_>>().join(", ")
+}
