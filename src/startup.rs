@@ -2,14 +2,14 @@
 //! every role; `herald api|scheduler|consumer` runs one; tests and benchmarks start the same way.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use herald_app::{Herald, SystemClock};
-use herald_consumers::{ConsumerConfig, ConsumerMetrics, Deliverer};
-use herald_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SchedulerPorts};
+use herald_consumers::{ConsumerMetrics, Deliverer};
+use herald_scheduler::{Scheduler, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,12 +17,13 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::embedded_inbox::EmbeddedInbox;
 use crate::adapters::embedded_queue::EmbeddedQueue;
 use crate::adapters::sqlite::SqliteStore;
-use crate::auth::{SecretSettings, TokenSigner};
+use crate::auth::TokenSigner;
 use crate::http::{AppState, router};
-use crate::server::HttpLimits;
 use crate::telemetry::Telemetry;
 
 pub use herald_app::Ports;
+
+pub use crate::config::Settings;
 
 /// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
 /// that runs over its timeout is redelivered).
@@ -39,71 +40,13 @@ pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
 
 /// The ports the settings name, each opened (and its schema brought up to date).
 pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
-    if let Some(var) = settings.servers.first_set() {
+    if let Some(origin) = settings.servers.first_set() {
         bail!(
-            "{var} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
+            "{origin} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
              search adapters are not written yet. Unset it to run embedded."
         );
     }
     embedded_ports(&settings.data_dir).await
-}
-
-/// Addresses of real servers (distributed mode), from the environment.
-#[derive(Debug, Clone, Default)]
-pub struct ServerUrls {
-    pub sql: Option<String>,
-    pub redis: Option<String>,
-    pub mq_namesrv: Option<String>,
-    pub search: Option<String>,
-}
-
-impl ServerUrls {
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Self {
-            sql: var("HERALD_SQL_URL"),
-            redis: var("HERALD_REDIS_URL"),
-            mq_namesrv: var("HERALD_MQ_NAMESRV"),
-            search: var("HERALD_SEARCH_URL"),
-        }
-    }
-
-    fn first_set(&self) -> Option<&'static str> {
-        [
-            ("HERALD_SQL_URL", &self.sql),
-            ("HERALD_REDIS_URL", &self.redis),
-            ("HERALD_MQ_NAMESRV", &self.mq_namesrv),
-            ("HERALD_SEARCH_URL", &self.search),
-        ]
-        .into_iter()
-        .find_map(|(name, v)| v.as_ref().map(|_| name))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub secrets: SecretSettings,
-    pub http: HttpLimits,
-    pub servers: ServerUrls,
-    pub scheduler: SchedulerConfig,
-    pub consumer: ConsumerConfig,
-}
-
-impl Settings {
-    /// Embedded defaults in `data_dir`, listening on `listen`.
-    pub fn embedded(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
-        Self {
-            listen: listen.into(),
-            data_dir: data_dir.into(),
-            secrets: SecretSettings::default(),
-            http: HttpLimits::default(),
-            servers: ServerUrls::default(),
-            scheduler: SchedulerConfig::default(),
-            consumer: ConsumerConfig::default(),
-        }
-    }
 }
 
 /// Which roles a process runs.
