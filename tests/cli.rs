@@ -99,6 +99,24 @@ fn import_keeps_good_rows_and_lists_bad_ones_by_line() {
     });
 }
 
+/// A receiver named twice is one receiver: written as its last row says and counted once, as the
+/// batch endpoint counts it.
+#[test]
+fn import_counts_a_receiver_named_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    std::fs::write(&csv, "rider,r1,sh,\nrider,r2,sh,\nrider,r1,bj,vip\nmerchant,r1,sh,\n").unwrap();
+    let data = dir.path().join("data");
+    let out = herald(&data, &["receivers", "import", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("imported 3 receivers; rejected 0 rows"), "{}", stdout(&out));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ports = rt.block_on(herald::startup::embedded_ports(&data)).unwrap();
+    let r1 = herald_domain::ReceiverId::parse("", "r1").unwrap();
+    let found = rt.block_on(ports.receivers.lookup_receivers(herald_domain::ReceiverKind::Rider, &[r1])).unwrap();
+    assert_eq!((found[0].city.to_string(), found[0].groups_joined()), ("bj".to_string(), "vip".to_string()));
+}
+
 #[test]
 fn migrate_creates_the_stores() {
     let dir = tempfile::tempdir().unwrap();
