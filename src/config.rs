@@ -537,6 +537,16 @@ mod tests {
         assert!(config.chosen_data_dir.is_none());
     }
 
+    /// A default the docs write as a value is the value Herald takes when nothing is given.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let nothing = format!("{:?}", load(&Flags::default(), env_of(&[])).unwrap().settings);
+        for s in SETTINGS.iter().filter(|s| s.default.starts_with('`')) {
+            let given = env_of(&[(s.env, s.default.trim_matches('`'))]);
+            assert_eq!(format!("{:?}", load(&Flags::default(), given).unwrap().settings), nothing, "{}", s.env);
+        }
+    }
+
     #[test]
     fn a_flag_beats_the_environment_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();
