@@ -32,3 +32,25 @@ pub type AppResult<T> = Result<T, AppError>;
 fn sample(ids: &[ReceiverId]) -> String {
     ids.iter().take(10).map(ReceiverId::as_str).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// These are the API's words (the `message` of its error body): they say what to change.
+    #[test]
+    fn refusals_say_what_to_change() {
+        let unknown: Vec<ReceiverId> = (0..12).map(|i| ReceiverId::parse("", &format!("r{i}")).unwrap()).collect();
+        assert_eq!(
+            AppError::UnknownReceivers { kind: ReceiverKind::Rider, unknown }.to_string(),
+            "12 unknown rider ids, such as: r0, r1, r2, r3, r4, r5, r6, r7, r8, r9"
+        );
+        let refused = AppError::InvalidTransition { verb: "revoke", current: Status::Draft };
+        assert_eq!(refused.to_string(), "cannot revoke a notification that is draft");
+        assert_eq!(AppError::NotFound("notification").to_string(), "notification not found");
+        assert_eq!(
+            AppError::BatchTooLarge { max: 10_000 }.to_string(),
+            "at most 10000 receivers per call; use `herald receivers import` for more"
+        );
+    }
+}

@@ -105,6 +105,8 @@ impl Herald {
     async fn move_to(&self, id: NotificationId, m: Move) -> AppResult<NotificationDetails> {
         let n = match self.ports.notifications.transition(&id, m.to, m.detail, self.clock.now()).await? {
             TransitionOutcome::NotFound => return Err(AppError::NotFound("notification")),
+            // Revoking is idempotent: a revoke interrupted after it committed (withholding failed)
+            // is finished by trying again.
             TransitionOutcome::Refused(Status::Revoked) if m.to == Status::Revoked => {
                 self.ports.notifications.notification(&id).await?.ok_or(AppError::NotFound("notification"))?
             }
