@@ -145,13 +145,6 @@ pub struct SecretSettings {
     pub previous: Option<String>,
 }
 
-impl SecretSettings {
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Self { current: var("HERALD_SECRET"), previous: var("HERALD_SECRET_PREVIOUS") }
-    }
-}
-
 /// Signs with the current secret; verifies with it or, while a rotation's grace period lasts, with
 /// the previous one, so that rotating the secret logs nobody out before their token expires.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::auth::{AdminRole, Claims, TokenSigner};
-use crate::startup::{Ports, Roles, Settings, start_with};
+use crate::startup::{self, Ports, Roles, Settings, start_with};
 
 #[derive(Debug, Clone)]
 pub struct FanoutReport {
@@ -60,7 +60,7 @@ fn rider(i: u64) -> anyhow::Result<ReceiverId> {
 /// notification to all of them and waits for `sent`. Checks that the sent count is exact.
 pub async fn fanout(data_dir: &Path, receivers: u64, cities: u32) -> anyhow::Result<FanoutReport> {
     ensure!(cities > 0 && receivers > 0, "need at least one receiver and one city");
-    let ports = Ports::embedded(data_dir).await?;
+    let ports = startup::embedded_ports(data_dir).await?;
     let load_seconds = load_riders(&ports, receivers, cities).await?;
 
     let settings = Settings::embedded(data_dir, "127.0.0.1:0");
@@ -131,7 +131,7 @@ const DIRECT_GAP: Duration = Duration::from_millis(20);
 /// `messages` more, one every `DIRECT_GAP` without waiting for the previous one.
 pub async fn direct(data_dir: &Path, receivers: u64, messages: usize) -> anyhow::Result<DirectReport> {
     ensure!(receivers > 0 && messages > 0, "need at least one receiver and one message");
-    let ports = Ports::embedded(data_dir).await?;
+    let ports = startup::embedded_ports(data_dir).await?;
     load_riders(&ports, receivers, 100).await?;
     let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
     let secret = "herald-bench-secret-0123456789abcdef";

@@ -1,63 +1,41 @@
-//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups` into the receiver
-//! directory in batches, in bounded memory, however many millions of rows the file holds.
+//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups` into the import use case
+//! (`herald_app::ReceiverImport`, which batches and counts), in bounded memory, however many
+//! millions of rows the file holds. Parsing the CSV is this edge's part.
 
 use std::path::Path;
 
 use anyhow::Context as _;
+use herald_app::{Herald, ImportReport, Rejected};
 use herald_domain::Receiver;
-use herald_domain::ports::ReceiverDirectory;
 use tokio::sync::mpsc;
 
-/// Rows per upsert transaction.
-pub const BATCH: usize = 5_000;
-
-/// A row that did not parse: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub line: u64,
-    pub reason: String,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ImportReport {
-    pub imported: u64,
-    pub rejected: Vec<Rejected>,
-    /// Rejections beyond those kept in `rejected`.
-    pub more_rejected: u64,
-}
-
-/// Rejections kept for the report; the rest are only counted.
-const KEEP_REJECTED: usize = 100;
+/// Rows the reader hands over at a time (the import batches its transactions itself).
+const CHUNK: usize = 1_000;
 
 enum Chunk {
     Rows(Vec<Receiver>, u64),
     Bad(Rejected),
 }
 
-/// Reads `path` on a blocking thread and upserts batches as they come. `progress` gets the bytes
-/// read so far. A header line (`kind,id,city,groups`) is skipped; bad rows are reported, not fatal.
-pub async fn import_csv(
-    path: &Path,
-    directory: &dyn ReceiverDirectory,
-    progress: impl Fn(u64),
-) -> anyhow::Result<ImportReport> {
+/// Reads `path` on a blocking thread and feeds the rows to the import use case as they come.
+/// `progress` gets the bytes read so far. A header line (`kind,id,city,groups`) is skipped; bad
+/// rows are reported, not fatal.
+pub async fn import_csv(path: &Path, herald: &Herald, progress: impl Fn(u64)) -> anyhow::Result<ImportReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Chunk>>(4);
     let reader = tokio::task::spawn_blocking(move || read_rows(file, &tx));
-    let mut report = ImportReport::default();
+    let mut import = herald.import_receivers();
     while let Some(chunk) = rx.recv().await {
         match chunk? {
             Chunk::Rows(rows, bytes) => {
-                directory.upsert_receivers(&rows).await.context("writing receivers")?;
-                report.imported += rows.len() as u64;
+                import.add(rows).await.context("writing receivers")?;
                 progress(bytes);
             }
-            Chunk::Bad(r) if report.rejected.len() < KEEP_REJECTED => report.rejected.push(r),
-            Chunk::Bad(_) => report.more_rejected += 1,
+            Chunk::Bad(r) => import.reject(r),
         }
     }
     reader.await.context("the CSV reader panicked")?;
-    Ok(report)
+    import.finish().await.context("writing receivers")
 }
 
 fn read_rows(file: std::fs::File, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
@@ -66,7 +44,7 @@ fn read_rows(file: std::fs::File, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(CHUNK);
     let mut record = csv::StringRecord::new();
     loop {
         match csv.read_record(&mut record) {
@@ -98,8 +76,8 @@ fn read_rows(file: std::fs::File, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
                 }
             }
         }
-        if batch.len() == BATCH {
-            let rows = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+        if batch.len() == CHUNK {
+            let rows = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK));
             if tx.blocking_send(Ok(Chunk::Rows(rows, csv.position().byte()))).is_err() {
                 return;
             }

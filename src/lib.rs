@@ -3,6 +3,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod bench;
+pub mod config;
 pub mod duration;
 pub mod http;
 pub mod import;

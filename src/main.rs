@@ -1,83 +1,37 @@
 //! The `herald` command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
-use herald::server::HttpLimits;
-use herald::startup::{self, ConsoleLimits, Ports, Roles, ServerUrls, Settings};
-use herald_consumers::ConsumerConfig;
+use clap::{Parser, Subcommand};
+use herald::auth::{AdminRole, Claims, TokenSigner};
+use herald::config::{self, Flags, GlobalFlags, RunFlags, Settings};
+use herald::startup::{self, Roles};
+use herald_app::{Herald, SystemClock};
 use herald_domain::{ReceiverId, ReceiverKind};
-use herald_scheduler::SchedulerConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
 #[command(name = "herald", version, about = "A message center for riders and merchants")]
+#[command(after_help = "Every setting, with its variable and file key: docs/configuration.md")]
 struct Cli {
     #[command(flatten)]
-    common: Common,
+    global: GlobalFlags,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Args, Clone)]
-struct Common {
-    /// Where the embedded parts keep their files (and the token secret when HERALD_SECRET is unset);
-    /// `./herald-data` by default. `bench` makes its fresh runs inside it when given.
-    #[arg(long, env = "HERALD_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-}
-
-impl Common {
-    fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./herald-data"))
-    }
-}
-
-#[derive(Args, Clone)]
-struct RunArgs {
-    /// Address the HTTP API listens on.
-    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: String,
-    /// Cap on pages (500 receivers each) written per second across all sends; unset is unbounded.
-    #[arg(long, env = "HERALD_MAX_PAGES_PER_SECOND")]
-    max_pages_per_second: Option<u32>,
-    /// Broadcast pages a consumer delivers at once (point-to-point pages have a lane of their own).
-    #[arg(long, env = "HERALD_CONSUMER_CONCURRENCY", default_value_t = 4)]
-    consumer_concurrency: usize,
-    /// HTTP connections served at once (fewer if the open-file limit is lower); more wait.
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000)]
-    max_connections: usize,
-    /// A connection that has not sent a whole request's headers within this (also while idle
-    /// between requests) is closed.
-    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = herald::duration::parse)]
-    header_timeout: std::time::Duration,
-    /// A request not complete (body read and answered) within this gets 408.
-    #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald::duration::parse)]
-    request_timeout: std::time::Duration,
-    /// SQL connections the ops console's queries (search, preview) have of their own: at most this
-    /// many run at once, and none takes a connection the apps read with.
-    #[arg(long, env = "HERALD_CONSOLE_CONNECTIONS", default_value_t = 1)]
-    console_connections: u32,
-    /// How long a console query waits for one of those connections before `503 console_busy`.
-    #[arg(long, env = "HERALD_CONSOLE_WAIT", default_value = "10s", value_parser = herald::duration::parse)]
-    console_wait: std::time::Duration,
-    /// How long one console statement may run before it is stopped (`503 console_query_timeout`).
-    #[arg(long, env = "HERALD_CONSOLE_STATEMENT_TIMEOUT", default_value = "5s", value_parser = herald::duration::parse)]
-    console_statement_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run every role in one process (embedded parts unless servers are configured).
-    Serve(RunArgs),
+    Serve(RunFlags),
     /// Run only the HTTP API.
-    Api(RunArgs),
+    Api(RunFlags),
     /// Run only the scheduler.
-    Scheduler(RunArgs),
+    Scheduler(RunFlags),
     /// Run only the consumers.
-    Consumer(RunArgs),
+    Consumer(RunFlags),
     /// Print a bearer token, signed with the secret the server uses (never a new one).
     Token {
         /// How long the token lasts (`90s`, `30m`, `12h`, `30d`; at most `365d`). Defaults: 12h for
@@ -157,29 +111,18 @@ enum BenchWhat {
     },
 }
 
-fn settings(common: &Common, args: &RunArgs) -> Settings {
-    Settings {
-        listen: args.listen.clone(),
-        data_dir: common.data_dir(),
-        secrets: SecretSettings::from_env(),
-        http: HttpLimits {
-            header_timeout: args.header_timeout,
-            request_timeout: args.request_timeout,
-            max_connections: args.max_connections.max(1),
-        },
-        console: ConsoleLimits {
-            connections: args.console_connections.max(1),
-            wait: args.console_wait,
-            statement_timeout: args.console_statement_timeout,
-        },
-        servers: ServerUrls::from_env(),
-        scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
-        consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1), ..ConsumerConfig::default() },
+impl Command {
+    /// The flags of a command that runs roles.
+    fn run_flags(&self) -> Option<&Flags> {
+        match self {
+            Command::Serve(f) | Command::Api(f) | Command::Scheduler(f) | Command::Consumer(f) => Some(&f.0),
+            _ => None,
+        }
     }
 }
 
-async fn run(common: &Common, args: &RunArgs, roles: Roles) -> anyhow::Result<()> {
-    let running = startup::start(&settings(common, args), roles).await?;
+async fn run(settings: &Settings, roles: Roles) -> anyhow::Result<()> {
+    let running = startup::start(settings, roles).await?;
     let token = running.shutdown_token();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -207,12 +150,17 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     herald::telemetry::init_logging();
     let cli = Cli::parse();
-    let common = &cli.common;
+    let flags = cli.command.run_flags().map_or_else(|| cli.global.0.clone(), |run| cli.global.0.with(run));
+    for var in config::unknown_variables(std::env::vars().map(|(k, _)| k)) {
+        tracing::warn!("{var} is not a Herald setting (see docs/configuration.md); ignored");
+    }
+    let config = config::load(&flags, |var| std::env::var(var).ok())?;
+    let settings = &config.settings;
     match cli.command {
-        Command::Serve(a) => run(common, &a, Roles::ALL).await,
-        Command::Api(a) => run(common, &a, Roles { api: true, scheduler: false, consumer: false }).await,
-        Command::Scheduler(a) => run(common, &a, Roles { api: false, scheduler: true, consumer: false }).await,
-        Command::Consumer(a) => run(common, &a, Roles { api: false, scheduler: false, consumer: true }).await,
+        Command::Serve(_) => run(settings, Roles::ALL).await,
+        Command::Api(_) => run(settings, Roles { api: true, scheduler: false, consumer: false }).await,
+        Command::Scheduler(_) => run(settings, Roles { api: false, scheduler: true, consumer: false }).await,
+        Command::Consumer(_) => run(settings, Roles { api: false, scheduler: false, consumer: true }).await,
         Command::Token { ttl, who } => {
             let claims = match who {
                 TokenFor::Admin { role } => Claims::Admin { role },
@@ -220,24 +168,23 @@ async fn main() -> anyhow::Result<()> {
                     Claims::App { kind: ReceiverKind::parse("--kind", &kind)?, id: ReceiverId::parse("--id", &id)? }
                 }
             };
-            let signer = TokenSigner::existing(&SecretSettings::from_env(), &common.data_dir())?;
+            let signer = TokenSigner::existing(&settings.secrets, &settings.data_dir)?;
             let ttl = ttl.unwrap_or_else(|| claims.default_ttl());
             eprintln!("signed with {}; valid for {}", signer.source(), herald::duration::describe(ttl));
             println!("{}", signer.sign_for(&claims, ttl, chrono::Utc::now()));
             Ok(())
         }
         Command::Secret { action: SecretAction::Rotate } => {
-            let path = TokenSigner::rotate(&common.data_dir())?;
+            let path = TokenSigner::rotate(&settings.data_dir)?;
             eprintln!("new secret in {}; the previous one verifies older tokens until they expire", path.display());
             eprintln!("restart the API processes to sign and verify with it");
             Ok(())
         }
-        Command::Receivers { action: ReceiversAction::Import { file } } => import(common, &file).await,
+        Command::Receivers { action: ReceiversAction::Import { file } } => import(settings, &file).await,
         Command::Migrate => {
-            let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
-            let dir = common.data_dir();
+            let dir = &settings.data_dir;
             let fresh = !dir.join("herald.db").exists();
-            Ports::from_settings(&settings).await?;
+            startup::open_ports(settings).await?;
             if fresh {
                 eprintln!("created the stores in {}", dir.display());
             } else {
@@ -246,28 +193,29 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
-            bench_fanout(common.data_dir.as_deref(), receivers, cities, runs).await
+            bench_fanout(config.chosen_data_dir.as_deref(), receivers, cities, runs).await
         }
         Command::Bench { what: BenchWhat::Direct { receivers, messages } } => {
-            bench_direct(common.data_dir.as_deref(), receivers, messages).await
+            bench_direct(config.chosen_data_dir.as_deref(), receivers, messages).await
         }
     }
 }
 
-async fn import(common: &Common, file: &std::path::Path) -> anyhow::Result<()> {
-    let settings = Settings { servers: ServerUrls::from_env(), ..Settings::embedded(common.data_dir(), "") };
-    let ports = Ports::from_settings(&settings).await?;
+async fn import(settings: &Settings, file: &std::path::Path) -> anyhow::Result<()> {
+    let ports = startup::open_ports(settings).await?;
     let size = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?.len();
     let bar = ProgressBar::new(size).with_style(
         ProgressStyle::with_template("{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
             .expect("progress template"),
     );
-    let report = herald::import::import_csv(file, ports.receivers.as_ref(), |bytes| bar.set_position(bytes)).await?;
+    // Nothing is scheduled by an import: the bell rings for no one.
+    let herald = Herald::new(ports, Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
+    let report = herald::import::import_csv(file, &herald, |bytes| bar.set_position(bytes)).await?;
     bar.finish_and_clear();
     for r in &report.rejected {
         eprintln!("line {}: {}", r.line, r.reason);
     }
-    let rejected = report.rejected.len() as u64 + report.more_rejected;
+    let rejected = report.rejected_count();
     println!("imported {} receivers; rejected {rejected} rows", report.imported);
     if rejected > 0 {
         anyhow::bail!("{rejected} rows were rejected (listed above); the others were imported");

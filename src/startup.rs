@@ -2,14 +2,14 @@
 //! every role; `herald api|scheduler|consumer` runs one; tests and benchmarks start the same way.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use herald_consumers::{ConsumerConfig, ConsumerMetrics, Deliverer};
-use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
-use herald_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SchedulerPorts};
+use herald_app::{Herald, SystemClock};
+use herald_consumers::{ConsumerMetrics, Deliverer};
+use herald_scheduler::{Scheduler, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,152 +17,51 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::embedded_inbox::EmbeddedInbox;
 use crate::adapters::embedded_queue::EmbeddedQueue;
 use crate::adapters::sqlite::{ReadLimits, SqliteStore};
-use crate::auth::{SecretSettings, TokenSigner};
+use crate::auth::TokenSigner;
 use crate::http::{AppState, router};
-use crate::server::HttpLimits;
 use crate::telemetry::Telemetry;
 
-/// Every port, each behind its adapter.
-#[derive(Clone)]
-pub struct Ports {
-    pub receivers: Arc<dyn ReceiverDirectory>,
-    pub notifications: Arc<dyn NotificationStore>,
-    pub ledger: Arc<dyn SendLedger>,
-    pub queue: Arc<dyn Queue>,
-    pub inbox: Arc<dyn InboxStore>,
-    /// The SQL truth as the ops console reads it.
-    pub console: ConsoleReads,
-}
+use herald_app::ConsoleReads;
+pub use herald_app::Ports;
 
-/// The SQL truth through connections of the console's own, few and each statement time-limited
-/// (`ConsoleLimits`): a console search or preview, however heavy, never takes a connection the apps,
-/// the roles or `/readyz` read with. Writes go through the one writer all share.
-#[derive(Clone)]
-pub struct ConsoleReads {
-    pub receivers: Arc<dyn ReceiverDirectory>,
-    pub notifications: Arc<dyn NotificationStore>,
-    pub ledger: Arc<dyn SendLedger>,
-}
+use crate::config::ConsoleLimits;
+pub use crate::config::Settings;
 
 /// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
 /// that runs over its timeout is redelivered).
 const QUEUE_LEASE: Duration = Duration::from_secs(30);
 
-impl Ports {
-    /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
-    pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
-        Self::embedded_with(data_dir, &ConsoleLimits::default()).await
-    }
-
-    async fn embedded_with(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<Self> {
-        crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let store = SqliteStore::open(&data_dir.join("herald.db")).await?;
-        let console_store = Arc::new(store.with_read_limits(&console.read_limits()).await?);
-        let store = Arc::new(store);
-        let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
-        let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
-        let console = ConsoleReads {
-            receivers: console_store.clone(),
-            notifications: console_store.clone(),
-            ledger: console_store,
-        };
-        Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox, console })
-    }
-
-    pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        if let Some(var) = settings.servers.first_set() {
-            bail!(
-                "{var} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
-                 search adapters are not written yet. Unset it to run embedded."
-            );
-        }
-        Self::embedded_with(&settings.data_dir, &settings.console).await
-    }
+/// The embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
+pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
+    embedded_ports_with(data_dir, &ConsoleLimits::default()).await
 }
 
-/// What the ops console's queries (search, preview, the notification pages) may use.
-#[derive(Debug, Clone)]
-pub struct ConsoleLimits {
-    /// SQL connections of the console's own: at most this many console queries run at once.
-    pub connections: u32,
-    /// How long a console query waits for one of them before it is answered `console_busy`.
-    pub wait: Duration,
-    /// How long one console statement may run before it is stopped (`console_query_timeout`).
-    pub statement_timeout: Duration,
+async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<Ports> {
+    crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = SqliteStore::open(&data_dir.join("herald.db")).await?;
+    let limits = ReadLimits {
+        connections: console.connections,
+        wait: console.wait,
+        statement_timeout: console.statement_timeout,
+    };
+    let console_store = Arc::new(store.with_read_limits(&limits).await?);
+    let store = Arc::new(store);
+    let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
+    let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
+    let console =
+        ConsoleReads { receivers: console_store.clone(), notifications: console_store.clone(), ledger: console_store };
+    Ok(Ports { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox, console })
 }
 
-impl Default for ConsoleLimits {
-    /// One connection: on a small machine a heavy console query then takes at most one core, and
-    /// the console's few operators take turns.
-    fn default() -> Self {
-        Self { connections: 1, wait: Duration::from_secs(10), statement_timeout: Duration::from_secs(5) }
+/// The ports the settings name, each opened (and its schema brought up to date).
+pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
+    if let Some(origin) = settings.servers.first_set() {
+        bail!(
+            "{origin} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
+             search adapters are not written yet. Unset it to run embedded."
+        );
     }
-}
-
-impl ConsoleLimits {
-    fn read_limits(&self) -> ReadLimits {
-        ReadLimits { connections: self.connections, wait: self.wait, statement_timeout: self.statement_timeout }
-    }
-}
-
-/// Addresses of real servers (distributed mode), from the environment.
-#[derive(Debug, Clone, Default)]
-pub struct ServerUrls {
-    pub sql: Option<String>,
-    pub redis: Option<String>,
-    pub mq_namesrv: Option<String>,
-    pub search: Option<String>,
-}
-
-impl ServerUrls {
-    pub fn from_env() -> Self {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Self {
-            sql: var("HERALD_SQL_URL"),
-            redis: var("HERALD_REDIS_URL"),
-            mq_namesrv: var("HERALD_MQ_NAMESRV"),
-            search: var("HERALD_SEARCH_URL"),
-        }
-    }
-
-    fn first_set(&self) -> Option<&'static str> {
-        [
-            ("HERALD_SQL_URL", &self.sql),
-            ("HERALD_REDIS_URL", &self.redis),
-            ("HERALD_MQ_NAMESRV", &self.mq_namesrv),
-            ("HERALD_SEARCH_URL", &self.search),
-        ]
-        .into_iter()
-        .find_map(|(name, v)| v.as_ref().map(|_| name))
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub listen: String,
-    pub data_dir: PathBuf,
-    pub secrets: SecretSettings,
-    pub http: HttpLimits,
-    pub console: ConsoleLimits,
-    pub servers: ServerUrls,
-    pub scheduler: SchedulerConfig,
-    pub consumer: ConsumerConfig,
-}
-
-impl Settings {
-    /// Embedded defaults in `data_dir`, listening on `listen`.
-    pub fn embedded(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
-        Self {
-            listen: listen.into(),
-            data_dir: data_dir.into(),
-            secrets: SecretSettings::default(),
-            http: HttpLimits::default(),
-            console: ConsoleLimits::default(),
-            servers: ServerUrls::default(),
-            scheduler: SchedulerConfig::default(),
-            consumer: ConsumerConfig::default(),
-        }
-    }
+    embedded_ports_with(&settings.data_dir, &settings.console).await
 }
 
 /// Which roles a process runs.
@@ -214,7 +113,7 @@ impl Running {
 
 /// Starts the chosen roles on the ports the settings name.
 pub async fn start(settings: &Settings, roles: Roles) -> anyhow::Result<Running> {
-    let ports = Ports::from_settings(settings).await?;
+    let ports = open_ports(settings).await?;
     start_with(settings, roles, ports).await
 }
 
@@ -267,7 +166,8 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
-        let app = router(AppState::new(ports.clone(), tokens, wake.clone(), telemetry.clone()));
+        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone());
+        let app = router(AppState::new(herald, tokens, telemetry.clone()));
         let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
             crate::server::serve(listener, app, limits, token).await;

@@ -88,7 +88,7 @@ fn import_keeps_good_rows_and_lists_bad_ones_by_line() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let ports = herald::startup::Ports::embedded(&data).await.unwrap();
+        let ports = herald::startup::embedded_ports(&data).await.unwrap();
         let ids: Vec<_> = ["r1", "r2", "r4"].iter().map(|i| herald_domain::ReceiverId::parse("", i).unwrap()).collect();
         let found = ports.receivers.lookup_receivers(herald_domain::ReceiverKind::Rider, &ids).await.unwrap();
         let found: Vec<_> = found.iter().map(|r| (r.id.to_string(), r.city.to_string(), r.groups_joined())).collect();
@@ -97,6 +97,24 @@ fn import_keeps_good_rows_and_lists_bad_ones_by_line() {
             vec![("r1".into(), "上海".into(), "new;vip".into()), ("r4".into(), "gz".into(), String::new())]
         );
     });
+}
+
+/// A receiver named twice is one receiver: written as its last row says and counted once, as the
+/// batch endpoint counts it.
+#[test]
+fn import_counts_a_receiver_named_twice_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("r.csv");
+    std::fs::write(&csv, "rider,r1,sh,\nrider,r2,sh,\nrider,r1,bj,vip\nmerchant,r1,sh,\n").unwrap();
+    let data = dir.path().join("data");
+    let out = herald(&data, &["receivers", "import", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("imported 3 receivers; rejected 0 rows"), "{}", stdout(&out));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ports = rt.block_on(herald::startup::embedded_ports(&data)).unwrap();
+    let r1 = herald_domain::ReceiverId::parse("", "r1").unwrap();
+    let found = rt.block_on(ports.receivers.lookup_receivers(herald_domain::ReceiverKind::Rider, &[r1])).unwrap();
+    assert_eq!((found[0].city.to_string(), found[0].groups_joined()), ("bj".to_string(), "vip".to_string()));
 }
 
 #[test]
@@ -154,7 +172,7 @@ fn the_data_directory_and_its_files_are_private() {
     assert!(herald(&dir, &["receivers", "import", csv.to_str().unwrap()]).status.success());
     // Open the stores and write, so SQLite's -wal and -shm files exist while they are checked.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let ports = runtime.block_on(herald::startup::Ports::embedded(&dir)).unwrap();
+    let ports = runtime.block_on(herald::startup::embedded_ports(&dir)).unwrap();
     let receiver = herald_domain::Receiver::parse_fields("rider", "p2", "sh", "").unwrap();
     runtime.block_on(ports.receivers.upsert_receivers(&[receiver])).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

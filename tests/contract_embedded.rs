@@ -44,7 +44,7 @@ impl InboxHarness for Embedded {
 #[async_trait]
 impl StoreHarness for Embedded {
     async fn open(&self) -> Ports {
-        Ports::embedded(self.0.path()).await.unwrap()
+        herald::startup::embedded_ports(self.0.path()).await.unwrap()
     }
 }
 

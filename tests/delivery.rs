@@ -55,7 +55,7 @@ fn deliverer(ports: &Ports) -> Deliverer {
 #[tokio::test]
 async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
     let n = sending(&ports).await;
     let key = format!("{}/sh/0", n.id);
     ports.queue.declare(&herald_consumers::subscription()).await.unwrap();
@@ -98,7 +98,7 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
 #[tokio::test]
 async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
     let n = sending(&ports).await;
     revoke(&ports, &n).await;
     let page = page_of(&n, 0);
@@ -115,7 +115,7 @@ async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_led
 #[tokio::test]
 async fn a_revocation_the_inbox_never_heard_of_is_applied_by_the_reconciler() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::embedded(dir.path()).await.unwrap();
+    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
     let n = sending(&ports).await;
     // Logged in SQL, never withheld: the API's withhold failed after the revoke committed.
     revoke(&ports, &n).await;

@@ -62,7 +62,7 @@ async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
 async fn pages_wait_for_a_consumer_that_starts_after_the_scheduler() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(dir.path(), None);
-    let ports = herald::startup::Ports::embedded(dir.path()).await.unwrap();
+    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
     let api_and_scheduler =
         start_with(&s, Roles { api: true, scheduler: true, consumer: false }, ports.clone()).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", api_and_scheduler.addr.unwrap()));

@@ -11,6 +11,7 @@ pub mod page;
 pub mod plan;
 pub mod ports;
 pub mod receiver;
+pub mod search;
 mod text;
 
 pub use audience::{Audience, Selection};

@@ -1,17 +1,16 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use herald_domain::audience::{AudienceSpec, Target};
+use herald_app::{Creation, NotificationDetails};
+use herald_domain::audience::AudienceSpec;
 use herald_domain::listing::{ListCursor, NotificationFilter};
-use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
+use herald_domain::ports::Idempotency;
 use herald_domain::{
-    Audience, Body, Category, City, Group, NewNotification, Notification, NotificationId, Receiver, ReceiverId,
-    ReceiverKind, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status,
+    Title, ValidityWindow,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,9 +24,6 @@ use super::openapi::{
     self as doc, Conflicts, NeedsToken, ReadsBody, ReadsPath, ReadsQuery, RefusesContent, UsesBackend,
 };
 use super::params::{self, PathParams, QueryParams};
-
-/// Receivers per batch call; more go through `herald receivers import`.
-pub const MAX_BATCH: usize = 10_000;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -57,22 +53,12 @@ pub async fn upsert_receivers(
     _: Operator,
     ValidJson(batch, _): ValidJson<Vec<ReceiverIn>>,
 ) -> ApiResult<Json<Upserted>> {
-    if batch.len() > MAX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_too_large",
-            format!("at most {MAX_BATCH} receivers per call; use `herald receivers import` for more"),
-        ));
-    }
-    // A receiver named twice is upserted once, as its last entry says, and counted once.
-    let mut distinct = BTreeMap::new();
-    for (i, r) in batch.into_iter().enumerate() {
-        let receiver = Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]")))?;
-        distinct.insert((receiver.kind, receiver.id.clone()), receiver);
-    }
-    let receivers: Vec<Receiver> = distinct.into_values().collect();
-    state.ports.receivers.upsert_receivers(&receivers).await?;
-    Ok(Json(Upserted { upserted: receivers.len() }))
+    let receivers = batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]"))));
+    let upserted = state.herald.upsert_receivers(receivers).await?;
+    Ok(Json(Upserted { upserted }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -123,24 +109,6 @@ impl NotificationIn {
     }
 }
 
-/// Refuses an include list naming receivers that do not exist: their messages could never arrive.
-async fn check_include(state: &AppState, kind: ReceiverKind, audience: &Audience) -> ApiResult<()> {
-    if !matches!(audience.target, Target::Include(_)) {
-        return Ok(());
-    }
-    let plan = herald_domain::plan::plan_audience(state.ports.console.receivers.as_ref(), kind, audience).await?;
-    if plan.unknown.is_empty() {
-        return Ok(());
-    }
-    let shown: Vec<&str> = plan.unknown.iter().take(10).map(ReceiverId::as_str).collect();
-    Err(ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_receivers",
-        format!("{} unknown {} ids, such as: {}", plan.unknown.len(), kind, shown.join(", ")),
-    )
-    .with_field("audience.include"))
-}
-
 fn idempotency(headers: &HeaderMap, body: &[u8]) -> ApiResult<Option<Idempotency>> {
     let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
     let key = raw.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
@@ -178,32 +146,9 @@ pub async fn create_notification(
     ValidJson(req, raw): ValidJson<NotificationIn>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let idem = idempotency(&headers, &raw)?;
-    let content = req.into_domain()?;
-    // A replay answers what the first request got, whatever has changed since (time, receivers).
-    if let Some(idem) = &idem
-        && let Some(seen) = state.ports.notifications.replay(idem).await?
-    {
-        return created_reply(seen);
-    }
-    content.check_visible_some_time(Utc::now())?;
-    check_include(&state, content.receiver_kind, &content.audience).await?;
-    let outcome = state.ports.notifications.create_notification(&content, idem.as_ref(), Utc::now()).await?;
-    state.wake_scheduler.notify_one();
-    created_reply(outcome)
-}
-
-/// `201` for a new notification, `200` for a replay, `409` for a key reused with another body.
-fn created_reply(outcome: CreateOutcome) -> ApiResult<(StatusCode, Json<Created>)> {
-    let (status, n) = match outcome {
-        CreateOutcome::Created(n) => (StatusCode::CREATED, n),
-        CreateOutcome::Replayed(n) => (StatusCode::OK, n),
-        CreateOutcome::KeyReused => {
-            return Err(ApiError::conflict(
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different request body",
-            ));
-        }
-    };
+    let Creation { notification: n, replayed } = state.herald.create_notification(req.into_domain()?, idem).await?;
+    // `201` for a new notification, `200` for a replay.
+    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(Created { id: n.id, status: n.status })))
 }
 
@@ -269,15 +214,8 @@ pub struct CityView {
     done: bool,
 }
 
-/// The console's view of a notification, with its progress and counters read now.
-async fn view_of(state: &AppState, n: &Notification) -> ApiResult<NotificationView> {
-    let progress = state.ports.console.ledger.progress(&n.id).await?;
-    let counters = state.ports.inbox.counters(&n.id).await?;
-    Ok(NotificationView::new(n, &progress, &counters))
-}
-
-impl NotificationView {
-    fn new(n: &Notification, progress: &[CityProgress], counters: &Counters) -> Self {
+impl From<NotificationDetails> for NotificationView {
+    fn from(NotificationDetails { notification: n, progress, counters }: NotificationDetails) -> Self {
         let c = &n.content;
         let matched: u64 = progress.iter().map(|p| p.matched).sum();
         let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
@@ -323,15 +261,7 @@ pub async fn get_notification(
     _: Admin,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    let id = parse_id(&id)?;
-    let n = state
-        .ports
-        .console
-        .notifications
-        .notification(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("notification"))?;
-    Ok(Json(view_of(&state, &n).await?))
+    Ok(Json(state.herald.notification(&parse_id(&id)?).await?.into()))
 }
 
 /// Each given at most once. Kept as text here so that a bad value is a 422 naming the parameter.
@@ -420,26 +350,9 @@ pub async fn list_notifications(
     let filter = p.filter()?;
     let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
     let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
-    // One row past the page says whether another page follows.
-    let (mut found, total) = state.ports.console.notifications.list(&filter, after.as_ref(), limit + 1).await?;
-    let more = found.len() > limit;
-    found.truncate(limit);
-    // Two reads for the whole page, whatever its length: progress from SQL, counters from the inbox store.
-    let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
-    let mut progress = state.ports.console.ledger.progress_of(&ids).await?;
-    let mut counters = state.ports.inbox.counters_of(&ids).await?;
-    let items = found
-        .iter()
-        .map(|n| {
-            let p = progress.remove(&n.id).unwrap_or_default();
-            NotificationView::new(n, &p, &counters.remove(&n.id).unwrap_or_default())
-        })
-        .collect();
-    let next = found
-        .last()
-        .filter(|_| more)
-        .map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() });
-    Ok(Json(NotificationPage { items, total, next_cursor: next.as_ref().map(ListCursor::encode) }))
+    let page = state.herald.list(&filter, after.as_ref(), limit).await?;
+    let items = page.items.into_iter().map(NotificationView::from).collect();
+    Ok(Json(NotificationPage { items, total: page.total, next_cursor: page.next.as_ref().map(ListCursor::encode) }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -465,45 +378,10 @@ pub async fn history(
     _: Admin,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<History>> {
-    let id = parse_id(&id)?;
-    let items = state.ports.console.notifications.history(&id).await?;
-    if items.is_empty() {
-        return Err(ApiError::not_found("notification"));
-    }
+    let items = state.herald.history(&parse_id(&id)?).await?;
     let items =
         items.into_iter().map(|h| HistoryItem { at: h.at.to_rfc3339(), status: h.status, detail: h.detail }).collect();
     Ok(Json(History { items }))
-}
-
-async fn move_to(
-    state: &AppState,
-    id: NotificationId,
-    to: Status,
-    verb: &str,
-    detail: &str,
-) -> ApiResult<Json<NotificationView>> {
-    let n = match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
-        TransitionOutcome::NotFound => return Err(ApiError::not_found("notification")),
-        // Revoking is idempotent: a revoke interrupted after it committed (withholding failed) is
-        // finished by trying again.
-        TransitionOutcome::Refused(Status::Revoked) if to == Status::Revoked => {
-            state.ports.notifications.notification(&id).await?.ok_or_else(|| ApiError::not_found("notification"))?
-        }
-        TransitionOutcome::Refused(current) => {
-            return Err(ApiError::conflict(
-                "invalid_transition",
-                format!("cannot {verb} a notification that is {}", current.as_str()),
-            ));
-        }
-        TransitionOutcome::Moved(n) => *n,
-    };
-    if to == Status::Revoked {
-        // Closes the gap between a consumer's status check and its inbox write.
-        state.ports.inbox.withhold(&id).await?;
-    }
-    state.catalog.forget(&id);
-    state.wake_scheduler.notify_one();
-    Ok(Json(view_of(state, &n).await?))
 }
 
 /// Releases a draft, unless its window closed while it waited: nobody could ever see it.
@@ -515,13 +393,15 @@ pub async fn send(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    let id = parse_id(&id)?;
-    if let Some(n) = state.ports.notifications.notification(&id).await?
-        && n.status == Status::Draft
-    {
-        n.content.check_visible_some_time(Utc::now())?;
-    }
-    move_to(&state, id, Status::Scheduled, "send", "released from draft").await
+    let details = state.herald.send(parse_id(&id)?).await?;
+    Ok(Json(rendered(&state, details)))
+}
+
+/// A notification whose status just moved, as the console sees it; the inbox reads' cached copy is
+/// dropped.
+fn rendered(state: &AppState, details: NotificationDetails) -> NotificationView {
+    state.catalog.forget(&details.notification.id);
+    details.into()
 }
 
 /// Cancels a draft or a scheduled notification before it sends.
@@ -533,7 +413,8 @@ pub async fn cancel(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", "cancelled before sending").await
+    let details = state.herald.cancel(parse_id(&id)?).await?;
+    Ok(Json(rendered(&state, details)))
 }
 
 /// Takes back a sending or sent notification: gone from every inbox, stats kept. Idempotent: revoking a
@@ -546,7 +427,8 @@ pub async fn revoke(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, parse_id(&id)?, Status::Revoked, "revoke", "revoked: removed from every inbox").await
+    let details = state.herald.revoke(parse_id(&id)?).await?;
+    Ok(Json(rendered(&state, details)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -583,8 +465,7 @@ pub async fn preview(
     ValidJson(req, _): ValidJson<PreviewIn>,
 ) -> ApiResult<Json<Preview>> {
     let audience = parse_audience(req.audience)?;
-    let plan = herald_domain::plan::plan_audience(state.ports.console.receivers.as_ref(), req.receiver_kind, &audience)
-        .await?;
+    let plan = state.herald.preview(req.receiver_kind, &audience).await?;
     let cities = plan.cities.iter().map(|c| CityMatch { city: c.city.clone(), matched: c.matched }).collect();
     let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
     Ok(Json(Preview { matched: plan.matched(), cities, unknown }))

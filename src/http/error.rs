@@ -1,10 +1,12 @@
-//! The API's one error shape, `{"error": {"code", "message", "field"}}`, and the JSON extractor that
-//! turns every malformed or invalid body into it, naming the field at fault.
+//! The API's one error shape, `{"error": {"code", "message", "field"}}`; the one place a use case's
+//! refusal (`AppError`) becomes a status and a code; and the JSON extractor that turns every
+//! malformed or invalid body into that shape, naming the field at fault.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use herald_app::AppError;
 use herald_domain::InvalidInput;
 use herald_domain::ports::{Failure, PortError};
 use serde::Serialize;
@@ -81,6 +83,26 @@ impl From<PortError> for ApiError {
             }
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let message = e.to_string();
+        match e {
+            AppError::Invalid(invalid) => invalid.into(),
+            AppError::Backend(failed) => failed.into(),
+            AppError::NotFound(what) => ApiError::not_found(what),
+            AppError::UnknownReceivers { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_receivers", message)
+                    .with_field("audience.include")
+            }
+            AppError::IdempotencyKeyReused => ApiError::conflict("idempotency_key_reused", message),
+            AppError::InvalidTransition { .. } => ApiError::conflict("invalid_transition", message),
+            AppError::BatchTooLarge { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large", message)
+            }
+        }
     }
 }
 

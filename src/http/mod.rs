@@ -1,5 +1,6 @@
 //! The HTTP API (axum): admin console, apps, operations. Handlers parse requests into domain
-//! types and call the ports; none of them waits on a fan-out.
+//! types, call a use case of `herald_app::Herald`, and render its answer; none of them waits on a
+//! fan-out.
 
 mod admin;
 mod auth;
@@ -19,7 +20,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::sync::Notify;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,8 +27,9 @@ use utoipa_axum::routes;
 pub use catalog::Catalog;
 pub use error::ApiError;
 
+use herald_app::{Herald, Ports};
+
 use crate::auth::TokenSigner;
-use crate::startup::Ports;
 use crate::telemetry::Telemetry;
 
 /// Largest request body: a 10,000-receiver batch or a notification with two 10,000-id lists fits.
@@ -36,17 +37,19 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    pub herald: Herald,
+    /// The inbox handlers still read the ports themselves, until their use cases join `herald`.
     pub ports: Ports,
     pub tokens: TokenSigner,
     pub catalog: Arc<Catalog>,
-    pub wake_scheduler: Arc<Notify>,
     pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {
-    pub fn new(ports: Ports, tokens: TokenSigner, wake_scheduler: Arc<Notify>, telemetry: Arc<Telemetry>) -> Self {
+    pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>) -> Self {
+        let ports = herald.ports().clone();
         let catalog = Arc::new(Catalog::new(ports.notifications.clone(), Duration::from_secs(2)));
-        Self { ports, tokens, catalog, wake_scheduler, telemetry }
+        Self { herald, ports, tokens, catalog, telemetry }
     }
 }
 

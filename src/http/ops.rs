@@ -50,11 +50,9 @@ fn check(result: &PortResult<()>) -> String {
     (status = 503, description = "A backend does not answer; `checks` says which", body = Readiness),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let sql = state.ports.notifications.ping().await;
-    let inbox = state.ports.inbox.ping().await;
-    let queue = state.ports.queue.lag(&herald_consumers::subscription()).await.map(|_| ());
-    let ready = sql.is_ok() && inbox.is_ok() && queue.is_ok();
-    let checks = Checks { sql: check(&sql), inbox: check(&inbox), queue: check(&queue) };
+    let readiness = state.herald.readiness(&herald_consumers::subscription()).await;
+    let ready = readiness.ready();
+    let checks = Checks { sql: check(&readiness.sql), inbox: check(&readiness.inbox), queue: check(&readiness.queue) };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, checks }))
 }
@@ -65,10 +63,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges of other components' state are read at scrape time.
-    if let Ok(lag) = state.ports.queue.lag(&herald_consumers::subscription()).await {
+    let backlog = state.herald.backlog(&herald_consumers::subscription()).await;
+    if let Ok(lag) = backlog.queue_lag {
         state.telemetry.queue_lag.set(lag as i64);
     }
-    if let Ok(n) = state.ports.ledger.outbox_len().await {
+    if let Ok(n) = backlog.outbox {
         state.telemetry.outbox_len.set(n as i64);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())

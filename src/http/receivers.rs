@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Operator};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::openapi::{self as doc, NeedsToken, ParsesPath, ReadsQuery, UsesBackend};
 use super::params::{self, PathParams, QueryParams};
 
@@ -54,9 +54,7 @@ pub async fn get_receiver(
     _: Admin,
     PathParams(path): PathParams<ReceiverPath>,
 ) -> ApiResult<Json<ReceiverView>> {
-    let who = path.parse()?;
-    let found = state.ports.console.receivers.lookup_receivers(who.kind, std::slice::from_ref(&who.id)).await?;
-    found.first().map(|r| Json(ReceiverView::from(r))).ok_or_else(|| ApiError::not_found("receiver"))
+    Ok(Json(ReceiverView::from(&state.herald.receiver(&path.parse()?).await?)))
 }
 
 /// Each given at most once; kept as text so that a bad value is a 422 naming the parameter.
@@ -114,10 +112,7 @@ pub async fn list_receivers(
     let city = p.city.as_deref().map(|c| City::parse("city", c)).transpose()?;
     let after = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let mut found =
-        state.ports.console.receivers.list_receivers(kind, city.as_ref(), after.as_ref(), limit + 1).await?;
-    let more = found.len() > limit;
-    found.truncate(limit);
+    let (found, more) = state.herald.receivers(kind, city.as_ref(), after.as_ref(), limit).await?;
     let next_cursor = found.last().filter(|_| more).map(|r| ReceiverRef::key_of(r.kind, &r.id));
     Ok(Json(ReceiverPage { items: found.iter().map(ReceiverView::from).collect(), next_cursor }))
 }
@@ -134,13 +129,7 @@ pub async fn delete_receiver(
     PathParams(path): PathParams<ReceiverPath>,
 ) -> ApiResult<StatusCode> {
     let who = path.parse()?;
-    // The truth first: once the receiver is gone from SQL no send pages it again, and a failure of
-    // the inbox store below leaves a retry that finishes.
-    let existed = state.ports.receivers.delete_receiver(who.kind, &who.id).await?;
-    let erased = state.ports.inbox.erase_receiver(&who).await?;
-    if !existed && erased == 0 {
-        return Err(ApiError::not_found("receiver"));
-    }
-    tracing::info!(receiver = %who.key(), existed, erased, "receiver deleted");
+    state.herald.delete_receiver(&who).await?;
+    tracing::info!(receiver = %who.key(), "receiver deleted");
     Ok(StatusCode::NO_CONTENT)
 }

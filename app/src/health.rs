@@ -1,0 +1,41 @@
+//! What operations ask of a running Herald: does every backend answer, and how much is waiting.
+
+use herald_domain::ports::{PortResult, Subscription};
+
+use crate::Herald;
+
+/// Each backend's answer.
+#[derive(Debug)]
+pub struct Readiness {
+    pub sql: PortResult<()>,
+    pub inbox: PortResult<()>,
+    pub queue: PortResult<()>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.sql.is_ok() && self.inbox.is_ok() && self.queue.is_ok()
+    }
+}
+
+/// Work not done yet: pages in the queue for the consumers, rows in the outbox for the relay.
+#[derive(Debug)]
+pub struct Backlog {
+    pub queue_lag: PortResult<u64>,
+    pub outbox: PortResult<u64>,
+}
+
+impl Herald {
+    /// Asks every backend; the queue through the consumers' `subscription`.
+    pub async fn readiness(&self, subscription: &Subscription) -> Readiness {
+        Readiness {
+            sql: self.ports.notifications.ping().await,
+            inbox: self.ports.inbox.ping().await,
+            queue: self.ports.queue.lag(subscription).await.map(|_| ()),
+        }
+    }
+
+    pub async fn backlog(&self, subscription: &Subscription) -> Backlog {
+        Backlog { queue_lag: self.ports.queue.lag(subscription).await, outbox: self.ports.ledger.outbox_len().await }
+    }
+}

@@ -1,0 +1,80 @@
+//! Herald's application layer: the use cases over the ports. The HTTP API and the CLI parse what
+//! they are given into domain types, call one of these, and render its answer; neither holds a rule
+//! of its own. This crate knows the ports (traits), never an adapter, HTTP or SQL.
+//!
+//! One module per group of use cases, each adding methods to [`Herald`]: `notifications` (create,
+//! send, cancel, revoke, the console's list and views), `audience` (preview), `receivers` (look up, list, delete, upsert,
+//! import), `health` (readiness, backlog). The inbox's use cases will sit beside them.
+
+mod audience;
+mod error;
+mod health;
+mod notifications;
+mod receivers;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use tokio::sync::Notify;
+
+pub use error::{AppError, AppResult};
+pub use health::{Backlog, Readiness};
+pub use notifications::{Creation, NotificationDetails, NotificationList};
+pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
+
+/// Every port, each behind whichever adapter the wiring picked.
+#[derive(Clone)]
+pub struct Ports {
+    pub receivers: Arc<dyn ReceiverDirectory>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub ledger: Arc<dyn SendLedger>,
+    pub queue: Arc<dyn Queue>,
+    pub inbox: Arc<dyn InboxStore>,
+    /// The SQL truth as the ops console reads it.
+    pub console: ConsoleReads,
+}
+
+/// The SQL truth through connections of the console's own, few and each statement time-limited:
+/// a console search or preview, however heavy, never takes a connection the apps, the roles or
+/// `/readyz` read with. Writes go through the same store as every other.
+#[derive(Clone)]
+pub struct ConsoleReads {
+    pub receivers: Arc<dyn ReceiverDirectory>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub ledger: Arc<dyn SendLedger>,
+}
+
+/// What time it is, for every rule that depends on it (a window already past, a history entry).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The machine's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The use cases, over one set of ports. Cheap to clone: every part is shared.
+#[derive(Clone)]
+pub struct Herald {
+    ports: Ports,
+    clock: Arc<dyn Clock>,
+    /// Rung when a send was created or released, so the scheduler starts it without waiting for
+    /// its next round (in-process; a scheduler in another process finds it on its next poll).
+    wake_scheduler: Arc<Notify>,
+}
+
+impl Herald {
+    pub fn new(ports: Ports, clock: Arc<dyn Clock>, wake_scheduler: Arc<Notify>) -> Self {
+        Self { ports, clock, wake_scheduler }
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+}

@@ -1,0 +1,185 @@
+//! The console's use cases on notifications: create (idempotently), send, cancel, revoke, and the
+//! views of one or a page of them with their progress and counters.
+
+use herald_domain::audience::Target;
+use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
+use herald_domain::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
+
+use crate::{AppError, AppResult, Herald};
+
+/// A notification created, or the one an earlier request with the same `Idempotency-Key` created.
+#[derive(Debug, Clone)]
+pub struct Creation {
+    pub notification: Notification,
+    /// The key was seen before with this body: nothing new was stored.
+    pub replayed: bool,
+}
+
+/// A notification with its per-city progress (from the ledger) and its counters (from the inbox
+/// store), read now.
+#[derive(Debug, Clone)]
+pub struct NotificationDetails {
+    pub notification: Notification,
+    /// In city order; empty before sending began.
+    pub progress: Vec<CityProgress>,
+    pub counters: Counters,
+}
+
+/// A page of the console's list.
+#[derive(Debug, Clone)]
+pub struct NotificationList {
+    pub items: Vec<NotificationDetails>,
+    /// Every match, on every page.
+    pub total: u64,
+    /// Where the next page starts; `None` when nothing follows.
+    pub next: Option<ListCursor>,
+}
+
+/// A status move the console asks for, and what it is called in an answer and in the history.
+struct Move {
+    to: Status,
+    verb: &'static str,
+    detail: &'static str,
+}
+
+impl Herald {
+    /// Stores a new notification (it sends at `send_at`, now when unset, unless it is a draft) and
+    /// rings the scheduler. With an `Idempotency-Key` seen before, answers what the first request
+    /// got, whatever changed since (the time, the receivers): the key is looked up before any check
+    /// that depends on them.
+    pub async fn create_notification(
+        &self,
+        content: NewNotification,
+        idempotency: Option<Idempotency>,
+    ) -> AppResult<Creation> {
+        if let Some(idem) = &idempotency
+            && let Some(seen) = self.ports.notifications.replay(idem).await?
+        {
+            return creation(seen);
+        }
+        content.check_visible_some_time(self.clock.now())?;
+        self.check_include(&content).await?;
+        let outcome =
+            self.ports.notifications.create_notification(&content, idempotency.as_ref(), self.clock.now()).await?;
+        self.wake_scheduler.notify_one();
+        creation(outcome)
+    }
+
+    /// Refuses an include list naming receivers that do not exist: their messages could never arrive.
+    async fn check_include(&self, content: &NewNotification) -> AppResult<()> {
+        let kind = content.receiver_kind;
+        if !matches!(content.audience.target, Target::Include(_)) {
+            return Ok(());
+        }
+        let plan =
+            herald_domain::plan::plan_audience(self.ports.console.receivers.as_ref(), kind, &content.audience).await?;
+        if plan.unknown.is_empty() {
+            return Ok(());
+        }
+        Err(AppError::UnknownReceivers { kind, unknown: plan.unknown })
+    }
+
+    /// Releases a draft, unless its window closed while it waited: nobody could ever see it.
+    pub async fn send(&self, id: NotificationId) -> AppResult<NotificationDetails> {
+        if let Some(n) = self.ports.notifications.notification(&id).await?
+            && n.status == Status::Draft
+        {
+            n.content.check_visible_some_time(self.clock.now())?;
+        }
+        self.move_to(id, Move { to: Status::Scheduled, verb: "send", detail: "released from draft" }).await
+    }
+
+    /// Cancels a draft or a scheduled notification before it sends.
+    pub async fn cancel(&self, id: NotificationId) -> AppResult<NotificationDetails> {
+        self.move_to(id, Move { to: Status::Cancelled, verb: "cancel", detail: "cancelled before sending" }).await
+    }
+
+    /// Takes back a sending or sent notification: first durably (status, history, revocation log),
+    /// then by withholding it in the inbox store. Idempotent: revoking a revoked notification
+    /// withholds it again, which finishes a revoke interrupted between the two.
+    pub async fn revoke(&self, id: NotificationId) -> AppResult<NotificationDetails> {
+        let detail = "revoked: removed from every inbox";
+        self.move_to(id, Move { to: Status::Revoked, verb: "revoke", detail }).await
+    }
+
+    async fn move_to(&self, id: NotificationId, m: Move) -> AppResult<NotificationDetails> {
+        let n = match self.ports.notifications.transition(&id, m.to, m.detail, self.clock.now()).await? {
+            TransitionOutcome::NotFound => return Err(AppError::NotFound("notification")),
+            // Revoking is idempotent: a revoke interrupted after it committed (withholding failed)
+            // is finished by trying again.
+            TransitionOutcome::Refused(Status::Revoked) if m.to == Status::Revoked => {
+                self.ports.notifications.notification(&id).await?.ok_or(AppError::NotFound("notification"))?
+            }
+            TransitionOutcome::Refused(current) => {
+                return Err(AppError::InvalidTransition { verb: m.verb, current });
+            }
+            TransitionOutcome::Moved(n) => *n,
+        };
+        if m.to == Status::Revoked {
+            // Closes the gap between a consumer's status check and its inbox write.
+            self.ports.inbox.withhold(&id).await?;
+        }
+        self.wake_scheduler.notify_one();
+        self.details_of(n).await
+    }
+
+    /// One notification, with its progress and counters.
+    pub async fn notification(&self, id: &NotificationId) -> AppResult<NotificationDetails> {
+        let n = self.ports.console.notifications.notification(id).await?.ok_or(AppError::NotFound("notification"))?;
+        self.details_of(n).await
+    }
+
+    async fn details_of(&self, notification: Notification) -> AppResult<NotificationDetails> {
+        let progress = self.ports.console.ledger.progress(&notification.id).await?;
+        let counters = self.ports.inbox.counters(&notification.id).await?;
+        Ok(NotificationDetails { notification, progress, counters })
+    }
+
+    /// A notification's status flow, oldest first.
+    pub async fn history(&self, id: &NotificationId) -> AppResult<Vec<HistoryEntry>> {
+        let items = self.ports.console.notifications.history(id).await?;
+        if items.is_empty() {
+            return Err(AppError::NotFound("notification"));
+        }
+        Ok(items)
+    }
+
+    /// Up to `limit` notifications matching `filter`, newest first, after `after`; each with its
+    /// progress and counters, read in two queries for the whole page whatever its length.
+    pub async fn list(
+        &self,
+        filter: &NotificationFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> AppResult<NotificationList> {
+        // One row past the page says whether another page follows.
+        let (mut found, total) = self.ports.console.notifications.list(filter, after, limit + 1).await?;
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
+        let mut progress = self.ports.console.ledger.progress_of(&ids).await?;
+        let mut counters = self.ports.inbox.counters_of(&ids).await?;
+        let next = found
+            .last()
+            .filter(|_| more)
+            .map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() });
+        let items = found
+            .into_iter()
+            .map(|n| NotificationDetails {
+                progress: progress.remove(&n.id).unwrap_or_default(),
+                counters: counters.remove(&n.id).unwrap_or_default(),
+                notification: n,
+            })
+            .collect();
+        Ok(NotificationList { items, total, next })
+    }
+}
+
+fn creation(outcome: CreateOutcome) -> AppResult<Creation> {
+    match outcome {
+        CreateOutcome::Created(notification) => Ok(Creation { notification, replayed: false }),
+        CreateOutcome::Replayed(notification) => Ok(Creation { notification, replayed: true }),
+        CreateOutcome::KeyReused => Err(AppError::IdempotencyKeyReused),
+    }
+}

@@ -1,0 +1,681 @@
+//! Herald's configuration: every setting from its flag, its `HERALD_*` variable or a TOML file
+//! (`--config PATH` / `HERALD_CONFIG`), in that order of precedence, else its default; read and
+//! checked once at start, so a bad value stops Herald with an error that names where it came from
+//! (`HERALD_MAX_CONNECTIONS: not a number: "lots"`) instead of surfacing later.
+//!
+//! [`SETTINGS`] is the one list: the flags (`--help`), the variables, the file's keys and the table
+//! in `docs/configuration.md` (a test renders it from this list) all come from it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Arg, ArgMatches, Command};
+use herald_consumers::ConsumerConfig;
+use herald_scheduler::SchedulerConfig;
+
+use crate::auth::SecretSettings;
+use crate::server::HttpLimits;
+
+/// One setting, and everywhere it can be given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Its key in the TOML file; also its name on the command line (`--max-connections`).
+    pub key: &'static str,
+    pub env: &'static str,
+    pub flag: Flag,
+    /// Whether the TOML file may set it (secrets come from the environment or the data dir only).
+    pub in_file: bool,
+    /// The default, as written in the docs.
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Which commands take a setting as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Every command.
+    Global,
+    /// The commands that run roles: `serve`, `api`, `scheduler`, `consumer`.
+    Run,
+    /// No flag: the environment (or the file) only.
+    None,
+}
+
+const fn setting(
+    key: &'static str,
+    env: &'static str,
+    flag: Flag,
+    in_file: bool,
+    default: &'static str,
+    meaning: &'static str,
+) -> Setting {
+    Setting { key, env, flag, in_file, default, meaning }
+}
+
+pub const CONFIG: Setting = setting(
+    "config",
+    "HERALD_CONFIG",
+    Flag::Global,
+    false,
+    "none",
+    "a TOML file of settings, keyed by the flags' names (`listen = \"0.0.0.0:8080\"`)",
+);
+pub const DATA_DIR: Setting = setting(
+    "data-dir",
+    "HERALD_DATA_DIR",
+    Flag::Global,
+    true,
+    "`./herald-data`",
+    "where the embedded parts keep their files, and the token secret when `HERALD_SECRET` is unset (a directory \
+     Herald creates is `0700`, its files `0600`); `bench` makes its fresh runs inside it when one is set",
+);
+pub const LISTEN: Setting = setting(
+    "listen",
+    "HERALD_LISTEN",
+    Flag::Run,
+    true,
+    "`127.0.0.1:8080`",
+    "the address (`host:port`) the HTTP API listens on",
+);
+pub const MAX_CONNECTIONS: Setting = setting(
+    "max-connections",
+    "HERALD_MAX_CONNECTIONS",
+    Flag::Run,
+    true,
+    "`10000`",
+    "HTTP connections served at once (lowered to fit the open-file limit); more wait in the kernel's backlog",
+);
+pub const HEADER_TIMEOUT: Setting = setting(
+    "header-timeout",
+    "HERALD_HEADER_TIMEOUT",
+    Flag::Run,
+    true,
+    "`10s`",
+    "a connection that does not send a whole request's headers in this time (also while idle between requests) \
+     is closed",
+);
+pub const REQUEST_TIMEOUT: Setting = setting(
+    "request-timeout",
+    "HERALD_REQUEST_TIMEOUT",
+    Flag::Run,
+    true,
+    "`30s`",
+    "a request not read and answered in this time gets `408 request_timeout`",
+);
+pub const CONSOLE_CONNECTIONS: Setting = setting(
+    "console-connections",
+    "HERALD_CONSOLE_CONNECTIONS",
+    Flag::Run,
+    true,
+    "`1`",
+    "SQL connections of the ops console's own (search, preview, notification pages): at most this many console \
+     queries run at once, and none ever takes a connection the apps read with",
+);
+pub const CONSOLE_WAIT: Setting = setting(
+    "console-wait",
+    "HERALD_CONSOLE_WAIT",
+    Flag::Run,
+    true,
+    "`10s`",
+    "how long a console query waits for one of those connections before `503 console_busy`",
+);
+pub const CONSOLE_STATEMENT_TIMEOUT: Setting = setting(
+    "console-statement-timeout",
+    "HERALD_CONSOLE_STATEMENT_TIMEOUT",
+    Flag::Run,
+    true,
+    "`5s`",
+    "a console statement running longer is stopped: `503 console_query_timeout`",
+);
+pub const MAX_PAGES_PER_SECOND: Setting = setting(
+    "max-pages-per-second",
+    "HERALD_MAX_PAGES_PER_SECOND",
+    Flag::Run,
+    true,
+    "unbounded",
+    "caps how fast sends are paged (500 receivers a page) across all sends, to spare downstream systems",
+);
+pub const CONSUMER_CONCURRENCY: Setting = setting(
+    "consumer-concurrency",
+    "HERALD_CONSUMER_CONCURRENCY",
+    Flag::Run,
+    true,
+    "`4`",
+    "broadcast pages a consumer delivers at once (direct pages have a lane of their own)",
+);
+pub const SECRET: Setting = setting(
+    "secret",
+    "HERALD_SECRET",
+    Flag::None,
+    false,
+    "a random secret kept in `<data-dir>/secret`, created by the server's first start",
+    "signs and checks bearer tokens: at least 32 characters, not repetitive (`openssl rand -hex 32`); set the \
+     same value on every API process. `herald token` never creates one: it uses this or the data dir's",
+);
+pub const SECRET_PREVIOUS: Setting = setting(
+    "secret-previous",
+    "HERALD_SECRET_PREVIOUS",
+    Flag::None,
+    false,
+    "unset",
+    "while rotating: the old secret, still accepted (not used to sign) until the tokens it signed expire",
+);
+pub const SQL_URL: Setting = setting(
+    "sql-url",
+    "HERALD_SQL_URL",
+    Flag::None,
+    true,
+    "unset (embedded SQLite)",
+    "the SQL truth on MySQL/MariaDB (`mysql://…`, `mariadb://…`). **Not available yet**: Herald refuses to start \
+     when it is set rather than silently running embedded",
+);
+pub const REDIS_URL: Setting = setting(
+    "redis-url",
+    "HERALD_REDIS_URL",
+    Flag::None,
+    true,
+    "unset (embedded inbox store)",
+    "inboxes and counters on Redis (`redis://…`, `rediss://…`). **Not available yet**, as above",
+);
+pub const MQ_NAMESRV: Setting = setting(
+    "mq-namesrv",
+    "HERALD_MQ_NAMESRV",
+    Flag::None,
+    true,
+    "unset (embedded queue)",
+    "the queue on RocketMQ: its name servers, `host:port[;host:port…]`. **Not available yet**, as above",
+);
+pub const SEARCH_URL: Setting = setting(
+    "search-url",
+    "HERALD_SEARCH_URL",
+    Flag::None,
+    true,
+    "unset (substring match in SQL)",
+    "the admin search mirror on an Elasticsearch-compatible server (`http://…`, `https://…`). **Not available \
+     yet**, as above",
+);
+
+/// Every setting, in the order the docs list them.
+pub const SETTINGS: &[Setting] = &[
+    CONFIG,
+    DATA_DIR,
+    LISTEN,
+    MAX_CONNECTIONS,
+    HEADER_TIMEOUT,
+    REQUEST_TIMEOUT,
+    CONSOLE_CONNECTIONS,
+    CONSOLE_WAIT,
+    CONSOLE_STATEMENT_TIMEOUT,
+    MAX_PAGES_PER_SECOND,
+    CONSUMER_CONCURRENCY,
+    SECRET,
+    SECRET_PREVIOUS,
+    SQL_URL,
+    REDIS_URL,
+    MQ_NAMESRV,
+    SEARCH_URL,
+];
+
+/// Where a value came from: what an error names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag(&'static str),
+    Env(&'static str),
+    File { key: &'static str, path: PathBuf },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(key) => write!(f, "--{key}"),
+            Origin::Env(var) => f.write_str(var),
+            Origin::File { key, path } => write!(f, "{key} in {}", path.display()),
+        }
+    }
+}
+
+/// A setting Herald cannot start with, and where it was given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{origin}: {problem}")]
+    Invalid { origin: Origin, problem: String },
+    #[error("{path}: {problem}", path = path.display())]
+    File { path: PathBuf, problem: String },
+}
+
+/// Addresses of real servers (distributed mode), each with where it was set.
+#[derive(Debug, Clone, Default)]
+pub struct ServerUrls {
+    pub sql: Option<(String, Origin)>,
+    pub redis: Option<(String, Origin)>,
+    pub mq_namesrv: Option<(String, Origin)>,
+    pub search: Option<(String, Origin)>,
+}
+
+impl ServerUrls {
+    /// The first server address set, naming where: no adapter for any of them exists yet.
+    pub fn first_set(&self) -> Option<&Origin> {
+        [&self.sql, &self.redis, &self.mq_namesrv, &self.search].into_iter().find_map(|v| v.as_ref().map(|(_, o)| o))
+    }
+}
+
+/// What the ops console's queries (search, preview, the notification pages) may use.
+#[derive(Debug, Clone)]
+pub struct ConsoleLimits {
+    /// SQL connections of the console's own: at most this many console queries run at once.
+    pub connections: u32,
+    /// How long a console query waits for one of them before it is answered `console_busy`.
+    pub wait: Duration,
+    /// How long one console statement may run before it is stopped (`console_query_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl Default for ConsoleLimits {
+    /// One connection: on a small machine a heavy console query then takes at most one core, and
+    /// the console's few operators take turns.
+    fn default() -> Self {
+        Self { connections: 1, wait: Duration::from_secs(10), statement_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Everything a Herald process runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub secrets: SecretSettings,
+    pub http: HttpLimits,
+    pub console: ConsoleLimits,
+    pub servers: ServerUrls,
+    pub scheduler: SchedulerConfig,
+    pub consumer: ConsumerConfig,
+}
+
+impl Settings {
+    /// Embedded defaults in `data_dir`, listening on `listen`.
+    pub fn embedded(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
+        Self {
+            listen: listen.into(),
+            data_dir: data_dir.into(),
+            secrets: SecretSettings::default(),
+            http: HttpLimits::default(),
+            console: ConsoleLimits::default(),
+            servers: ServerUrls::default(),
+            scheduler: SchedulerConfig::default(),
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+/// The settings of one start, and what the defaults alone would not say.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// The data dir when one was set (not defaulted): `bench` makes its runs inside it.
+    pub chosen_data_dir: Option<PathBuf>,
+}
+
+/// The values given on the command line, raw, by setting key.
+#[derive(Debug, Clone, Default)]
+pub struct Flags(BTreeMap<&'static str, String>);
+
+impl Flags {
+    /// These flags and `more`'s.
+    pub fn with(&self, more: &Flags) -> Flags {
+        let mut all = self.0.clone();
+        all.extend(more.0.iter().map(|(k, v)| (*k, v.clone())));
+        Flags(all)
+    }
+}
+
+/// The `HERALD_*` variables among `names` that are no setting: a typo would otherwise go unseen.
+pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
+    names.filter(|n| n.starts_with("HERALD_") && !SETTINGS.iter().any(|s| s.env == n)).collect()
+}
+
+/// The flags every command takes (`--config`, `--data-dir`), for `#[command(flatten)]`.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalFlags(pub Flags);
+
+/// The flags of the commands that run roles, for `#[command(flatten)]`.
+#[derive(Debug, Clone, Default)]
+pub struct RunFlags(pub Flags);
+
+fn flag_args(cmd: Command, scope: Flag) -> Command {
+    SETTINGS.iter().filter(|s| s.flag == scope).fold(cmd, |cmd, s| {
+        let default = format!(" [default: {}]", s.default.trim_matches('`'));
+        let file = if s.in_file { format!(" [file: {}]", s.key) } else { String::new() };
+        cmd.arg(
+            Arg::new(s.key)
+                .long(s.key)
+                .value_name(s.key.to_uppercase().replace('-', "_"))
+                .global(scope == Flag::Global)
+                .help(format!("{}{} [env: {}]{file}", capitalized(s.meaning), default, s.env)),
+        )
+    })
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn given_flags(matches: &ArgMatches, scope: Flag) -> Flags {
+    let given = SETTINGS.iter().filter(|s| s.flag == scope).filter_map(|s| {
+        let value = matches.try_get_one::<String>(s.key).ok().flatten()?;
+        Some((s.key, value.clone()))
+    });
+    Flags(given.collect())
+}
+
+macro_rules! flag_group {
+    ($group:ident, $scope:expr) => {
+        impl clap::FromArgMatches for $group {
+            fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+                Ok(Self(given_flags(matches, $scope)))
+            }
+
+            fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+                self.0.0.extend(given_flags(matches, $scope).0);
+                Ok(())
+            }
+        }
+
+        impl clap::Args for $group {
+            fn augment_args(cmd: Command) -> Command {
+                flag_args(cmd, $scope)
+            }
+
+            fn augment_args_for_update(cmd: Command) -> Command {
+                flag_args(cmd, $scope)
+            }
+        }
+    };
+}
+
+flag_group!(GlobalFlags, Flag::Global);
+flag_group!(RunFlags, Flag::Run);
+
+/// Reads the settings: `flags` (global and, for a command that runs roles, its own), then the
+/// environment through `env`, then the TOML file they name, then the defaults.
+pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let env = |var: &str| env(var).filter(|v| !v.is_empty());
+    let file = match flags.0.get(CONFIG.key).cloned().or_else(|| env(CONFIG.env)) {
+        Some(path) => Some(read_file(Path::new(&path))?),
+        None => None,
+    };
+    let sources = Sources { flags, env: &env, file: file.as_ref() };
+    let data_dir = sources.get(&DATA_DIR).map(|(raw, _)| PathBuf::from(raw));
+    let defaults = Settings::embedded(data_dir.clone().unwrap_or_else(|| PathBuf::from("./herald-data")), "");
+    let settings = Settings {
+        listen: sources.parse(&LISTEN, parse_listen)?.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+        secrets: SecretSettings {
+            current: sources.get(&SECRET).map(|(raw, _)| raw),
+            previous: sources.get(&SECRET_PREVIOUS).map(|(raw, _)| raw),
+        },
+        http: HttpLimits {
+            header_timeout: sources.parse(&HEADER_TIMEOUT, parse_duration)?.unwrap_or(defaults.http.header_timeout),
+            request_timeout: sources.parse(&REQUEST_TIMEOUT, parse_duration)?.unwrap_or(defaults.http.request_timeout),
+            max_connections: sources.parse(&MAX_CONNECTIONS, parse_count)?.unwrap_or(defaults.http.max_connections),
+        },
+        console: ConsoleLimits {
+            connections: sources.parse(&CONSOLE_CONNECTIONS, parse_count)?.unwrap_or(defaults.console.connections),
+            wait: sources.parse(&CONSOLE_WAIT, parse_duration)?.unwrap_or(defaults.console.wait),
+            statement_timeout: sources
+                .parse(&CONSOLE_STATEMENT_TIMEOUT, parse_duration)?
+                .unwrap_or(defaults.console.statement_timeout),
+        },
+        servers: ServerUrls {
+            sql: sources.server(&SQL_URL, &["mysql://", "mariadb://"])?,
+            redis: sources.server(&REDIS_URL, &["redis://", "rediss://"])?,
+            mq_namesrv: sources.parse_with_origin(&MQ_NAMESRV, parse_name_servers)?,
+            search: sources.server(&SEARCH_URL, &["http://", "https://"])?,
+        },
+        scheduler: SchedulerConfig {
+            max_pages_per_second: sources.parse(&MAX_PAGES_PER_SECOND, parse_count)?,
+            ..defaults.scheduler
+        },
+        consumer: ConsumerConfig {
+            concurrency: sources.parse(&CONSUMER_CONCURRENCY, parse_count)?.unwrap_or(defaults.consumer.concurrency),
+            ..defaults.consumer
+        },
+        data_dir: defaults.data_dir,
+    };
+    Ok(Config { settings, chosen_data_dir: data_dir })
+}
+
+/// The settings of a TOML file: only keys of [`SETTINGS`] the file may set, each a string or a
+/// number.
+struct SettingsFile {
+    path: PathBuf,
+    values: BTreeMap<&'static str, String>,
+}
+
+fn read_file(path: &Path) -> Result<SettingsFile, ConfigError> {
+    let failed = |problem: String| ConfigError::File { path: path.to_path_buf(), problem };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| failed(e.message().to_string()))?;
+    let mut values = BTreeMap::new();
+    for (key, value) in table {
+        let setting = SETTINGS.iter().find(|s| s.key == key && s.in_file).ok_or_else(|| {
+            let known: Vec<&str> = SETTINGS.iter().filter(|s| s.in_file).map(|s| s.key).collect();
+            failed(format!("unknown setting {key:?}; the file may set {}", known.join(", ")))
+        })?;
+        let raw = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            other => return Err(failed(format!("{key:?} must be a string or a number, not {}", other.type_str()))),
+        };
+        values.insert(setting.key, raw);
+    }
+    Ok(SettingsFile { path: path.to_path_buf(), values })
+}
+
+struct Sources<'a> {
+    flags: &'a Flags,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: Option<&'a SettingsFile>,
+}
+
+impl Sources<'_> {
+    /// The raw value with the highest precedence, and where it came from.
+    fn get(&self, s: &Setting) -> Option<(String, Origin)> {
+        if let Some(v) = self.flags.0.get(s.key) {
+            return Some((v.clone(), Origin::Flag(s.key)));
+        }
+        if let Some(v) = (self.env)(s.env) {
+            return Some((v, Origin::Env(s.env)));
+        }
+        let file = self.file?;
+        let v = file.values.get(s.key)?;
+        Some((v.clone(), Origin::File { key: s.key, path: file.path.clone() }))
+    }
+
+    fn parse_with_origin<T>(
+        &self,
+        s: &Setting,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<(T, Origin)>, ConfigError> {
+        let Some((raw, origin)) = self.get(s) else { return Ok(None) };
+        match parse(raw.trim()) {
+            Ok(v) => Ok(Some((v, origin))),
+            Err(problem) => Err(ConfigError::Invalid { origin, problem }),
+        }
+    }
+
+    fn parse<T>(&self, s: &Setting, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, ConfigError> {
+        Ok(self.parse_with_origin(s, parse)?.map(|(v, _)| v))
+    }
+
+    /// A server's URL, whose scheme must name a backend Herald knows.
+    fn server(&self, s: &Setting, schemes: &[&str]) -> Result<Option<(String, Origin)>, ConfigError> {
+        let Some((raw, origin)) = self.get(s) else { return Ok(None) };
+        let url = raw.trim();
+        if schemes.iter().any(|scheme| url.starts_with(scheme) && url.len() > scheme.len()) {
+            return Ok(Some((url.to_string(), origin)));
+        }
+        let problem = format!("unknown backend {url:?}; expected a URL starting with {}", schemes.join(" or "));
+        Err(ConfigError::Invalid { origin, problem })
+    }
+}
+
+/// A whole number of at least 1.
+fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(raw: &str) -> Result<T, String> {
+    let n: T = raw.parse().map_err(|_| format!("not a number: {raw:?}"))?;
+    if n < T::from(1) {
+        return Err(format!("must be at least 1, not {raw}"));
+    }
+    Ok(n)
+}
+
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(raw)?;
+    if d.is_zero() {
+        return Err("must be longer than 0s".to_string());
+    }
+    Ok(d)
+}
+
+/// `host:port`, the port a number (the host may be a name, resolved when listening).
+fn host_port(raw: &str) -> Result<(), String> {
+    match raw.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("expected host:port, like 127.0.0.1:8080, not {raw:?}")),
+    }
+}
+
+fn parse_listen(raw: &str) -> Result<String, String> {
+    host_port(raw).map(|()| raw.to_string())
+}
+
+fn parse_name_servers(raw: &str) -> Result<String, String> {
+    raw.split(';').try_for_each(|one| host_port(one.trim())).map(|()| raw.to_string())
+}
+
+/// The table of every setting, as `docs/configuration.md` shows it.
+pub fn markdown_table() -> String {
+    let mut table =
+        String::from("| flag | variable | file key | default | meaning |\n| --- | --- | --- | --- | --- |\n");
+    for s in SETTINGS {
+        let flag = match s.flag {
+            Flag::Global | Flag::Run => format!("`--{}`", s.key),
+            Flag::None => "—".to_string(),
+        };
+        let key = if s.in_file { format!("`{}`", s.key) } else { "—".to_string() };
+        table.push_str(&format!("| {flag} | `{}` | {key} | {} | {} |\n", s.env, s.default, s.meaning));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn flags(pairs: &[(&'static str, &str)]) -> Flags {
+        Flags(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_ones() {
+        let config = load(&Flags::default(), env_of(&[])).unwrap();
+        let s = config.settings;
+        assert_eq!((s.listen.as_str(), s.data_dir.as_path()), ("127.0.0.1:8080", Path::new("./herald-data")));
+        assert_eq!(format!("{:?}", s.http), format!("{:?}", HttpLimits::default()));
+        assert_eq!(s.consumer.concurrency, ConsumerConfig::default().concurrency);
+        assert!(s.scheduler.max_pages_per_second.is_none() && s.servers.first_set().is_none());
+        assert!(config.chosen_data_dir.is_none());
+    }
+
+    /// A default the docs write as a value is the value Herald takes when nothing is given.
+    #[test]
+    fn the_documented_defaults_are_the_defaults() {
+        let nothing = format!("{:?}", load(&Flags::default(), env_of(&[])).unwrap().settings);
+        for s in SETTINGS.iter().filter(|s| s.default.starts_with('`')) {
+            let given = env_of(&[(s.env, s.default.trim_matches('`'))]);
+            assert_eq!(format!("{:?}", load(&Flags::default(), given).unwrap().settings), nothing, "{}", s.env);
+        }
+    }
+
+    #[test]
+    fn a_flag_beats_the_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "listen = \"10.0.0.1:1\"\nmax-connections = 7\nconsumer-concurrency = 3\n").unwrap();
+        let file = path.to_str().unwrap();
+        let env = env_of(&[("HERALD_CONFIG", file), ("HERALD_LISTEN", "10.0.0.2:2"), ("HERALD_MAX_CONNECTIONS", "8")]);
+        let s = load(&flags(&[("listen", "10.0.0.3:3")]), env).unwrap().settings;
+        assert_eq!((s.listen.as_str(), s.http.max_connections, s.consumer.concurrency), ("10.0.0.3:3", 8, 3));
+    }
+
+    #[test]
+    fn errors_name_where_the_bad_value_was_given() {
+        let err = |f: &[(&'static str, &str)], e: &[(&str, &str)]| load(&flags(f), env_of(e)).unwrap_err().to_string();
+        assert_eq!(err(&[], &[("HERALD_MAX_CONNECTIONS", "lots")]), "HERALD_MAX_CONNECTIONS: not a number: \"lots\"");
+        assert_eq!(err(&[("max-connections", "0")], &[]), "--max-connections: must be at least 1, not 0");
+        assert!(err(&[], &[("HERALD_HEADER_TIMEOUT", "5 minutes")]).starts_with("HERALD_HEADER_TIMEOUT: "));
+        assert!(err(&[], &[("HERALD_LISTEN", "8080")]).starts_with("HERALD_LISTEN: expected host:port"));
+        let sql = err(&[], &[("HERALD_SQL_URL", "postgres://db/herald")]);
+        assert!(sql.starts_with("HERALD_SQL_URL: unknown backend \"postgres://db/herald\""), "{sql}");
+        assert!(err(&[], &[("HERALD_MQ_NAMESRV", "a:9876;b")]).starts_with("HERALD_MQ_NAMESRV: expected host:port"));
+    }
+
+    #[test]
+    fn the_file_names_its_bad_keys_and_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        let with = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            load(&flags(&[("config", path.to_str().unwrap())]), env_of(&[])).unwrap_err().to_string()
+        };
+        let unknown = with("listen = \"127.0.0.1:1\"\nlisten_port = 2\n");
+        assert!(unknown.contains("unknown setting \"listen_port\""), "{unknown}");
+        assert!(with("secret = \"x\"\n").contains("unknown setting \"secret\""), "secrets stay out of files");
+        let bad = with("request-timeout = \"soon\"\n");
+        assert!(bad.starts_with(&format!("request-timeout in {}: ", path.display())), "{bad}");
+        assert!(with("max-connections = true\n").contains("must be a string or a number, not boolean"));
+        assert!(with("listen = \n").starts_with(&path.display().to_string()));
+        let missing = load(&flags(&[("config", "/nonexistent/herald.toml")]), env_of(&[])).unwrap_err();
+        assert!(missing.to_string().starts_with("/nonexistent/herald.toml: cannot read it"), "{missing}");
+    }
+
+    /// Each setting of the list changes what Herald runs with: none is listed and then ignored.
+    #[test]
+    fn every_listed_setting_is_read() {
+        let sample = |s: &Setting| match s.key {
+            "listen" => "0.0.0.0:9",
+            "header-timeout" | "request-timeout" | "console-wait" | "console-statement-timeout" => "7m",
+            "sql-url" => "mysql://db/herald",
+            "redis-url" => "redis://cache",
+            "mq-namesrv" => "mq:9876",
+            "search-url" => "http://search:9200",
+            "secret" | "secret-previous" | "data-dir" => "a-value-nobody-would-default-to",
+            _ => "3",
+        };
+        let baseline = format!("{:?}", load(&Flags::default(), env_of(&[])).unwrap().settings);
+        for s in SETTINGS.iter().filter(|s| **s != CONFIG) {
+            let value = sample(s);
+            let changed = format!("{:?}", load(&Flags::default(), env_of(&[(s.env, value)])).unwrap().settings);
+            assert_ne!(changed, baseline, "{} is listed but changes nothing", s.env);
+        }
+    }
+
+    #[test]
+    fn the_docs_table_is_the_list() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+        let table = markdown_table();
+        let begin = "<!-- settings table: rendered by herald::config::markdown_table -->\n";
+        let shown = doc.split_once(begin).and_then(|(_, rest)| rest.split_once("<!-- end of settings table -->"));
+        assert_eq!(
+            shown.map(|(t, _)| t),
+            Some(table.as_str()),
+            "docs/configuration.md must hold, as rendered:\n{table}"
+        );
+    }
+}
