@@ -3,8 +3,9 @@
 //! of its own. This crate knows the ports (traits), never an adapter, HTTP or SQL.
 //!
 //! One module per group of use cases, each adding methods to [`Herald`]: `notifications` (create,
-//! send, cancel, revoke, the console's list and views), `audience` (preview), `receivers` (look up, list, delete, upsert,
-//! import), `health` (readiness, backlog). The inbox's use cases will sit beside them.
+//! send, cancel, revoke, the console's list and views), `audience` (preview), `receivers` (look up,
+//! list, delete, upsert, import), `health` (readiness, backlog). The inbox's use cases will sit
+//! beside them.
 
 mod audience;
 mod error;
