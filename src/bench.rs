@@ -1,37 +1,26 @@
 //! Benchmarks on the embedded parts, measured in-process: `herald bench fanout` (a broadcast to N
-//! receivers in C cities, create → status `sent`) and `herald bench direct` (a message to one
-//! rider, `POST` → visible in the inbox, alone and while a broadcast fans out).
+//! receivers in C cities, `POST` → status `sent`, with apps polling meanwhile: `fanout.rs`) and
+//! `herald bench direct` (a message to one rider, `POST` → visible in the inbox, alone and while a
+//! broadcast fans out).
+
+mod fanout;
+pub mod polls;
+mod report;
+
+pub use fanout::{FanoutOptions, FanoutReport, fanout};
+pub use report::write as write_report;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use chrono::Utc;
-use herald_domain::ports::CreateOutcome;
-use herald_domain::{
-    Audience, Body, Category, City, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, ReceiverRef,
-    Status, Title, ValidityWindow,
-};
+use herald_domain::{City, NotificationId, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::auth::{AdminRole, Claims, TokenSigner};
 use crate::startup::{self, Ports, Roles, Settings, start_with};
-
-#[derive(Debug, Clone)]
-pub struct FanoutReport {
-    pub receivers: u64,
-    pub cities: u32,
-    pub load_seconds: f64,
-    pub send_seconds: f64,
-}
-
-impl FanoutReport {
-    pub fn deliveries_per_second(&self) -> f64 {
-        self.receivers as f64 / self.send_seconds
-    }
-}
 
 /// Writes riders `r000000000…` spread round-robin over `cities` cities; returns the seconds it took.
 async fn load_riders(ports: &Ports, receivers: u64, cities: u32) -> anyhow::Result<f64> {
@@ -52,47 +41,13 @@ async fn load_riders(ports: &Ports, receivers: u64, cities: u32) -> anyhow::Resu
     Ok(started.elapsed().as_secs_f64())
 }
 
-fn rider(i: u64) -> anyhow::Result<ReceiverId> {
-    Ok(ReceiverId::parse("id", &format!("r{i:09}"))?)
+/// The benchmark's rider ids: `r000000000`, `r000000001`, …
+fn rider_name(i: u64) -> String {
+    format!("r{i:09}")
 }
 
-/// Loads `receivers` riders spread over `cities` cities into a fresh data dir, then sends one
-/// notification to all of them and waits for `sent`. Checks that the sent count is exact.
-pub async fn fanout(data_dir: &Path, receivers: u64, cities: u32) -> anyhow::Result<FanoutReport> {
-    ensure!(cities > 0 && receivers > 0, "need at least one receiver and one city");
-    let ports = startup::embedded_ports(data_dir).await?;
-    let load_seconds = load_riders(&ports, receivers, cities).await?;
-
-    let settings = Settings::embedded(data_dir, "127.0.0.1:0");
-    let running = start_with(&settings, Roles { api: false, scheduler: true, consumer: true }, ports.clone()).await?;
-    let content = NewNotification {
-        title: Title::parse("title", "系统通知 benchmark")?,
-        body: Body::parse("body", "fan-out benchmark")?,
-        category: Category::System,
-        receiver_kind: ReceiverKind::Rider,
-        audience: serde_json::from_str::<Audience>(r#"{"all": true}"#)?,
-        pinned: false,
-        force_read: false,
-        validity: ValidityWindow::new(None, None)?,
-        send_at: None,
-        draft: false,
-    };
-    let started = Instant::now();
-    let CreateOutcome::Created(n) = ports.notifications.create_notification(&content, None, Utc::now()).await? else {
-        anyhow::bail!("the notification was not created");
-    };
-    loop {
-        let status = ports.notifications.notification(&n.id).await?.context("notification vanished")?.status;
-        if status == Status::Sent {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let send_seconds = started.elapsed().as_secs_f64();
-    running.stop().await?;
-    let sent = ports.inbox.counters(&n.id).await?.sent;
-    ensure!(sent == receivers, "sent {sent} but expected {receivers}");
-    Ok(FanoutReport { receivers, cities, load_seconds, send_seconds })
+fn rider(i: u64) -> anyhow::Result<ReceiverId> {
+    Ok(ReceiverId::parse("id", &rider_name(i))?)
 }
 
 /// Latencies of one series of direct messages, in milliseconds.
@@ -102,8 +57,11 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    /// The `q` quantile (0..=1) by nearest rank.
+    /// The `q` quantile (0..=1) by nearest rank; 0 when there is none.
     pub fn quantile(&self, q: f64) -> f64 {
+        if self.millis.is_empty() {
+            return 0.0;
+        }
         let mut sorted = self.millis.clone();
         sorted.sort_by(f64::total_cmp);
         let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());

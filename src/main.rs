@@ -91,7 +91,8 @@ enum ReceiversAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// One broadcast to N riders over C cities on the embedded parts, end to end.
+    /// One broadcast to N riders over C cities (Zipf sizes) on the embedded parts, POST → sent,
+    /// while apps poll; writes JSON, Markdown and an SVG chart into --out.
     Fanout {
         #[arg(long, default_value_t = 1_000_000)]
         receivers: u64,
@@ -100,6 +101,22 @@ enum BenchWhat {
         /// Repeat on fresh data and report the median.
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Keep-alive connections polling inboxes meanwhile (a process of its own); 0 for none.
+        #[arg(long, default_value_t = 32)]
+        poll_connections: usize,
+        /// Where the results go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
+    /// The poll load `bench fanout` starts (a process of its own): polls until stdin closes.
+    #[command(hide = true)]
+    Polls {
+        #[arg(long)]
+        api: std::net::SocketAddr,
+        #[arg(long)]
+        riders: u64,
+        #[arg(long)]
+        connections: usize,
     },
     /// Direct messages (one rider each), POST → in the inbox: p50/p99 alone and during a broadcast
     /// to all N riders.
@@ -192,8 +209,13 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs } } => {
-            bench_fanout(config.chosen_data_dir.as_deref(), receivers, cities, runs).await
+        Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs, poll_connections, out } } => {
+            let options = herald::bench::FanoutOptions { receivers, cities, poll_connections };
+            bench_fanout(config.chosen_data_dir.as_deref(), &options, runs, &out).await
+        }
+        Command::Bench { what: BenchWhat::Polls { api, riders, connections } } => {
+            let secret = std::env::var("HERALD_BENCH_SECRET").context("HERALD_BENCH_SECRET is not set")?;
+            herald::bench::polls::run(api, &secret, riders, connections).await
         }
         Command::Bench { what: BenchWhat::Direct { receivers, messages } } => {
             bench_direct(config.chosen_data_dir.as_deref(), receivers, messages).await
@@ -238,32 +260,36 @@ fn bench_dir(within: Option<&std::path::Path>) -> anyhow::Result<tempfile::TempD
 
 async fn bench_fanout(
     within: Option<&std::path::Path>,
-    receivers: u64,
-    cities: u32,
+    options: &herald::bench::FanoutOptions,
     runs: usize,
+    out: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let mut seconds = Vec::new();
+    let mut reports = Vec::new();
     for run in 1..=runs.max(1) {
         let dir = bench_dir(within)?;
-        let r = herald::bench::fanout(dir.path(), receivers, cities).await?;
-        println!(
-            "run {run}: {} receivers in {} cities: loaded in {:.2} s; sent end to end in {:.2} s = {:.0} deliveries/s",
+        let r = herald::bench::fanout(dir.path(), options).await?;
+        let polls = r.polls_during.as_ref().map_or(String::new(), |p| {
+            format!("; polls meanwhile {:.0}/s, p50 {:.1} ms, p99 {:.1} ms", p.per_second, p.p50_ms, p.p99_ms)
+        });
+        eprintln!(
+            "run {run}: {} riders in {} cities imported in {:.2} s; POST {:.1} ms; sent in {:.2} s = {:.0} deliveries/s \
+             ({:.1}x the raw {:.2} s){polls}",
             r.receivers,
             r.cities,
             r.load_seconds,
+            r.post_ms,
             r.send_seconds,
-            r.deliveries_per_second()
+            r.deliveries_per_second(),
+            r.times_raw(),
+            r.raw_seconds
         );
-        seconds.push(r.send_seconds);
+        reports.push(r);
     }
-    seconds.sort_by(f64::total_cmp);
-    let median = seconds[seconds.len() / 2];
-    println!(
-        "median of {} runs: {median:.2} s end to end, {:.0} deliveries/s ({} cores)",
-        seconds.len(),
-        receivers as f64 / median,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    let (markdown, files) = herald::bench::write_report(out, &reports)?;
+    println!("{markdown}");
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
     Ok(())
 }
 

@@ -1,0 +1,247 @@
+//! `herald bench fanout`: the nationwide push. N riders over C cities of Zipf-distributed sizes (a
+//! few big cities, a long tail; fixed seed) are imported through the real CSV import; every role
+//! starts in-process; a load process polls inboxes, first idle, then while one `{"all": true}`
+//! notification, created through the HTTP API, fans out until `sent == matched`. In the same run,
+//! the raw limit: as many inbox rows written by the most direct path the embedded store has.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use herald_app::{Herald, SystemClock};
+use herald_domain::{NotificationId, Status};
+use rand::{Rng as _, SeedableRng as _};
+use serde::Serialize;
+use serde_json::json;
+
+use super::polls::{PollLoad, PollPhase};
+use super::{post_json, rider_name};
+use crate::auth::{AdminRole, Claims, TokenSigner};
+use crate::startup::{self, Roles, Settings, start_with};
+
+/// Zipf exponent of the city sizes: the k-th city holds ∝ 1/k of the riders.
+const ZIPF_EXPONENT: f64 = 1.0;
+const SEED: u64 = 0x4845_5241_4c44;
+/// How long the load polls before the notification is created: the idle baseline.
+const IDLE: Duration = Duration::from_secs(2);
+/// How often the benchmark reads the send's progress for the series and the per-city times.
+const SAMPLE: Duration = Duration::from_millis(100);
+const SECRET: &str = "herald-bench-secret-0123456789abcdef";
+
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    pub receivers: u64,
+    pub cities: u32,
+    /// Keep-alive connections of the poll load; 0 runs without it.
+    pub poll_connections: usize,
+}
+
+/// One city's share of the send and when it was done, from the `POST`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CityDone {
+    pub city: String,
+    pub receivers: u64,
+    pub seconds: f64,
+}
+
+/// The send's progress at one moment, from the `POST`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub t: f64,
+    pub sent: u64,
+    pub cities_done: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FanoutReport {
+    pub receivers: u64,
+    pub cities: u32,
+    pub load_seconds: f64,
+    /// `POST /admin/v1/notifications` → the answer.
+    pub post_ms: f64,
+    /// `POST` → `sent`, with `sent == matched == receivers` checked.
+    pub send_seconds: f64,
+    /// The same number of inbox rows, written by the most direct path of the embedded store.
+    pub raw_seconds: f64,
+    pub cities_done: Vec<CityDone>,
+    pub progress: Vec<Progress>,
+    pub polls_idle: Option<PollPhase>,
+    pub polls_during: Option<PollPhase>,
+    /// Peak resident memory of the process running every role (and the benchmark), in MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl FanoutReport {
+    pub fn deliveries_per_second(&self) -> f64 {
+        self.receivers as f64 / self.send_seconds
+    }
+
+    /// Herald end to end ÷ the raw limit.
+    pub fn times_raw(&self) -> f64 {
+        self.send_seconds / self.raw_seconds
+    }
+}
+
+/// City index of each of `receivers` riders, drawn from a Zipf law over `cities` with a fixed seed.
+fn zipf_cities(receivers: u64, cities: u32) -> Vec<u32> {
+    let weights: Vec<f64> = (1..=cities).map(|k| 1.0 / f64::from(k).powf(ZIPF_EXPONENT)).collect();
+    let total: f64 = weights.iter().sum();
+    let cumulative: Vec<f64> = weights
+        .iter()
+        .scan(0.0, |acc, w| {
+            *acc += w / total;
+            Some(*acc)
+        })
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(SEED);
+    (0..receivers)
+        .map(|_| {
+            let u: f64 = rng.random();
+            cumulative.partition_point(|&c| c < u).min(cities as usize - 1) as u32
+        })
+        .collect()
+}
+
+fn city_name(index: u32) -> String {
+    format!("city{index:03}")
+}
+
+/// Writes the riders as the CSV `herald receivers import` reads; returns each city's size.
+fn write_csv(path: &Path, cities_of: &[u32]) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut sizes = BTreeMap::new();
+    writeln!(out, "kind,id,city,groups")?;
+    for (i, &c) in cities_of.iter().enumerate() {
+        writeln!(out, "rider,{},{},", rider_name(i as u64), city_name(c))?;
+        *sizes.entry(city_name(c)).or_insert(0) += 1;
+    }
+    out.flush()?;
+    Ok(sizes)
+}
+
+/// Peak resident set of this process (`VmHWM`), in MiB; 0 where `/proc` does not say.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().split(' ').next()?.parse().ok());
+    kib.map_or(0.0, |k: f64| k / 1024.0)
+}
+
+pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<FanoutReport> {
+    let FanoutOptions { receivers, cities, poll_connections } = *options;
+    ensure!(cities > 0 && receivers > 0, "need at least one receiver and one city");
+    let ports = startup::embedded_ports(data_dir).await?;
+    let csv = data_dir.join("riders.csv");
+    let sizes = write_csv(&csv, &zipf_cities(receivers, cities))?;
+    let importer = Herald::new(ports.clone(), Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
+    let started = Instant::now();
+    let imported = crate::import::import_csv(&csv, &importer, |_| {}).await?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    ensure!(imported.imported == receivers, "imported {} of {receivers} riders", imported.imported);
+
+    let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
+    settings.secrets.current = Some(SECRET.to_string());
+    let running = start_with(&settings, Roles::ALL, ports.clone()).await?;
+    let api = running.addr.context("the API role listens")?;
+    let mut load = match poll_connections {
+        0 => None,
+        n => Some(PollLoad::start(api, SECRET, receivers, n).await?),
+    };
+    tokio::time::sleep(IDLE).await;
+    if let Some(load) = load.as_mut() {
+        load.next_phase().await?;
+    }
+
+    let admin = TokenSigner::new(SECRET).sign(&Claims::Admin { role: AdminRole::Operator });
+    let body = json!({"title": "系统通知 benchmark", "body": "fan-out benchmark", "category": "system",
+        "receiver_kind": "rider", "audience": {"all": true}});
+    let started = Instant::now();
+    let (status, reply) = post_json(api, "/admin/v1/notifications", &admin, &body).await?;
+    let post_ms = started.elapsed().as_secs_f64() * 1000.0;
+    ensure!(status == 201, "creating answered {status}: {reply}");
+    let id = NotificationId::parse("id", reply["id"].as_str().context("no id in the reply")?)?;
+
+    let (mut progress, mut done_at) = (Vec::new(), BTreeMap::new());
+    let send_seconds = loop {
+        let now = started.elapsed().as_secs_f64();
+        for city in ports.ledger.progress(&id).await?.iter().filter(|c| c.done) {
+            done_at.entry(city.city.as_str().to_string()).or_insert(now);
+        }
+        let sent = ports.inbox.counters(&id).await?.sent;
+        progress.push(Progress { t: now, sent, cities_done: done_at.len() });
+        let n = ports.notifications.notification(&id).await?.context("the notification vanished")?;
+        if n.status == Status::Sent {
+            break started.elapsed().as_secs_f64();
+        }
+        tokio::time::sleep(SAMPLE).await;
+    };
+    let phases = match load {
+        Some(load) => load.finish().await?,
+        None => Vec::new(),
+    };
+    running.stop().await?;
+    let sent = ports.inbox.counters(&id).await?.sent;
+    let matched: u64 = ports.ledger.progress(&id).await?.iter().map(|c| c.matched).sum();
+    ensure!(sent == receivers && matched == receivers, "sent {sent}, matched {matched}, expected {receivers}");
+    let cities_done = sizes
+        .iter()
+        .map(|(city, &n)| CityDone {
+            city: city.clone(),
+            receivers: n,
+            seconds: done_at.get(city).copied().unwrap_or(send_seconds),
+        })
+        .collect();
+    let raw_seconds = raw_inbox_writes(&data_dir.join("raw.db"), receivers).await?;
+    let mut phases = phases.into_iter();
+    Ok(FanoutReport {
+        receivers,
+        cities,
+        load_seconds,
+        post_ms,
+        send_seconds,
+        raw_seconds,
+        cities_done,
+        progress,
+        polls_idle: phases.next(),
+        polls_during: phases.next(),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Pages of the raw write per transaction: grouped commits, as the fastest embedded writers do.
+const RAW_PAGES_PER_COMMIT: usize = 40;
+const PAGE: usize = 500;
+
+/// Seconds to write `receivers` inbox rows (receiver, notification, version) the most direct way the
+/// embedded store allows: a fresh SQLite file with the store's settings, pages of 500 rows as one
+/// multi-row `INSERT`, 40 pages per commit, nothing else.
+async fn raw_inbox_writes(path: &Path, receivers: u64) -> anyhow::Result<f64> {
+    let db = crate::adapters::sqlite::open(
+        path,
+        &[(
+            1,
+            "CREATE TABLE entries (receiver TEXT NOT NULL, notification_id TEXT NOT NULL, version INTEGER NOT NULL, \
+             PRIMARY KEY (receiver, notification_id)) WITHOUT ROWID",
+        )],
+    )
+    .await?;
+    let notification = NotificationId::generate();
+    let ids: Vec<String> = (0..receivers).map(|i| format!("rider:{}", rider_name(i))).collect();
+    let started = Instant::now();
+    for commit in ids.chunks(PAGE * RAW_PAGES_PER_COMMIT) {
+        let mut tx = db.begin_write().await?;
+        for page in commit.chunks(PAGE) {
+            let mut qb =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
+            qb.push_values(page.iter().enumerate(), |mut row, (i, id)| {
+                row.push_bind(id.as_str()).push_bind(notification.as_str()).push_bind(i as i64);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
