@@ -214,8 +214,7 @@ async fn main() -> anyhow::Result<()> {
             bench_fanout(config.chosen_data_dir.as_deref(), &options, runs, &out).await
         }
         Command::Bench { what: BenchWhat::Polls { api, riders, connections } } => {
-            let secret = std::env::var("HERALD_BENCH_SECRET").context("HERALD_BENCH_SECRET is not set")?;
-            herald::bench::polls::run(api, &secret, riders, connections).await
+            herald::bench::polls::run(api, riders, connections).await
         }
         Command::Bench { what: BenchWhat::Direct { receivers, messages } } => {
             bench_direct(config.chosen_data_dir.as_deref(), receivers, messages).await

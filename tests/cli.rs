@@ -135,11 +135,30 @@ fn migrate_creates_the_stores() {
 fn bench_fanout_runs_inside_the_given_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let bench = dir.path().join("bench");
-    let out = herald(&bench, &["bench", "fanout", "--receivers", "2000", "--cities", "4"]);
+    let results = dir.path().join("results");
+    let out = herald(
+        &bench,
+        &[
+            "bench",
+            "fanout",
+            "--receivers",
+            "2000",
+            "--cities",
+            "4",
+            "--poll-connections",
+            "2",
+            "--out",
+            results.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 receivers in 4 cities"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2000 riders, 4 cities"), "{out:?}");
     assert!(bench.is_dir(), "the bench did not use --data-dir");
     assert_eq!(std::fs::read_dir(&bench).unwrap().count(), 0, "the run's data is removed");
+    let svg = std::fs::read_to_string(results.join("fanout-latest.svg")).expect("a chart");
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
+    let latest = std::fs::read_to_string(results.join("fanout-latest.md")).unwrap();
+    assert!(latest.contains("| 1 |") && latest.contains("raw limit"), "{latest}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The poll load of `herald bench fanout`: simulated riders polling their inbox (the list and the
 //! unread count, in turn) over keep-alive connections, as the apps do. It runs as a process of its own
 //! (`herald bench polls`, started by the benchmark), so that measuring does not share Herald's
-//! runtime. The benchmark writes a line to its stdin to start a new phase (idle, then during the
-//! fan-out) and closes stdin to stop it; it then prints one JSON line: each phase's polls/s and
+//! runtime. The benchmark writes the token secret as the first line of its stdin (never on its
+//! command line, which others can read), then a line to start each new phase (idle, then during the
+//! fan-out), and closes stdin to stop it; it then prints one JSON line: each phase's polls/s and
 //! latency quantiles, and a series of windows for the chart.
 
 use std::net::SocketAddr;
@@ -93,10 +94,13 @@ impl Connection {
 }
 
 /// Runs the load against `api` with `connections` connections over riders `r000000000…` (the
-/// benchmark's ids, `riders` of them), signing their tokens with `secret`, until stdin closes.
-pub async fn run(api: SocketAddr, secret: &str, riders: u64, connections: usize) -> anyhow::Result<()> {
+/// benchmark's ids, `riders` of them), signing their tokens with the secret read from stdin, until
+/// stdin closes.
+pub async fn run(api: SocketAddr, riders: u64, connections: usize) -> anyhow::Result<()> {
     ensure!(riders > 0 && connections > 0, "need riders and connections");
-    let signer = TokenSigner::new(secret);
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let secret = stdin.next_line().await?.context("no secret on stdin")?;
+    let signer = TokenSigner::new(secret.as_str());
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..TOKENS.min(riders))
             .map(|i| {
@@ -129,7 +133,6 @@ pub async fn run(api: SocketAddr, secret: &str, riders: u64, connections: usize)
 
     // Each line on stdin starts a phase; its end is the next line, or stdin closing.
     let mut marks = vec![Instant::now()];
-    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     while stdin.next_line().await?.is_some() {
         marks.push(Instant::now());
     }
@@ -186,14 +189,15 @@ impl PollLoad {
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .args(["bench", "polls", "--api", &api.to_string()])
             .args(["--riders", &riders.to_string(), "--connections", &connections.to_string()])
-            .env("HERALD_BENCH_SECRET", secret)
             .env_remove("HERALD_CONFIG")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("starting the poll load")?;
-        let stdin = child.stdin.take().context("the load's stdin")?;
+        let mut stdin = child.stdin.take().context("the load's stdin")?;
+        stdin.write_all(format!("{secret}\n").as_bytes()).await?;
+        stdin.flush().await?;
         let mut stdout = BufReader::new(child.stdout.take().context("the load's stdout")?).lines();
         match stdout.next_line().await? {
             Some(line) if line == "ready" => Ok(Self { child, stdin, stdout }),
