@@ -1,20 +1,28 @@
 //! The SQL store contract: `ReceiverDirectory`, `NotificationStore` and `SendLedger`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use herald::startup::Ports;
 use herald_domain::ports::*;
 use herald_domain::{
     Audience, Body, Category, City, Group, NewNotification, NotificationId, PageKey, Receiver, ReceiverId,
     ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
 
+/// The three ports of the SQL truth, as one adapter implements them (on one database).
+#[derive(Clone)]
+pub struct SqlPorts {
+    pub receivers: Arc<dyn ReceiverDirectory>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub ledger: Arc<dyn SendLedger>,
+}
+
 #[async_trait]
 pub trait StoreHarness: Send + Sync {
-    /// Ports whose SQL side is the adapter under test (receivers, notifications, ledger).
-    async fn open(&self) -> Ports;
+    /// The adapter under test: receivers, notifications and ledger on the same database.
+    async fn open(&self) -> SqlPorts;
 }
 
 fn rid(s: &str) -> ReceiverId {
@@ -48,7 +56,7 @@ fn content(audience: &str) -> NewNotification {
     }
 }
 
-async fn created(ports: &Ports, c: &NewNotification) -> herald_domain::Notification {
+async fn created(ports: &SqlPorts, c: &NewNotification) -> herald_domain::Notification {
     match ports.notifications.create_notification(c, None, Utc::now()).await.unwrap() {
         CreateOutcome::Created(n) => n,
         other => panic!("expected a new notification, got {other:?}"),
@@ -310,7 +318,7 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     let key = |p| PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p };
     assert!(!ports.ledger.page_delivered(&key(0), 500, Utc::now()).await.unwrap());
     assert!(!ports.ledger.page_delivered(&key(0), 0, Utc::now()).await.unwrap(), "a redelivered page is absorbed");
-    let status = |ports: Ports, id: NotificationId| async move {
+    let status = |ports: SqlPorts, id: NotificationId| async move {
         ports.notifications.notification(&id).await.unwrap().unwrap().status
     };
     assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sending);
@@ -473,3 +481,24 @@ pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHa
     let (found, n) = ports.notifications.list(&city, None, 10).await.unwrap();
     assert_eq!((mine(&found), n), (vec![made[1].clone()], 1));
 }
+
+crate::suite!($ store, store_contract, [
+    keyset_pages_cover_a_city_exactly_once,
+    upsert_replaces_city_and_groups,
+    group_names_are_matched_whole,
+    selections_of_ten_thousand_cities_and_groups_are_answered,
+    upsert_counts_only_new_or_changed_receivers,
+    idempotent_create_and_lawful_transitions,
+    an_event_is_recorded_under_the_current_status,
+    revocations_are_logged_in_order,
+    read_receipts_count_new_ones,
+    a_send_is_resumable_and_completes_once,
+    the_outbox_is_read_per_topic_oldest_first,
+    a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,
+    a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts,
+    an_empty_plan_is_sent_at_once,
+    state_survives_a_restart,
+    include_snapshots_are_kept_and_listed_apart,
+    open_tasks_page_by_keyset,
+    lists_newest_first_with_filters_and_a_keyset_cursor,
+]);

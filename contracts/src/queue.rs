@@ -223,3 +223,17 @@ pub async fn a_stale_holders_messages_come_back_and_its_receipts_are_void(h: &dy
     q.ack(&s, &[again[0].receipt.clone()]).await.unwrap();
     assert_eq!(q.lag(&s).await.unwrap(), 0);
 }
+
+crate::suite!($ queue, queue_contract, [
+    delivers_in_order_and_ack_removes,
+    filters_by_topic_and_tag,
+    every_group_gets_every_message,
+    retry_later_redelivers_with_next_attempt,
+    unacked_messages_survive_a_restart,
+    pull_waits_for_a_publish,
+    earlier_topics_are_served_first_so_a_backlog_never_delays_them,
+    a_declared_group_keeps_what_is_published_before_its_consumer_runs,
+    retries_never_give_up,
+    a_second_subscriber_leaves_what_the_first_holds,
+    a_stale_holders_messages_come_back_and_its_receipts_are_void,
+]);

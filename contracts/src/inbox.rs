@@ -174,3 +174,15 @@ pub async fn applied_revocations_are_withheld_and_remembered(h: &dyn InboxHarnes
     assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "kept across a restart");
     assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(0), "withheld");
 }
+
+crate::suite!($ inbox, inbox_contract, [
+    redelivery_changes_nothing,
+    concurrent_redelivery_counts_once,
+    a_withheld_notification_gets_no_more_entries,
+    a_page_delivered_after_withholding_records_zero_and_repeats_it,
+    applied_revocations_are_withheld_and_remembered,
+    kinds_have_separate_inboxes,
+    reads_count_once_per_receiver,
+    changes_are_versioned_for_sync,
+    entries_survive_a_restart,
+]);
