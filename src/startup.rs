@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use herald_consumers::{ConsumerConfig, ConsumerMetrics, Deliverer};
@@ -14,9 +13,6 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::embedded_inbox::EmbeddedInbox;
-use crate::adapters::embedded_queue::EmbeddedQueue;
-use crate::adapters::sqlite::SqliteStore;
 use crate::auth::{SecretSettings, TokenSigner};
 use crate::http::{AppState, router};
 use crate::server::HttpLimits;
@@ -32,18 +28,14 @@ pub struct Ports {
     pub inbox: Arc<dyn InboxStore>,
 }
 
-/// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
-/// that runs over its timeout is redelivered).
-const QUEUE_LEASE: Duration = Duration::from_secs(30);
-
 impl Ports {
     /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
     pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
         crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-        let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
-        let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
-        let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
-        Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox })
+        let sql = crate::adapters::sql_truth(data_dir).await?;
+        let queue = crate::adapters::queue(data_dir).await?;
+        let inbox = crate::adapters::inbox(data_dir).await?;
+        Ok(Self { receivers: sql.receivers, notifications: sql.notifications, ledger: sql.ledger, queue, inbox })
     }
 
     pub async fn from_settings(settings: &Settings) -> anyhow::Result<Self> {

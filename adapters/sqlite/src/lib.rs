@@ -1,5 +1,6 @@
 //! SQLite: the embedded SQL truth, and the file format of the embedded queue and inbox store.
 
+mod private_files;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -95,7 +96,7 @@ async fn migrate(pool: &SqlitePool, migrations: &[(i64, &'static str)]) -> Resul
 }
 
 /// Pushes `(?, ?, …)` binding each value: the `IN` list of a chunked query.
-pub(crate) fn push_list<T>(qb: &mut QueryBuilder<Sqlite>, values: impl IntoIterator<Item = T>)
+pub fn push_list<T>(qb: &mut QueryBuilder<Sqlite>, values: impl IntoIterator<Item = T>)
 where
     T: for<'t> sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
 {
@@ -116,6 +117,6 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// Milliseconds since the epoch, now.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
 }

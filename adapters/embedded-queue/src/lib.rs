@@ -16,7 +16,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{Notify, OnceCell};
 use tokio::task::AbortHandle;
 
-use crate::adapters::sqlite::{self, Db, now_millis, push_list};
+use herald_sqlite::{self as sqlite, Db, now_millis, push_list};
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];

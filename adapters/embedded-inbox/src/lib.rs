@@ -12,7 +12,7 @@ use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverId, Recei
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::adapters::sqlite::{self, Db};
+use herald_sqlite::{self as sqlite, Db};
 
 const BACKEND: &str = "embedded inbox";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
