@@ -14,15 +14,10 @@ pub struct SqlTruth {
     pub ledger: Arc<dyn SendLedger>,
 }
 
-/// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
-/// that runs over its timeout is redelivered).
-#[cfg(feature = "embedded-queue")]
-const QUEUE_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// The SQL truth in `data_dir` (`herald.db`).
 #[cfg(feature = "sqlite")]
 pub async fn sql_truth(data_dir: &Path) -> anyhow::Result<SqlTruth> {
-    let store = Arc::new(herald_sqlite::SqliteStore::open(&data_dir.join("herald.db")).await?);
+    let store = Arc::new(herald_sqlite::SqliteStore::open(&herald_sqlite::SqliteConfig::in_data_dir(data_dir)).await?);
     Ok(SqlTruth { receivers: store.clone(), notifications: store.clone(), ledger: store })
 }
 
@@ -34,7 +29,10 @@ pub async fn sql_truth(_data_dir: &Path) -> anyhow::Result<SqlTruth> {
 /// The queue in `data_dir` (`queue.db`).
 #[cfg(feature = "embedded-queue")]
 pub async fn queue(data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
-    Ok(Arc::new(herald_embedded_queue::EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?))
+    Ok(Arc::new(
+        herald_embedded_queue::EmbeddedQueue::open(&herald_embedded_queue::EmbeddedQueueConfig::in_data_dir(data_dir))
+            .await?,
+    ))
 }
 
 #[cfg(not(feature = "embedded-queue"))]
@@ -45,7 +43,10 @@ pub async fn queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
 /// The inbox store in `data_dir` (`inbox.db`).
 #[cfg(feature = "embedded-inbox")]
 pub async fn inbox(data_dir: &Path) -> anyhow::Result<Arc<dyn InboxStore>> {
-    Ok(Arc::new(herald_embedded_inbox::EmbeddedInbox::open(&data_dir.join("inbox.db")).await?))
+    Ok(Arc::new(
+        herald_embedded_inbox::EmbeddedInbox::open(&herald_embedded_inbox::EmbeddedInboxConfig::in_data_dir(data_dir))
+            .await?,
+    ))
 }
 
 #[cfg(not(feature = "embedded-inbox"))]

@@ -1,5 +1,6 @@
 //! SQLite: the embedded SQL truth, and the file format of the embedded queue and inbox store.
 
+mod config;
 mod private_files;
 mod store;
 
@@ -10,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
 
+pub use config::SqliteConfig;
 pub use store::SqliteStore;
 
 /// One SQLite file: a pool of readers and a single writer.

@@ -2,7 +2,6 @@
 //! read receipts and revocations.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,7 +16,7 @@ use herald_domain::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::{Db, from_millis, millis, push_list};
+use super::{Db, SqliteConfig, from_millis, millis, push_list};
 
 const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
@@ -47,8 +46,8 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { db: super::open(path, MIGRATIONS).await? })
+    pub async fn open(config: &SqliteConfig) -> anyhow::Result<Self> {
+        Ok(Self { db: super::open(&config.path, MIGRATIONS).await? })
     }
 
     /// A write transaction that takes the write lock up front, so two writers queue on the busy

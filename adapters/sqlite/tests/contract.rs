@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_contracts::{SqlPorts, StoreHarness};
-use herald_sqlite::SqliteStore;
+use herald_sqlite::{SqliteConfig, SqliteStore};
 
 /// A fresh database file in a temp dir; opening again reopens the same file.
 struct Sqlite(tempfile::TempDir);
@@ -12,7 +12,7 @@ struct Sqlite(tempfile::TempDir);
 #[async_trait]
 impl StoreHarness for Sqlite {
     async fn open(&self) -> SqlPorts {
-        let store = Arc::new(SqliteStore::open(&self.0.path().join("herald.db")).await.unwrap());
+        let store = Arc::new(SqliteStore::open(&SqliteConfig::in_data_dir(self.0.path())).await.unwrap());
         SqlPorts { receivers: store.clone(), notifications: store.clone(), ledger: store }
     }
 }
