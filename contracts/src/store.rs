@@ -367,7 +367,7 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     let outbox = ports.ledger.outbox("herald_bulk", 100).await.unwrap();
     let keys: Vec<&str> = outbox.iter().map(|m| m.message.key.as_str()).collect();
     assert_eq!(keys, [key("bj", 0).to_string(), key("sh", 1).to_string()]);
-    let page: herald_domain::Page = serde_json::from_slice(&outbox[0].message.body).unwrap();
+    let page = herald_domain::Page::decode(&outbox[0].message.body).unwrap();
     assert_eq!((page.key, page.receivers), (key("bj", 0), vec![rid("late1")]));
     let progress = ports.ledger.progress(&n.id).await.unwrap();
     let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.pages_published, p.done)).collect();

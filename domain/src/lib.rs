@@ -18,7 +18,7 @@ pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
 pub use notification::{
     Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
 };
-pub use page::{PAGE_SIZE, Page, PageKey, Topic};
+pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
 pub use receiver::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
 
