@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, NewNotification, NotificationId, PageKey, Receiver, ReceiverId,
-    ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEvent, NewNotification, NotificationId, PageKey, Receiver,
+    ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
 
 /// The three ports of the SQL truth, as one adapter implements them (on one database).
@@ -168,31 +168,43 @@ pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     let stored = ports.notifications.notification(&n.id).await.unwrap().unwrap();
     assert_eq!(stored.content, c, "content round-trips exactly");
 
-    let refused = ports.notifications.transition(&n.id, Status::Revoked, "x", Utc::now()).await.unwrap();
+    let refused =
+        ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
     assert_eq!(refused, TransitionOutcome::Refused(Status::Scheduled));
     let TransitionOutcome::Moved(moved) =
-        ports.notifications.transition(&n.id, Status::Cancelled, "ops changed their mind", Utc::now()).await.unwrap()
+        ports.notifications.transition(&n.id, Status::Cancelled, &HistoryEvent::Cancelled, Utc::now()).await.unwrap()
     else {
         panic!("moved")
     };
     assert_eq!(moved.status, Status::Cancelled);
     let ghost = NotificationId::generate();
-    let missing = ports.notifications.transition(&ghost, Status::Cancelled, "", Utc::now()).await.unwrap();
+    let missing =
+        ports.notifications.transition(&ghost, Status::Cancelled, &HistoryEvent::Cancelled, Utc::now()).await.unwrap();
     assert_eq!(missing, TransitionOutcome::NotFound);
-    let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
-    assert_eq!(history, vec![Status::Scheduled, Status::Cancelled]);
+    let history: Vec<_> =
+        ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| (e.status, e.detail)).collect();
+    let rendered = |e: HistoryEvent| e.to_string();
+    assert_eq!(
+        history,
+        vec![
+            (Status::Scheduled, rendered(HistoryEvent::ScheduledNow)),
+            (Status::Cancelled, rendered(HistoryEvent::Cancelled))
+        ],
+        "each entry keeps its event as the domain renders it"
+    );
 }
 
 pub async fn an_event_is_recorded_under_the_current_status(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let n = created(&ports, &content(r#"{"all": true}"#)).await;
-    assert!(ports.notifications.record_event(&n.id, "planning failed, will retry", Utc::now()).await.unwrap());
+    let failed = HistoryEvent::Retrying { step: "planning".into(), error: "sql: timed out".into() };
+    assert!(ports.notifications.record_event(&n.id, &failed, Utc::now()).await.unwrap());
     let history = ports.notifications.history(&n.id).await.unwrap();
     let last = history.last().unwrap();
-    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry"));
+    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry: sql: timed out"));
     assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Scheduled);
     let ghost = NotificationId::generate();
-    assert!(!ports.notifications.record_event(&ghost, "x", Utc::now()).await.unwrap(), "no such notification");
+    assert!(!ports.notifications.record_event(&ghost, &failed, Utc::now()).await.unwrap(), "no such notification");
 }
 
 pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
@@ -202,7 +214,7 @@ pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
     for _ in 0..2 {
         let n = created(&ports, &content(r#"{"all": true}"#)).await;
         assert!(ports.ledger.start_sending(&n.id, &[], Utc::now()).await.unwrap());
-        ports.notifications.transition(&n.id, Status::Revoked, "revoked", Utc::now()).await.unwrap();
+        ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
         ids.push(n.id);
     }
     let log = ports.notifications.revocations_since(start, 1000).await.unwrap();

@@ -4,6 +4,7 @@
 //! This crate knows no SQL, no Redis, no HTTP and no async runtime.
 
 pub mod audience;
+pub mod history;
 pub mod inbox;
 pub mod listing;
 pub mod notification;
@@ -14,6 +15,7 @@ pub mod receiver;
 mod text;
 
 pub use audience::{Audience, Selection};
+pub use history::HistoryEvent;
 pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
 pub use notification::{
     Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,

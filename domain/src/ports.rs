@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audience::Selection;
+use crate::history::HistoryEvent;
 use crate::inbox::InboxEntry;
 use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
@@ -87,7 +88,8 @@ pub enum TransitionOutcome {
 /// Notifications, their history, read receipts and revocations.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
-    /// Stores a new notification and its first history entry in one transaction.
+    /// Stores a new notification and its first history entry (`HistoryEvent::created`) in one
+    /// transaction.
     async fn create_notification(
         &self,
         content: &NewNotification,
@@ -101,19 +103,20 @@ pub trait NotificationStore: Send + Sync {
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>>;
     /// The stored ones among `ids`, in no particular order.
     async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>>;
-    /// Moves to `to` if the current status allows it (`Status::allowed_from`), recording history.
-    /// Revoking also appends to the revocation log that incremental sync reads.
+    /// Moves to `to` if the current status allows it (`Status::allowed_from`), recording `event` in
+    /// its history. Revoking also appends to the revocation log that incremental sync reads.
     async fn transition(
         &self,
         id: &NotificationId,
         to: Status,
-        detail: &str,
+        event: &HistoryEvent,
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
-    /// Appends a history entry under the notification's current status, which stays as it is (a
-    /// failed attempt that will be retried, for instance). False if there is no such notification.
-    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool>;
+    /// Appends `event` to the history under the notification's current status, which stays as it
+    /// is (a failed attempt that will be retried, for instance). False if there is no such
+    /// notification.
+    async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
     /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
     /// match in all.
     async fn list(
@@ -204,13 +207,26 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
+impl DeadLetter {
+    /// The notification the key names, if it names one.
+    pub fn notification(&self) -> Option<NotificationId> {
+        let (id, _) = self.key.split_once('/')?;
+        NotificationId::parse("key", id).ok()
+    }
+
+    /// What its notification's history says of it.
+    pub fn event(&self) -> HistoryEvent {
+        HistoryEvent::PageDeadLettered { key: self.key.clone(), reason: self.reason.clone() }
+    }
+}
+
 /// Send tasks, the outbox and the delivered-page ledger: what makes a send resumable.
 #[async_trait]
 pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
-    /// Records one task per city and moves the notification from scheduled to sending, in one
-    /// transaction. For a selection that names no cities, every other city where it now matches
+    /// Records one task per city and moves the notification from scheduled to sending, with
+    /// `HistoryEvent::sending(plan)` in its history, in one transaction. For a selection that names no cities, every other city where it now matches
     /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
     /// between the count and the start. False if it was no longer scheduled (cancelled, or another
     /// scheduler won).
@@ -243,8 +259,8 @@ pub trait SendLedger: Send + Sync {
         Ok(self.progress_of(std::slice::from_ref(id)).await?.remove(id).unwrap_or_default())
     }
     /// Keeps an undeliverable message (once per key) and, when its key names a notification
-    /// (`<notification>/<city>/<page>`), writes to that notification's history why a page of it
-    /// will never arrive, so a send it leaves unfinished is never silently stuck.
+    /// (`DeadLetter::notification`), writes to that notification's history why a page of it will
+    /// never arrive (`DeadLetter::event`), so a send it leaves unfinished is never silently stuck.
     async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()>;
 }
 

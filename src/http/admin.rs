@@ -10,8 +10,8 @@ use herald_domain::audience::{AudienceSpec, Target};
 use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
 use herald_domain::{
-    Audience, Body, Category, City, Group, NewNotification, Notification, NotificationId, Receiver, ReceiverId,
-    ReceiverKind, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEvent, NewNotification, Notification, NotificationId, Receiver,
+    ReceiverId, ReceiverKind, Status, Title, ValidityWindow,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -474,9 +474,9 @@ async fn move_to(
     id: NotificationId,
     to: Status,
     verb: &str,
-    detail: &str,
+    event: HistoryEvent,
 ) -> ApiResult<Json<NotificationView>> {
-    let n = match state.ports.notifications.transition(&id, to, detail, Utc::now()).await? {
+    let n = match state.ports.notifications.transition(&id, to, &event, Utc::now()).await? {
         TransitionOutcome::NotFound => return Err(ApiError::not_found("notification")),
         // Revoking is idempotent: a revoke interrupted after it committed (withholding failed) is
         // finished by trying again.
@@ -515,7 +515,7 @@ pub async fn send(
     {
         n.content.check_visible_some_time(Utc::now())?;
     }
-    move_to(&state, id, Status::Scheduled, "send", "released from draft").await
+    move_to(&state, id, Status::Scheduled, "send", HistoryEvent::Released).await
 }
 
 /// Cancels a draft or a scheduled notification before it sends.
@@ -527,7 +527,7 @@ pub async fn cancel(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", "cancelled before sending").await
+    move_to(&state, parse_id(&id)?, Status::Cancelled, "cancel", HistoryEvent::Cancelled).await
 }
 
 /// Takes back a sending or sent notification: gone from every inbox, stats kept. Idempotent: revoking a
@@ -540,7 +540,7 @@ pub async fn revoke(
     _: Operator,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
-    move_to(&state, parse_id(&id)?, Status::Revoked, "revoke", "revoked: removed from every inbox").await
+    move_to(&state, parse_id(&id)?, Status::Revoked, "revoke", HistoryEvent::Revoked).await
 }
 
 #[derive(Deserialize, ToSchema)]

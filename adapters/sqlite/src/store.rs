@@ -10,8 +10,9 @@ use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::plan::{LateDelivery, late_deliveries};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PAGE_SIZE,
-    Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId,
+    PAGE_SIZE, Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic,
+    ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -191,14 +192,14 @@ async fn add_history(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
     status: Status,
-    detail: &str,
+    event: &HistoryEvent,
     at: DateTime<Utc>,
 ) -> PortResult<()> {
     sqlx::query("INSERT INTO notification_history (notification_id, at, status, detail) VALUES (?, ?, ?, ?)")
         .bind(id.as_str())
         .bind(millis(at))
         .bind(status.as_str())
-        .bind(detail)
+        .bind(event.to_string())
         .execute(&mut **tx)
         .await
         .map_err(err)?;
@@ -251,7 +252,7 @@ async fn settle(
         .fetch_one(&mut **tx)
         .await
         .map_err(err)?;
-    add_history(tx, id, Status::Sent, &format!("delivered to {reached} receivers"), now).await?;
+    add_history(tx, id, Status::Sent, &HistoryEvent::Delivered { receivers: reached as u64 }, now).await?;
     Ok(true)
 }
 
@@ -560,12 +561,7 @@ impl NotificationStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        let detail = match (content.draft, content.send_at) {
-            (true, _) => "created as draft".to_string(),
-            (false, Some(at)) if at > now => format!("scheduled for {}", at.to_rfc3339()),
-            (false, _) => "scheduled to send now".to_string(),
-        };
-        add_history(&mut tx, &notification.id, notification.status, &detail, now).await?;
+        add_history(&mut tx, &notification.id, notification.status, &HistoryEvent::created(content, now), now).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
     }
@@ -605,7 +601,7 @@ impl NotificationStore for SqliteStore {
         &self,
         id: &NotificationId,
         to: Status,
-        detail: &str,
+        event: &HistoryEvent,
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome> {
         let mut tx = self.write().await?;
@@ -623,7 +619,7 @@ impl NotificationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        add_history(&mut tx, id, to, detail, now).await?;
+        add_history(&mut tx, id, to, event, now).await?;
         if to == Status::Revoked {
             sqlx::query("INSERT INTO revocations (notification_id, at) VALUES (?, ?)")
                 .bind(id.as_str())
@@ -655,13 +651,13 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
-    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool> {
+    async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool> {
         let added = sqlx::query(
             "INSERT INTO notification_history (notification_id, at, status, detail) \
              SELECT id, ?, status, ? FROM notifications WHERE id = ?",
         )
         .bind(millis(now))
-        .bind(detail)
+        .bind(event.to_string())
         .bind(id.as_str())
         .execute(self.db.writer())
         .await
@@ -800,9 +796,7 @@ impl SendLedger for SqliteStore {
         {
             add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
         }
-        let matched: u64 = plan.iter().map(|p| p.matched).sum();
-        let detail = format!("sending to {matched} receivers in {} cities", plan.len());
-        add_history(&mut tx, id, Status::Sending, &detail, now).await?;
+        add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
         settle(&mut tx, id, None, now).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
@@ -973,7 +967,7 @@ impl SendLedger for SqliteStore {
             .map_err(err)?
             .rows_affected();
         if first > 0
-            && let Some((notification, _)) = letter.key.split_once('/')
+            && let Some(notification) = letter.notification()
         {
             // In the notification's current status: the history says why it is not done.
             sqlx::query(
@@ -981,8 +975,8 @@ impl SendLedger for SqliteStore {
                  SELECT id, ?, status, ? FROM notifications WHERE id = ?",
             )
             .bind(millis(now))
-            .bind(format!("page {} can never be delivered ({}); kept as a dead-letter", letter.key, letter.reason))
-            .bind(notification)
+            .bind(letter.event().to_string())
+            .bind(notification.as_str())
             .execute(&mut *tx)
             .await
             .map_err(err)?;
