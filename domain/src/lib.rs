@@ -4,6 +4,7 @@
 //! This crate knows no SQL, no Redis, no HTTP and no async runtime.
 
 pub mod audience;
+pub mod completion;
 pub mod history;
 pub mod inbox;
 pub mod listing;

@@ -41,8 +41,8 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait ReceiverDirectory: Send + Sync {
     /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
     /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
-    /// are paged late into every broadcast `plan::late_deliveries` gives them: pages of at most
-    /// `PAGE_SIZE` per (notification, city) go to the outbox numbered after that city's send task,
+    /// are paged late into every broadcast `plan::late_deliveries` gives them: its pages
+    /// (`LateDelivery::pages`) go to the outbox numbered after that city's send task,
     /// which counts them as published and matched and is no longer done (created finished if the
     /// city had none), so delivering them settles `matched` to what they added as usual.
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
@@ -226,7 +226,8 @@ pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
     /// Records one task per city and moves the notification from scheduled to sending, with
-    /// `HistoryEvent::sending(plan)` in its history, in one transaction. For a selection that names no cities, every other city where it now matches
+    /// `HistoryEvent::sending(plan)` in its history, in one transaction. For a selection that
+    /// names no cities (`plan::selection_of_every_city`), every other city where it now matches
     /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
     /// between the count and the start. False if it was no longer scheduled (cancelled, or another
     /// scheduler won).
@@ -248,9 +249,10 @@ pub trait SendLedger: Send + Sync {
     async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>>;
     async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
     async fn outbox_len(&self) -> PortResult<u64>;
-    /// Records that a page reached its inboxes, adding `added` new entries (idempotent). When that
-    /// completes the last page of every city, the notification moves from sending to sent. Returns
-    /// true when it did so now.
+    /// Records that a page reached its inboxes, adding `added` new entries (idempotent). In the
+    /// same transaction it applies `completion`: the city may become done, and when every city is,
+    /// the notification moves from sending to sent (`HistoryEvent::Delivered`). Returns true when
+    /// it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
     /// Per-city progress of each of `ids`, in city order (a notification with no tasks is absent):
     /// one query for a whole page of the console's list.

@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_domain::audience::Target;
+use herald_domain::completion::{CityState, send_completes};
 use herald_domain::listing::{ListCursor, NotificationFilter};
-use herald_domain::plan::{LateDelivery, late_deliveries};
+use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
     Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId,
-    PAGE_SIZE, Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic,
-    ValidityWindow,
+    PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -206,23 +205,24 @@ async fn add_history(
     Ok(())
 }
 
-/// Marks the city done once paging finished and every page was delivered; then, if every city is
-/// done, moves the notification from sending to sent. Returns true when it moved now. Called by
-/// both the scheduler (a task finishing) and the consumers (a page arriving): whichever is last.
+/// Applies the completion rules (`herald_domain::completion`) to the city, then to the
+/// notification: marks the city done, and moves the notification from sending to sent. Returns
+/// true when it moved now. Called by both the scheduler (a task finishing) and the consumers (a page
+/// arriving), inside their write transaction: whichever is last settles it.
 async fn settle(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
     city: Option<&City>,
     now: DateTime<Utc>,
 ) -> PortResult<bool> {
-    if let Some(city) = city {
-        // Done, `matched` becomes the receivers its pages actually reached: a receiver paged in two
-        // cities (it moved mid-send) holds the message once and is counted once.
+    if let Some(city) = city
+        && city_state(tx, id, city).await?.is_some_and(|state| state.completes())
+    {
+        // Done: `matched` becomes the receivers its pages actually reached.
         sqlx::query(
             "UPDATE send_tasks SET done = 1, matched = (SELECT COALESCE(SUM(d.added), 0) FROM delivered_pages d \
                WHERE d.notification_id = send_tasks.notification_id AND d.city = send_tasks.city) \
-             WHERE notification_id = ? AND city = ? AND finished = 1 AND done = 0 \
-               AND pages_delivered >= pages_published",
+             WHERE notification_id = ? AND city = ?",
         )
         .bind(id.as_str())
         .bind(city.as_str())
@@ -235,7 +235,7 @@ async fn settle(
         .fetch_one(&mut **tx)
         .await
         .map_err(err)?;
-    if open > 0 {
+    if !send_completes(open as u64) {
         return Ok(false);
     }
     let moved = sqlx::query("UPDATE notifications SET status = 'sent' WHERE id = ? AND status = 'sending'")
@@ -254,6 +254,31 @@ async fn settle(
         .map_err(err)?;
     add_history(tx, id, Status::Sent, &HistoryEvent::Delivered { receivers: reached as u64 }, now).await?;
     Ok(true)
+}
+
+/// Where one city's task stands (`None` if it has none).
+async fn city_state(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    city: &City,
+) -> PortResult<Option<CityState>> {
+    let row = sqlx::query(
+        "SELECT finished, done, pages_published, pages_delivered FROM send_tasks WHERE notification_id = ? AND city = ?",
+    )
+    .bind(id.as_str())
+    .bind(city.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(err)?;
+    row.map(|row| {
+        Ok(CityState {
+            finished: row.try_get("finished").map_err(err)?,
+            done: row.try_get("done").map_err(err)?,
+            pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+            pages_delivered: row.try_get::<i64, _>("pages_delivered").map_err(err)? as u32,
+        })
+    })
+    .transpose()
 }
 
 /// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
@@ -359,7 +384,7 @@ async fn late_broadcasts(tx: &mut Transaction<'static, Sqlite>, now: DateTime<Ut
 /// on `pages_published` and is simply retried.
 async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -> PortResult<Vec<QueueMessage>> {
     let receivers = late.receivers.len() as i64;
-    let pages = late.receivers.len().div_ceil(PAGE_SIZE) as i64;
+    let pages = i64::from(late.page_count());
     let pages_published: i64 = sqlx::query_scalar(
         "INSERT INTO send_tasks (notification_id, city, matched, published, pages_published, finished, done) \
          VALUES (?, ?, ?, ?, ?, 1, 0) \
@@ -376,19 +401,7 @@ async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -
     .fetch_one(&mut **tx)
     .await
     .map_err(err)?;
-    let first = (pages_published - pages) as u32;
-    late.receivers
-        .chunks(PAGE_SIZE)
-        .zip(first..)
-        .map(|(chunk, page_no)| {
-            let page = Page {
-                key: PageKey { notification_id: late.notification.clone(), city: late.city.clone(), page_no },
-                receiver_kind: late.receiver_kind,
-                receivers: chunk.to_vec(),
-            };
-            page.to_message(Topic::Bulk).map_err(|e| PortError::new(BACKEND, e))
-        })
-        .collect()
+    late.pages((pages_published - pages) as u32).map_err(|e| PortError::new(BACKEND, e))
 }
 
 /// Appends messages to the outbox, in order.
@@ -791,9 +804,7 @@ impl SendLedger for SqliteStore {
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
         let n = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
-        if let Target::Selection(selection) = &n.content.audience.target
-            && selection.cities.is_none()
-        {
+        if let Some(selection) = selection_of_every_city(&n) {
             add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
         }
         add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
