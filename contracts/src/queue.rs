@@ -224,6 +224,18 @@ pub async fn a_stale_holders_messages_come_back_and_its_receipts_are_void(h: &dy
     assert_eq!(q.lag(&s).await.unwrap(), 0);
 }
 
+pub async fn ping_answers_and_changes_nothing(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    q.ping().await.expect("a fresh queue answers");
+    q.subscribe(&s).await.unwrap();
+    q.publish(&[msg(&t, "rider", "k")]).await.unwrap();
+    q.ping().await.expect("a queue in use answers");
+    assert_eq!(q.lag(&s).await.unwrap(), 1, "pinging consumes nothing");
+    assert_eq!(pull_n(q.as_ref(), &s, 1).await.len(), 1);
+}
+
 crate::suite!($ queue, queue_contract, [
     delivers_in_order_and_ack_removes,
     filters_by_topic_and_tag,
@@ -236,4 +248,5 @@ crate::suite!($ queue, queue_contract, [
     retries_never_give_up,
     a_second_subscriber_leaves_what_the_first_holds,
     a_stale_holders_messages_come_back_and_its_receipts_are_void,
+    ping_answers_and_changes_nothing,
 ]);

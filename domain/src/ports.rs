@@ -311,6 +311,8 @@ pub trait Queue: Send + Sync {
     async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()>;
     /// Messages kept for the group and not yet acked.
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
+    /// Whether the queue answers (the broker for a server-backed one), with no side effect.
+    async fn ping(&self) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------------------------------------

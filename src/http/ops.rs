@@ -52,7 +52,7 @@ fn check(result: &PortResult<()>) -> String {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let sql = state.ports.notifications.ping().await;
     let inbox = state.ports.inbox.ping().await;
-    let queue = state.ports.queue.lag(&herald_consumers::subscription()).await.map(|_| ());
+    let queue = state.ports.queue.ping().await;
     let ready = sql.is_ok() && inbox.is_ok() && queue.is_ok();
     let checks = Checks { sql: check(&sql), inbox: check(&inbox), queue: check(&queue) };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

@@ -325,4 +325,9 @@ impl Queue for EmbeddedQueue {
             .map_err(err)?;
         Ok(n as u64)
     }
+
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1 FROM pending LIMIT 1").execute(&self.db.read).await.map_err(err)?;
+        Ok(())
+    }
 }
