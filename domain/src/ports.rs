@@ -337,6 +337,31 @@ pub struct PageDelivery {
     pub repeated: bool,
 }
 
+/// Inboxes and counters. What "atomically" means below is bounded so that a sharded store (a Redis
+/// Cluster) passes the contract with no script touching two slots: one receiver's keys (its inbox
+/// entries, flags, versions) share a slot, and one notification's keys (its counters, its delivered
+/// pages and what each added, the receivers holding it, its withheld flag) share another.
+///
+/// - **Per page, in the notification's keys, one atomic step:** whether the page was delivered
+///   before (then nothing changes and its first outcome is reported), whether the notification is
+///   withheld (then the page is recorded as adding 0), which of the page's receivers did not hold
+///   the notification yet (`added`, decided against the notification's own record of who holds it,
+///   never by reading receivers' inboxes), the page's outcome, and `sent` and `sent:<city>` raised
+///   by exactly `added`.
+/// - **Per receiver, in that receiver's keys:** adding its entry is idempotent (added if missing)
+///   and happens after the page's step; `deliver` returns only once every entry of the page is
+///   written, and a repeated delivery writes what an interrupted one left unwritten (moving no
+///   counter). A page recorded just before a withhold may land its entries after it; readers hide a
+///   revoked notification anyway.
+/// - **Per receiver, for reads:** flipping read flags is one atomic step in the receiver's keys and
+///   says which were newly read; each such notification's `read` is then raised by one in that
+///   notification's keys. Counters are projections: a crash between the two leaves `read` short
+///   until rebuilt from SQL's read receipts, never counted twice.
+/// - **Revocations:** `apply_revocation` withholds (the notification's keys) before it advances the
+///   applied position (a key of its own) and never moves that position back; a crash between the
+///   two only repeats an idempotent withhold.
+///
+/// The embedded store does each of these in one SQLite transaction, which satisfies all of them.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     /// Adds the notification to each receiver's inbox unless already there, and raises its sent
