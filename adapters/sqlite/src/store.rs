@@ -16,7 +16,8 @@ use herald_domain::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::{Db, SqliteConfig, from_millis, millis, push_list};
+use crate::SqliteConfig;
+use crate::db::{self, Db, from_millis, millis, push_list};
 
 const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
@@ -47,7 +48,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub async fn open(config: &SqliteConfig) -> anyhow::Result<Self> {
-        Ok(Self { db: super::open(&config.path, MIGRATIONS).await? })
+        Ok(Self { db: db::open(&config.path, MIGRATIONS).await? })
     }
 
     /// A write transaction that takes the write lock up front, so two writers queue on the busy
