@@ -1,5 +1,6 @@
 //! Herald's data directory holds the token secret and every embedded store: nobody but the user
-//! running Herald may read it. The directory is made `0700` and each file `0600`.
+//! running Herald may read it. The directory is made `0700`; each file `0600` (the embedded stores'
+//! files by `herald-sqlite`).
 
 use std::io;
 use std::path::Path;
@@ -23,21 +24,4 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
-}
-
-/// Makes `path` a file only its owner can read and write, creating it empty if missing. SQLite
-/// gives its `-wal` and `-shm` files the mode of the database file, so they follow.
-pub fn restrict_file(path: &Path) -> io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    drop(file);
-    Ok(())
 }

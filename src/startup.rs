@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use herald_app::{Herald, SystemClock};
@@ -14,22 +13,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::embedded_inbox::EmbeddedInbox;
-use crate::adapters::embedded_queue::EmbeddedQueue;
-use crate::adapters::sqlite::{ReadLimits, SqliteStore};
 use crate::auth::TokenSigner;
+use crate::config::ConsoleLimits;
 use crate::http::{AppState, router};
 use crate::telemetry::Telemetry;
 
-use herald_app::ConsoleReads;
 pub use herald_app::Ports;
 
-use crate::config::ConsoleLimits;
 pub use crate::config::Settings;
-
-/// How long the queue hides a pulled page before handing it out again (as a RocketMQ listener
-/// that runs over its timeout is redelivered).
-const QUEUE_LEASE: Duration = Duration::from_secs(30);
 
 /// The embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
 pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
@@ -38,19 +29,17 @@ pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
 
 async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<Ports> {
     crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let store = SqliteStore::open(&data_dir.join("herald.db")).await?;
-    let limits = ReadLimits {
-        connections: console.connections,
-        wait: console.wait,
-        statement_timeout: console.statement_timeout,
-    };
-    let console_store = Arc::new(store.with_read_limits(&limits).await?);
-    let store = Arc::new(store);
-    let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
-    let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
-    let console =
-        ConsoleReads { receivers: console_store.clone(), notifications: console_store.clone(), ledger: console_store };
-    Ok(Ports { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox, console })
+    let sql = crate::adapters::sql_truth(data_dir, console).await?;
+    let queue = crate::adapters::queue(data_dir).await?;
+    let inbox = crate::adapters::inbox(data_dir).await?;
+    Ok(Ports {
+        receivers: sql.receivers,
+        notifications: sql.notifications,
+        ledger: sql.ledger,
+        queue,
+        inbox,
+        console: sql.console,
+    })
 }
 
 /// The ports the settings name, each opened (and its schema brought up to date).

@@ -8,8 +8,8 @@ use herald::startup::{Ports, Roles, Settings, start_with};
 use herald_consumers::{Deliverer, Outcome};
 use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
 use herald_domain::{
-    Audience, Body, Category, City, NewNotification, Notification, Page, PageKey, ReceiverId, ReceiverKind, Status,
-    Title, Topic, ValidityWindow,
+    Audience, Body, Category, City, HistoryEvent, NewNotification, Notification, Page, PageKey, ReceiverId,
+    ReceiverKind, Status, Title, Topic, ValidityWindow,
 };
 
 /// A broadcast to every rider, already sending in one city (`sh`, 10 matched).
@@ -44,7 +44,8 @@ fn page_of(n: &Notification, page_no: u32) -> Page {
 }
 
 async fn revoke(ports: &Ports, n: &Notification) {
-    let moved = ports.notifications.transition(&n.id, Status::Revoked, "revoked", Utc::now()).await.unwrap();
+    let moved =
+        ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
     assert!(matches!(moved, TransitionOutcome::Moved(_)), "{moved:?}");
 }
 

@@ -26,12 +26,12 @@ pub struct Backlog {
 }
 
 impl Herald {
-    /// Asks every backend; the queue through the consumers' `subscription`.
-    pub async fn readiness(&self, subscription: &Subscription) -> Readiness {
+    /// Asks every backend whether it answers.
+    pub async fn readiness(&self) -> Readiness {
         Readiness {
             sql: self.ports.notifications.ping().await,
             inbox: self.ports.inbox.ping().await,
-            queue: self.ports.queue.lag(subscription).await.map(|_| ()),
+            queue: self.ports.queue.ping().await,
         }
     }
 

@@ -4,7 +4,7 @@
 use herald_domain::audience::Target;
 use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
-use herald_domain::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
+use herald_domain::{HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId, Status};
 
 use crate::{AppError, AppResult, Herald};
 
@@ -40,7 +40,7 @@ pub struct NotificationList {
 struct Move {
     to: Status,
     verb: &'static str,
-    detail: &'static str,
+    event: HistoryEvent,
 }
 
 impl Herald {
@@ -87,24 +87,23 @@ impl Herald {
         {
             n.content.check_visible_some_time(self.clock.now())?;
         }
-        self.move_to(id, Move { to: Status::Scheduled, verb: "send", detail: "released from draft" }).await
+        self.move_to(id, Move { to: Status::Scheduled, verb: "send", event: HistoryEvent::Released }).await
     }
 
     /// Cancels a draft or a scheduled notification before it sends.
     pub async fn cancel(&self, id: NotificationId) -> AppResult<NotificationDetails> {
-        self.move_to(id, Move { to: Status::Cancelled, verb: "cancel", detail: "cancelled before sending" }).await
+        self.move_to(id, Move { to: Status::Cancelled, verb: "cancel", event: HistoryEvent::Cancelled }).await
     }
 
     /// Takes back a sending or sent notification: first durably (status, history, revocation log),
     /// then by withholding it in the inbox store. Idempotent: revoking a revoked notification
     /// withholds it again, which finishes a revoke interrupted between the two.
     pub async fn revoke(&self, id: NotificationId) -> AppResult<NotificationDetails> {
-        let detail = "revoked: removed from every inbox";
-        self.move_to(id, Move { to: Status::Revoked, verb: "revoke", detail }).await
+        self.move_to(id, Move { to: Status::Revoked, verb: "revoke", event: HistoryEvent::Revoked }).await
     }
 
     async fn move_to(&self, id: NotificationId, m: Move) -> AppResult<NotificationDetails> {
-        let n = match self.ports.notifications.transition(&id, m.to, m.detail, self.clock.now()).await? {
+        let n = match self.ports.notifications.transition(&id, m.to, &m.event, self.clock.now()).await? {
             TransitionOutcome::NotFound => return Err(AppError::NotFound("notification")),
             // Revoking is idempotent: a revoke interrupted after it committed (withholding failed)
             // is finished by trying again.

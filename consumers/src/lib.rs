@@ -270,7 +270,7 @@ async fn handle(
     topic: Topic,
     d: Delivery,
 ) {
-    let consumed = match serde_json::from_slice::<Page>(&d.message.body) {
+    let consumed = match Page::decode(&d.message.body) {
         Err(e) => {
             tracing::error!(key = %d.message.key, error = %e, "a page does not parse; keeping it as a dead letter");
             let letter = DeadLetter { key: d.message.key.clone(), reason: e.to_string(), body: d.message.body.clone() };

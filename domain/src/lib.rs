@@ -4,6 +4,8 @@
 //! This crate knows no SQL, no Redis, no HTTP and no async runtime.
 
 pub mod audience;
+pub mod completion;
+pub mod history;
 pub mod inbox;
 pub mod listing;
 pub mod notification;
@@ -15,11 +17,12 @@ pub mod search;
 mod text;
 
 pub use audience::{Audience, Selection};
+pub use history::HistoryEvent;
 pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
 pub use notification::{
     Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
 };
-pub use page::{PAGE_SIZE, Page, PageKey, Topic};
+pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
 pub use receiver::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
 

@@ -7,8 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 
 use crate::audience::Target;
-use crate::ports::{CityPlan, PortResult, ReceiverDirectory};
-use crate::{Audience, City, Notification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status};
+use crate::ports::{CityPlan, PortResult, QueueMessage, ReceiverDirectory};
+use crate::{
+    Audience, City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Receiver, ReceiverId, ReceiverKind,
+    Selection, Status, Topic,
+};
 
 /// An audience resolved against the receiver directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,41 @@ pub struct LateDelivery {
     pub receiver_kind: ReceiverKind,
     pub city: City,
     pub receivers: Vec<ReceiverId>,
+}
+
+impl LateDelivery {
+    /// How many pages `pages` makes.
+    pub fn page_count(&self) -> u32 {
+        self.receivers.len().div_ceil(PAGE_SIZE) as u32
+    }
+
+    /// The pages of at most `PAGE_SIZE` that carry it, numbered from `first` (the city's task had
+    /// published `first` pages before), as queue messages on the bulk topic (they are broadcast
+    /// pages, however few).
+    pub fn pages(&self, first: u32) -> Result<Vec<QueueMessage>, serde_json::Error> {
+        self.receivers
+            .chunks(PAGE_SIZE)
+            .zip(first..)
+            .map(|(chunk, page_no)| {
+                let page = Page {
+                    key: PageKey { notification_id: self.notification.clone(), city: self.city.clone(), page_no },
+                    receiver_kind: self.receiver_kind,
+                    receivers: chunk.to_vec(),
+                };
+                page.to_message(Topic::Bulk)
+            })
+            .collect()
+    }
+}
+
+/// The selection of a broadcast to every city, if `n` is one: starting it gives a task to every
+/// city where it matches someone when sending starts, not only those counted in its plan (someone
+/// may have joined a new city in between, and would otherwise get neither a task nor a late page).
+pub fn selection_of_every_city(n: &Notification) -> Option<&Selection> {
+    match &n.content.audience.target {
+        Target::Selection(selection) if selection.cities.is_none() => Some(selection),
+        _ => None,
+    }
 }
 
 /// Whether a receiver that is new, or whose city or groups just changed, gets `n` late: `n` is a
@@ -188,5 +226,30 @@ mod tests {
             .collect();
         expected.sort_by(|a, b| (&a.notification, &a.city).cmp(&(&b.notification, &b.city)));
         assert_eq!(late_deliveries(&notifications, &receivers, now), expected);
+    }
+
+    #[test]
+    fn late_pages_are_numbered_after_the_task_and_go_on_the_bulk_topic() {
+        let late = LateDelivery {
+            notification: NotificationId::generate(),
+            receiver_kind: ReceiverKind::Rider,
+            city: City::parse("", "bj").unwrap(),
+            receivers: (0..1201).map(|i| ReceiverId::parse("", &format!("r{i:05}")).unwrap()).collect(),
+        };
+        assert_eq!(late.page_count(), 3);
+        let pages: Vec<Page> = late.pages(3).unwrap().iter().map(|m| Page::decode(&m.body).unwrap()).collect();
+        let shape: Vec<(u32, usize)> = pages.iter().map(|p| (p.key.page_no, p.receivers.len())).collect();
+        assert_eq!(shape, [(3, 500), (4, 500), (5, 201)]);
+        assert_eq!(pages.iter().flat_map(|p| p.receivers.clone()).collect::<Vec<_>>(), late.receivers);
+        assert!(late.pages(0).unwrap().iter().all(|m| m.topic == Topic::Bulk.name() && m.tag == "rider"));
+    }
+
+    #[test]
+    fn only_a_selection_of_every_city_gets_cities_joined_after_its_plan() {
+        let every = notification(r#"{"all": true}"#, Status::Scheduled, None);
+        assert!(selection_of_every_city(&every).is_some());
+        for audience in [r#"{"cities": ["bj"]}"#, r#"{"include": ["r1"]}"#] {
+            assert!(selection_of_every_city(&notification(audience, Status::Scheduled, None)).is_none(), "{audience}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audience::Selection;
+use crate::history::HistoryEvent;
 use crate::inbox::InboxEntry;
 use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
@@ -60,8 +61,8 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait ReceiverDirectory: Send + Sync {
     /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
     /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
-    /// are paged late into every broadcast `plan::late_deliveries` gives them: pages of at most
-    /// `PAGE_SIZE` per (notification, city) go to the outbox numbered after that city's send task,
+    /// are paged late into every broadcast `plan::late_deliveries` gives them: its pages
+    /// (`LateDelivery::pages`) go to the outbox numbered after that city's send task,
     /// which counts them as published and matched and is no longer done (created finished if the
     /// city had none), so delivering them settles `matched` to what they added as usual.
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64>;
@@ -118,7 +119,8 @@ pub enum TransitionOutcome {
 /// Notifications, their history, read receipts and revocations.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
-    /// Stores a new notification and its first history entry in one transaction.
+    /// Stores a new notification and its first history entry (`HistoryEvent::created`) in one
+    /// transaction.
     async fn create_notification(
         &self,
         content: &NewNotification,
@@ -132,19 +134,20 @@ pub trait NotificationStore: Send + Sync {
     async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>>;
     /// The stored ones among `ids`, in no particular order.
     async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>>;
-    /// Moves to `to` if the current status allows it (`Status::allowed_from`), recording history.
-    /// Revoking also appends to the revocation log that incremental sync reads.
+    /// Moves to `to` if the current status allows it (`Status::allowed_from`), recording `event` in
+    /// its history. Revoking also appends to the revocation log that incremental sync reads.
     async fn transition(
         &self,
         id: &NotificationId,
         to: Status,
-        detail: &str,
+        event: &HistoryEvent,
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome>;
     async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
-    /// Appends a history entry under the notification's current status, which stays as it is (a
-    /// failed attempt that will be retried, for instance). False if there is no such notification.
-    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool>;
+    /// Appends `event` to the history under the notification's current status, which stays as it
+    /// is (a failed attempt that will be retried, for instance). False if there is no such
+    /// notification.
+    async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
     /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
     /// match in all.
     async fn list(
@@ -235,13 +238,27 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
 }
 
+impl DeadLetter {
+    /// The notification the key names, if it names one.
+    pub fn notification(&self) -> Option<NotificationId> {
+        let (id, _) = self.key.split_once('/')?;
+        NotificationId::parse("key", id).ok()
+    }
+
+    /// What its notification's history says of it.
+    pub fn event(&self) -> HistoryEvent {
+        HistoryEvent::PageDeadLettered { key: self.key.clone(), reason: self.reason.clone() }
+    }
+}
+
 /// Send tasks, the outbox and the delivered-page ledger: what makes a send resumable.
 #[async_trait]
 pub trait SendLedger: Send + Sync {
     /// Scheduled notifications whose time has come, oldest first.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>>;
-    /// Records one task per city and moves the notification from scheduled to sending, in one
-    /// transaction. For a selection that names no cities, every other city where it now matches
+    /// Records one task per city and moves the notification from scheduled to sending, with
+    /// `HistoryEvent::sending(plan)` in its history, in one transaction. For a selection that
+    /// names no cities (`plan::selection_of_every_city`), every other city where it now matches
     /// someone (they joined after `plan` was counted) gets a task too, paged live, so no one falls
     /// between the count and the start. False if it was no longer scheduled (cancelled, or another
     /// scheduler won).
@@ -263,9 +280,10 @@ pub trait SendLedger: Send + Sync {
     async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>>;
     async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
     async fn outbox_len(&self) -> PortResult<u64>;
-    /// Records that a page reached its inboxes, adding `added` new entries (idempotent). When that
-    /// completes the last page of every city, the notification moves from sending to sent. Returns
-    /// true when it did so now.
+    /// Records that a page reached its inboxes, adding `added` new entries (idempotent). In the
+    /// same transaction it applies `completion`: the city may become done, and when every city is,
+    /// the notification moves from sending to sent (`HistoryEvent::Delivered`). Returns true when
+    /// it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
     /// Per-city progress of each of `ids`, in city order (a notification with no tasks is absent):
     /// one query for a whole page of the console's list.
@@ -274,8 +292,8 @@ pub trait SendLedger: Send + Sync {
         Ok(self.progress_of(std::slice::from_ref(id)).await?.remove(id).unwrap_or_default())
     }
     /// Keeps an undeliverable message (once per key) and, when its key names a notification
-    /// (`<notification>/<city>/<page>`), writes to that notification's history why a page of it
-    /// will never arrive, so a send it leaves unfinished is never silently stuck.
+    /// (`DeadLetter::notification`), writes to that notification's history why a page of it will
+    /// never arrive (`DeadLetter::event`), so a send it leaves unfinished is never silently stuck.
     async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()>;
 }
 
@@ -324,6 +342,8 @@ pub trait Queue: Send + Sync {
     async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()>;
     /// Messages kept for the group and not yet acked.
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64>;
+    /// Whether the queue answers (the broker for a server-backed one), with no side effect.
+    async fn ping(&self) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +368,31 @@ pub struct PageDelivery {
     pub repeated: bool,
 }
 
+/// Inboxes and counters. What "atomically" means below is bounded so that a sharded store (a Redis
+/// Cluster) passes the contract with no script touching two slots: one receiver's keys (its inbox
+/// entries, flags, versions) share a slot, and one notification's keys (its counters, its delivered
+/// pages and what each added, the receivers holding it, its withheld flag) share another.
+///
+/// - **Per page, in the notification's keys, one atomic step:** whether the page was delivered
+///   before (then nothing changes and its first outcome is reported), whether the notification is
+///   withheld (then the page is recorded as adding 0), which of the page's receivers did not hold
+///   the notification yet (`added`, decided against the notification's own record of who holds it,
+///   never by reading receivers' inboxes), the page's outcome, and `sent` and `sent:<city>` raised
+///   by exactly `added`.
+/// - **Per receiver, in that receiver's keys:** adding its entry is idempotent (added if missing)
+///   and happens after the page's step; `deliver` returns only once every entry of the page is
+///   written, and a repeated delivery writes what an interrupted one left unwritten (moving no
+///   counter). A page recorded just before a withhold may land its entries after it; readers hide a
+///   revoked notification anyway.
+/// - **Per receiver, for reads:** flipping read flags is one atomic step in the receiver's keys and
+///   says which were newly read; each such notification's `read` is then raised by one in that
+///   notification's keys. Counters are projections: a crash between the two leaves `read` short
+///   until rebuilt from SQL's read receipts, never counted twice.
+/// - **Revocations:** `apply_revocation` withholds (the notification's keys) before it advances the
+///   applied position (a key of its own) and never moves that position back; a crash between the
+///   two only repeats an idempotent withhold.
+///
+/// The embedded store does each of these in one SQLite transaction, which satisfies all of them.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
     /// Adds the notification to each receiver's inbox unless already there, and raises its sent

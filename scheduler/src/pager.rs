@@ -11,7 +11,7 @@ use chrono::Utc;
 use herald_domain::audience::Target;
 use herald_domain::plan::plan_audience;
 use herald_domain::ports::{PageStep, PortError, PortResult, SendTask};
-use herald_domain::{City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
+use herald_domain::{City, HistoryEvent, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -211,8 +211,8 @@ impl Scheduler {
         if waiting.recorded {
             return;
         }
-        let detail = format!("{what} failed, will retry: {error}");
-        match self.ports.notifications.record_event(id, &detail, Utc::now()).await {
+        let event = HistoryEvent::Retrying { step: what.to_string(), error: error.to_string() };
+        match self.ports.notifications.record_event(id, &event, Utc::now()).await {
             Ok(_) => waiting.recorded = true,
             Err(e) => tracing::warn!(notification = %id, error = %e, "could not record the failure in the history"),
         }

@@ -194,7 +194,7 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
             seconds: done_at.get(city).copied().unwrap_or(send_seconds),
         })
         .collect();
-    let raw_seconds = raw_inbox_writes(&data_dir.join("raw.db"), receivers).await?;
+    let raw_seconds = crate::adapters::raw_inbox_write_seconds(&data_dir.join("raw.db"), receivers).await?;
     let mut phases = phases.into_iter();
     Ok(FanoutReport {
         receivers,
@@ -209,39 +209,4 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
         polls_during: phases.next(),
         peak_rss_mib: peak_rss_mib(),
     })
-}
-
-/// Pages of the raw write per transaction: grouped commits, as the fastest embedded writers do.
-const RAW_PAGES_PER_COMMIT: usize = 40;
-const PAGE: usize = 500;
-
-/// Seconds to write `receivers` inbox rows (receiver, notification, version) the most direct way the
-/// embedded store allows: a fresh SQLite file with the store's settings, pages of 500 rows as one
-/// multi-row `INSERT`, 40 pages per commit, nothing else.
-async fn raw_inbox_writes(path: &Path, receivers: u64) -> anyhow::Result<f64> {
-    let db = crate::adapters::sqlite::open(
-        path,
-        &[(
-            1,
-            "CREATE TABLE entries (receiver TEXT NOT NULL, notification_id TEXT NOT NULL, version INTEGER NOT NULL, \
-             PRIMARY KEY (receiver, notification_id)) WITHOUT ROWID",
-        )],
-    )
-    .await?;
-    let notification = NotificationId::generate();
-    let ids: Vec<String> = (0..receivers).map(|i| format!("rider:{}", rider_name(i))).collect();
-    let started = Instant::now();
-    for commit in ids.chunks(PAGE * RAW_PAGES_PER_COMMIT) {
-        let mut tx = db.begin_write().await?;
-        for page in commit.chunks(PAGE) {
-            let mut qb =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
-            qb.push_values(page.iter().enumerate(), |mut row, (i, id)| {
-                row.push_bind(id.as_str()).push_bind(notification.as_str()).push_bind(i as i64);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(started.elapsed().as_secs_f64())
 }

@@ -50,7 +50,7 @@ fn check(result: &PortResult<()>) -> String {
     (status = 503, description = "A backend does not answer; `checks` says which", body = Readiness),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let readiness = state.herald.readiness(&herald_consumers::subscription()).await;
+    let readiness = state.herald.readiness().await;
     let ready = readiness.ready();
     let checks = Checks { sql: check(&readiness.sql), inbox: check(&readiness.inbox), queue: check(&readiness.queue) };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

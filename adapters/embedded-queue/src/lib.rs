@@ -7,7 +7,6 @@
 //! dropped after many failures: Herald's consumers are idempotent, so retrying is always safe, and a
 //! dropped page would leave its receivers without the message and its send unfinished.
 
-use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,16 +15,17 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{Notify, OnceCell};
 use tokio::task::AbortHandle;
 
-use crate::adapters::sqlite::{self, Db, now_millis, push_list};
+use herald_sqlite::{self as sqlite, Db, now_millis, push_list};
+
+mod config;
+
+pub use config::EmbeddedQueueConfig;
 
 const BACKEND: &str = "embedded queue";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
 
 /// How often a consuming handle tells the queue it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-/// A holder silent this long is dead (killed, crashed): its leases are void and its messages go to
-/// whoever pulls next. Short, so a restarted consumer resumes within seconds.
-const HOLDER_STALE_AFTER: Duration = Duration::from_secs(4);
 
 fn err(e: sqlx::Error) -> PortError {
     PortError::new(BACKEND, e)
@@ -35,6 +35,8 @@ pub struct EmbeddedQueue {
     db: Db,
     /// How long a pulled message stays hidden before it is handed out again.
     lease: Duration,
+    /// How long a holder may stay silent before its leases are void.
+    holder_stale_after: Duration,
     /// This handle's name as the holder of the leases it takes.
     holder: String,
     /// The heartbeat of this handle, started when it first consumes; stopped when it is dropped.
@@ -64,7 +66,7 @@ fn parse_receipt(receipt: &str) -> PortResult<(i64, i64)> {
 }
 
 /// Records that `holder` is alive, and voids the leases of holders that stopped beating.
-async fn beat(db: &Db, holder: &str) -> Result<(), sqlx::Error> {
+async fn beat(db: &Db, holder: &str, stale_after: Duration) -> Result<(), sqlx::Error> {
     let now = now_millis();
     let mut tx = db.begin_write().await?;
     sqlx::query(
@@ -76,7 +78,7 @@ async fn beat(db: &Db, holder: &str) -> Result<(), sqlx::Error> {
     .execute(&mut *tx)
     .await?;
     let dead: Vec<String> = sqlx::query_scalar("SELECT id FROM consumers WHERE heartbeat_at < ?")
-        .bind(now - HOLDER_STALE_AFTER.as_millis() as i64)
+        .bind(now - stale_after.as_millis() as i64)
         .fetch_all(&mut *tx)
         .await?;
     if !dead.is_empty() {
@@ -92,10 +94,11 @@ async fn beat(db: &Db, holder: &str) -> Result<(), sqlx::Error> {
 }
 
 impl EmbeddedQueue {
-    pub async fn open(path: &Path, lease: Duration) -> anyhow::Result<Self> {
+    pub async fn open(config: &EmbeddedQueueConfig) -> anyhow::Result<Self> {
         Ok(Self {
-            db: sqlite::open(path, MIGRATIONS).await?,
-            lease,
+            db: sqlite::open(&config.path, MIGRATIONS).await?,
+            lease: config.lease,
+            holder_stale_after: config.holder_stale_after,
             holder: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             heartbeat: OnceCell::new(),
             published: Notify::new(),
@@ -106,13 +109,13 @@ impl EmbeddedQueue {
     async fn start_heartbeat(&self) -> PortResult<()> {
         self.heartbeat
             .get_or_try_init(|| async {
-                beat(&self.db, &self.holder).await.map_err(err)?;
-                let (db, holder) = (self.db.clone(), self.holder.clone());
+                beat(&self.db, &self.holder, self.holder_stale_after).await.map_err(err)?;
+                let (db, holder, stale_after) = (self.db.clone(), self.holder.clone(), self.holder_stale_after);
                 let task = tokio::spawn(async move {
                     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
                     loop {
                         every.tick().await;
-                        if let Err(e) = beat(&db, &holder).await {
+                        if let Err(e) = beat(&db, &holder, stale_after).await {
                             tracing::warn!(error = %e, "queue heartbeat failed");
                         }
                     }
@@ -321,5 +324,10 @@ impl Queue for EmbeddedQueue {
             .await
             .map_err(err)?;
         Ok(n as u64)
+    }
+
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1 FROM pending LIMIT 1").execute(&self.db.read).await.map_err(err)?;
+        Ok(())
     }
 }

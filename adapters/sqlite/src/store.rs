@@ -2,22 +2,22 @@
 //! read receipts and revocations.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_domain::audience::Target;
+use herald_domain::completion::{CityState, send_completes};
 use herald_domain::listing::{ListCursor, NotificationFilter};
-use herald_domain::plan::{LateDelivery, late_deliveries};
+use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEntry, NewNotification, Notification, NotificationId, PAGE_SIZE,
-    Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, Topic, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId,
+    PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use super::{Db, from_millis, millis, push_list};
+use crate::SqliteConfig;
+use crate::db::{self, Db, from_millis, millis, push_list};
 
 const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
@@ -33,7 +33,7 @@ macro_rules! notification_columns {
 }
 
 fn err(e: sqlx::Error) -> PortError {
-    PortError::with(BACKEND, super::failure_of(&e), e)
+    PortError::with(BACKEND, crate::failure_of(&e), e)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> PortError {
@@ -47,12 +47,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { db: super::open(path, MIGRATIONS).await? })
+    pub async fn open(config: &SqliteConfig) -> anyhow::Result<Self> {
+        Ok(Self { db: db::open(&config.path, MIGRATIONS).await? })
     }
 
     /// This store, reading through connections of its own within `limits` (see `Db::limited_reads`).
-    pub async fn with_read_limits(&self, limits: &super::ReadLimits) -> anyhow::Result<Self> {
+    pub async fn with_read_limits(&self, limits: &crate::ReadLimits) -> anyhow::Result<Self> {
         Ok(Self { db: self.db.limited_reads(limits).await? })
     }
 
@@ -197,37 +197,38 @@ async fn add_history(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
     status: Status,
-    detail: &str,
+    event: &HistoryEvent,
     at: DateTime<Utc>,
 ) -> PortResult<()> {
     sqlx::query("INSERT INTO notification_history (notification_id, at, status, detail) VALUES (?, ?, ?, ?)")
         .bind(id.as_str())
         .bind(millis(at))
         .bind(status.as_str())
-        .bind(detail)
+        .bind(event.to_string())
         .execute(&mut **tx)
         .await
         .map_err(err)?;
     Ok(())
 }
 
-/// Marks the city done once paging finished and every page was delivered; then, if every city is
-/// done, moves the notification from sending to sent. Returns true when it moved now. Called by
-/// both the scheduler (a task finishing) and the consumers (a page arriving): whichever is last.
+/// Applies the completion rules (`herald_domain::completion`) to the city, then to the
+/// notification: marks the city done, and moves the notification from sending to sent. Returns
+/// true when it moved now. Called by both the scheduler (a task finishing) and the consumers (a page
+/// arriving), inside their write transaction: whichever is last settles it.
 async fn settle(
     tx: &mut Transaction<'static, Sqlite>,
     id: &NotificationId,
     city: Option<&City>,
     now: DateTime<Utc>,
 ) -> PortResult<bool> {
-    if let Some(city) = city {
-        // Done, `matched` becomes the receivers its pages actually reached: a receiver paged in two
-        // cities (it moved mid-send) holds the message once and is counted once.
+    if let Some(city) = city
+        && city_state(tx, id, city).await?.is_some_and(|state| state.completes())
+    {
+        // Done: `matched` becomes the receivers its pages actually reached.
         sqlx::query(
             "UPDATE send_tasks SET done = 1, matched = (SELECT COALESCE(SUM(d.added), 0) FROM delivered_pages d \
                WHERE d.notification_id = send_tasks.notification_id AND d.city = send_tasks.city) \
-             WHERE notification_id = ? AND city = ? AND finished = 1 AND done = 0 \
-               AND pages_delivered >= pages_published",
+             WHERE notification_id = ? AND city = ?",
         )
         .bind(id.as_str())
         .bind(city.as_str())
@@ -240,7 +241,7 @@ async fn settle(
         .fetch_one(&mut **tx)
         .await
         .map_err(err)?;
-    if open > 0 {
+    if !send_completes(open as u64) {
         return Ok(false);
     }
     let moved = sqlx::query("UPDATE notifications SET status = 'sent' WHERE id = ? AND status = 'sending'")
@@ -257,8 +258,33 @@ async fn settle(
         .fetch_one(&mut **tx)
         .await
         .map_err(err)?;
-    add_history(tx, id, Status::Sent, &format!("delivered to {reached} receivers"), now).await?;
+    add_history(tx, id, Status::Sent, &HistoryEvent::Delivered { receivers: reached as u64 }, now).await?;
     Ok(true)
+}
+
+/// Where one city's task stands (`None` if it has none).
+async fn city_state(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &NotificationId,
+    city: &City,
+) -> PortResult<Option<CityState>> {
+    let row = sqlx::query(
+        "SELECT finished, done, pages_published, pages_delivered FROM send_tasks WHERE notification_id = ? AND city = ?",
+    )
+    .bind(id.as_str())
+    .bind(city.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(err)?;
+    row.map(|row| {
+        Ok(CityState {
+            finished: row.try_get("finished").map_err(err)?,
+            done: row.try_get("done").map_err(err)?,
+            pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+            pages_delivered: row.try_get::<i64, _>("pages_delivered").map_err(err)? as u32,
+        })
+    })
+    .transpose()
 }
 
 /// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
@@ -364,7 +390,7 @@ async fn late_broadcasts(tx: &mut Transaction<'static, Sqlite>, now: DateTime<Ut
 /// on `pages_published` and is simply retried.
 async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -> PortResult<Vec<QueueMessage>> {
     let receivers = late.receivers.len() as i64;
-    let pages = late.receivers.len().div_ceil(PAGE_SIZE) as i64;
+    let pages = i64::from(late.page_count());
     let pages_published: i64 = sqlx::query_scalar(
         "INSERT INTO send_tasks (notification_id, city, matched, published, pages_published, finished, done) \
          VALUES (?, ?, ?, ?, ?, 1, 0) \
@@ -381,19 +407,7 @@ async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -
     .fetch_one(&mut **tx)
     .await
     .map_err(err)?;
-    let first = (pages_published - pages) as u32;
-    late.receivers
-        .chunks(PAGE_SIZE)
-        .zip(first..)
-        .map(|(chunk, page_no)| {
-            let page = Page {
-                key: PageKey { notification_id: late.notification.clone(), city: late.city.clone(), page_no },
-                receiver_kind: late.receiver_kind,
-                receivers: chunk.to_vec(),
-            };
-            page.to_message(Topic::Bulk).map_err(|e| PortError::new(BACKEND, e))
-        })
-        .collect()
+    late.pages((pages_published - pages) as u32).map_err(|e| PortError::new(BACKEND, e))
 }
 
 /// Appends messages to the outbox, in order.
@@ -609,12 +623,7 @@ impl NotificationStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        let detail = match (content.draft, content.send_at) {
-            (true, _) => "created as draft".to_string(),
-            (false, Some(at)) if at > now => format!("scheduled for {}", at.to_rfc3339()),
-            (false, _) => "scheduled to send now".to_string(),
-        };
-        add_history(&mut tx, &notification.id, notification.status, &detail, now).await?;
+        add_history(&mut tx, &notification.id, notification.status, &HistoryEvent::created(content, now), now).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
     }
@@ -654,7 +663,7 @@ impl NotificationStore for SqliteStore {
         &self,
         id: &NotificationId,
         to: Status,
-        detail: &str,
+        event: &HistoryEvent,
         now: DateTime<Utc>,
     ) -> PortResult<TransitionOutcome> {
         let mut tx = self.write().await?;
@@ -672,7 +681,7 @@ impl NotificationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        add_history(&mut tx, id, to, detail, now).await?;
+        add_history(&mut tx, id, to, event, now).await?;
         if to == Status::Revoked {
             sqlx::query("INSERT INTO revocations (notification_id, at) VALUES (?, ?)")
                 .bind(id.as_str())
@@ -704,13 +713,13 @@ impl NotificationStore for SqliteStore {
             .collect()
     }
 
-    async fn record_event(&self, id: &NotificationId, detail: &str, now: DateTime<Utc>) -> PortResult<bool> {
+    async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool> {
         let added = sqlx::query(
             "INSERT INTO notification_history (notification_id, at, status, detail) \
              SELECT id, ?, status, ? FROM notifications WHERE id = ?",
         )
         .bind(millis(now))
-        .bind(detail)
+        .bind(event.to_string())
         .bind(id.as_str())
         .execute(self.db.writer())
         .await
@@ -844,14 +853,10 @@ impl SendLedger for SqliteStore {
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
         let n = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
-        if let Target::Selection(selection) = &n.content.audience.target
-            && selection.cities.is_none()
-        {
+        if let Some(selection) = selection_of_every_city(&n) {
             add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
         }
-        let matched: u64 = plan.iter().map(|p| p.matched).sum();
-        let detail = format!("sending to {matched} receivers in {} cities", plan.len());
-        add_history(&mut tx, id, Status::Sending, &detail, now).await?;
+        add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
         settle(&mut tx, id, None, now).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
@@ -1022,7 +1027,7 @@ impl SendLedger for SqliteStore {
             .map_err(err)?
             .rows_affected();
         if first > 0
-            && let Some((notification, _)) = letter.key.split_once('/')
+            && let Some(notification) = letter.notification()
         {
             // In the notification's current status: the history says why it is not done.
             sqlx::query(
@@ -1030,8 +1035,8 @@ impl SendLedger for SqliteStore {
                  SELECT id, ?, status, ? FROM notifications WHERE id = ?",
             )
             .bind(millis(now))
-            .bind(format!("page {} can never be delivered ({}); kept as a dead-letter", letter.key, letter.reason))
-            .bind(notification)
+            .bind(letter.event().to_string())
+            .bind(notification.as_str())
             .execute(&mut *tx)
             .await
             .map_err(err)?;

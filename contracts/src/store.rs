@@ -1,20 +1,28 @@
 //! The SQL store contract: `ReceiverDirectory`, `NotificationStore` and `SendLedger`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use herald::startup::Ports;
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, NewNotification, NotificationId, PageKey, Receiver, ReceiverId,
-    ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Audience, Body, Category, City, Group, HistoryEvent, NewNotification, NotificationId, PageKey, Receiver,
+    ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
 };
+
+/// The three ports of the SQL truth, as one adapter implements them (on one database).
+#[derive(Clone)]
+pub struct SqlPorts {
+    pub receivers: Arc<dyn ReceiverDirectory>,
+    pub notifications: Arc<dyn NotificationStore>,
+    pub ledger: Arc<dyn SendLedger>,
+}
 
 #[async_trait]
 pub trait StoreHarness: Send + Sync {
-    /// Ports whose SQL side is the adapter under test (receivers, notifications, ledger).
-    async fn open(&self) -> Ports;
+    /// The adapter under test: receivers, notifications and ledger on the same database.
+    async fn open(&self) -> SqlPorts;
 }
 
 fn rid(s: &str) -> ReceiverId {
@@ -48,7 +56,7 @@ fn content(audience: &str) -> NewNotification {
     }
 }
 
-async fn created(ports: &Ports, c: &NewNotification) -> herald_domain::Notification {
+async fn created(ports: &SqlPorts, c: &NewNotification) -> herald_domain::Notification {
     match ports.notifications.create_notification(c, None, Utc::now()).await.unwrap() {
         CreateOutcome::Created(n) => n,
         other => panic!("expected a new notification, got {other:?}"),
@@ -160,31 +168,43 @@ pub async fn idempotent_create_and_lawful_transitions(h: &dyn StoreHarness) {
     let stored = ports.notifications.notification(&n.id).await.unwrap().unwrap();
     assert_eq!(stored.content, c, "content round-trips exactly");
 
-    let refused = ports.notifications.transition(&n.id, Status::Revoked, "x", Utc::now()).await.unwrap();
+    let refused =
+        ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
     assert_eq!(refused, TransitionOutcome::Refused(Status::Scheduled));
     let TransitionOutcome::Moved(moved) =
-        ports.notifications.transition(&n.id, Status::Cancelled, "ops changed their mind", Utc::now()).await.unwrap()
+        ports.notifications.transition(&n.id, Status::Cancelled, &HistoryEvent::Cancelled, Utc::now()).await.unwrap()
     else {
         panic!("moved")
     };
     assert_eq!(moved.status, Status::Cancelled);
     let ghost = NotificationId::generate();
-    let missing = ports.notifications.transition(&ghost, Status::Cancelled, "", Utc::now()).await.unwrap();
+    let missing =
+        ports.notifications.transition(&ghost, Status::Cancelled, &HistoryEvent::Cancelled, Utc::now()).await.unwrap();
     assert_eq!(missing, TransitionOutcome::NotFound);
-    let history: Vec<_> = ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| e.status).collect();
-    assert_eq!(history, vec![Status::Scheduled, Status::Cancelled]);
+    let history: Vec<_> =
+        ports.notifications.history(&n.id).await.unwrap().into_iter().map(|e| (e.status, e.detail)).collect();
+    let rendered = |e: HistoryEvent| e.to_string();
+    assert_eq!(
+        history,
+        vec![
+            (Status::Scheduled, rendered(HistoryEvent::ScheduledNow)),
+            (Status::Cancelled, rendered(HistoryEvent::Cancelled))
+        ],
+        "each entry keeps its event as the domain renders it"
+    );
 }
 
 pub async fn an_event_is_recorded_under_the_current_status(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let n = created(&ports, &content(r#"{"all": true}"#)).await;
-    assert!(ports.notifications.record_event(&n.id, "planning failed, will retry", Utc::now()).await.unwrap());
+    let failed = HistoryEvent::Retrying { step: "planning".into(), error: "sql: timed out".into() };
+    assert!(ports.notifications.record_event(&n.id, &failed, Utc::now()).await.unwrap());
     let history = ports.notifications.history(&n.id).await.unwrap();
     let last = history.last().unwrap();
-    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry"));
+    assert_eq!((last.status, last.detail.as_str()), (Status::Scheduled, "planning failed, will retry: sql: timed out"));
     assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Scheduled);
     let ghost = NotificationId::generate();
-    assert!(!ports.notifications.record_event(&ghost, "x", Utc::now()).await.unwrap(), "no such notification");
+    assert!(!ports.notifications.record_event(&ghost, &failed, Utc::now()).await.unwrap(), "no such notification");
 }
 
 pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
@@ -194,7 +214,7 @@ pub async fn revocations_are_logged_in_order(h: &dyn StoreHarness) {
     for _ in 0..2 {
         let n = created(&ports, &content(r#"{"all": true}"#)).await;
         assert!(ports.ledger.start_sending(&n.id, &[], Utc::now()).await.unwrap());
-        ports.notifications.transition(&n.id, Status::Revoked, "revoked", Utc::now()).await.unwrap();
+        ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
         ids.push(n.id);
     }
     let log = ports.notifications.revocations_since(start, 1000).await.unwrap();
@@ -310,7 +330,7 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     let key = |p| PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p };
     assert!(!ports.ledger.page_delivered(&key(0), 500, Utc::now()).await.unwrap());
     assert!(!ports.ledger.page_delivered(&key(0), 0, Utc::now()).await.unwrap(), "a redelivered page is absorbed");
-    let status = |ports: Ports, id: NotificationId| async move {
+    let status = |ports: SqlPorts, id: NotificationId| async move {
         ports.notifications.notification(&id).await.unwrap().unwrap().status
     };
     assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sending);
@@ -359,7 +379,7 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     let outbox = ports.ledger.outbox("herald_bulk", 100).await.unwrap();
     let keys: Vec<&str> = outbox.iter().map(|m| m.message.key.as_str()).collect();
     assert_eq!(keys, [key("bj", 0).to_string(), key("sh", 1).to_string()]);
-    let page: herald_domain::Page = serde_json::from_slice(&outbox[0].message.body).unwrap();
+    let page = herald_domain::Page::decode(&outbox[0].message.body).unwrap();
     assert_eq!((page.key, page.receivers), (key("bj", 0), vec![rid("late1")]));
     let progress = ports.ledger.progress(&n.id).await.unwrap();
     let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.pages_published, p.done)).collect();
@@ -535,3 +555,26 @@ pub async fn a_deleted_receiver_is_gone_with_its_groups_and_read_receipts(h: &dy
         "created again, it is a new receiver: the old groups are not back"
     );
 }
+
+crate::suite!($ store, store_contract, [
+    keyset_pages_cover_a_city_exactly_once,
+    upsert_replaces_city_and_groups,
+    group_names_are_matched_whole,
+    selections_of_ten_thousand_cities_and_groups_are_answered,
+    upsert_counts_only_new_or_changed_receivers,
+    idempotent_create_and_lawful_transitions,
+    an_event_is_recorded_under_the_current_status,
+    revocations_are_logged_in_order,
+    read_receipts_count_new_ones,
+    a_send_is_resumable_and_completes_once,
+    the_outbox_is_read_per_topic_oldest_first,
+    a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,
+    a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts,
+    an_empty_plan_is_sent_at_once,
+    state_survives_a_restart,
+    include_snapshots_are_kept_and_listed_apart,
+    open_tasks_page_by_keyset,
+    lists_newest_first_with_filters_and_a_keyset_cursor,
+    receivers_are_listed_by_id_in_pages,
+    a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
+]);

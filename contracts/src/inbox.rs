@@ -195,3 +195,16 @@ pub async fn an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history
     assert_eq!(inbox.deliver(&pa).await.unwrap(), PageDelivery { added: 3, repeated: true });
     assert!(inbox.changed_since(&me, 0, 100).await.unwrap().is_empty());
 }
+
+crate::suite!($ inbox, inbox_contract, [
+    redelivery_changes_nothing,
+    concurrent_redelivery_counts_once,
+    a_withheld_notification_gets_no_more_entries,
+    a_page_delivered_after_withholding_records_zero_and_repeats_it,
+    applied_revocations_are_withheld_and_remembered,
+    kinds_have_separate_inboxes,
+    reads_count_once_per_receiver,
+    changes_are_versioned_for_sync,
+    entries_survive_a_restart,
+    an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history,
+]);

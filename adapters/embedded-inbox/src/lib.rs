@@ -4,7 +4,6 @@
 //! nothing and reports what it added the first time.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use async_trait::async_trait;
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult};
@@ -12,7 +11,13 @@ use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverId, Recei
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
-use crate::adapters::sqlite::{self, Db};
+use herald_sqlite::{self as sqlite, Db};
+
+mod config;
+mod raw;
+
+pub use config::EmbeddedInboxConfig;
+pub use raw::raw_write_seconds;
 
 const BACKEND: &str = "embedded inbox";
 static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
@@ -26,8 +31,8 @@ pub struct EmbeddedInbox {
 }
 
 impl EmbeddedInbox {
-    pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { db: sqlite::open(path, MIGRATIONS).await? })
+    pub async fn open(config: &EmbeddedInboxConfig) -> anyhow::Result<Self> {
+        Ok(Self { db: sqlite::open(&config.path, MIGRATIONS).await? })
     }
 }
 

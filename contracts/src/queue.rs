@@ -12,6 +12,12 @@ pub trait QueueHarness: Send + Sync {
     async fn open(&self) -> Arc<dyn Queue>;
     /// Topic names unique to this harness, so suites sharing a broker do not meet.
     fn topic(&self, name: &str) -> String;
+    /// How long a case waits for a message that is due: published, retried with a short delay, or
+    /// left by a dead holder. Backends differ here legitimately (a RocketMQ retry comes back after
+    /// 10 s at the earliest), so the harness says.
+    fn delivery_wait(&self) -> Duration {
+        Duration::from_secs(10)
+    }
 }
 
 fn msg(topic: &str, tag: &str, key: &str) -> QueueMessage {
@@ -26,9 +32,14 @@ fn sub(group: &str, topics: &[&String], tags: &[&str]) -> Subscription {
     }
 }
 
-/// Pulls until `n` messages arrived or 10 s passed.
-async fn pull_n(q: &dyn Queue, s: &Subscription, n: usize) -> Vec<herald_domain::ports::Delivery> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Pulls until `n` messages arrived or the harness's `delivery_wait` passed.
+async fn pull_n(
+    h: &dyn QueueHarness,
+    q: &dyn Queue,
+    s: &Subscription,
+    n: usize,
+) -> Vec<herald_domain::ports::Delivery> {
+    let deadline = Instant::now() + h.delivery_wait();
     let mut got = Vec::new();
     while got.len() < n && Instant::now() < deadline {
         got.extend(q.pull(s, n - got.len(), Duration::from_millis(200)).await.expect("pull"));
@@ -43,7 +54,7 @@ pub async fn delivers_in_order_and_ack_removes(h: &dyn QueueHarness) {
     q.subscribe(&s).await.unwrap();
     let sent: Vec<_> = (0..5).map(|i| msg(&t, "rider", &format!("k{i}"))).collect();
     q.publish(&sent).await.unwrap();
-    let got = pull_n(q.as_ref(), &s, 5).await;
+    let got = pull_n(h, q.as_ref(), &s, 5).await;
     let keys: Vec<_> = got.iter().map(|d| d.message.key.clone()).collect();
     assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
     assert_eq!(got[2].message, sent[2], "topic, tag, key and body arrive intact");
@@ -66,10 +77,10 @@ pub async fn filters_by_topic_and_tag(h: &dyn QueueHarness) {
         .await
         .unwrap();
     q.publish(&[msg(&direct, "merchant", "m-direct")]).await.unwrap();
-    let mut got: Vec<_> = pull_n(q.as_ref(), &riders, 2).await.into_iter().map(|d| d.message.key).collect();
+    let mut got: Vec<_> = pull_n(h, q.as_ref(), &riders, 2).await.into_iter().map(|d| d.message.key).collect();
     got.sort();
     assert_eq!(got, ["r-bulk", "r-direct"]);
-    let got: Vec<_> = pull_n(q.as_ref(), &merchants_bulk, 1).await.into_iter().map(|d| d.message.key).collect();
+    let got: Vec<_> = pull_n(h, q.as_ref(), &merchants_bulk, 1).await.into_iter().map(|d| d.message.key).collect();
     assert_eq!(got, ["m-bulk"]);
     assert!(q.pull(&merchants_bulk, 10, Duration::from_millis(300)).await.unwrap().is_empty());
 }
@@ -82,9 +93,9 @@ pub async fn every_group_gets_every_message(h: &dyn QueueHarness) {
     q.subscribe(&a).await.unwrap();
     q.subscribe(&b).await.unwrap();
     q.publish(&[msg(&t, "rider", "only")]).await.unwrap();
-    let from_a = pull_n(q.as_ref(), &a, 1).await;
+    let from_a = pull_n(h, q.as_ref(), &a, 1).await;
     q.ack(&a, &[from_a[0].receipt.clone()]).await.unwrap();
-    let from_b = pull_n(q.as_ref(), &b, 1).await;
+    let from_b = pull_n(h, q.as_ref(), &b, 1).await;
     assert_eq!(from_b[0].message.key, "only", "acking in one group leaves it for the other");
 }
 
@@ -94,9 +105,9 @@ pub async fn retry_later_redelivers_with_next_attempt(h: &dyn QueueHarness) {
     let s = sub("g", &[&t], &["rider"]);
     q.subscribe(&s).await.unwrap();
     q.publish(&[msg(&t, "rider", "flaky")]).await.unwrap();
-    let first = pull_n(q.as_ref(), &s, 1).await;
+    let first = pull_n(h, q.as_ref(), &s, 1).await;
     q.retry_later(&s, &first[0].receipt, Duration::from_millis(100)).await.unwrap();
-    let second = pull_n(q.as_ref(), &s, 1).await;
+    let second = pull_n(h, q.as_ref(), &s, 1).await;
     assert_eq!(second[0].message.key, "flaky");
     assert_eq!(second[0].attempt, 2);
 }
@@ -108,13 +119,13 @@ pub async fn unacked_messages_survive_a_restart(h: &dyn QueueHarness) {
         let q = h.open().await;
         q.subscribe(&s).await.unwrap();
         q.publish(&[msg(&t, "rider", "a"), msg(&t, "rider", "b")]).await.unwrap();
-        let got = pull_n(q.as_ref(), &s, 2).await;
+        let got = pull_n(h, q.as_ref(), &s, 2).await;
         q.ack(&s, &[got[0].receipt.clone()]).await.unwrap();
         // "b" was taken and never acked: the process dies here.
     }
     let q = h.open().await;
     q.subscribe(&s).await.unwrap();
-    let got = pull_n(q.as_ref(), &s, 1).await;
+    let got = pull_n(h, q.as_ref(), &s, 1).await;
     assert_eq!(got.len(), 1, "the unacked message comes back after a restart");
     assert_eq!(got[0].message.key, "b");
     assert!(q.pull(&s, 10, Duration::from_millis(300)).await.unwrap().is_empty(), "the acked one does not");
@@ -135,7 +146,7 @@ pub async fn pull_waits_for_a_publish(h: &dyn QueueHarness) {
             q.publish(&[msg(&t, "rider", "late")]).await.unwrap();
         })
     };
-    let got = q.pull(&s, 1, Duration::from_secs(10)).await.unwrap();
+    let got = q.pull(&s, 1, h.delivery_wait()).await.unwrap();
     publisher.await.unwrap();
     assert_eq!(got.len(), 1, "a waiting pull returns what is published meanwhile");
 }
@@ -148,7 +159,7 @@ pub async fn earlier_topics_are_served_first_so_a_backlog_never_delays_them(h: &
     let backlog: Vec<_> = (0..50).map(|i| msg(&bulk, "rider", &format!("b{i}"))).collect();
     q.publish(&backlog).await.unwrap();
     q.publish(&[msg(&direct, "rider", "urgent0"), msg(&direct, "rider", "urgent1")]).await.unwrap();
-    let first = pull_n(q.as_ref(), &s, 3).await;
+    let first = pull_n(h, q.as_ref(), &s, 3).await;
     let keys: Vec<_> = first.iter().map(|d| d.message.key.as_str()).collect();
     assert_eq!(keys, ["urgent0", "urgent1", "b0"], "the first-listed topic is served before any later one");
 }
@@ -164,7 +175,7 @@ pub async fn a_declared_group_keeps_what_is_published_before_its_consumer_runs(h
     }
     let consumer = h.open().await;
     consumer.subscribe(&s).await.unwrap();
-    let got = pull_n(consumer.as_ref(), &s, 1).await;
+    let got = pull_n(h, consumer.as_ref(), &s, 1).await;
     assert_eq!(got.len(), 1, "kept for the group until a consumer came");
     assert_eq!(got[0].message.key, "early");
 }
@@ -176,7 +187,7 @@ pub async fn retries_never_give_up(h: &dyn QueueHarness) {
     q.subscribe(&s).await.unwrap();
     q.publish(&[msg(&t, "rider", "stubborn")]).await.unwrap();
     for attempt in 1..=20 {
-        let got = pull_n(q.as_ref(), &s, 1).await;
+        let got = pull_n(h, q.as_ref(), &s, 1).await;
         assert_eq!((got.len(), got[0].attempt), (1, attempt), "attempt {attempt}");
         q.retry_later(&s, &got[0].receipt, Duration::ZERO).await.unwrap();
     }
@@ -188,7 +199,7 @@ pub async fn a_second_subscriber_leaves_what_the_first_holds(h: &dyn QueueHarnes
     let first = h.open().await;
     first.subscribe(&s).await.unwrap();
     first.publish(&[msg(&t, "rider", "held")]).await.unwrap();
-    let held = pull_n(first.as_ref(), &s, 1).await;
+    let held = pull_n(h, first.as_ref(), &s, 1).await;
     assert_eq!(held.len(), 1);
     let second = h.open().await;
     second.subscribe(&s).await.unwrap();
@@ -205,17 +216,17 @@ pub async fn a_stale_holders_messages_come_back_and_its_receipts_are_void(h: &dy
         let dead = h.open().await;
         dead.subscribe(&s).await.unwrap();
         dead.publish(&[msg(&t, "rider", "orphan")]).await.unwrap();
-        pull_n(dead.as_ref(), &s, 1).await.remove(0).receipt
+        pull_n(h, dead.as_ref(), &s, 1).await.remove(0).receipt
         // The holder dies here (kill -9): it stops heartbeating.
     };
     let q = h.open().await;
     q.subscribe(&s).await.unwrap();
-    let got = pull_n(q.as_ref(), &s, 1).await;
+    let got = pull_n(h, q.as_ref(), &s, 1).await;
     assert_eq!(got.len(), 1, "a dead holder's lease comes back within seconds");
     assert_eq!((got[0].message.key.as_str(), got[0].attempt), ("orphan", 2));
     q.retry_later(&s, &got[0].receipt, Duration::ZERO).await.unwrap();
     q.retry_later(&s, &stale, Duration::from_secs(3600)).await.unwrap();
-    let again = pull_n(q.as_ref(), &s, 1).await;
+    let again = pull_n(h, q.as_ref(), &s, 1).await;
     assert_eq!(again.len(), 1, "the old holder's retry_later was a no-op");
     assert_eq!(again[0].attempt, 3);
     q.ack(&s, &[stale]).await.unwrap();
@@ -223,3 +234,30 @@ pub async fn a_stale_holders_messages_come_back_and_its_receipts_are_void(h: &dy
     q.ack(&s, &[again[0].receipt.clone()]).await.unwrap();
     assert_eq!(q.lag(&s).await.unwrap(), 0);
 }
+
+pub async fn ping_answers_and_changes_nothing(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let t = h.topic("bulk");
+    let s = sub("g", &[&t], &["rider"]);
+    q.ping().await.expect("a fresh queue answers");
+    q.subscribe(&s).await.unwrap();
+    q.publish(&[msg(&t, "rider", "k")]).await.unwrap();
+    q.ping().await.expect("a queue in use answers");
+    assert_eq!(q.lag(&s).await.unwrap(), 1, "pinging consumes nothing");
+    assert_eq!(pull_n(h, q.as_ref(), &s, 1).await.len(), 1);
+}
+
+crate::suite!($ queue, queue_contract, [
+    delivers_in_order_and_ack_removes,
+    filters_by_topic_and_tag,
+    every_group_gets_every_message,
+    retry_later_redelivers_with_next_attempt,
+    unacked_messages_survive_a_restart,
+    pull_waits_for_a_publish,
+    earlier_topics_are_served_first_so_a_backlog_never_delays_them,
+    a_declared_group_keeps_what_is_published_before_its_consumer_runs,
+    retries_never_give_up,
+    a_second_subscriber_leaves_what_the_first_holds,
+    a_stale_holders_messages_come_back_and_its_receipts_are_void,
+    ping_answers_and_changes_nothing,
+]);

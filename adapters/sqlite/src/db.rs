@@ -1,6 +1,6 @@
-//! SQLite: the embedded SQL truth, and the file format of the embedded queue and inbox store.
-
-mod store;
+//! The plumbing every SQLite file of Herald shares (the truth's, the embedded queue's and inbox
+//! store's): opening with its pragmas and private file mode, migrations, one writer, and the
+//! small helpers their queries use.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +9,6 @@ use chrono::{DateTime, Utc};
 use herald_domain::ports::Failure;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
-
-pub use store::SqliteStore;
 
 /// One SQLite file: a pool of readers and a single writer.
 ///
@@ -142,7 +140,7 @@ async fn migrate(pool: &SqlitePool, migrations: &[(i64, &'static str)]) -> Resul
 }
 
 /// Pushes `(?, ?, …)` binding each value: the `IN` list of a chunked query.
-pub(crate) fn push_list<T>(qb: &mut QueryBuilder<Sqlite>, values: impl IntoIterator<Item = T>)
+pub fn push_list<T>(qb: &mut QueryBuilder<Sqlite>, values: impl IntoIterator<Item = T>)
 where
     T: for<'t> sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
 {
@@ -163,6 +161,6 @@ pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
 }
 
 /// Milliseconds since the epoch, now.
-pub(crate) fn now_millis() -> i64 {
+pub fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
 }
