@@ -8,7 +8,7 @@ use herald::auth::{AdminRole, Claims, SecretSettings, TokenSigner};
 use herald::server::HttpLimits;
 use herald::startup::{self, Ports, Roles, ServerUrls, Settings};
 use herald_consumers::ConsumerConfig;
-use herald_domain::{ReceiverId, ReceiverKind};
+use herald_domain::{InboxCap, ReceiverId, ReceiverKind};
 use herald_scheduler::SchedulerConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -56,6 +56,15 @@ struct RunArgs {
     /// A request not complete (body read and answered) within this gets 408.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT", default_value = "30s", value_parser = herald::duration::parse)]
     request_timeout: std::time::Duration,
+    /// Entries one inbox keeps; past it the oldest read ones go first, pinned and unread
+    /// force-read ones never while they can be shown (at least 10).
+    #[arg(long, env = "HERALD_INBOX_CAP", default_value_t = InboxCap::default(), value_parser = parse_inbox_cap)]
+    inbox_cap: InboxCap,
+}
+
+fn parse_inbox_cap(raw: &str) -> Result<InboxCap, String> {
+    let cap: usize = raw.parse().map_err(|e| format!("{e}"))?;
+    InboxCap::new("inbox-cap", cap).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -160,6 +169,7 @@ fn settings(common: &Common, args: &RunArgs) -> Settings {
         servers: ServerUrls::from_env(),
         scheduler: SchedulerConfig { max_pages_per_second: args.max_pages_per_second, ..SchedulerConfig::default() },
         consumer: ConsumerConfig { concurrency: args.consumer_concurrency.max(1), ..ConsumerConfig::default() },
+        inbox_cap: args.inbox_cap,
     }
 }
 

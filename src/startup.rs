@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use herald_consumers::{ConsumerConfig, ConsumerMetrics, Deliverer};
+use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use herald_scheduler::{Scheduler, SchedulerConfig, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
@@ -39,10 +40,15 @@ const QUEUE_LEASE: Duration = Duration::from_secs(30);
 impl Ports {
     /// Embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
     pub async fn embedded(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::embedded_with_cap(data_dir, InboxCap::default()).await
+    }
+
+    /// Embedded parts whose inboxes keep at most `inbox_cap` entries each.
+    pub async fn embedded_with_cap(data_dir: &Path, inbox_cap: InboxCap) -> anyhow::Result<Self> {
         crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let store = Arc::new(SqliteStore::open(&data_dir.join("herald.db")).await?);
         let queue = Arc::new(EmbeddedQueue::open(&data_dir.join("queue.db"), QUEUE_LEASE).await?);
-        let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db")).await?);
+        let inbox = Arc::new(EmbeddedInbox::open(&data_dir.join("inbox.db"), inbox_cap).await?);
         Ok(Self { receivers: store.clone(), notifications: store.clone(), ledger: store, queue, inbox })
     }
 
@@ -53,7 +59,7 @@ impl Ports {
                  search adapters are not written yet. Unset it to run embedded."
             );
         }
-        Self::embedded(&settings.data_dir).await
+        Self::embedded_with_cap(&settings.data_dir, settings.inbox_cap).await
     }
 }
 
@@ -98,6 +104,8 @@ pub struct Settings {
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
+    /// Entries one inbox keeps (see `InboxCap`).
+    pub inbox_cap: InboxCap,
 }
 
 impl Settings {
@@ -111,6 +119,7 @@ impl Settings {
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
+            inbox_cap: InboxCap::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ use contracts::store::StoreHarness;
 use herald::adapters::embedded_inbox::EmbeddedInbox;
 use herald::adapters::embedded_queue::EmbeddedQueue;
 use herald::startup::Ports;
+use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, Queue};
 
 /// Embedded adapters keep their files in a temp dir; opening again reopens the same files.
@@ -36,8 +37,8 @@ impl QueueHarness for Embedded {
 
 #[async_trait]
 impl InboxHarness for Embedded {
-    async fn open(&self) -> Arc<dyn InboxStore> {
-        Arc::new(EmbeddedInbox::open(&self.0.path().join("inbox.db")).await.unwrap())
+    async fn open_capped(&self, cap: InboxCap) -> Arc<dyn InboxStore> {
+        Arc::new(EmbeddedInbox::open(&self.0.path().join("inbox.db"), cap).await.unwrap())
     }
 }
 
@@ -84,6 +85,12 @@ mod inbox {
             reads_count_once_per_receiver,
             changes_are_versioned_for_sync,
             entries_survive_a_restart,
+            the_list_pages_in_inbox_order_pinned_unread_first,
+            only_visible_entries_are_listed_and_counted_exactly,
+            sync_finds_windows_that_opened_without_the_whole_inbox,
+            a_full_inbox_drops_gone_then_read_then_unread_oldest_first,
+            pinned_and_unread_force_read_entries_are_kept_past_the_cap,
+            a_dropped_entry_never_comes_back_nor_counts_again,
         ]
     );
 }

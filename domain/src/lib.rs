@@ -14,7 +14,7 @@ pub mod receiver;
 mod text;
 
 pub use audience::{Audience, Selection};
-pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
+pub use inbox::{DEFAULT_INBOX_CAP, EntryMeta, InboxCap, InboxCursor, InboxEntry, InboxItem, SyncCursor};
 pub use notification::{
     Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
 };

@@ -44,7 +44,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(ports: Ports, tokens: TokenSigner, wake_scheduler: Arc<Notify>, telemetry: Arc<Telemetry>) -> Self {
-        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), Duration::from_secs(2)));
+        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), Duration::from_secs(2)));
         Self { ports, tokens, catalog, wake_scheduler, telemetry }
     }
 }

@@ -1,14 +1,52 @@
--- The embedded inbox store: one entry per (receiver, notification), and per-notification counters.
+-- The embedded inbox store: one entry per (receiver, notification), what the inbox needs of each
+-- notification, per-notification counters, and each inbox's size for the cap.
 -- A projection of the SQL truth, like the Redis adapter's keys; it can be rebuilt from SQL.
+
+-- What the store keeps of each notification delivered (`EntryMeta`), written by its first page and
+-- never changed: it orders entries and answers the validity window without the SQL truth.
+CREATE TABLE notifications (
+    notification_id TEXT    NOT NULL PRIMARY KEY,
+    pinned          INTEGER NOT NULL,
+    force_read      INTEGER NOT NULL,
+    sent_ms         INTEGER NOT NULL,
+    valid_from_ms   INTEGER,           -- NULL: open
+    valid_until_ms  INTEGER            -- NULL: open
+) WITHOUT ROWID;
+-- Sync asks which windows opened since its last look.
+CREATE INDEX notifications_by_opening ON notifications (valid_from_ms) WHERE valid_from_ms IS NOT NULL;
+
+-- The primary key is the list order (pinned unread first, then newest, then id; read backwards),
+-- so a page of the inbox is one range of it. `rank` is 1 while a pinned entry is unread; with
+-- `sent_ms` fixed per notification, the key stays unique per (receiver, notification) (a pinned
+-- notification's insert also checks the read, rank 0, form).
 CREATE TABLE entries (
     receiver        TEXT    NOT NULL,  -- 'rider:r1'
+    rank            INTEGER NOT NULL,
+    sent_ms         INTEGER NOT NULL,
     notification_id TEXT    NOT NULL,
     version         INTEGER NOT NULL,  -- from `clock`; rises on every change, for incremental sync
     read            INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (receiver, notification_id)
+    PRIMARY KEY (receiver, rank, sent_ms, notification_id)
 ) WITHOUT ROWID;
--- No second index on (receiver, version): a delivery then touches one B-tree, not two, and sync
--- scans one receiver's entries (contiguous under the primary key), which are few.
+-- Sync reads one receiver's changes in version order.
+CREATE INDEX entries_by_version ON entries (receiver, version);
+
+-- Entries per inbox, kept by the triggers below, so a delivery finds the inboxes past the cap
+-- without counting any. `trimmed_upto_ms`: the newest `sent_ms` the cap ever dropped from this
+-- inbox that could still be shown; nothing that old is added again, so a dropped entry never
+-- comes back (and never counts twice).
+CREATE TABLE inbox_sizes (
+    receiver        TEXT    NOT NULL PRIMARY KEY,
+    entries         INTEGER NOT NULL,
+    trimmed_upto_ms INTEGER NOT NULL DEFAULT -9223372036854775808
+) WITHOUT ROWID;
+CREATE TRIGGER entry_added AFTER INSERT ON entries BEGIN
+    INSERT INTO inbox_sizes (receiver, entries) VALUES (NEW.receiver, 1)
+    ON CONFLICT (receiver) DO UPDATE SET entries = entries + 1;
+END;
+CREATE TRIGGER entry_dropped AFTER DELETE ON entries BEGIN
+    UPDATE inbox_sizes SET entries = entries - 1 WHERE receiver = OLD.receiver;
+END;
 
 -- Hash-like counters: field 'sent', 'read' or 'sent:<city>'.
 CREATE TABLE counters (
@@ -27,7 +65,8 @@ CREATE TABLE pages (
     PRIMARY KEY (notification_id, city, page_no)
 ) WITHOUT ROWID;
 
--- Revoked notifications: checked inside every delivery, so none lands after the revoke.
+-- Revoked notifications: checked inside every delivery, so none lands after the revoke, and by
+-- every read, so none shows after it.
 CREATE TABLE withheld (
     notification_id TEXT NOT NULL PRIMARY KEY
 ) WITHOUT ROWID;
@@ -39,8 +78,11 @@ CREATE TABLE revocations_applied (
 );
 INSERT INTO revocations_applied (id, position) VALUES (1, 0);
 
+-- `trimmed_upto_ms`: the highest of every inbox's, so a page of a message newer than any dropped
+-- (nearly all of them) skips the per-receiver check.
 CREATE TABLE clock (
-    id      INTEGER PRIMARY KEY CHECK (id = 1),
-    version INTEGER NOT NULL
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    version         INTEGER NOT NULL,
+    trimmed_upto_ms INTEGER NOT NULL
 );
-INSERT INTO clock (id, version) VALUES (1, 0);
+INSERT INTO clock (id, version, trimmed_upto_ms) VALUES (1, 0, -9223372036854775808);
