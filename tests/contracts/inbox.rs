@@ -410,6 +410,21 @@ pub async fn a_full_inbox_drops_gone_then_read_then_unread_oldest_first(h: &dyn 
     }
     let unread = t.inbox.unread_count(&t.me, Utc::now()).await.unwrap();
     assert_eq!(unread.unread, held.iter().filter(|n| **n != m9).count() as u64, "the count is of what remains");
+    // More messages were delivered than an inbox keeps: sync from the start reads this inbox,
+    // a recent cursor probes the few delivered since; both give what it holds, by version.
+    let all = t.inbox.changed_since(&t.me, 0, 100).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].version < w[1].version));
+    let mut ids = ids_of(&all);
+    ids.sort();
+    let mut holds = held.clone();
+    holds.sort();
+    assert_eq!(ids, holds);
+    let mark = all.last().unwrap().version;
+    t.read(&m2).await;
+    let newest = t.send(|_| {}).await;
+    let delta = t.inbox.changed_since(&t.me, mark, 100).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![m2.clone(), newest], "the read, then the arrival");
+    assert!(delta[0].read && !delta[0].position.pinned_unread);
 }
 
 pub async fn pinned_and_unread_force_read_entries_are_kept_past_the_cap(h: &dyn InboxHarness) {

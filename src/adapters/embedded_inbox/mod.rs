@@ -2,9 +2,11 @@
 //! each notification's entries need to be ordered and filtered (`EntryMeta`), and per-notification
 //! counters. Delivery inserts a page's entries and raises the counters by exactly the number
 //! inserted in one transaction, and records the page, so a redelivered page changes nothing and
-//! reports what it added the first time. Every read is a range of one index of one receiver: the
-//! list order is the entries' primary key, sync reads by version, and visibility is answered from
-//! the notification's stored window and the withheld set, never from the whole inbox.
+//! reports what it added the first time, with one B-tree write per entry. Every read is a range of
+//! one receiver's entries: the list order is their primary key; sync finds arrivals by probing this
+//! inbox for each notification delivered since its cursor and reads by an index of read entries;
+//! visibility is answered from the notification's stored window and the withheld set, never from
+//! the whole inbox.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -174,25 +176,44 @@ fn entries_from_rows(rows: &[SqliteRow]) -> PortResult<Vec<InboxEntry>> {
 /// 0 it can never be shown again, 1 read, 2 unread.
 const GONE: i64 = 0;
 
-/// Trims every inbox among `receivers` that holds more than the cap down to `cap.after_trim()`,
-/// in `InboxCap`'s order, and remembers the newest droppable entry dropped from each so it never
-/// comes back. One query finds the inboxes past the cap; only those are read.
-async fn trim(
+/// Counts a page's arrival in each of its inboxes (one multi-row upsert in receiver order; a
+/// receiver that already held the message is counted too, so the count is at least the size) and
+/// returns the inboxes whose count is now past the cap.
+async fn count_arrivals(
     tx: &mut Transaction<'static, Sqlite>,
     receivers: &[String],
     cap: InboxCap,
-    now_ms: i64,
-) -> PortResult<()> {
-    let list = serde_json::to_string(receivers).map_err(|e| PortError::new(BACKEND, e))?;
-    let over: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT receiver, entries FROM inbox_sizes WHERE receiver IN (SELECT value FROM json_each(?)) AND entries > ?",
-    )
-    .bind(list)
-    .bind(cap.get() as i64)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(err)?;
-    for (receiver, entries) in over {
+) -> PortResult<Vec<String>> {
+    let mut over = Vec::new();
+    for chunk in receivers.chunks(1000) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO inbox_sizes (receiver, entries) ");
+        qb.push_values(chunk, |mut row, receiver| {
+            row.push_bind(receiver.as_str()).push("1");
+        });
+        qb.push(" ON CONFLICT (receiver) DO UPDATE SET entries = entries + 1 RETURNING CASE WHEN entries > ")
+            .push_bind(cap.get() as i64)
+            .push(" THEN receiver END");
+        let past: Vec<Option<String>> = qb.build_query_scalar().fetch_all(&mut **tx).await.map_err(err)?;
+        over.extend(past.into_iter().flatten());
+    }
+    Ok(over)
+}
+
+/// Trims each of these inboxes that holds more than the cap down to `cap.after_trim()`, in
+/// `InboxCap`'s order, makes its size exact again, and remembers the newest droppable entry dropped
+/// from it so that entry never comes back.
+async fn trim(tx: &mut Transaction<'static, Sqlite>, over: &[String], cap: InboxCap, now_ms: i64) -> PortResult<()> {
+    for receiver in over {
+        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE receiver = ?")
+            .bind(receiver)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+        if entries <= cap.get() as i64 {
+            // Counted past the cap by messages it already held: only the count was wrong.
+            set_size(tx, receiver, entries).await?;
+            continue;
+        }
         let excess = entries - cap.after_trim() as i64;
         // Pinned entries and unread force-read ones are kept while they can still be shown.
         let victims: Vec<(i64, i64, String, i64)> = sqlx::query_as(
@@ -204,12 +225,13 @@ async fn trim(
              WHERE e.receiver = ?1 AND (class = 0 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
              ORDER BY class, e.sent_ms, e.notification_id LIMIT ?3",
         )
-        .bind(&receiver)
+        .bind(receiver)
         .bind(now_ms)
         .bind(excess)
         .fetch_all(&mut **tx)
         .await
         .map_err(err)?;
+        set_size(tx, receiver, entries - victims.len() as i64).await?;
         if victims.is_empty() {
             continue;
         }
@@ -226,7 +248,7 @@ async fn trim(
         if let Some(upto) = dropped_upto {
             sqlx::query("UPDATE inbox_sizes SET trimmed_upto_ms = MAX(trimmed_upto_ms, ?) WHERE receiver = ?")
                 .bind(upto)
-                .bind(&receiver)
+                .bind(receiver)
                 .execute(&mut **tx)
                 .await
                 .map_err(err)?;
@@ -237,6 +259,16 @@ async fn trim(
                 .map_err(err)?;
         }
     }
+    Ok(())
+}
+
+async fn set_size(tx: &mut Transaction<'static, Sqlite>, receiver: &str, entries: i64) -> PortResult<()> {
+    sqlx::query("UPDATE inbox_sizes SET entries = ? WHERE receiver = ?")
+        .bind(entries)
+        .bind(receiver)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
     Ok(())
 }
 
@@ -293,7 +325,14 @@ impl InboxStore for EmbeddedInbox {
             if added > 0 {
                 bump(&mut tx, &key.notification_id, "sent", added).await?;
                 bump(&mut tx, &key.notification_id, &format!("sent:{}", key.city), added).await?;
-                trim(&mut tx, &keys, self.cap, sqlite::millis(Utc::now())).await?;
+                sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
+                    .bind(first + keys.len() as i64 - 1)
+                    .bind(key.notification_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let over = count_arrivals(&mut tx, &keys, self.cap).await?;
+                trim(&mut tx, &over, self.cap, sqlite::millis(Utc::now())).await?;
             }
         }
         sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
@@ -416,18 +455,41 @@ impl InboxStore for EmbeddedInbox {
     }
 
     async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>> {
-        let rows = sqlx::query(concat!(
-            entry_columns!(),
-            "FROM entries e INDEXED BY entries_by_version CROSS JOIN notifications n ",
-            "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND e.version > ?2 ",
-            "ORDER BY e.version LIMIT ?3"
-        ))
-        .bind(receiver.key())
-        .bind(version as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(err)?;
+        // Arrivals since `version` are entries of the notifications delivered anywhere since; when
+        // those are fewer than an inbox holds, probing this inbox for each is the cheaper way.
+        let arrived: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM notifications WHERE last_version > ? LIMIT ?)")
+                .bind(version as i64)
+                .bind(self.cap.get() as i64 + 1)
+                .fetch_one(&self.db.read)
+                .await
+                .map_err(err)?;
+        let query = if arrived <= self.cap.get() as i64 {
+            sqlx::query(concat!(
+                "SELECT * FROM (",
+                entry_columns!(),
+                "FROM notifications n CROSS JOIN entries e ON e.receiver = ?1 AND e.rank = n.pinned ",
+                "AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id ",
+                "WHERE n.last_version > ?2 AND e.read = 0 AND e.version > ?2 UNION ALL ",
+                entry_columns!(),
+                "FROM entries e INDEXED BY entries_read_by_version CROSS JOIN notifications n ",
+                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND e.read = 1 AND e.version > ?2",
+                ") ORDER BY version LIMIT ?3"
+            ))
+        } else {
+            // A new device, or one long away: its inbox (at most about the cap) read once.
+            sqlx::query(concat!(
+                receiver_entries!(),
+                "WHERE e.receiver = ?1 AND e.version > ?2 ORDER BY e.version LIMIT ?3"
+            ))
+        };
+        let rows = query
+            .bind(receiver.key())
+            .bind(version as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(err)?;
         entries_from_rows(&rows)
     }
 

@@ -10,10 +10,14 @@ CREATE TABLE notifications (
     force_read      INTEGER NOT NULL,
     sent_ms         INTEGER NOT NULL,
     valid_from_ms   INTEGER,           -- NULL: open
-    valid_until_ms  INTEGER            -- NULL: open
+    valid_until_ms  INTEGER,           -- NULL: open
+    last_version    INTEGER NOT NULL DEFAULT 0  -- the highest version any of its entries got on arrival
 ) WITHOUT ROWID;
--- Sync asks which windows opened since its last look.
+-- Sync asks which windows opened since its last look, and which notifications arrived anywhere
+-- since (one row per notification, updated once per page: the arrivals' index costs a delivery
+-- nothing per entry).
 CREATE INDEX notifications_by_opening ON notifications (valid_from_ms) WHERE valid_from_ms IS NOT NULL;
+CREATE INDEX notifications_by_arrival ON notifications (last_version);
 
 -- The primary key is the list order (pinned unread first, then newest, then id; read backwards),
 -- so a page of the inbox is one range of it. `rank` is 1 while a pinned entry is unread; with
@@ -28,25 +32,20 @@ CREATE TABLE entries (
     read            INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (receiver, rank, sent_ms, notification_id)
 ) WITHOUT ROWID;
--- Sync reads one receiver's changes in version order.
-CREATE INDEX entries_by_version ON entries (receiver, version);
+-- Sync finds the entries read since its cursor here. Only read entries are in it, so an arrival
+-- (unread) writes no second index: a delivery touches one B-tree per entry.
+CREATE INDEX entries_read_by_version ON entries (receiver, version) WHERE read = 1;
 
--- Entries per inbox, kept by the triggers below, so a delivery finds the inboxes past the cap
--- without counting any. `trimmed_upto_ms`: the newest `sent_ms` the cap ever dropped from this
--- inbox that could still be shown; nothing that old is added again, so a dropped entry never
--- comes back (and never counts twice).
+-- At least the entries of each inbox (each delivered page adds one per receiver, one multi-row
+-- upsert in receiver order; exact again whenever the inbox is trimmed), so a delivery finds the
+-- inboxes that may be past the cap without counting any. `trimmed_upto_ms`: the newest `sent_ms`
+-- the cap ever dropped from this inbox that could still be shown; nothing that old is added again,
+-- so a dropped entry never comes back (and never counts twice).
 CREATE TABLE inbox_sizes (
     receiver        TEXT    NOT NULL PRIMARY KEY,
     entries         INTEGER NOT NULL,
     trimmed_upto_ms INTEGER NOT NULL DEFAULT -9223372036854775808
 ) WITHOUT ROWID;
-CREATE TRIGGER entry_added AFTER INSERT ON entries BEGIN
-    INSERT INTO inbox_sizes (receiver, entries) VALUES (NEW.receiver, 1)
-    ON CONFLICT (receiver) DO UPDATE SET entries = entries + 1;
-END;
-CREATE TRIGGER entry_dropped AFTER DELETE ON entries BEGIN
-    UPDATE inbox_sizes SET entries = entries - 1 WHERE receiver = OLD.receiver;
-END;
 
 -- Hash-like counters: field 'sent', 'read' or 'sent:<city>'.
 CREATE TABLE counters (
