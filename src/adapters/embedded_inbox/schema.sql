@@ -1,5 +1,5 @@
 -- The embedded inbox store: one entry per (receiver, notification), what the inbox needs of each
--- notification, per-notification counters, and each inbox's size for the cap.
+-- notification, per-notification counters, and where the cap trimmed an inbox.
 -- A projection of the SQL truth, like the Redis adapter's keys; it can be rebuilt from SQL.
 
 -- What the store keeps of each notification delivered (`EntryMeta`), written by its first page and
@@ -11,7 +11,8 @@ CREATE TABLE notifications (
     sent_ms         INTEGER NOT NULL,
     valid_from_ms   INTEGER,           -- NULL: open
     valid_until_ms  INTEGER,           -- NULL: open
-    last_version    INTEGER NOT NULL DEFAULT 0  -- the highest version any of its entries got on arrival
+    last_version    INTEGER NOT NULL DEFAULT 0, -- the highest version any of its entries got on arrival
+    seq             INTEGER NOT NULL            -- 1, 2, …: which inboxes its pages look at for the cap
 ) WITHOUT ROWID;
 -- Sync asks which windows opened since its last look, and which notifications arrived anywhere
 -- since (one row per notification, updated once per page: the arrivals' index costs a delivery
@@ -36,15 +37,13 @@ CREATE TABLE entries (
 -- (unread) writes no second index: a delivery touches one B-tree per entry.
 CREATE INDEX entries_read_by_version ON entries (receiver, version) WHERE read = 1;
 
--- At least the entries of each inbox (each delivered page adds one per receiver, one multi-row
--- upsert in receiver order; exact again whenever the inbox is trimmed), so a delivery finds the
--- inboxes that may be past the cap without counting any. `trimmed_upto_ms`: the newest `sent_ms`
--- the cap ever dropped from this inbox that could still be shown; nothing that old is added again,
--- so a dropped entry never comes back (and never counts twice).
-CREATE TABLE inbox_sizes (
+-- Inboxes the cap trimmed: `trimmed_upto_ms` is the newest `sent_ms` dropped from that inbox that
+-- could still be shown; nothing that old is added to it again, so a dropped entry never comes back
+-- (and never counts twice). No per-inbox size is kept: a delivery counts only the inboxes whose
+-- turn it is (see the adapter), so an arrival costs one B-tree write.
+CREATE TABLE inbox_trims (
     receiver        TEXT    NOT NULL PRIMARY KEY,
-    entries         INTEGER NOT NULL,
-    trimmed_upto_ms INTEGER NOT NULL DEFAULT -9223372036854775808
+    trimmed_upto_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- Hash-like counters: field 'sent', 'read' or 'sent:<city>'.
@@ -79,9 +78,11 @@ INSERT INTO revocations_applied (id, position) VALUES (1, 0);
 
 -- `trimmed_upto_ms`: the highest of every inbox's, so a page of a message newer than any dropped
 -- (nearly all of them) skips the per-receiver check.
+-- `notifications`: how many notifications the store has seen (their `seq`).
 CREATE TABLE clock (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     version         INTEGER NOT NULL,
-    trimmed_upto_ms INTEGER NOT NULL
+    trimmed_upto_ms INTEGER NOT NULL,
+    notifications   INTEGER NOT NULL
 );
-INSERT INTO clock (id, version, trimmed_upto_ms) VALUES (1, 0, -9223372036854775808);
+INSERT INTO clock (id, version, trimmed_upto_ms, notifications) VALUES (1, 0, -9223372036854775808, 0);
