@@ -11,9 +11,10 @@ use crate::notification::{Notification, NotificationId};
 /// Entries one inbox keeps by default (see [`InboxCap`]).
 pub const DEFAULT_INBOX_CAP: usize = 1_000;
 
-/// The most entries an inbox keeps. When a delivery takes an inbox past it, the inbox store drops
-/// entries until a tenth of the cap is free again (so it trims once per many deliveries, not on
-/// each), in this order:
+/// The most entries an inbox keeps. When a delivery finds an inbox past it (a store may look at each
+/// inbox only every so many deliveries, letting it pass the cap by a bounded slack), the inbox store
+/// drops entries until a tenth of the cap is free again (so it trims once per many deliveries, not
+/// on each), in this order:
 /// 1. entries that can never be shown again: their window closed, or their notification was revoked;
 /// 2. read entries that are not pinned, oldest (`sent_at`) first;
 /// 3. unread entries that are neither pinned nor force-read, oldest first.

@@ -332,7 +332,7 @@ pub trait InboxStore: Send + Sync {
     /// the cap before), and raises its sent counters (total and the page's city) by exactly the
     /// number added, atomically, recording the page as delivered. A page delivered again changes
     /// nothing and reports its first outcome. `meta` is what the store keeps of the notification
-    /// to order and filter entries (the first page's is kept; it never changes). An inbox taken
+    /// to order and filter entries (the first page's is kept; it never changes). An inbox found
     /// past the store's cap is trimmed in the same step, in the order `InboxCap` gives; trimming
     /// moves no counter.
     async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;

@@ -209,15 +209,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// `InboxCap`'s order, and remembers the newest droppable entry dropped from it so that entry never
 /// comes back.
 async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxCap, now_ms: i64) -> PortResult<()> {
-    for receiver in due {
-        let entries: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE receiver = ?")
-            .bind(receiver)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(err)?;
-        if entries <= cap.get() as i64 {
-            continue;
-        }
+    if due.is_empty() {
+        return Ok(());
+    }
+    // One query for all of them: most are below the cap.
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT receiver, COUNT(*) FROM entries WHERE receiver IN ");
+    sqlite::push_list(&mut qb, due.iter().map(String::as_str));
+    qb.push(" GROUP BY receiver HAVING COUNT(*) > ").push_bind(cap.get() as i64);
+    let over: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut **tx).await.map_err(err)?;
+    for (receiver, entries) in &over {
         let excess = entries - cap.after_trim() as i64;
         // Pinned entries and unread force-read ones are kept while they can still be shown.
         let victims: Vec<(i64, i64, String, i64)> = sqlx::query_as(
