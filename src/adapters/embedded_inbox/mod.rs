@@ -89,17 +89,14 @@ async fn reserve_versions(tx: &mut Transaction<'static, Sqlite>, n: usize) -> Po
     Ok((top - n as i64 + 1, trimmed))
 }
 
-async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, field: &str, by: u64) -> PortResult<()> {
-    sqlx::query(
-        "INSERT INTO counters (notification_id, field, value) VALUES (?, ?, ?) \
-         ON CONFLICT (notification_id, field) DO UPDATE SET value = value + excluded.value",
-    )
-    .bind(id.as_str())
-    .bind(field)
-    .bind(by as i64)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
+/// Raises each of the notification's `fields` by `by`, in one statement.
+async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, fields: &[&str], by: u64) -> PortResult<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO counters (notification_id, field, value) ");
+    qb.push_values(fields, |mut row, field| {
+        row.push_bind(id.as_str()).push_bind(*field).push_bind(by as i64);
+    });
+    qb.push(" ON CONFLICT (notification_id, field) DO UPDATE SET value = value + excluded.value");
+    qb.build().execute(&mut **tx).await.map_err(err)?;
     Ok(())
 }
 
@@ -132,18 +129,34 @@ struct Stored {
     seq: i64,
 }
 
-/// Keeps the notification's `EntryMeta` (the first one given wins: it never changes), numbering
-/// it on its first page, and returns what keys its entries.
+/// What a delivery reads before it writes, in one statement (on a busy machine every statement's
+/// round trip counts): what the page added if it was delivered before, whether the notification
+/// is withheld, and what the store kept of it, if anything.
+async fn before_delivery(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &PageKey,
+) -> PortResult<(Option<u64>, bool, Option<Stored>)> {
+    let (added, withheld, pinned, sent_ms, seq): (Option<i64>, bool, Option<bool>, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
+                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.pinned, n.sent_ms, n.seq \
+             FROM (SELECT 1) LEFT JOIN notifications n ON n.notification_id = ?1",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .bind(key.page_no as i64)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    let stored = match (pinned, sent_ms, seq) {
+        (Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored { pinned, sent_ms, seq }),
+        _ => None,
+    };
+    Ok((added.map(|a| a as u64), withheld, stored))
+}
+
+/// Keeps the notification's `EntryMeta` on its first page (it never changes), numbering it.
 async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, meta: &EntryMeta) -> PortResult<Stored> {
-    let known: Option<(bool, i64, i64)> =
-        sqlx::query_as("SELECT pinned, sent_ms, seq FROM notifications WHERE notification_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(err)?;
-    if let Some((pinned, sent_ms, seq)) = known {
-        return Ok(Stored { pinned, sent_ms, seq });
-    }
     let seq: i64 =
         sqlx::query_scalar("UPDATE clock SET notifications = notifications + 1 WHERE id = 1 RETURNING notifications")
             .fetch_one(&mut **tx)
@@ -273,18 +286,17 @@ impl InboxStore for EmbeddedInbox {
     async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
         let key = &page.key;
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        if let Some(added) = outcome(&mut *tx, key).await? {
+        let (delivered, withheld, stored) = before_delivery(&mut tx, key).await?;
+        if let Some(added) = delivered {
             return Ok(PageDelivery { added, repeated: true });
         }
-        let withheld: Option<i64> = sqlx::query_scalar("SELECT 1 FROM withheld WHERE notification_id = ?")
-            .bind(key.notification_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?;
-        let receivers: &[ReceiverId] = if withheld.is_some() { &[] } else { &page.receivers };
+        let receivers: &[ReceiverId] = if withheld { &[] } else { &page.receivers };
         let mut added = 0;
         if !receivers.is_empty() {
-            let Stored { pinned, sent_ms, seq } = keep_meta(&mut tx, &key.notification_id, meta).await?;
+            let Stored { pinned, sent_ms, seq } = match stored {
+                Some(stored) => stored,
+                None => keep_meta(&mut tx, &key.notification_id, meta).await?,
+            };
             let (first, trimmed_upto) = reserve_versions(&mut tx, receivers.len()).await?;
             let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
             for (c, chunk) in keys.chunks(1000).enumerate() {
@@ -319,8 +331,7 @@ impl InboxStore for EmbeddedInbox {
                 added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
             }
             if added > 0 {
-                bump(&mut tx, &key.notification_id, "sent", added).await?;
-                bump(&mut tx, &key.notification_id, &format!("sent:{}", key.city), added).await?;
+                bump(&mut tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
                 sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
                     .bind(first + keys.len() as i64 - 1)
                     .bind(key.notification_id.as_str())
@@ -533,7 +544,7 @@ impl InboxStore for EmbeddedInbox {
             .map_err(err)?
             .rows_affected();
             if changed == 1 {
-                bump(&mut tx, id, "read", 1).await?;
+                bump(&mut tx, id, &["read"], 1).await?;
                 newly.push(id.clone());
             }
         }
