@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use herald_app::ConsoleReads;
+use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 
 use crate::config::ConsoleLimits;
@@ -54,17 +55,15 @@ pub async fn queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
     anyhow::bail!("this build has no adapter for the queue: build with `--features embedded-queue`")
 }
 
-/// The inbox store in `data_dir` (`inbox.db`).
+/// The inbox store in `data_dir` (`inbox.db`), keeping at most `cap` entries per inbox.
 #[cfg(feature = "embedded-inbox")]
-pub async fn inbox(data_dir: &Path) -> anyhow::Result<Arc<dyn InboxStore>> {
-    Ok(Arc::new(
-        herald_embedded_inbox::EmbeddedInbox::open(&herald_embedded_inbox::EmbeddedInboxConfig::in_data_dir(data_dir))
-            .await?,
-    ))
+pub async fn inbox(data_dir: &Path, cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
+    let config = herald_embedded_inbox::EmbeddedInboxConfig::in_data_dir(data_dir, cap);
+    Ok(Arc::new(herald_embedded_inbox::EmbeddedInbox::open(&config).await?))
 }
 
 #[cfg(not(feature = "embedded-inbox"))]
-pub async fn inbox(_data_dir: &Path) -> anyhow::Result<Arc<dyn InboxStore>> {
+pub async fn inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 

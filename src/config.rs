@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Command};
 use herald_consumers::ConsumerConfig;
+use herald_domain::InboxCap;
 use herald_scheduler::SchedulerConfig;
 
 use crate::auth::SecretSettings;
@@ -129,6 +130,15 @@ pub const CONSOLE_STATEMENT_TIMEOUT: Setting = setting(
     "`5s`",
     "a console statement running longer is stopped: `503 console_query_timeout`",
 );
+pub const INBOX_CAP: Setting = setting(
+    "inbox-cap",
+    "HERALD_INBOX_CAP",
+    Flag::Run,
+    true,
+    "`1000`",
+    "messages one inbox keeps (at least 10); past it the oldest read ones go first, pinned and unread force-read \
+     ones never while they can be shown (docs/http-api.md)",
+);
 pub const MAX_PAGES_PER_SECOND: Setting = setting(
     "max-pages-per-second",
     "HERALD_MAX_PAGES_PER_SECOND",
@@ -208,6 +218,7 @@ pub const SETTINGS: &[Setting] = &[
     CONSOLE_CONNECTIONS,
     CONSOLE_WAIT,
     CONSOLE_STATEMENT_TIMEOUT,
+    INBOX_CAP,
     MAX_PAGES_PER_SECOND,
     CONSUMER_CONCURRENCY,
     SECRET,
@@ -288,6 +299,8 @@ pub struct Settings {
     pub secrets: SecretSettings,
     pub http: HttpLimits,
     pub console: ConsoleLimits,
+    /// Entries one inbox keeps (see `InboxCap`).
+    pub inbox_cap: InboxCap,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -302,6 +315,7 @@ impl Settings {
             secrets: SecretSettings::default(),
             http: HttpLimits::default(),
             console: ConsoleLimits::default(),
+            inbox_cap: InboxCap::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -427,6 +441,7 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
                 .parse(&CONSOLE_STATEMENT_TIMEOUT, parse_duration)?
                 .unwrap_or(defaults.console.statement_timeout),
         },
+        inbox_cap: sources.parse(&INBOX_CAP, parse_inbox_cap)?.unwrap_or(defaults.inbox_cap),
         servers: ServerUrls {
             sql: sources.server(&SQL_URL, &["mysql://", "mariadb://"])?,
             redis: sources.server(&REDIS_URL, &["redis://", "rediss://"])?,
@@ -528,6 +543,11 @@ fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(raw: &str) -> Resul
         return Err(format!("must be at least 1, not {raw}"));
     }
     Ok(n)
+}
+
+fn parse_inbox_cap(raw: &str) -> Result<InboxCap, String> {
+    let cap: usize = raw.parse().map_err(|_| format!("not a number: {raw:?}"))?;
+    InboxCap::new("inbox-cap", cap).map_err(|e| e.to_string())
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -650,6 +670,7 @@ mod tests {
     fn every_listed_setting_is_read() {
         let sample = |s: &Setting| match s.key {
             "listen" => "0.0.0.0:9",
+            "inbox-cap" => "30",
             "header-timeout" | "request-timeout" | "console-wait" | "console-statement-timeout" => "7m",
             "sql-url" => "mysql://db/herald",
             "redis-url" => "redis://cache",

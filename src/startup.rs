@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use herald_app::{Herald, SystemClock};
 use herald_consumers::{ConsumerMetrics, Deliverer};
+use herald_domain::InboxCap;
 use herald_scheduler::{Scheduler, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -24,14 +25,14 @@ pub use crate::config::Settings;
 
 /// The embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
 pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
-    embedded_ports_with(data_dir, &ConsoleLimits::default()).await
+    embedded_ports_with(data_dir, &ConsoleLimits::default(), InboxCap::default()).await
 }
 
-async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<Ports> {
+async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits, inbox_cap: InboxCap) -> anyhow::Result<Ports> {
     crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let sql = crate::adapters::sql_truth(data_dir, console).await?;
     let queue = crate::adapters::queue(data_dir).await?;
-    let inbox = crate::adapters::inbox(data_dir).await?;
+    let inbox = crate::adapters::inbox(data_dir, inbox_cap).await?;
     Ok(Ports {
         receivers: sql.receivers,
         notifications: sql.notifications,
@@ -50,7 +51,7 @@ pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
              search adapters are not written yet. Unset it to run embedded."
         );
     }
-    embedded_ports_with(&settings.data_dir, &settings.console).await
+    embedded_ports_with(&settings.data_dir, &settings.console, settings.inbox_cap).await
 }
 
 /// Which roles a process runs.

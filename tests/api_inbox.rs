@@ -704,3 +704,64 @@ async fn sync_delivers_a_message_once_its_window_opens() {
     assert_eq!(ids_of(&delta["items"]), vec![later], "sync must bring what became visible since: {delta}");
     h.stop().await;
 }
+
+/// The cap as an app sees it: an inbox past it keeps the newest messages, the pinned and the
+/// unread force-read ones, shows no gap when paged, counts only what it still holds, and a
+/// message's `sent` stays what was delivered.
+#[tokio::test]
+async fn a_full_inbox_keeps_the_newest_and_every_pinned_and_force_read_message() {
+    let h = TestHerald::spawn_with(|s| s.inbox_cap = herald_domain::InboxCap::new("cap", 10).unwrap()).await;
+    h.receivers(&[("rider", "r1", "shanghai", &[][..])]).await;
+    let rider = h.app_token("rider", "r1");
+    let pinned = send(&h, "pinned", json!({"pinned": true})).await;
+    let must_read = send(&h, "must read", json!({"force_read": true})).await;
+    let mut plain = Vec::new();
+    for i in 0..14 {
+        plain.push(send(&h, &format!("plain {i}"), json!({})).await);
+    }
+    // 16 delivered to a cap of 10: each time past it the oldest two plain ones went (down to 9);
+    // the last one took the inbox back to 10: the pinned, the force-read and the 8 newest plain.
+    let shown: Vec<String> = {
+        let first = list(&h, &rider, "?limit=4").await;
+        let cursor = first.body["next_cursor"].as_str().expect("more follow").to_string();
+        let rest = list(&h, &rider, &format!("?limit=50&cursor={cursor}")).await;
+        assert_eq!(rest.body["has_more"], json!(false));
+        ids_of(&first.body["items"]).into_iter().chain(ids_of(&rest.body["items"])).collect()
+    };
+    let mut want = vec![pinned.clone()];
+    want.extend(plain[6..].iter().rev().cloned());
+    want.push(must_read.clone());
+    assert_eq!(shown, want, "pinned unread first, then by time: the force-read one is older than any plain kept");
+    let pending = h.app_get(&rider, "/app/v1/inbox/force-read").await;
+    assert_eq!(ids_of(&pending.body["items"]), vec![must_read.clone()], "kept although older than what went");
+    let count = unread(&h, &rider).await;
+    assert_eq!(count, json!({"unread": 10, "force_read_pending": 1}));
+    assert_eq!(stats(&h, &plain[0]).await["sent"], json!(1), "dropping does not un-send");
+    // A message dropped from the inbox is not there to read.
+    assert_eq!(read(&h, &rider, &plain[0]).await.status, StatusCode::NOT_FOUND);
+}
+
+/// The inbox store filters revoked messages by itself, so every read first applies the revocation
+/// log to it: a revoke committed in SQL whose process died before withholding is hidden at once,
+/// not when the consumer's reconciler comes round.
+#[tokio::test]
+async fn a_revoke_never_withheld_in_the_inbox_store_is_hidden_at_the_next_read() {
+    let h = herald_with_riders(&["r1"]).await;
+    let gone = send(&h, "gone", json!({"force_read": true})).await;
+    let kept = send(&h, "kept", json!({})).await;
+    let t = h.app_token("rider", "r1");
+    assert_eq!(h.inbox_ids(&t).await, vec![kept.clone(), gone.clone()]);
+    let id = herald_domain::NotificationId::parse("id", &gone).unwrap();
+    let revoked = h.ports().notifications.transition(
+        &id,
+        herald_domain::Status::Revoked,
+        &herald_domain::HistoryEvent::Revoked,
+        Utc::now(),
+    );
+    assert!(matches!(revoked.await.unwrap(), herald_domain::ports::TransitionOutcome::Moved(_)));
+
+    assert_eq!(h.inbox_ids(&t).await, vec![kept]);
+    assert_eq!(unread(&h, &t).await, json!({"unread": 1, "force_read_pending": 0}));
+    assert_eq!(read(&h, &t, &gone).await.status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}

@@ -8,7 +8,7 @@ use herald::startup::{Ports, Roles, Settings, start_with};
 use herald_consumers::{Deliverer, Outcome};
 use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
 use herald_domain::{
-    Audience, Body, Category, City, HistoryEvent, NewNotification, Notification, Page, PageKey, ReceiverId,
+    Audience, Body, Category, City, EntryMeta, HistoryEvent, NewNotification, Notification, Page, PageKey, ReceiverId,
     ReceiverKind, Status, Title, Topic, ValidityWindow,
 };
 
@@ -106,7 +106,7 @@ async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_led
     assert_eq!(deliverer(&ports).deliver(&page, Topic::Bulk).await.unwrap(), Outcome::Withheld);
     assert_eq!(ports.inbox.page_outcome(&page.key).await.unwrap(), Some(0), "the inbox store decided: nothing added");
     // A delivery of the same page that read the status before the revoke asks the inbox and agrees.
-    let racing = ports.inbox.deliver(&page).await.unwrap();
+    let racing = ports.inbox.deliver(&page, &EntryMeta::of(&n)).await.unwrap();
     assert_eq!((racing.added, racing.repeated), (0, true));
     let progress = ports.ledger.progress(&n.id).await.unwrap();
     assert_eq!(progress[0].pages_delivered, 1);
@@ -125,7 +125,7 @@ async fn a_revocation_the_inbox_never_heard_of_is_applied_by_the_reconciler() {
     assert_eq!(reconcile().await.unwrap(), 1);
     assert_eq!(ports.inbox.revocations_applied().await.unwrap(), position);
     assert_eq!(reconcile().await.unwrap(), 0, "applied once");
-    let late = ports.inbox.deliver(&page_of(&n, 0)).await.unwrap();
+    let late = ports.inbox.deliver(&page_of(&n, 0), &EntryMeta::of(&n)).await.unwrap();
     assert_eq!(late.added, 0, "a page arriving later adds nothing");
     assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 0);
 }

@@ -73,7 +73,8 @@ async fn a_direct_page_is_delivered_before_a_queued_broadcast() {
     let consumer = start(&settings, Roles { api: false, scheduler: false, consumer: true }).await.unwrap();
     let me = ReceiverRef { kind: ReceiverKind::Rider, id: ReceiverId::parse("id", "b000007").unwrap() };
     until("the direct message is in the inbox", async || {
-        ports.inbox.entries(&me).await.unwrap().iter().any(|e| e.notification_id.as_str() == direct)
+        let direct = NotificationId::parse("id", &direct).unwrap();
+        !ports.inbox.entries_of(&me, &[direct]).await.unwrap().is_empty()
     })
     .await;
     let sent = ports.inbox.counters(&NotificationId::parse("id", &broadcast).unwrap()).await.unwrap().sent;

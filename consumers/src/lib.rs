@@ -12,7 +12,7 @@ use chrono::Utc;
 use herald_domain::ports::{
     DeadLetter, Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
 };
-use herald_domain::{Page, ReceiverKind, Status, Topic};
+use herald_domain::{EntryMeta, Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -93,19 +93,26 @@ impl Deliverer {
     #[tracing::instrument(name = "deliver_page", skip_all, fields(page = %page.key, receivers = page.receivers.len()))]
     pub async fn deliver(&self, page: &Page, topic: Topic) -> PortResult<Outcome> {
         let id = &page.key.notification_id;
-        let status = self.notifications.notification(id).await?.map(|n| n.status);
-        let (added, outcome) = match status {
-            Some(Status::Sending | Status::Sent) => match self.write(page, topic).await? {
-                PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
-                PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
-            },
+        let notification = self.notifications.notification(id).await?;
+        let (added, outcome) = match &notification {
+            Some(n) if matches!(n.status, Status::Sending | Status::Sent) => {
+                match self.write(page, &EntryMeta::of(n), topic).await? {
+                    PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
+                    PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
+                }
+            }
             // Not delivered now. Withholding here too heals a revoke whose API process died before
             // withholding. The inbox store still decides what the page added — nothing if new, its
             // first outcome if another delivery (which read the status before the revoke) wrote it —
             // so the ledger never records a number the inbox disagrees with.
-            _ => {
+            Some(n) => {
                 self.inbox.withhold(id).await?;
-                (self.write(page, topic).await?.added, Outcome::Withheld)
+                (self.write(page, &EntryMeta::of(n), topic).await?.added, Outcome::Withheld)
+            }
+            // Notifications are never deleted, so this one was never stored and never delivered.
+            None => {
+                self.inbox.withhold(id).await?;
+                (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld)
             }
         };
         if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
@@ -115,12 +122,12 @@ impl Deliverer {
     }
 
     /// The inbox write, a broadcast page waiting its turn.
-    async fn write(&self, page: &Page, topic: Topic) -> PortResult<PageDelivery> {
+    async fn write(&self, page: &Page, meta: &EntryMeta, topic: Topic) -> PortResult<PageDelivery> {
         let _turn = match topic {
             Topic::Bulk => Some(self.bulk_writes.acquire().await.expect("the semaphore is never closed")),
             Topic::Direct => None,
         };
-        self.inbox.deliver(page).await
+        self.inbox.deliver(page, meta).await
     }
 }
 

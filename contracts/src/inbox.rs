@@ -1,14 +1,49 @@
-//! The `InboxStore` contract: idempotent delivery with exact counters, reads counted once.
+//! The `InboxStore` contract: idempotent delivery with exact counters, reads counted once, the list
+//! order and visibility answered by the store, and the cap.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_domain::ports::{InboxStore, PageDelivery};
-use herald_domain::{City, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef};
+use chrono::{DateTime, Duration, Utc};
+use herald_domain::ports::{InboxStore, PageDelivery, UnreadCount};
+use herald_domain::{
+    City, EntryMeta, InboxCap, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef,
+};
 
 #[async_trait]
 pub trait InboxHarness: Send + Sync {
-    async fn open(&self) -> Arc<dyn InboxStore>;
+    /// The store, keeping at most `cap` entries per inbox; opening again reopens the same data.
+    async fn open_capped(&self, cap: InboxCap) -> Arc<dyn InboxStore>;
+
+    async fn open(&self) -> Arc<dyn InboxStore> {
+        self.open_capped(InboxCap::default()).await
+    }
+}
+
+/// A plain message sent at `sent`, always valid.
+fn meta_at(sent: DateTime<Utc>) -> EntryMeta {
+    EntryMeta {
+        pinned: false,
+        force_read: false,
+        sent_at_ms: sent.timestamp_millis(),
+        valid_from_ms: None,
+        valid_until_ms: None,
+    }
+}
+
+fn plain() -> EntryMeta {
+    meta_at(Utc::now())
+}
+
+/// Every entry the receiver holds, visible or not (a page of a visible inbox does not show all).
+async fn held(inbox: &dyn InboxStore, me: &ReceiverRef, among: &[NotificationId]) -> Vec<NotificationId> {
+    let mut ids: Vec<_> = inbox.entries_of(me, among).await.unwrap().into_iter().map(|e| e.notification_id).collect();
+    ids.sort();
+    ids
+}
+
+fn ids_of(entries: &[InboxEntry]) -> Vec<NotificationId> {
+    entries.iter().map(|e| e.notification_id.clone()).collect()
 }
 
 fn ids(range: std::ops::Range<u32>) -> Vec<ReceiverId> {
@@ -44,11 +79,11 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
     let sh = page(&n, "sh", 0, 0..500);
-    assert_eq!(inbox.deliver(&sh).await.unwrap(), first(500));
-    let again = inbox.deliver(&sh).await.unwrap();
+    assert_eq!(inbox.deliver(&sh, &plain()).await.unwrap(), first(500));
+    let again = inbox.deliver(&sh, &plain()).await.unwrap();
     assert_eq!(again, PageDelivery { added: 500, repeated: true }, "a repeat reports the first outcome");
     // Another page naming half of the same receivers (one moved city mid-send) adds only the new half.
-    assert_eq!(inbox.deliver(&page(&n, "bj", 0, 250..750)).await.unwrap(), first(250));
+    assert_eq!(inbox.deliver(&page(&n, "bj", 0, 250..750), &plain()).await.unwrap(), first(250));
     assert_eq!(inbox.page_outcome(&sh.key).await.unwrap(), Some(500));
     assert_eq!(inbox.page_outcome(&page(&n, "bj", 1, 0..1).key).await.unwrap(), None, "never delivered");
     let c = inbox.counters(&n).await.unwrap();
@@ -56,24 +91,26 @@ pub async fn redelivery_changes_nothing(h: &dyn InboxHarness) {
     assert_eq!(c.sent_by_city.get("sh"), Some(&500));
     assert_eq!(c.sent_by_city.get("bj"), Some(&250));
     let other = NotificationId::generate();
-    inbox.deliver(&page(&other, "sh", 0, 0..3)).await.unwrap();
+    inbox.deliver(&page(&other, "sh", 0, 0..3), &plain()).await.unwrap();
     let many = inbox.counters_of(&[n.clone(), other.clone(), NotificationId::generate()]).await.unwrap();
     assert_eq!(many.get(&n), Some(&c), "one read for many gives what one read for each gives");
     assert_eq!(many.get(&other).map(|c| c.sent), Some(3));
     assert_eq!(many.len(), 2, "a notification never delivered is absent");
-    assert_eq!(inbox.entries(&rider("r00000")).await.unwrap().len(), 2);
+    assert_eq!(held(&*inbox, &rider("r00000"), &[n.clone(), other.clone()]).await.len(), 2);
 }
 
 pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
-    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(10));
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10), &plain()).await.unwrap(), first(10));
     inbox.withhold(&n).await.unwrap();
     inbox.withhold(&n).await.unwrap();
-    assert_eq!(inbox.deliver(&page(&n, "sh", 1, 10..20)).await.unwrap(), first(0), "nothing lands after");
+    assert_eq!(inbox.deliver(&page(&n, "sh", 1, 10..20), &plain()).await.unwrap(), first(0), "nothing lands after");
     assert_eq!(inbox.page_outcome(&page(&n, "sh", 1, 10..20).key).await.unwrap(), Some(0));
-    assert!(inbox.entries(&rider("r00015")).await.unwrap().is_empty());
-    assert_eq!(inbox.entries(&rider("r00005")).await.unwrap().len(), 1, "what came before stays");
+    assert!(held(&*inbox, &rider("r00015"), std::slice::from_ref(&n)).await.is_empty());
+    assert_eq!(held(&*inbox, &rider("r00005"), std::slice::from_ref(&n)).await.len(), 1, "what came before stays");
+    assert!(inbox.page(&rider("r00005"), Utc::now(), None, 10).await.unwrap().is_empty(), "but is not shown");
+    assert_eq!(inbox.unread_count(&rider("r00005"), Utc::now()).await.unwrap(), UnreadCount::default());
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "stats kept");
 }
 
@@ -82,10 +119,14 @@ pub async fn a_page_delivered_after_withholding_records_zero_and_repeats_it(h: &
     let n = NotificationId::generate();
     inbox.withhold(&n).await.unwrap();
     let p = page(&n, "sh", 0, 0..10);
-    assert_eq!(inbox.deliver(&p).await.unwrap(), first(0), "withheld: recorded as adding nothing");
+    assert_eq!(inbox.deliver(&p, &plain()).await.unwrap(), first(0), "withheld: recorded as adding nothing");
     assert_eq!(inbox.page_outcome(&p.key).await.unwrap(), Some(0));
-    assert_eq!(inbox.deliver(&p).await.unwrap(), PageDelivery { added: 0, repeated: true }, "a redelivery agrees");
-    assert!(inbox.entries(&rider("r00001")).await.unwrap().is_empty());
+    assert_eq!(
+        inbox.deliver(&p, &plain()).await.unwrap(),
+        PageDelivery { added: 0, repeated: true },
+        "a redelivery agrees"
+    );
+    assert!(held(&*inbox, &rider("r00001"), std::slice::from_ref(&n)).await.is_empty());
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 0);
 }
 
@@ -96,7 +137,7 @@ pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let (inbox, sh) = (inbox.clone(), sh.clone());
-        tasks.push(tokio::spawn(async move { inbox.deliver(&sh).await }));
+        tasks.push(tokio::spawn(async move { inbox.deliver(&sh, &plain()).await }));
     }
     let mut fresh = 0;
     for t in tasks {
@@ -111,24 +152,24 @@ pub async fn concurrent_redelivery_counts_once(h: &dyn InboxHarness) {
 pub async fn kinds_have_separate_inboxes(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let n = NotificationId::generate();
-    inbox.deliver(&merchant_page(&n, 0..1)).await.unwrap();
-    assert!(inbox.entries(&rider("r00000")).await.unwrap().is_empty());
+    inbox.deliver(&merchant_page(&n, 0..1), &plain()).await.unwrap();
+    assert!(held(&*inbox, &rider("r00000"), std::slice::from_ref(&n)).await.is_empty());
     let merchant = ReceiverRef { kind: ReceiverKind::Merchant, id: ReceiverId::parse("id", "r00000").unwrap() };
-    assert_eq!(inbox.entries(&merchant).await.unwrap()[0].notification_id, n);
+    assert_eq!(inbox.page(&merchant, Utc::now(), None, 10).await.unwrap()[0].notification_id, n);
 }
 
 pub async fn reads_count_once_per_receiver(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let (a, b) = (NotificationId::generate(), NotificationId::generate());
-    inbox.deliver(&page(&a, "sh", 0, 0..3)).await.unwrap();
-    inbox.deliver(&page(&b, "sh", 0, 0..3)).await.unwrap();
+    inbox.deliver(&page(&a, "sh", 0, 0..3), &plain()).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..3), &plain()).await.unwrap();
     let me = rider("r00001");
     let stranger = NotificationId::generate();
     assert_eq!(inbox.mark_read(&me, &[a.clone(), stranger]).await.unwrap(), vec![a.clone()]);
     assert!(inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap().is_empty(), "second read is not new");
     assert_eq!(inbox.counters(&a).await.unwrap().read, 1);
     assert_eq!(inbox.counters(&b).await.unwrap().read, 0);
-    let entries = inbox.entries(&me).await.unwrap();
+    let entries = inbox.entries_of(&me, &[a.clone(), b.clone()]).await.unwrap();
     assert!(entries.iter().find(|e| e.notification_id == a).unwrap().read);
     assert!(!entries.iter().find(|e| e.notification_id == b).unwrap().read);
 }
@@ -137,11 +178,11 @@ pub async fn changes_are_versioned_for_sync(h: &dyn InboxHarness) {
     let inbox = h.open().await;
     let me = rider("r00000");
     let (a, b) = (NotificationId::generate(), NotificationId::generate());
-    inbox.deliver(&page(&a, "sh", 0, 0..1)).await.unwrap();
+    inbox.deliver(&page(&a, "sh", 0, 0..1), &plain()).await.unwrap();
     let after_a = inbox.changed_since(&me, 0, 100).await.unwrap();
     assert_eq!(after_a.len(), 1);
     let mark = after_a[0].version;
-    inbox.deliver(&page(&b, "sh", 0, 0..1)).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..1), &plain()).await.unwrap();
     let since = inbox.changed_since(&me, mark, 100).await.unwrap();
     assert_eq!(since.iter().map(|e| &e.notification_id).collect::<Vec<_>>(), vec![&b]);
     inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap();
@@ -153,10 +194,13 @@ pub async fn changes_are_versioned_for_sync(h: &dyn InboxHarness) {
 
 pub async fn entries_survive_a_restart(h: &dyn InboxHarness) {
     let n = NotificationId::generate();
-    h.open().await.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap();
+    h.open().await.deliver(&page(&n, "sh", 0, 0..10), &plain()).await.unwrap();
     let inbox = h.open().await;
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
-    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), PageDelivery { added: 10, repeated: true });
+    assert_eq!(
+        inbox.deliver(&page(&n, "sh", 0, 0..10), &plain()).await.unwrap(),
+        PageDelivery { added: 10, repeated: true }
+    );
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
 }
 
@@ -172,7 +216,247 @@ pub async fn applied_revocations_are_withheld_and_remembered(h: &dyn InboxHarnes
     }
     let inbox = h.open().await;
     assert_eq!(inbox.revocations_applied().await.unwrap(), 3, "kept across a restart");
-    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10)).await.unwrap(), first(0), "withheld");
+    assert_eq!(inbox.deliver(&page(&n, "sh", 0, 0..10), &plain()).await.unwrap(), first(0), "withheld");
+}
+
+/// One receiver's messages, each delivered as a page of its own, sent a minute apart.
+struct Timeline {
+    inbox: Arc<dyn InboxStore>,
+    me: ReceiverRef,
+    start: DateTime<Utc>,
+    sent: Vec<NotificationId>,
+}
+
+impl Timeline {
+    async fn new(h: &dyn InboxHarness, cap: usize) -> Self {
+        let inbox = h.open_capped(InboxCap::new("cap", cap).unwrap()).await;
+        Self { inbox, me: rider("r00000"), start: Utc::now() - Duration::days(1), sent: Vec::new() }
+    }
+
+    /// Sends the next message (`adjust` sets its flags and window) to r00000; returns its id.
+    async fn send(&mut self, adjust: impl FnOnce(&mut EntryMeta)) -> NotificationId {
+        let n = NotificationId::generate();
+        let mut meta = meta_at(self.start + Duration::minutes(self.sent.len() as i64 + 1));
+        adjust(&mut meta);
+        assert_eq!(self.inbox.deliver(&page(&n, "sh", 0, 0..1), &meta).await.unwrap(), first(1));
+        self.sent.push(n.clone());
+        n
+    }
+
+    async fn read(&self, n: &NotificationId) {
+        assert_eq!(self.inbox.mark_read(&self.me, std::slice::from_ref(n)).await.unwrap().len(), 1);
+    }
+
+    /// What the inbox holds, visible or not, in the order sent.
+    async fn held(&self) -> Vec<NotificationId> {
+        let holds = held(&*self.inbox, &self.me, &self.sent).await;
+        self.sent.iter().filter(|n| holds.contains(n)).cloned().collect()
+    }
+
+    /// The whole visible list, read a page of `limit` at a time.
+    async fn list(&self, limit: usize) -> Vec<InboxEntry> {
+        let mut all: Vec<InboxEntry> = Vec::new();
+        loop {
+            let after = all.last().map(|e| e.position.clone());
+            let page = self.inbox.page(&self.me, Utc::now(), after.as_ref(), limit).await.unwrap();
+            assert!(page.len() <= limit);
+            let done = page.len() < limit;
+            all.extend(page);
+            if done {
+                return all;
+            }
+        }
+    }
+}
+
+fn pinned(m: &mut EntryMeta) {
+    m.pinned = true;
+}
+
+fn force_read(m: &mut EntryMeta) {
+    m.force_read = true;
+}
+
+fn expired(m: &mut EntryMeta) {
+    m.valid_until_ms = Some((Utc::now() - Duration::hours(1)).timestamp_millis());
+}
+
+pub async fn the_list_pages_in_inbox_order_pinned_unread_first(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 1_000).await;
+    let old_pinned = t.send(pinned).await;
+    let a = t.send(|_| {}).await;
+    let read_pinned = t.send(pinned).await;
+    let b = t.send(|_| {}).await;
+    let newest_pinned = t.send(pinned).await;
+    // Two sent in the same millisecond: the id decides, descending.
+    let same = t.start + Duration::minutes(30);
+    let (x, y) = (NotificationId::generate(), NotificationId::generate());
+    for n in [&x, &y] {
+        t.inbox.deliver(&page(n, "sh", 0, 0..1), &meta_at(same)).await.unwrap();
+        t.sent.push(n.clone());
+    }
+    let (hi, lo) = if x > y { (x, y) } else { (y, x) };
+    t.read(&read_pinned).await;
+    let want = vec![
+        newest_pinned.clone(),
+        old_pinned.clone(),
+        hi.clone(),
+        lo.clone(),
+        b.clone(),
+        read_pinned.clone(),
+        a.clone(),
+    ];
+    for limit in [1, 2, 3, 100] {
+        assert_eq!(ids_of(&t.list(limit).await), want, "pages of {limit} follow the order without gaps");
+    }
+    let top = t.inbox.page(&t.me, Utc::now(), None, 1).await.unwrap();
+    assert!(top[0].position.pinned_unread && !top[0].read);
+    // Reading a pinned message moves it to its place by time.
+    t.read(&newest_pinned).await;
+    assert_eq!(ids_of(&t.list(3).await), vec![old_pinned, hi, lo, newest_pinned, b, read_pinned, a]);
+}
+
+pub async fn only_visible_entries_are_listed_and_counted_exactly(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 1_000).await;
+    let shown = t.send(|_| {}).await;
+    let must_read = t.send(force_read).await;
+    let gone = t.send(expired).await;
+    let later = t.send(|m| m.valid_from_ms = Some((Utc::now() + Duration::hours(1)).timestamp_millis())).await;
+    let revoked = t.send(force_read).await;
+    t.inbox.withhold(&revoked).await.unwrap();
+    let now = Utc::now();
+    assert_eq!(ids_of(&t.list(10).await), vec![must_read.clone(), shown.clone()]);
+    assert_eq!(t.inbox.unread_count(&t.me, now).await.unwrap(), UnreadCount { unread: 2, force_read: 1 });
+    assert_eq!(ids_of(&t.inbox.unread(&t.me, now, true).await.unwrap()), vec![must_read.clone()]);
+    assert_eq!(ids_of(&t.inbox.unread(&t.me, now, false).await.unwrap()), vec![must_read.clone(), shown.clone()]);
+    t.read(&must_read).await;
+    assert_eq!(t.inbox.unread_count(&t.me, now).await.unwrap(), UnreadCount { unread: 1, force_read: 0 });
+    // In an hour and a half the later one is shown too.
+    let then = now + Duration::minutes(90);
+    assert_eq!(t.inbox.unread_count(&t.me, then).await.unwrap(), UnreadCount { unread: 2, force_read: 0 });
+    let listed = t.inbox.page(&t.me, then, None, 10).await.unwrap();
+    assert_eq!(ids_of(&listed), vec![later.clone(), must_read.clone(), shown.clone()]);
+    assert_eq!(t.held().await, vec![shown, must_read, gone, later, revoked], "invisible is not gone");
+}
+
+pub async fn sync_finds_windows_that_opened_without_the_whole_inbox(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 1_000).await;
+    let now = Utc::now();
+    let opens_at = now + Duration::minutes(10);
+    let always = t.send(|_| {}).await;
+    let opening = t.send(|m| m.valid_from_ms = Some(opens_at.timestamp_millis())).await;
+    let stranger = NotificationId::generate();
+    t.inbox
+        .deliver(
+            &page(&stranger, "sh", 0, 5..6),
+            &EntryMeta { valid_from_ms: Some(opens_at.timestamp_millis()), ..plain() },
+        )
+        .await
+        .unwrap();
+    let opened = |after, until| t.inbox.opened_between(&t.me, after, until);
+    assert!(opened(now, opens_at - Duration::milliseconds(1)).await.unwrap().is_empty(), "not open yet");
+    assert_eq!(ids_of(&opened(now, opens_at).await.unwrap()), vec![opening.clone()], "only mine");
+    assert!(opened(opens_at, opens_at + Duration::hours(1)).await.unwrap().is_empty(), "reported once");
+    let changed = t.inbox.changed_since(&t.me, 0, 10).await.unwrap();
+    assert_eq!(ids_of(&changed), vec![always, opening]);
+}
+
+pub async fn a_full_inbox_drops_gone_then_read_then_unread_oldest_first(h: &dyn InboxHarness) {
+    // A cap of 10 trims an inbox of 11 down to 9.
+    let mut t = Timeline::new(h, 10).await;
+    let m1 = t.send(|_| {}).await;
+    let m2 = t.send(pinned).await;
+    let m3 = t.send(force_read).await;
+    let m4 = t.send(force_read).await;
+    let m5 = t.send(|_| {}).await;
+    t.send(|m| {
+        pinned(m);
+        expired(m);
+    })
+    .await;
+    let m7 = t.send(|_| {}).await;
+    let m8 = t.send(force_read).await;
+    let m9 = t.send(pinned).await;
+    let m10 = t.send(|_| {}).await;
+    for read in [&m1, &m4, &m7, &m9] {
+        t.read(read).await;
+    }
+    t.inbox.withhold(&m3).await.unwrap();
+    assert_eq!(t.held().await.len(), 10, "at the cap nothing goes");
+
+    let m11 = t.send(|_| {}).await;
+    let kept =
+        vec![m1.clone(), m2.clone(), m4.clone(), m5.clone(), m7.clone(), m8.clone(), m9.clone(), m10.clone(), m11];
+    assert_eq!(t.held().await, kept, "first what can never be shown again: revoked m3, expired (pinned) m6");
+
+    let (m12, m13) = (t.send(|_| {}).await, t.send(|_| {}).await);
+    let kept = vec![m2.clone(), m5.clone(), m7.clone(), m8.clone(), m9.clone(), m10.clone(), kept[8].clone(), m12, m13];
+    assert_eq!(t.held().await, kept, "then the oldest read: m1 and the read force-read m4");
+
+    t.send(|_| {}).await;
+    t.send(|_| {}).await;
+    let held = t.held().await;
+    assert!(!held.contains(&m7) && !held.contains(&m5), "then the last read unpinned m7, then the oldest unread m5");
+    assert!(held.contains(&m9), "a read pinned message stays");
+
+    t.send(|_| {}).await;
+    t.send(|_| {}).await;
+    let held = t.held().await;
+    assert_eq!(held.len(), 9);
+    assert!(!held.contains(&m10), "unread plain messages go oldest first");
+    assert!(held.contains(&m8) && held.contains(&m2), "an unread force-read or pinned one is older but stays");
+    for n in &t.sent {
+        assert_eq!(t.inbox.counters(n).await.unwrap().sent, 1, "dropping does not un-send");
+    }
+    let unread = t.inbox.unread_count(&t.me, Utc::now()).await.unwrap();
+    assert_eq!(unread.unread, held.iter().filter(|n| **n != m9).count() as u64, "the count is of what remains");
+    // More messages were delivered than an inbox keeps: sync from the start reads this inbox,
+    // a recent cursor probes the few delivered since; both give what it holds, by version.
+    let all = t.inbox.changed_since(&t.me, 0, 100).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].version < w[1].version));
+    let mut ids = ids_of(&all);
+    ids.sort();
+    let mut holds = held.clone();
+    holds.sort();
+    assert_eq!(ids, holds);
+    let mark = all.last().unwrap().version;
+    t.read(&m2).await;
+    let newest = t.send(|_| {}).await;
+    let delta = t.inbox.changed_since(&t.me, mark, 100).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![m2.clone(), newest], "the read, then the arrival");
+    assert!(delta[0].read && !delta[0].position.pinned_unread);
+}
+
+pub async fn pinned_and_unread_force_read_entries_are_kept_past_the_cap(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 10).await;
+    for i in 0..12 {
+        t.send(if i % 2 == 0 { pinned } else { force_read }).await;
+    }
+    assert_eq!(t.held().await.len(), 12, "none of them is dropped, whatever the cap");
+    assert_eq!(t.inbox.unread_count(&t.me, Utc::now()).await.unwrap(), UnreadCount { unread: 12, force_read: 6 });
+    assert_eq!(t.list(5).await.len(), 12);
+}
+
+pub async fn a_dropped_entry_never_comes_back_nor_counts_again(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 10).await;
+    let oldest = t.send(|_| {}).await;
+    let meta = meta_at(t.start + Duration::minutes(1));
+    for _ in 0..10 {
+        t.send(|_| {}).await;
+    }
+    assert!(!t.held().await.contains(&oldest), "dropped by the cap");
+    let first_page = page(&oldest, "sh", 0, 0..1);
+    assert_eq!(t.inbox.deliver(&first_page, &meta).await.unwrap(), PageDelivery { added: 1, repeated: true });
+    // The same message paged to this receiver again (it moved city) adds nothing here…
+    assert_eq!(t.inbox.deliver(&page(&oldest, "bj", 0, 0..2), &meta).await.unwrap(), first(1));
+    assert!(!t.held().await.contains(&oldest), "a dropped message never comes back");
+    // …but reaches a receiver who never held it.
+    assert_eq!(held(&*t.inbox, &rider("r00001"), std::slice::from_ref(&oldest)).await, vec![oldest.clone()]);
+    let c = t.inbox.counters(&oldest).await.unwrap();
+    assert_eq!((c.sent, c.sent_by_city.get("bj")), (2, Some(&1)), "counted once per receiver that got it");
+    // After a restart too.
+    let inbox = h.open_capped(InboxCap::new("cap", 10).unwrap()).await;
+    assert_eq!(inbox.deliver(&page(&oldest, "gz", 0, 0..1), &meta).await.unwrap(), first(0));
 }
 
 /// Erasing a receiver empties its inbox and nobody else's; the counters keep what was delivered and
@@ -181,8 +465,8 @@ pub async fn an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history
     let inbox = h.open().await;
     let (a, b) = (NotificationId::generate(), NotificationId::generate());
     let pa = page(&a, "sh", 0, 0..3);
-    inbox.deliver(&pa).await.unwrap();
-    inbox.deliver(&page(&b, "sh", 0, 0..2)).await.unwrap();
+    inbox.deliver(&pa, &plain()).await.unwrap();
+    inbox.deliver(&page(&b, "sh", 0, 0..2), &plain()).await.unwrap();
     let (me, other) = (rider("r00001"), rider("r00000"));
     inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap();
 
@@ -192,7 +476,7 @@ pub async fn an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history
     assert_eq!(inbox.erase_receiver(&me).await.unwrap(), 0, "erasing again finds nothing");
     let counters = inbox.counters(&a).await.unwrap();
     assert_eq!((counters.sent, counters.read), (3, 1));
-    assert_eq!(inbox.deliver(&pa).await.unwrap(), PageDelivery { added: 3, repeated: true });
+    assert_eq!(inbox.deliver(&pa, &plain()).await.unwrap(), PageDelivery { added: 3, repeated: true });
     assert!(inbox.changed_since(&me, 0, 100).await.unwrap().is_empty());
 }
 
@@ -207,4 +491,10 @@ crate::suite!($ inbox, inbox_contract, [
     changes_are_versioned_for_sync,
     entries_survive_a_restart,
     an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history,
+    the_list_pages_in_inbox_order_pinned_unread_first,
+    only_visible_entries_are_listed_and_counted_exactly,
+    sync_finds_windows_that_opened_without_the_whole_inbox,
+    a_full_inbox_drops_gone_then_read_then_unread_oldest_first,
+    pinned_and_unread_force_read_entries_are_kept_past_the_cap,
+    a_dropped_entry_never_comes_back_nor_counts_again,
 ]);

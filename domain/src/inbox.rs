@@ -1,13 +1,94 @@
-//! What one receiver sees: its inbox entries joined with their notifications, in the order the
-//! contract gives (pinned unread first, then newest), and the cursors the apps page with.
+//! What one receiver sees: its inbox entries in the order the contract gives (pinned unread first,
+//! then newest), what the inbox store keeps of each notification to answer that order and the
+//! validity window without loading notifications, the cap that bounds an inbox, and the cursors
+//! the apps page with.
 
-use std::cmp::Reverse;
 use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 
 use crate::InvalidInput;
 use crate::notification::{Notification, NotificationId};
+
+/// Entries one inbox keeps by default (see [`InboxCap`]).
+pub const DEFAULT_INBOX_CAP: usize = 1_000;
+
+/// The most entries an inbox keeps. When a delivery finds an inbox past it (a store may look at each
+/// inbox only every so many deliveries, letting it pass the cap by a bounded slack), the inbox store
+/// drops entries until a tenth of the cap is free again (so it trims once per many deliveries, not
+/// on each), in this order:
+/// 1. entries that can never be shown again: their window closed, or their notification was revoked;
+/// 2. read entries that are not pinned, oldest (`sent_at`) first;
+/// 3. unread entries that are neither pinned nor force-read, oldest first.
+///
+/// Pinned entries and unread force-read entries are never dropped while they can still be shown:
+/// an inbox exceeds the cap rather than lose one. A message dropped from an inbox stays sent (the
+/// counters do not move) and is never added to that inbox again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxCap(usize);
+
+impl InboxCap {
+    /// A cap below 10 would trim on nearly every delivery.
+    pub const MIN: usize = 10;
+
+    pub fn new(field: &str, cap: usize) -> Result<Self, InvalidInput> {
+        if cap < Self::MIN {
+            return Err(InvalidInput::new(field, format!("an inbox cap is at least {}", Self::MIN)));
+        }
+        Ok(Self(cap))
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// Entries an inbox holds after it was trimmed: nine tenths of the cap.
+    pub fn after_trim(self) -> usize {
+        self.0 - self.0 / 10
+    }
+}
+
+impl std::fmt::Display for InboxCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Default for InboxCap {
+    fn default() -> Self {
+        Self(DEFAULT_INBOX_CAP)
+    }
+}
+
+/// What an inbox store keeps of a notification to order and filter its entries by itself. Fixed
+/// for the notification's life (its content, window and `sent_at` never change once it is
+/// sending), so every page of it, late ones included, carries the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    pub pinned: bool,
+    pub force_read: bool,
+    /// When sending began, in Unix milliseconds: the list's "newest first".
+    pub sent_at_ms: i64,
+    /// The validity window, in Unix milliseconds: shown from `valid_from_ms` (inclusive) to
+    /// `valid_until_ms` (exclusive); `None` is open.
+    pub valid_from_ms: Option<i64>,
+    pub valid_until_ms: Option<i64>,
+}
+
+impl EntryMeta {
+    pub fn of(n: &Notification) -> Self {
+        Self {
+            pinned: n.content.pinned,
+            force_read: n.content.force_read,
+            sent_at_ms: n.sent_at.map_or(0, |t| t.timestamp_millis()),
+            valid_from_ms: n.content.validity.from().map(|t| t.timestamp_millis()),
+            valid_until_ms: n.content.validity.until().map(|t| t.timestamp_millis()),
+        }
+    }
+
+    /// Where an entry of this notification stands in the list, read or not.
+    pub fn position(&self, id: &NotificationId, read: bool) -> InboxCursor {
+        InboxCursor { pinned_unread: self.pinned && !read, sent_at_ms: self.sent_at_ms, id: id.clone() }
+    }
+}
 
 /// One message in one inbox, as the inbox store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +97,9 @@ pub struct InboxEntry {
     /// Rises on every change to this entry (arrival, read): what incremental sync pages by.
     pub version: u64,
     pub read: bool,
+    pub force_read: bool,
+    /// Its place in the list: what a cursor after it is.
+    pub position: InboxCursor,
 }
 
 /// An entry with its notification.
@@ -26,30 +110,16 @@ pub struct InboxItem {
     pub version: u64,
 }
 
-impl InboxItem {
-    fn sort_key(&self) -> InboxCursor {
-        InboxCursor {
-            pinned_unread: self.notification.content.pinned && !self.read,
-            sent_at_ms: self.notification.sent_at.map_or(0, |t| t.timestamp_millis()),
-            id: self.notification.id.clone(),
-        }
-    }
-}
-
-/// Position in the inbox list: the sort key of the last item returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Position in the inbox list: the sort key of the last item returned. The list runs
+/// pinned-unread first, then newest (`sent_at`) first, then by id descending so the order is total.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct InboxCursor {
-    pinned_unread: bool,
-    sent_at_ms: i64,
-    id: NotificationId,
+    pub pinned_unread: bool,
+    pub sent_at_ms: i64,
+    pub id: NotificationId,
 }
 
 impl InboxCursor {
-    /// Pinned-unread first, then newest first, then by id so the order is total.
-    fn order(&self) -> (Reverse<bool>, Reverse<i64>, Reverse<&NotificationId>) {
-        (Reverse(self.pinned_unread), Reverse(self.sent_at_ms), Reverse(&self.id))
-    }
-
     pub fn encode(&self) -> String {
         format!("{}.{}.{}", u8::from(self.pinned_unread), self.sent_at_ms, self.id)
     }
@@ -109,50 +179,13 @@ impl SyncCursor {
     }
 }
 
-/// One receiver's visible inbox at one instant, sorted.
-pub struct InboxView {
-    items: Vec<InboxItem>,
-}
-
-impl InboxView {
-    /// Keeps only what is visible at `now` (inside its window, not revoked) and sorts it.
-    pub fn new(items: impl IntoIterator<Item = InboxItem>, now: DateTime<Utc>) -> Self {
-        let mut items: Vec<_> = items.into_iter().filter(|i| i.notification.visible_at(now)).collect();
-        items.sort_by(|a, b| a.sort_key().order().cmp(&b.sort_key().order()));
-        Self { items }
-    }
-
-    /// Up to `limit` items after `cursor`, and the cursor of the next page when there is one.
-    pub fn page(&self, after: Option<&InboxCursor>, limit: usize) -> (&[InboxItem], Option<InboxCursor>) {
-        let start = after.map_or(0, |c| self.items.partition_point(|i| i.sort_key().order() <= c.order()));
-        let end = (start + limit).min(self.items.len());
-        let page = &self.items[start..end];
-        let next = (end < self.items.len()).then(|| page.last().map(InboxItem::sort_key)).flatten();
-        (page, next)
-    }
-
-    /// The visible message with this id, if the inbox holds one.
-    pub fn get(&self, id: &NotificationId) -> Option<&InboxItem> {
-        self.items.iter().find(|i| i.notification.id == *id)
-    }
-
-    pub fn unread(&self) -> impl Iterator<Item = &InboxItem> {
-        self.items.iter().filter(|i| !i.read)
-    }
-
-    /// Unread messages the app must show before anything else.
-    pub fn force_read_pending(&self) -> impl Iterator<Item = &InboxItem> {
-        self.unread().filter(|i| i.notification.content.force_read)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::audience::Audience;
     use crate::notification::*;
     use crate::receiver::ReceiverKind;
-    use chrono::{Duration, TimeZone};
+    use chrono::{DateTime, Duration, TimeZone, Utc};
 
     fn notification(minute: u32, pinned: bool, until: Option<DateTime<Utc>>) -> Arc<Notification> {
         let sent = Utc.with_ymd_and_hms(2026, 1, 1, 0, minute, 0).unwrap();
@@ -177,37 +210,32 @@ mod tests {
         })
     }
 
-    fn item(n: &Arc<Notification>, read: bool) -> InboxItem {
-        InboxItem { notification: n.clone(), read, version: 1 }
+    #[test]
+    fn positions_order_pinned_unread_first_then_newest() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+        let old_pinned = notification(1, true, None);
+        let new_plain = notification(5, false, Some(now + Duration::hours(1)));
+        let read_pinned = notification(9, true, None);
+        let mut positions = [
+            EntryMeta::of(&new_plain).position(&new_plain.id, false),
+            EntryMeta::of(&read_pinned).position(&read_pinned.id, true),
+            EntryMeta::of(&old_pinned).position(&old_pinned.id, false),
+        ];
+        positions.sort_by(|a, b| b.cmp(a));
+        let ids: Vec<_> = positions.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids, vec![old_pinned.id.clone(), read_pinned.id.clone(), new_plain.id.clone()]);
+        let meta = EntryMeta::of(&new_plain);
+        assert_eq!(meta.valid_until_ms, Some((now + Duration::hours(1)).timestamp_millis()));
+        assert_eq!(meta.valid_from_ms, None);
+        let cursor = InboxCursor::decode("cursor", &positions[1].encode()).unwrap();
+        assert_eq!(cursor, positions[1]);
     }
 
     #[test]
-    fn pinned_unread_first_then_newest_and_pages_without_gaps() {
-        let now = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
-        let old_pinned = notification(1, true, None);
-        let new_plain = notification(5, false, None);
-        let mid_plain = notification(3, false, None);
-        let read_pinned = notification(9, true, None);
-        let expired = notification(7, false, Some(now - Duration::hours(1)));
-        let view = InboxView::new(
-            [
-                item(&mid_plain, false),
-                item(&old_pinned, false),
-                item(&new_plain, true),
-                item(&read_pinned, true),
-                item(&expired, false),
-            ],
-            now,
-        );
-        let (first, next) = view.page(None, 2);
-        let ids: Vec<_> = first.iter().map(|i| i.notification.id.clone()).collect();
-        assert_eq!(ids, vec![old_pinned.id.clone(), read_pinned.id.clone()]);
-        let cursor = InboxCursor::decode("cursor", &next.unwrap().encode()).unwrap();
-        let (rest, next) = view.page(Some(&cursor), 10);
-        let ids: Vec<_> = rest.iter().map(|i| i.notification.id.clone()).collect();
-        assert_eq!(ids, vec![new_plain.id.clone(), mid_plain.id.clone()]);
-        assert!(next.is_none());
-        assert_eq!(view.unread().count(), 2);
+    fn a_cap_trims_to_nine_tenths_and_is_not_tiny() {
+        assert_eq!(InboxCap::default().get(), DEFAULT_INBOX_CAP);
+        assert_eq!(InboxCap::new("cap", 1_000).unwrap().after_trim(), 900);
+        assert!(InboxCap::new("cap", 9).is_err());
     }
 
     #[test]

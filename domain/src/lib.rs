@@ -18,7 +18,7 @@ mod text;
 
 pub use audience::{Audience, Selection};
 pub use history::HistoryEvent;
-pub use inbox::{InboxCursor, InboxEntry, InboxItem, InboxView, SyncCursor};
+pub use inbox::{DEFAULT_INBOX_CAP, EntryMeta, InboxCap, InboxCursor, InboxEntry, InboxItem, SyncCursor};
 pub use notification::{
     Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
 };

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audience::Selection;
 use crate::history::HistoryEvent;
-use crate::inbox::InboxEntry;
+use crate::inbox::{EntryMeta, InboxCursor, InboxEntry};
 use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
@@ -358,6 +358,15 @@ pub struct Counters {
     pub sent_by_city: BTreeMap<String, u64>,
 }
 
+/// The unread part of an inbox at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreadCount {
+    /// Visible unread entries.
+    pub unread: u64,
+    /// Of those, the force-read ones.
+    pub force_read: u64,
+}
+
 /// What delivering a page did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageDelivery {
@@ -395,14 +404,19 @@ pub struct PageDelivery {
 /// The embedded store does each of these in one SQLite transaction, which satisfies all of them.
 #[async_trait]
 pub trait InboxStore: Send + Sync {
-    /// Adds the notification to each receiver's inbox unless already there, and raises its sent
-    /// counters (total and the page's city) by exactly the number added, atomically, recording the
-    /// page as delivered. A page delivered again changes nothing and reports its first outcome.
-    async fn deliver(&self, page: &Page) -> PortResult<PageDelivery>;
+    /// Adds the notification to each receiver's inbox unless already there (or dropped from it by
+    /// the cap before), and raises its sent counters (total and the page's city) by exactly the
+    /// number added, atomically, recording the page as delivered. A page delivered again changes
+    /// nothing and reports its first outcome. `meta` is what the store keeps of the notification
+    /// to order and filter entries (the first page's is kept; it never changes). An inbox found
+    /// past the store's cap is trimmed in the same step, in the order `InboxCap` gives; trimming
+    /// moves no counter.
+    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;
     /// What a page added when it was delivered, if it was.
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
     /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds
-    /// nothing and moves no counter; entries and counts from before stay. Idempotent.
+    /// nothing and moves no counter, and its entries are no longer visible; counts from before
+    /// stay. Idempotent.
     async fn withhold(&self, notification: &NotificationId) -> PortResult<()>;
     /// Withholds the notification revoked at `position` of the revocation log
     /// (`NotificationStore::revocations_since`) and remembers that position as applied, atomically.
@@ -410,10 +424,40 @@ pub trait InboxStore: Send + Sync {
     async fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()>;
     /// The highest revocation-log position applied (0 when none was).
     async fn revocations_applied(&self) -> PortResult<u64>;
-    /// Every entry of one inbox.
-    async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>>;
+    /// Up to `limit` entries visible at `now` (inside their window, not withheld) that come after
+    /// `after` in list order (pinned unread first, then newest `sent_at`, then id, all descending:
+    /// `InboxCursor`'s order reversed). Costs O(limit) plus the invisible entries skipped, never the
+    /// whole inbox.
+    async fn page(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        after: Option<&InboxCursor>,
+        limit: usize,
+    ) -> PortResult<Vec<InboxEntry>>;
+    /// How many entries visible at `now` are unread, and how many of those are force-read. Exact.
+    async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount>;
+    /// The unread entries visible at `now` (only the force-read ones if `force_read_only`), in
+    /// list order.
+    async fn unread(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        force_read_only: bool,
+    ) -> PortResult<Vec<InboxEntry>>;
+    /// The entries this inbox holds among `ids`, visible or not, in no particular order.
+    async fn entries_of(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<InboxEntry>>;
     /// Entries whose version is above `version`, lowest version first.
     async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>>;
+    /// Entries whose window opened after `after` and no later than `until` (visible or not):
+    /// what sync reports as news although the entry did not change. Costs O(windows that opened
+    /// in between), not the inbox.
+    async fn opened_between(
+        &self,
+        receiver: &ReceiverRef,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<InboxEntry>>;
     /// Marks entries read; raises each newly read notification's read counter by one, atomically.
     /// Returns the ids that were newly read (ids not in the inbox are ignored).
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;

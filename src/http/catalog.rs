@@ -1,13 +1,14 @@
 //! A short-lived cache of notifications for inbox reads: an inbox poll touches many notifications,
 //! millions of apps poll, and notifications change rarely. Revoke is the change that matters: every
 //! read first catches up with the revocation log in SQL (one indexed query that usually returns
-//! nothing), so a revoke made by any API process is never hidden by a cached copy.
+//! nothing), forgetting cached copies and withholding the notification in the inbox store, so a
+//! revoke made by any API process — even one that died before withholding — is never shown.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_domain::ports::{NotificationStore, PortResult};
+use herald_domain::ports::{InboxStore, NotificationStore, PortResult};
 use herald_domain::{Notification, NotificationId};
 
 /// Entries past this count are pruned of expired ones on insert.
@@ -17,6 +18,7 @@ const REVOCATION_BATCH: usize = 1000;
 
 pub struct Catalog {
     store: Arc<dyn NotificationStore>,
+    inbox: Arc<dyn InboxStore>,
     ttl: Duration,
     cache: Mutex<Cache>,
 }
@@ -31,13 +33,13 @@ struct Cache {
 }
 
 impl Catalog {
-    pub fn new(store: Arc<dyn NotificationStore>, ttl: Duration) -> Self {
-        Self { store, ttl, cache: Mutex::new(Cache::default()) }
+    pub fn new(store: Arc<dyn NotificationStore>, inbox: Arc<dyn InboxStore>, ttl: Duration) -> Self {
+        Self { store, inbox, ttl, cache: Mutex::new(Cache::default()) }
     }
 
-    /// The stored notifications among `ids`, from cache where fresh and not revoked since cached.
+    /// The stored notifications among `ids`, from cache where fresh and not revoked since the last
+    /// `catch_up`, which every read calls first.
     pub async fn get_many(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Arc<Notification>>> {
-        self.catch_up_revocations().await?;
         let now = Instant::now();
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
@@ -74,26 +76,30 @@ impl Catalog {
         self.cache.lock().expect("catalog lock").forget(id, Instant::now());
     }
 
-    /// Forgets every notification revoked since the last look at the log, by whichever process.
-    async fn catch_up_revocations(&self) -> PortResult<()> {
+    /// Applies every revocation logged since the last look, by whichever process: forgets the
+    /// cached copy and withholds the notification in the inbox store (idempotent), so an inbox
+    /// read after this shows no revoked message.
+    pub async fn catch_up(&self) -> PortResult<()> {
         let applied = self.cache.lock().expect("catalog lock").revocations_applied;
-        let Some(mut applied) = applied else {
-            // Nothing is cached before the first read, so there is nothing to forget up to the head.
-            let head = self.store.revocation_head().await?;
-            let mut cache = self.cache.lock().expect("catalog lock");
-            cache.revocations_applied = Some(cache.revocations_applied.map_or(head, |a| a.max(head)));
-            return Ok(());
+        // Nothing is cached before the first read; the inbox store knows how far it withheld.
+        let mut applied = match applied {
+            Some(applied) => applied,
+            None => self.inbox.revocations_applied().await?,
         };
         loop {
             let batch = self.store.revocations_since(applied, REVOCATION_BATCH).await?;
-            let Some(&(last, _)) = batch.last() else { return Ok(()) };
+            for (position, id) in &batch {
+                self.inbox.apply_revocation(*position, id).await?;
+            }
             let mut cache = self.cache.lock().expect("catalog lock");
             let now = Instant::now();
             for (_, id) in &batch {
                 cache.forget(id, now);
             }
-            applied = last;
-            cache.revocations_applied = Some(cache.revocations_applied.map_or(last, |a| a.max(last)));
+            if let Some(&(last, _)) = batch.last() {
+                applied = last;
+            }
+            cache.revocations_applied = Some(cache.revocations_applied.map_or(applied, |a| a.max(applied)));
             if batch.len() < REVOCATION_BATCH {
                 return Ok(());
             }

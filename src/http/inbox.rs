@@ -1,14 +1,15 @@
 //! The rider and merchant apps' API: one inbox per token.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use herald_domain::{
-    Body, Category, InboxCursor, InboxEntry, InboxItem, InboxView, Notification, NotificationId, ReceiverRef, Status,
-    SyncCursor, Title,
+    Body, Category, InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
+    Title,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -46,16 +47,24 @@ pub struct SyncParams {
     since: Option<String>,
 }
 
-/// The receiver's visible inbox now.
-async fn view(state: &AppState, me: &ReceiverRef) -> ApiResult<InboxView> {
-    let entries = state.ports.inbox.entries(me).await?;
+/// The instant a read answers for, after every revocation logged so far is withheld in the inbox
+/// store (which then filters by itself).
+async fn now_caught_up(state: &AppState) -> ApiResult<DateTime<Utc>> {
+    state.catalog.catch_up().await?;
+    Ok(Utc::now())
+}
+
+/// The entries with their notifications, in the entries' order.
+async fn items(state: &AppState, entries: &[InboxEntry]) -> ApiResult<Vec<InboxItem>> {
     let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
     let notifications = state.catalog.get_many(&ids).await?;
-    let items = entries.into_iter().filter_map(|e| {
-        let notification = notifications.get(&e.notification_id)?.clone();
-        Some(InboxItem { notification, read: e.read, version: e.version })
-    });
-    Ok(InboxView::new(items, Utc::now()))
+    Ok(entries
+        .iter()
+        .filter_map(|e| {
+            let notification = notifications.get(&e.notification_id)?.clone();
+            Some(InboxItem { notification, read: e.read, version: e.version })
+        })
+        .collect())
 }
 
 /// A message as an app shows it.
@@ -113,27 +122,32 @@ pub async fn list(
 ) -> ApiResult<Json<InboxPage>> {
     let limit = params::limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
-    let view = view(&state, &me).await?;
-    let (items, next) = view.page(cursor.as_ref(), limit);
+    let now = now_caught_up(&state).await?;
+    // One more than a page tells whether anything follows, so `has_more` is never a false promise.
+    let mut entries = state.ports.inbox.page(&me, now, cursor.as_ref(), limit + 1).await?;
+    let has_more = entries.len() > limit;
+    entries.truncate(limit);
+    let next = if has_more { entries.last().map(|e| e.position.encode()) } else { None };
     Ok(Json(InboxPage {
-        items: items.iter().map(Message::from).collect(),
-        next_cursor: next.as_ref().map(InboxCursor::encode),
-        has_more: next.is_some(),
+        items: items(&state, &entries).await?.iter().map(Message::from).collect(),
+        next_cursor: next,
+        has_more,
     }))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct UnreadCount {
-    unread: usize,
-    force_read_pending: usize,
+    unread: u64,
+    force_read_pending: u64,
 }
 
 /// How many visible messages are unread, and how many of them must be read.
 #[utoipa::path(get, path = "/app/v1/inbox/unread-count", tag = "app", security(("app_token" = [])),
     responses((status = 200, body = UnreadCount), NeedsToken, UsesBackend))]
 pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<UnreadCount>> {
-    let view = view(&state, &me).await?;
-    Ok(Json(UnreadCount { unread: view.unread().count(), force_read_pending: view.force_read_pending().count() }))
+    let now = now_caught_up(&state).await?;
+    let count = state.ports.inbox.unread_count(&me, now).await?;
+    Ok(Json(UnreadCount { unread: count.unread, force_read_pending: count.force_read }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,8 +159,9 @@ pub struct Messages {
 #[utoipa::path(get, path = "/app/v1/inbox/force-read", tag = "app", security(("app_token" = [])),
     responses((status = 200, body = Messages), NeedsToken, UsesBackend))]
 pub async fn force_read(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Messages>> {
-    let view = view(&state, &me).await?;
-    Ok(Json(Messages { items: view.force_read_pending().map(Message::from).collect() }))
+    let now = now_caught_up(&state).await?;
+    let pending = state.ports.inbox.unread(&me, now, true).await?;
+    Ok(Json(Messages { items: items(&state, &pending).await?.iter().map(Message::from).collect() }))
 }
 
 /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for
@@ -169,9 +184,14 @@ pub async fn read_one(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     let id = NotificationId::parse("id", &id).map_err(|_| ApiError::not_found("message"))?;
-    let view = view(&state, &me).await?;
-    let item = view.get(&id).ok_or_else(|| ApiError::not_found("message"))?;
-    if !item.read {
+    let now = now_caught_up(&state).await?;
+    let entry = state.ports.inbox.entries_of(&me, std::slice::from_ref(&id)).await?.pop();
+    let entry = entry.ok_or_else(|| ApiError::not_found("message"))?;
+    let shown = items(&state, std::slice::from_ref(&entry)).await?.pop().filter(|i| i.notification.visible_at(now));
+    if shown.is_none() {
+        return Err(ApiError::not_found("message"));
+    }
+    if !entry.read {
         mark(&state, &me, &[id]).await?;
     }
     Ok(StatusCode::NO_CONTENT)
@@ -187,8 +207,9 @@ pub struct Marked {
 #[utoipa::path(post, path = "/app/v1/inbox/read-all", tag = "app", security(("app_token" = [])),
     responses((status = 200, body = Marked), NeedsToken, UsesBackend))]
 pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Marked>> {
-    let view = view(&state, &me).await?;
-    let unread: Vec<NotificationId> = view.unread().map(|i| i.notification.id.clone()).collect();
+    let now = now_caught_up(&state).await?;
+    let unread: Vec<NotificationId> =
+        state.ports.inbox.unread(&me, now, false).await?.into_iter().map(|e| e.notification_id).collect();
     let marked = mark(&state, &me, &unread).await?;
     Ok(Json(Marked { marked }))
 }
@@ -234,7 +255,7 @@ pub async fn sync(
     QueryParams(p): QueryParams<SyncParams>,
 ) -> ApiResult<Json<Sync>> {
     let given = p.since.as_deref().map(|s| SyncCursor::decode("since", s)).transpose()?;
-    let now = Utc::now();
+    let now = now_caught_up(&state).await?;
     // One more than a batch tells whether anything follows, so `has_more` is never a false promise.
     let mut changed = state.ports.inbox.changed_since(&me, given.unwrap_or_default().version, SYNC_BATCH + 1).await?;
     let more_changes = changed.len() > SYNC_BATCH;
@@ -247,16 +268,27 @@ pub async fn sync(
             (SyncCursor { revocation: head, ..SyncCursor::default() }, Vec::new())
         }
     };
-    // The whole inbox is needed for window openings and for "was the revoked one mine".
-    let entries = state.ports.inbox.entries(&me).await?;
-    let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
-    let notifications = if given.is_some() {
+    // Entries that arrived earlier but whose window opened since the last sync are news now.
+    let opened: Vec<InboxEntry> = match given {
+        Some(since) => {
+            let last_sync = DateTime::from_timestamp_millis(since.at_ms).unwrap_or_default();
+            let opened = state.ports.inbox.opened_between(&me, last_sync, now).await?;
+            opened.into_iter().filter(|e| e.version <= since.version).collect()
+        }
+        None => Vec::new(),
+    };
+    let revoked_ids: Vec<NotificationId> = revocations.iter().map(|(_, id)| id.clone()).collect();
+    let held = state.ports.inbox.entries_of(&me, &revoked_ids).await?;
+    let mine: HashSet<&NotificationId> = held.iter().map(|e| &e.notification_id).collect();
+
+    let ids: Vec<NotificationId> = changed.iter().chain(&opened).map(|e| e.notification_id.clone()).collect();
+    let notifications: HashMap<NotificationId, Arc<Notification>> = if given.is_some() {
         state.catalog.get_many(&ids).await?
     } else {
         // The cursor starts past every revocation logged so far, so statuses must be read after
         // that point, from the store: a cached copy from before a revoke would hide it for good.
         let fresh = state.ports.notifications.notifications(&ids).await?;
-        fresh.into_iter().map(|n| (n.id.clone(), std::sync::Arc::new(n))).collect()
+        fresh.into_iter().map(|n| (n.id.clone(), Arc::new(n))).collect()
     };
 
     let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
@@ -274,16 +306,9 @@ pub async fn sync(
         cursor.version = cursor.version.max(entry.version);
         report(entry, &mut out);
     }
-    // Entries that arrived earlier but whose window opened since the last sync are news now.
-    if given.is_some() {
-        let opened = |n: &Notification| n.content.validity.from().is_some_and(|f| f.timestamp_millis() > since.at_ms);
-        for entry in entries.iter().filter(|e| e.version <= since.version) {
-            if notifications.get(&entry.notification_id).is_some_and(|n| opened(n)) {
-                report(entry, &mut out);
-            }
-        }
+    for entry in &opened {
+        report(entry, &mut out);
     }
-    let mine: HashSet<&NotificationId> = ids.iter().collect();
     for (seq, id) in &revocations {
         cursor.revocation = cursor.revocation.max(*seq);
         if mine.contains(id) {

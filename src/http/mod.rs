@@ -48,7 +48,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>) -> Self {
         let ports = herald.ports().clone();
-        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), Duration::from_secs(2)));
+        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), Duration::from_secs(2)));
         Self { herald, ports, tokens, catalog, telemetry }
     }
 }

@@ -1,13 +1,21 @@
-//! The embedded inbox store, in its own SQLite file: per-receiver entries with read flags, and
-//! per-notification counters. Delivery inserts a page's entries and raises the counters by exactly
-//! the number inserted in one transaction, and records the page, so a redelivered page changes
-//! nothing and reports what it added the first time.
+//! The embedded inbox store, in its own SQLite file: per-receiver entries with read flags, what
+//! each notification's entries need to be ordered and filtered (`EntryMeta`), and per-notification
+//! counters. Delivery inserts a page's entries and raises the counters by exactly the number
+//! inserted in one transaction, and records the page, so a redelivered page changes nothing and
+//! reports what it added the first time, with one B-tree write per entry. Every read is a range of
+//! one receiver's entries: the list order is their primary key; sync finds arrivals by probing this
+//! inbox for each notification delivered since its cursor and reads by an index of read entries;
+//! visibility is answered from the notification's stored window and the withheld set, never from
+//! the whole inbox.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult};
-use herald_domain::{InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef};
+use chrono::{DateTime, Utc};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
+use herald_domain::{
+    EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef,
+};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
@@ -28,35 +36,73 @@ fn err(e: sqlx::Error) -> PortError {
 
 pub struct EmbeddedInbox {
     db: Db,
+    cap: InboxCap,
 }
 
 impl EmbeddedInbox {
+    /// Opens the store `config` names, keeping at most `config.cap` entries per inbox (see
+    /// `InboxCap` for what goes first).
     pub async fn open(config: &EmbeddedInboxConfig) -> anyhow::Result<Self> {
-        Ok(Self { db: sqlite::open(&config.path, MIGRATIONS).await? })
+        Ok(Self { db: sqlite::open(&config.path, MIGRATIONS).await?, cap: config.cap })
     }
 }
 
-/// Reserves `n` versions; returns the first.
-async fn reserve_versions(tx: &mut Transaction<'static, Sqlite>, n: usize) -> PortResult<i64> {
-    let top: i64 = sqlx::query_scalar("UPDATE clock SET version = version + ? WHERE id = 1 RETURNING version")
-        .bind(n as i64)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?;
-    Ok(top - n as i64 + 1)
+/// The columns every entry read selects, from `entries e` joined with `notifications n`.
+macro_rules! entry_columns {
+    () => {
+        "SELECT e.notification_id, e.version, e.read, e.rank, e.sent_ms, n.force_read "
+    };
 }
 
-async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, field: &str, by: u64) -> PortResult<()> {
-    sqlx::query(
-        "INSERT INTO counters (notification_id, field, value) VALUES (?, ?, ?) \
-         ON CONFLICT (notification_id, field) DO UPDATE SET value = value + excluded.value",
-    )
-    .bind(id.as_str())
-    .bind(field)
-    .bind(by as i64)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
+/// Entries of one receiver (`?1`), each with its notification's stored part.
+macro_rules! receiver_entries {
+    () => {
+        concat!(entry_columns!(), "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ")
+    };
+}
+
+/// A receiver's entry of each notification `n`, after `ON e.receiver = <receiver>`: pinned ones
+/// have two possible keys, read or not.
+macro_rules! entry_of_notification {
+    () => {
+        " AND e.rank IN (0, n.pinned) AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id "
+    };
+}
+
+/// Shown at `?2` (Unix ms): inside the window and not withheld.
+macro_rules! visible {
+    () => {
+        "(n.valid_from_ms IS NULL OR n.valid_from_ms <= ?2) AND (n.valid_until_ms IS NULL OR ?2 < n.valid_until_ms) \
+         AND NOT EXISTS (SELECT 1 FROM withheld w WHERE w.notification_id = e.notification_id) "
+    };
+}
+
+/// The list order: the primary key read backwards.
+macro_rules! list_order {
+    () => {
+        "ORDER BY e.rank DESC, e.sent_ms DESC, e.notification_id DESC"
+    };
+}
+
+/// Reserves `n` versions; returns the first, and the newest `sent_ms` the cap ever dropped.
+async fn reserve_versions(tx: &mut Transaction<'static, Sqlite>, n: usize) -> PortResult<(i64, i64)> {
+    let (top, trimmed): (i64, i64) =
+        sqlx::query_as("UPDATE clock SET version = version + ? WHERE id = 1 RETURNING version, trimmed_upto_ms")
+            .bind(n as i64)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    Ok((top - n as i64 + 1, trimmed))
+}
+
+/// Raises each of the notification's `fields` by `by`, in one statement.
+async fn bump(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, fields: &[&str], by: u64) -> PortResult<()> {
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO counters (notification_id, field, value) ");
+    qb.push_values(fields, |mut row, field| {
+        row.push_bind(id.as_str()).push_bind(*field).push_bind(by as i64);
+    });
+    qb.push(" ON CONFLICT (notification_id, field) DO UPDATE SET value = value + excluded.value");
+    qb.build().execute(&mut **tx).await.map_err(err)?;
     Ok(())
 }
 
@@ -82,44 +128,225 @@ async fn withhold<'e>(db: impl sqlx::SqliteExecutor<'e>, notification: &Notifica
     Ok(())
 }
 
+/// How the store keys and samples a notification's entries.
+struct Stored {
+    pinned: bool,
+    sent_ms: i64,
+    seq: i64,
+}
+
+/// What a delivery reads before it writes, in one statement (on a busy machine every statement's
+/// round trip counts): what the page added if it was delivered before, whether the notification
+/// is withheld, and what the store kept of it, if anything.
+async fn before_delivery(
+    tx: &mut Transaction<'static, Sqlite>,
+    key: &PageKey,
+) -> PortResult<(Option<u64>, bool, Option<Stored>)> {
+    let (added, withheld, pinned, sent_ms, seq): (Option<i64>, bool, Option<bool>, Option<i64>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
+                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.pinned, n.sent_ms, n.seq \
+             FROM (SELECT 1) LEFT JOIN notifications n ON n.notification_id = ?1",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .bind(key.page_no as i64)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    let stored = match (pinned, sent_ms, seq) {
+        (Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored { pinned, sent_ms, seq }),
+        _ => None,
+    };
+    Ok((added.map(|a| a as u64), withheld, stored))
+}
+
+/// Keeps the notification's `EntryMeta` on its first page (it never changes), numbering it.
+async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, meta: &EntryMeta) -> PortResult<Stored> {
+    let seq: i64 =
+        sqlx::query_scalar("UPDATE clock SET notifications = notifications + 1 WHERE id = 1 RETURNING notifications")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    sqlx::query(
+        "INSERT INTO notifications (notification_id, pinned, force_read, sent_ms, valid_from_ms, valid_until_ms, seq) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id.as_str())
+    .bind(meta.pinned)
+    .bind(meta.force_read)
+    .bind(meta.sent_at_ms)
+    .bind(meta.valid_from_ms)
+    .bind(meta.valid_until_ms)
+    .bind(seq)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    Ok(Stored { pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq })
+}
+
 fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
+    let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
+        .map_err(|e| PortError::new(BACKEND, e))?;
     Ok(InboxEntry {
-        notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
-            .map_err(|e| PortError::new(BACKEND, e))?,
         version: row.try_get::<i64, _>("version").map_err(err)? as u64,
         read: row.try_get("read").map_err(err)?,
+        force_read: row.try_get("force_read").map_err(err)?,
+        position: InboxCursor {
+            pinned_unread: row.try_get::<i64, _>("rank").map_err(err)? == 1,
+            sent_at_ms: row.try_get("sent_ms").map_err(err)?,
+            id: id.clone(),
+        },
+        notification_id: id,
     })
+}
+
+fn entries_from_rows(rows: &[SqliteRow]) -> PortResult<Vec<InboxEntry>> {
+    rows.iter().map(entry_from_row).collect()
+}
+
+/// The first of the reasons an entry may be dropped, in the order the cap drops them (`InboxCap`):
+/// 0 it can never be shown again, 1 read, 2 unread.
+const GONE: i64 = 0;
+
+/// The inboxes of a page that are looked at for the cap: each receiver's turn comes once in every
+/// `cap / 20` notifications (rotating with the notification's `seq`), so a receiver who gets every
+/// broadcast is looked at once per that many arrivals and its inbox passes the cap by at most 5%
+/// before it is trimmed. Counting a twentieth of a page's inboxes costs a delivery far less than
+/// keeping a size per inbox, which would be a second random write per entry.
+fn due_for_cap(receivers: &[String], seq: i64, cap: InboxCap) -> Vec<String> {
+    let every = (cap.get() as u64 / 20).max(1);
+    receivers.iter().filter(|r| fnv1a(r.as_bytes()).wrapping_add(seq as u64) % every == 0).cloned().collect()
+}
+
+/// A hash that stays the same across processes and versions (std's does not promise to).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+/// Trims each of these inboxes that holds more than the cap down to `cap.after_trim()`, in
+/// `InboxCap`'s order, and remembers the newest droppable entry dropped from it so that entry never
+/// comes back.
+async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxCap, now_ms: i64) -> PortResult<()> {
+    if due.is_empty() {
+        return Ok(());
+    }
+    // One query for all of them: most are below the cap.
+    let mut qb = QueryBuilder::<Sqlite>::new("SELECT receiver, COUNT(*) FROM entries WHERE receiver IN ");
+    sqlite::push_list(&mut qb, due.iter().map(String::as_str));
+    qb.push(" GROUP BY receiver HAVING COUNT(*) > ").push_bind(cap.get() as i64);
+    let over: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut **tx).await.map_err(err)?;
+    for (receiver, entries) in &over {
+        let excess = entries - cap.after_trim() as i64;
+        // Pinned entries and unread force-read ones are kept while they can still be shown.
+        let victims: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT e.rank, e.sent_ms, e.notification_id, \
+                    CASE WHEN w.notification_id IS NOT NULL OR n.valid_until_ms <= ?2 THEN 0 \
+                         WHEN e.read = 1 THEN 1 ELSE 2 END AS class \
+             FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id \
+             LEFT JOIN withheld w ON w.notification_id = e.notification_id \
+             WHERE e.receiver = ?1 AND (class = 0 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
+             ORDER BY class, e.sent_ms, e.notification_id LIMIT ?3",
+        )
+        .bind(receiver)
+        .bind(now_ms)
+        .bind(excess)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(err)?;
+        if victims.is_empty() {
+            continue;
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM entries WHERE receiver = ");
+        qb.push_bind(receiver.as_str()).push(" AND (rank, sent_ms, notification_id) IN (");
+        qb.push_values(&victims, |mut row, (rank, sent_ms, id, _)| {
+            row.push_bind(*rank).push_bind(*sent_ms).push_bind(id.as_str());
+        });
+        qb.push(")");
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+        // A message that could still be shown must not come back in a later page; one that
+        // cannot (closed window, revoked) is never paged again, so it needs no mark.
+        let dropped_upto = victims.iter().filter(|v| v.3 != GONE).map(|v| v.1).max();
+        if let Some(upto) = dropped_upto {
+            sqlx::query(
+                "INSERT INTO inbox_trims (receiver, trimmed_upto_ms) VALUES (?1, ?2) \
+                 ON CONFLICT (receiver) DO UPDATE SET trimmed_upto_ms = MAX(trimmed_upto_ms, ?2)",
+            )
+            .bind(receiver)
+            .bind(upto)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            sqlx::query("UPDATE clock SET trimmed_upto_ms = MAX(trimmed_upto_ms, ?) WHERE id = 1")
+                .bind(upto)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl InboxStore for EmbeddedInbox {
-    async fn deliver(&self, page: &Page) -> PortResult<PageDelivery> {
+    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
         let key = &page.key;
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        if let Some(added) = outcome(&mut *tx, key).await? {
+        let (delivered, withheld, stored) = before_delivery(&mut tx, key).await?;
+        if let Some(added) = delivered {
             return Ok(PageDelivery { added, repeated: true });
         }
-        let withheld: Option<i64> = sqlx::query_scalar("SELECT 1 FROM withheld WHERE notification_id = ?")
-            .bind(key.notification_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?;
-        let receivers: &[ReceiverId] = if withheld.is_some() { &[] } else { &page.receivers };
-        let first = reserve_versions(&mut tx, receivers.len()).await?;
+        let receivers: &[ReceiverId] = if withheld { &[] } else { &page.receivers };
         let mut added = 0;
-        for (c, chunk) in receivers.chunks(1000).enumerate() {
-            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO entries (receiver, notification_id, version) ");
-            qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
-                row.push_bind(ReceiverRef::key_of(page.receiver_kind, id))
-                    .push_bind(key.notification_id.as_str().to_owned())
-                    .push_bind(first + (c * 1000 + i) as i64);
-            });
-            qb.push(" ON CONFLICT (receiver, notification_id) DO NOTHING");
-            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
-        }
-        if added > 0 {
-            bump(&mut tx, &key.notification_id, "sent", added).await?;
-            bump(&mut tx, &key.notification_id, &format!("sent:{}", key.city), added).await?;
+        if !receivers.is_empty() {
+            let Stored { pinned, sent_ms, seq } = match stored {
+                Some(stored) => stored,
+                None => keep_meta(&mut tx, &key.notification_id, meta).await?,
+            };
+            let (first, trimmed_upto) = reserve_versions(&mut tx, receivers.len()).await?;
+            let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
+            for (c, chunk) in keys.chunks(1000).enumerate() {
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO entries (receiver, rank, sent_ms, notification_id, version) SELECT column1, ",
+                );
+                qb.push_bind(i64::from(pinned))
+                    .push(", ")
+                    .push_bind(sent_ms)
+                    .push(", ")
+                    .push_bind(key.notification_id.as_str())
+                    .push(", column2 FROM (");
+                qb.push_values(chunk.iter().enumerate(), |mut row, (i, receiver)| {
+                    row.push_bind(receiver.as_str()).push_bind(first + (c * 1000 + i) as i64);
+                });
+                qb.push(") AS v WHERE true");
+                // Only a page older than something the cap dropped somewhere needs this check.
+                if sent_ms <= trimmed_upto {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+                        .push_bind(sent_ms)
+                        .push(")");
+                }
+                // A pinned entry that was read has rank 0: the primary key alone would not see it.
+                if pinned {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.rank = 0 AND r.sent_ms = ")
+                        .push_bind(sent_ms)
+                        .push(" AND r.notification_id = ")
+                        .push_bind(key.notification_id.as_str())
+                        .push(")");
+                }
+                qb.push(" ON CONFLICT DO NOTHING");
+                added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            }
+            if added > 0 {
+                bump(&mut tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
+                sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
+                    .bind(first + keys.len() as i64 - 1)
+                    .bind(key.notification_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                let due = due_for_cap(&keys, seq, self.cap);
+                trim(&mut tx, &due, self.cap, sqlite::millis(Utc::now())).await?;
+            }
         }
         sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
             .bind(key.notification_id.as_str())
@@ -160,27 +387,144 @@ impl InboxStore for EmbeddedInbox {
         Ok(position as u64)
     }
 
-    async fn entries(&self, receiver: &ReceiverRef) -> PortResult<Vec<InboxEntry>> {
-        let rows = sqlx::query("SELECT notification_id, version, read FROM entries WHERE receiver = ?")
-            .bind(receiver.key())
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(err)?;
-        rows.iter().map(entry_from_row).collect()
-    }
-
-    async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>> {
-        let rows = sqlx::query(
-            "SELECT notification_id, version, read FROM entries WHERE receiver = ? AND version > ? \
-             ORDER BY version LIMIT ?",
-        )
+    async fn page(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        after: Option<&InboxCursor>,
+        limit: usize,
+    ) -> PortResult<Vec<InboxEntry>> {
+        // Rank 2 sorts after every entry: no cursor starts at the top.
+        let (rank, sent_ms, id) =
+            after.map_or((2, 0, ""), |c| (i64::from(c.pinned_unread), c.sent_at_ms, c.id.as_str()));
+        let rows = sqlx::query(concat!(
+            receiver_entries!(),
+            "WHERE e.receiver = ?1 AND (e.rank, e.sent_ms, e.notification_id) < (?3, ?4, ?5) AND ",
+            visible!(),
+            list_order!(),
+            " LIMIT ?6"
+        ))
         .bind(receiver.key())
-        .bind(version as i64)
+        .bind(sqlite::millis(now))
+        .bind(rank)
+        .bind(sent_ms)
+        .bind(id)
         .bind(limit as i64)
         .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
-        rows.iter().map(entry_from_row).collect()
+        entries_from_rows(&rows)
+    }
+
+    async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
+        let (unread, force_read): (i64, i64) = sqlx::query_as(concat!(
+            "SELECT COUNT(*), COALESCE(SUM(n.force_read), 0) ",
+            "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ",
+            "WHERE e.receiver = ?1 AND e.read = 0 AND ",
+            visible!()
+        ))
+        .bind(receiver.key())
+        .bind(sqlite::millis(now))
+        .fetch_one(&self.db.read)
+        .await
+        .map_err(err)?;
+        Ok(UnreadCount { unread: unread as u64, force_read: force_read as u64 })
+    }
+
+    async fn unread(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        force_read_only: bool,
+    ) -> PortResult<Vec<InboxEntry>> {
+        let rows = sqlx::query(concat!(
+            receiver_entries!(),
+            "WHERE e.receiver = ?1 AND e.read = 0 AND (n.force_read = 1 OR NOT ?3) AND ",
+            visible!(),
+            list_order!()
+        ))
+        .bind(receiver.key())
+        .bind(sqlite::millis(now))
+        .bind(force_read_only)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(err)?;
+        entries_from_rows(&rows)
+    }
+
+    async fn entries_of(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<InboxEntry>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new(concat!(
+                entry_columns!(),
+                "FROM notifications n CROSS JOIN entries e ON e.receiver = "
+            ));
+            qb.push_bind(receiver.key());
+            qb.push(concat!(entry_of_notification!(), "WHERE n.notification_id IN "));
+            sqlite::push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            found.extend(entries_from_rows(&qb.build().fetch_all(&self.db.read).await.map_err(err)?)?);
+        }
+        Ok(found)
+    }
+
+    async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>> {
+        // Arrivals since `version` are entries of the notifications delivered anywhere since; when
+        // those are fewer than an inbox holds, probing this inbox for each is the cheaper way.
+        let arrived: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM notifications WHERE last_version > ? LIMIT ?)")
+                .bind(version as i64)
+                .bind(self.cap.get() as i64 + 1)
+                .fetch_one(&self.db.read)
+                .await
+                .map_err(err)?;
+        let query = if arrived <= self.cap.get() as i64 {
+            sqlx::query(concat!(
+                "SELECT * FROM (",
+                entry_columns!(),
+                "FROM notifications n CROSS JOIN entries e ON e.receiver = ?1 AND e.rank = n.pinned ",
+                "AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id ",
+                "WHERE n.last_version > ?2 AND e.read = 0 AND e.version > ?2 UNION ALL ",
+                entry_columns!(),
+                "FROM entries e INDEXED BY entries_read_by_version CROSS JOIN notifications n ",
+                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND e.read = 1 AND e.version > ?2",
+                ") ORDER BY version LIMIT ?3"
+            ))
+        } else {
+            // A new device, or one long away: its inbox (at most about the cap) read once.
+            sqlx::query(concat!(
+                receiver_entries!(),
+                "WHERE e.receiver = ?1 AND e.version > ?2 ORDER BY e.version LIMIT ?3"
+            ))
+        };
+        let rows = query
+            .bind(receiver.key())
+            .bind(version as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(err)?;
+        entries_from_rows(&rows)
+    }
+
+    async fn opened_between(
+        &self,
+        receiver: &ReceiverRef,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<InboxEntry>> {
+        let rows = sqlx::query(concat!(
+            entry_columns!(),
+            "FROM notifications n CROSS JOIN entries e ON e.receiver = ?1",
+            entry_of_notification!(),
+            "WHERE n.valid_from_ms > ?2 AND n.valid_from_ms <= ?3"
+        ))
+        .bind(receiver.key())
+        .bind(sqlite::millis(after))
+        .bind(sqlite::millis(until))
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(err)?;
+        entries_from_rows(&rows)
     }
 
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
@@ -188,11 +532,15 @@ impl InboxStore for EmbeddedInbox {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let first = reserve_versions(&mut tx, ids.len()).await?;
+        let (first, _) = reserve_versions(&mut tx, ids.len()).await?;
         let mut newly = Vec::new();
         for (i, id) in ids.iter().enumerate() {
+            // An unread entry's rank is its notification's `pinned`: the key is known, one lookup.
             let changed = sqlx::query(
-                "UPDATE entries SET read = 1, version = ? WHERE receiver = ? AND notification_id = ? AND read = 0",
+                "UPDATE entries SET read = 1, rank = 0, version = ?1 WHERE receiver = ?2 \
+                 AND rank = (SELECT pinned FROM notifications WHERE notification_id = ?3) \
+                 AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
+                 AND notification_id = ?3 AND read = 0",
             )
             .bind(first + i as i64)
             .bind(receiver.key())
@@ -202,7 +550,7 @@ impl InboxStore for EmbeddedInbox {
             .map_err(err)?
             .rows_affected();
             if changed == 1 {
-                bump(&mut tx, id, "read", 1).await?;
+                bump(&mut tx, id, &["read"], 1).await?;
                 newly.push(id.clone());
             }
         }
@@ -238,17 +586,46 @@ impl InboxStore for EmbeddedInbox {
     }
 
     async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64> {
+        let mut tx = self.db.begin_write().await.map_err(err)?;
         let erased = sqlx::query("DELETE FROM entries WHERE receiver = ?")
             .bind(receiver.key())
-            .execute(self.db.writer())
+            .execute(&mut *tx)
             .await
             .map_err(err)?
             .rows_affected();
+        // A receiver created again with this id is a new one: nothing of the old inbox's trims holds.
+        sqlx::query("DELETE FROM inbox_trims WHERE receiver = ?")
+            .bind(receiver.key())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
         Ok(erased)
     }
 
     async fn ping(&self) -> PortResult<()> {
         sqlx::query("SELECT 1").execute(&self.db.read).await.map_err(err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_inbox_is_due_once_in_each_run_of_cap_over_20_notifications() {
+        let cap = InboxCap::default();
+        let receivers: Vec<String> = (0..500).map(|i| format!("rider:r{i:09}")).collect();
+        let mut looked_at: HashMap<String, u32> = HashMap::new();
+        for seq in 7..7 + 50 {
+            for r in due_for_cap(&receivers, seq, cap) {
+                *looked_at.entry(r).or_default() += 1;
+            }
+        }
+        assert_eq!(looked_at.len(), receivers.len());
+        assert!(looked_at.values().all(|n| *n == 1), "one turn each per 50 notifications");
+        let small = InboxCap::new("cap", 10).unwrap();
+        assert_eq!(due_for_cap(&receivers, 1, small).len(), receivers.len(), "a small cap looks at every inbox");
     }
 }

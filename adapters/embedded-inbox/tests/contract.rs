@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_contracts::InboxHarness;
+use herald_domain::InboxCap;
 use herald_domain::ports::InboxStore;
 use herald_embedded_inbox::{EmbeddedInbox, EmbeddedInboxConfig};
 
@@ -12,8 +13,8 @@ struct Embedded(tempfile::TempDir);
 
 #[async_trait]
 impl InboxHarness for Embedded {
-    async fn open(&self) -> Arc<dyn InboxStore> {
-        Arc::new(EmbeddedInbox::open(&EmbeddedInboxConfig::in_data_dir(self.0.path())).await.unwrap())
+    async fn open_capped(&self, cap: InboxCap) -> Arc<dyn InboxStore> {
+        Arc::new(EmbeddedInbox::open(&EmbeddedInboxConfig::in_data_dir(self.0.path(), cap)).await.unwrap())
     }
 }
 

@@ -152,7 +152,7 @@ where
     qb.push(")");
 }
 
-pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 

@@ -9,5 +9,5 @@ mod store;
 
 pub use config::SqliteConfig;
 pub(crate) use db::failure_of;
-pub use db::{Db, ReadLimits, now_millis, open, push_list};
+pub use db::{Db, ReadLimits, millis, now_millis, open, push_list};
 pub use store::SqliteStore;
