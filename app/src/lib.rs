@@ -4,23 +4,33 @@
 //!
 //! One module per group of use cases, each adding methods to [`Herald`]: `notifications` (create,
 //! send, cancel, revoke, the console's list and views), `audience` (preview), `receivers` (look up,
-//! list, delete, upsert, import), `health` (readiness, backlog). The inbox's use cases will sit
-//! beside them.
+//! list, delete, upsert, import), `health` (readiness, backlog), `inbox` (the apps' page, unread
+//! count, force-read list, read one, read all, sync), whose reads go through `catalog`, a
+//! short-lived notification cache that catches up with the revocation log first.
 
 mod audience;
+mod catalog;
 mod error;
 mod health;
+mod inbox;
 mod notifications;
 mod receivers;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use tokio::sync::Notify;
 
+use catalog::Catalog;
+
+/// How long an inbox read trusts a cached notification; revocations never wait for it.
+const CATALOG_TTL: Duration = Duration::from_secs(2);
+
 pub use error::{AppError, AppResult};
 pub use health::{Backlog, Readiness};
+pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
 
@@ -68,14 +78,13 @@ pub struct Herald {
     /// Rung when a send was created or released, so the scheduler starts it without waiting for
     /// its next round (in-process; a scheduler in another process finds it on its next poll).
     wake_scheduler: Arc<Notify>,
+    /// The notifications inbox reads show, cached briefly.
+    catalog: Arc<Catalog>,
 }
 
 impl Herald {
     pub fn new(ports: Ports, clock: Arc<dyn Clock>, wake_scheduler: Arc<Notify>) -> Self {
-        Self { ports, clock, wake_scheduler }
-    }
-
-    pub fn ports(&self) -> &Ports {
-        &self.ports
+        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), CATALOG_TTL));
+        Self { ports, clock, wake_scheduler, catalog }
     }
 }

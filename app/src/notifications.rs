@@ -119,6 +119,8 @@ impl Herald {
             // Closes the gap between a consumer's status check and its inbox write.
             self.ports.inbox.withhold(&id).await?;
         }
+        // The status moved: the inbox reads' cached copy is dropped.
+        self.catalog.forget(&id);
         self.wake_scheduler.notify_one();
         self.details_of(n).await
     }

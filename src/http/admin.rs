@@ -394,14 +394,7 @@ pub async fn send(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
     let details = state.herald.send(parse_id(&id)?).await?;
-    Ok(Json(rendered(&state, details)))
-}
-
-/// A notification whose status just moved, as the console sees it; the inbox reads' cached copy is
-/// dropped.
-fn rendered(state: &AppState, details: NotificationDetails) -> NotificationView {
-    state.catalog.forget(&details.notification.id);
-    details.into()
+    Ok(Json(details.into()))
 }
 
 /// Cancels a draft or a scheduled notification before it sends.
@@ -414,7 +407,7 @@ pub async fn cancel(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
     let details = state.herald.cancel(parse_id(&id)?).await?;
-    Ok(Json(rendered(&state, details)))
+    Ok(Json(details.into()))
 }
 
 /// Takes back a sending or sent notification: gone from every inbox, stats kept. Idempotent: revoking a
@@ -428,7 +421,7 @@ pub async fn revoke(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<NotificationView>> {
     let details = state.herald.revoke(parse_id(&id)?).await?;
-    Ok(Json(rendered(&state, details)))
+    Ok(Json(details.into()))
 }
 
 #[derive(Deserialize, ToSchema)]

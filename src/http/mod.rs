@@ -4,7 +4,6 @@
 
 mod admin;
 mod auth;
-mod catalog;
 mod error;
 mod inbox;
 mod openapi;
@@ -13,7 +12,7 @@ mod params;
 mod receivers;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -24,10 +23,9 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use catalog::Catalog;
 pub use error::ApiError;
 
-use herald_app::{Herald, Ports};
+use herald_app::Herald;
 
 use crate::auth::TokenSigner;
 use crate::telemetry::Telemetry;
@@ -38,18 +36,13 @@ const BODY_LIMIT: usize = 4 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub herald: Herald,
-    /// The inbox handlers still read the ports themselves, until their use cases join `herald`.
-    pub ports: Ports,
     pub tokens: TokenSigner,
-    pub catalog: Arc<Catalog>,
     pub telemetry: Arc<Telemetry>,
 }
 
 impl AppState {
     pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>) -> Self {
-        let ports = herald.ports().clone();
-        let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), Duration::from_secs(2)));
-        Self { herald, ports, tokens, catalog, telemetry }
+        Self { herald, tokens, telemetry }
     }
 }
 

@@ -1,0 +1,200 @@
+//! The apps' use cases on one receiver's inbox: a page of it, the unread count, the unread
+//! force-read messages, marking one or every message read, and sync. Every one first catches up
+//! with the revocation log (`Catalog::catch_up`), so no revoked message is ever shown, then reads
+//! one index range of the inbox store and the notifications it names through the catalog.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use herald_domain::ports::UnreadCount;
+use herald_domain::{
+    InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
+};
+
+use crate::{AppError, AppResult, Herald};
+
+/// Entries per sync response.
+const SYNC_BATCH: usize = 100;
+/// Revocations read per sync call.
+const REVOCATION_BATCH: usize = 1000;
+
+/// A page of an inbox.
+#[derive(Debug, Clone)]
+pub struct InboxPage {
+    pub items: Vec<InboxItem>,
+    /// Where the next page starts; `None` when nothing follows.
+    pub next: Option<InboxCursor>,
+    pub has_more: bool,
+}
+
+/// A sync's news about one message.
+#[derive(Debug, Clone)]
+pub enum SyncNews {
+    /// It arrived, changed (read elsewhere) or became visible (its window opened).
+    Message(InboxItem),
+    Revoked(NotificationId),
+}
+
+/// What a sync answers: the news in id order, and where the next sync starts.
+#[derive(Debug, Clone)]
+pub struct SyncBatch {
+    pub items: Vec<SyncNews>,
+    pub cursor: SyncCursor,
+    pub has_more: bool,
+}
+
+impl Herald {
+    /// The inbox after `cursor`, at most `limit` messages: pinned unread first, then newest first;
+    /// only visible, unrevoked messages.
+    pub async fn inbox_page(
+        &self,
+        me: &ReceiverRef,
+        cursor: Option<&InboxCursor>,
+        limit: usize,
+    ) -> AppResult<InboxPage> {
+        let now = self.now_caught_up().await?;
+        // One more than a page tells whether anything follows, so `has_more` is never a false promise.
+        let mut entries = self.ports.inbox.page(me, now, cursor, limit + 1).await?;
+        let has_more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if has_more { entries.last().map(|e| e.position.clone()) } else { None };
+        Ok(InboxPage { items: self.items(&entries).await?, next, has_more })
+    }
+
+    /// How many visible messages are unread, and how many of them must be read.
+    pub async fn unread_count(&self, me: &ReceiverRef) -> AppResult<UnreadCount> {
+        let now = self.now_caught_up().await?;
+        Ok(self.ports.inbox.unread_count(me, now).await?)
+    }
+
+    /// The unread force-read messages.
+    pub async fn force_read_pending(&self, me: &ReceiverRef) -> AppResult<Vec<InboxItem>> {
+        let now = self.now_caught_up().await?;
+        let pending = self.ports.inbox.unread(me, now, true).await?;
+        self.items(&pending).await
+    }
+
+    /// Marks one visible message of the inbox read; idempotent.
+    pub async fn mark_read(&self, me: &ReceiverRef, id: NotificationId) -> AppResult<()> {
+        let now = self.now_caught_up().await?;
+        let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
+        let entry = entry.ok_or(AppError::NotFound("message"))?;
+        let shown = self.items(std::slice::from_ref(&entry)).await?.pop().filter(|i| i.notification.visible_at(now));
+        if shown.is_none() {
+            return Err(AppError::NotFound("message"));
+        }
+        if !entry.read {
+            self.record_reads(me, &[id]).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks every visible message read; says how many were newly read.
+    pub async fn mark_all_read(&self, me: &ReceiverRef) -> AppResult<usize> {
+        let now = self.now_caught_up().await?;
+        let unread: Vec<NotificationId> =
+            self.ports.inbox.unread(me, now, false).await?.into_iter().map(|e| e.notification_id).collect();
+        self.record_reads(me, &unread).await
+    }
+
+    /// What arrived, changed (read elsewhere), became visible (its window opened) or was revoked
+    /// since the cursor. Without a cursor it starts from the beginning, so a new device fetches the
+    /// whole inbox in batches.
+    pub async fn sync(&self, me: &ReceiverRef, given: Option<SyncCursor>) -> AppResult<SyncBatch> {
+        let now = self.now_caught_up().await?;
+        // One more than a batch tells whether anything follows, so `has_more` is never a false promise.
+        let mut changed = self.ports.inbox.changed_since(me, given.unwrap_or_default().version, SYNC_BATCH + 1).await?;
+        let more_changes = changed.len() > SYNC_BATCH;
+        changed.truncate(SYNC_BATCH);
+        // A new device learns revoked messages from its entries; the revocation log is for deltas only.
+        let (since, revocations) = match given {
+            Some(since) => {
+                (since, self.ports.notifications.revocations_since(since.revocation, REVOCATION_BATCH).await?)
+            }
+            None => {
+                let head = self.ports.notifications.revocation_head().await?;
+                (SyncCursor { revocation: head, ..SyncCursor::default() }, Vec::new())
+            }
+        };
+        // Entries that arrived earlier but whose window opened since the last sync are news now.
+        let opened: Vec<InboxEntry> = match given {
+            Some(since) => {
+                let last_sync = DateTime::from_timestamp_millis(since.at_ms).unwrap_or_default();
+                let opened = self.ports.inbox.opened_between(me, last_sync, now).await?;
+                opened.into_iter().filter(|e| e.version <= since.version).collect()
+            }
+            None => Vec::new(),
+        };
+        let revoked_ids: Vec<NotificationId> = revocations.iter().map(|(_, id)| id.clone()).collect();
+        let held = self.ports.inbox.entries_of(me, &revoked_ids).await?;
+        let mine: HashSet<&NotificationId> = held.iter().map(|e| &e.notification_id).collect();
+
+        let ids: Vec<NotificationId> = changed.iter().chain(&opened).map(|e| e.notification_id.clone()).collect();
+        let notifications: HashMap<NotificationId, Arc<Notification>> = if given.is_some() {
+            self.catalog.get_many(&ids).await?
+        } else {
+            // The cursor starts past every revocation logged so far, so statuses must be read after
+            // that point, from the store: a cached copy from before a revoke would hide it for good.
+            let fresh = self.ports.notifications.notifications(&ids).await?;
+            fresh.into_iter().map(|n| (n.id.clone(), Arc::new(n))).collect()
+        };
+
+        let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
+        let mut out: BTreeMap<NotificationId, SyncNews> = BTreeMap::new();
+        let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, SyncNews>| {
+            let Some(n) = notifications.get(&entry.notification_id) else { return };
+            if n.status == Status::Revoked {
+                out.insert(n.id.clone(), SyncNews::Revoked(n.id.clone()));
+            } else if n.visible_at(now) {
+                let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
+                out.insert(n.id.clone(), SyncNews::Message(item));
+            }
+        };
+        for entry in &changed {
+            cursor.version = cursor.version.max(entry.version);
+            report(entry, &mut out);
+        }
+        for entry in &opened {
+            report(entry, &mut out);
+        }
+        for (seq, id) in &revocations {
+            cursor.revocation = cursor.revocation.max(*seq);
+            if mine.contains(id) {
+                out.insert(id.clone(), SyncNews::Revoked(id.clone()));
+            }
+        }
+        let has_more = more_changes || revocations.len() == REVOCATION_BATCH;
+        Ok(SyncBatch { items: out.into_values().collect(), cursor, has_more })
+    }
+
+    /// The instant a read answers for, after every revocation logged so far is withheld in the
+    /// inbox store (which then filters by itself).
+    async fn now_caught_up(&self) -> AppResult<DateTime<Utc>> {
+        self.catalog.catch_up().await?;
+        Ok(self.clock.now())
+    }
+
+    /// The entries with their notifications, in the entries' order.
+    async fn items(&self, entries: &[InboxEntry]) -> AppResult<Vec<InboxItem>> {
+        let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
+        let notifications = self.catalog.get_many(&ids).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| {
+                let notification = notifications.get(&e.notification_id)?.clone();
+                Some(InboxItem { notification, read: e.read, version: e.version })
+            })
+            .collect())
+    }
+
+    /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for
+    /// entries that were unread: so the read count moves once per receiver, however often apps retry.
+    async fn record_reads(&self, me: &ReceiverRef, ids: &[NotificationId]) -> AppResult<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.ports.notifications.record_reads(me, ids, self.clock.now()).await?;
+        Ok(self.ports.inbox.mark_read(me, ids).await?.len())
+    }
+}
