@@ -1,0 +1,66 @@
+//! The `Queue` contract (herald-contracts, the cases every queue adapter passes) against a RocketMQ
+//! broker: `HERALD_TEST_MQ_NAMESRV=127.0.0.1:9876` (after `scripts/rocketmq.sh start`). Unset, each
+//! case skips with a notice: the adapter is not wired into Herald yet and CI starts no broker yet.
+#![recursion_limit = "512"]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use herald_contracts::QueueHarness;
+use herald_domain::ports::Queue;
+use herald_rocketmq::{RocketMqQueue, RocketMqSettings};
+
+/// Short enough that a dead holder's message is back well within a case's pulls, long enough that a
+/// live holder keeps it through the case.
+const LEASE: Duration = Duration::from_secs(3);
+
+struct Broker {
+    namesrv: String,
+    /// Topics of this harness only: the broker's store outlives the run.
+    run: String,
+    /// The cases name their groups literally ("g" in several) and RocketMQ wants every consumer of a
+    /// group to subscribe alike, so cases run one at a time, each with its own topics.
+    _alone: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static HARNESS: AtomicU64 = AtomicU64::new(0);
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Broker {
+    /// The broker to test against, or `None` (with the reason printed) to skip.
+    async fn from_env() -> Option<Self> {
+        let namesrv = std::env::var("HERALD_TEST_MQ_NAMESRV").ok().filter(|n| !n.is_empty());
+        let Some(namesrv) = namesrv else {
+            eprintln!("skipped: HERALD_TEST_MQ_NAMESRV is unset (scripts/rocketmq.sh start, then set it)");
+            return None;
+        };
+        let alone = ONE_AT_A_TIME.lock().await;
+        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let n = HARNESS.fetch_add(1, Ordering::Relaxed);
+        Some(Self { namesrv, run: format!("{stamp}-{}-{n}", std::process::id()), _alone: alone })
+    }
+}
+
+#[async_trait]
+impl QueueHarness for Broker {
+    async fn open(&self) -> Arc<dyn Queue> {
+        let settings = RocketMqSettings { lease: LEASE, ..RocketMqSettings::new(&self.namesrv) };
+        Arc::new(RocketMqQueue::connect(settings).await.expect("the broker is reachable"))
+    }
+
+    fn topic(&self, name: &str) -> String {
+        format!("herald_test_{name}_{}", self.run)
+    }
+
+    /// A RocketMQ retry comes back after the broker's first delay level, 10 s.
+    fn delivery_wait(&self) -> Duration {
+        Duration::from_secs(15)
+    }
+}
+
+herald_contracts::queue_contract!(match Broker::from_env().await {
+    Some(broker) => broker,
+    None => return,
+});
