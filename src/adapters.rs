@@ -1,6 +1,8 @@
 //! Which adapter serves each port: the only code that names adapters. Each adapter is a crate of
 //! its own (`adapters/<name>/`), compiled in when its Cargo feature is on; a port whose adapter
-//! this build lacks refuses to open and says which feature to build with.
+//! this build lacks refuses to open and says which feature to build with. A port whose server is
+//! set (`HERALD_SQL_URL`, …) opens that server's adapter; one whose adapter is not written yet
+//! refuses to start rather than silently running embedded.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +11,15 @@ use herald_app::ConsoleReads;
 use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 
-use crate::config::ConsoleLimits;
+use crate::config::{Origin, Settings};
+
+/// Refuses a server address this build cannot use yet: better no start than a silent embedded one.
+fn refuse_server(origin: &Origin, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{origin} is set, but this build has no adapter for {what} on that server yet. Unset it to run {what} \
+         embedded."
+    )
+}
 
 /// The three ports of the SQL truth, served by one adapter on one database, and the same truth
 /// through the console's own bounded connections.
@@ -20,9 +30,17 @@ pub struct SqlTruth {
     pub console: ConsoleReads,
 }
 
-/// The SQL truth in `data_dir` (`herald.db`).
+/// The SQL truth: in `data_dir` (`herald.db`) unless `HERALD_SQL_URL` names a server.
+pub async fn sql_truth(settings: &Settings) -> anyhow::Result<SqlTruth> {
+    if let Some((_, origin)) = &settings.servers.sql {
+        return Err(refuse_server(origin, "the SQL truth"));
+    }
+    embedded_sql_truth(settings).await
+}
+
 #[cfg(feature = "sqlite")]
-pub async fn sql_truth(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Result<SqlTruth> {
+async fn embedded_sql_truth(settings: &Settings) -> anyhow::Result<SqlTruth> {
+    let (data_dir, console) = (&settings.data_dir, &settings.console);
     let store = herald_sqlite::SqliteStore::open(&herald_sqlite::SqliteConfig::in_data_dir(data_dir)).await?;
     let limits = herald_sqlite::ReadLimits {
         connections: console.connections,
@@ -37,13 +55,20 @@ pub async fn sql_truth(data_dir: &Path, console: &ConsoleLimits) -> anyhow::Resu
 }
 
 #[cfg(not(feature = "sqlite"))]
-pub async fn sql_truth(_data_dir: &Path, _console: &ConsoleLimits) -> anyhow::Result<SqlTruth> {
+async fn embedded_sql_truth(_settings: &Settings) -> anyhow::Result<SqlTruth> {
     anyhow::bail!("this build has no adapter for the SQL truth: build with `--features sqlite`")
 }
 
-/// The queue in `data_dir` (`queue.db`).
+/// The queue: in `data_dir` (`queue.db`) unless `HERALD_MQ_NAMESRV` names a broker.
+pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
+    if let Some((_, origin)) = &settings.servers.mq_namesrv {
+        return Err(refuse_server(origin, "the queue"));
+    }
+    embedded_queue(&settings.data_dir).await
+}
+
 #[cfg(feature = "embedded-queue")]
-pub async fn queue(data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
+async fn embedded_queue(data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
     Ok(Arc::new(
         herald_embedded_queue::EmbeddedQueue::open(&herald_embedded_queue::EmbeddedQueueConfig::in_data_dir(data_dir))
             .await?,
@@ -51,20 +76,37 @@ pub async fn queue(data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
 }
 
 #[cfg(not(feature = "embedded-queue"))]
-pub async fn queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
+async fn embedded_queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
     anyhow::bail!("this build has no adapter for the queue: build with `--features embedded-queue`")
 }
 
-/// The inbox store in `data_dir` (`inbox.db`), keeping at most `cap` entries per inbox.
+/// The inbox store, keeping at most the inbox cap per inbox: in `data_dir` (`inbox.db`) unless
+/// `HERALD_REDIS_URL` names a server.
+pub async fn inbox(settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
+    if let Some((_, origin)) = &settings.servers.redis {
+        return Err(refuse_server(origin, "the inbox store"));
+    }
+    embedded_inbox(&settings.data_dir, settings.inbox_cap).await
+}
+
 #[cfg(feature = "embedded-inbox")]
-pub async fn inbox(data_dir: &Path, cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
+async fn embedded_inbox(data_dir: &Path, cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
     let config = herald_embedded_inbox::EmbeddedInboxConfig::in_data_dir(data_dir, cap);
     Ok(Arc::new(herald_embedded_inbox::EmbeddedInbox::open(&config).await?))
 }
 
 #[cfg(not(feature = "embedded-inbox"))]
-pub async fn inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
+async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<dyn InboxStore>> {
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
+}
+
+/// The admin search mirror: none yet (the console's list searches SQL), so a search server set is
+/// refused.
+pub fn search(settings: &Settings) -> anyhow::Result<()> {
+    match &settings.servers.search {
+        Some((_, origin)) => Err(refuse_server(origin, "admin search")),
+        None => Ok(()),
+    }
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh

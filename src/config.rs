@@ -265,13 +265,6 @@ pub struct ServerUrls {
     pub search: Option<(String, Origin)>,
 }
 
-impl ServerUrls {
-    /// The first server address set, naming where: no adapter for any of them exists yet.
-    pub fn first_set(&self) -> Option<&Origin> {
-        [&self.sql, &self.redis, &self.mq_namesrv, &self.search].into_iter().find_map(|v| v.as_ref().map(|(_, o)| o))
-    }
-}
-
 /// What the ops console's queries (search, preview, the notification pages) may use.
 #[derive(Debug, Clone)]
 pub struct ConsoleLimits {
@@ -609,7 +602,7 @@ mod tests {
         assert_eq!((s.listen.as_str(), s.data_dir.as_path()), ("127.0.0.1:8080", Path::new("./herald-data")));
         assert_eq!(format!("{:?}", s.http), format!("{:?}", HttpLimits::default()));
         assert_eq!(s.consumer.concurrency, ConsumerConfig::default().concurrency);
-        assert!(s.scheduler.max_pages_per_second.is_none() && s.servers.first_set().is_none());
+        assert!(s.scheduler.max_pages_per_second.is_none() && s.servers.sql.is_none() && s.servers.search.is_none());
         assert!(config.chosen_data_dir.is_none());
     }
 

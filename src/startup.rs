@@ -5,17 +5,15 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use herald_app::{Herald, SystemClock};
 use herald_consumers::{ConsumerMetrics, Deliverer};
-use herald_domain::InboxCap;
 use herald_scheduler::{Scheduler, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
-use crate::config::ConsoleLimits;
 use crate::http::{AppState, router};
 use crate::telemetry::Telemetry;
 
@@ -25,14 +23,18 @@ pub use crate::config::Settings;
 
 /// The embedded parts in `data_dir`: SQLite for the truth, and SQLite files for the queue and inboxes.
 pub async fn embedded_ports(data_dir: &Path) -> anyhow::Result<Ports> {
-    embedded_ports_with(data_dir, &ConsoleLimits::default(), InboxCap::default()).await
+    open_ports(&Settings::embedded(data_dir, "127.0.0.1:0")).await
 }
 
-async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits, inbox_cap: InboxCap) -> anyhow::Result<Ports> {
+/// The ports the settings name, each opened (and its schema brought up to date). Each port picks
+/// its adapter on its own (`crate::adapters`): embedded unless its server is set.
+pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
+    let data_dir = &settings.data_dir;
     crate::private_files::create_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let sql = crate::adapters::sql_truth(data_dir, console).await?;
-    let queue = crate::adapters::queue(data_dir).await?;
-    let inbox = crate::adapters::inbox(data_dir, inbox_cap).await?;
+    let sql = crate::adapters::sql_truth(settings).await?;
+    let queue = crate::adapters::queue(settings).await?;
+    let inbox = crate::adapters::inbox(settings).await?;
+    crate::adapters::search(settings)?;
     Ok(Ports {
         receivers: sql.receivers,
         notifications: sql.notifications,
@@ -41,17 +43,6 @@ async fn embedded_ports_with(data_dir: &Path, console: &ConsoleLimits, inbox_cap
         inbox,
         console: sql.console,
     })
-}
-
-/// The ports the settings name, each opened (and its schema brought up to date).
-pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
-    if let Some(origin) = settings.servers.first_set() {
-        bail!(
-            "{origin} is set, but this build runs on embedded parts only: the MariaDB, Redis, RocketMQ and \
-             search adapters are not written yet. Unset it to run embedded."
-        );
-    }
-    embedded_ports_with(&settings.data_dir, &settings.console, settings.inbox_cap).await
 }
 
 /// Which roles a process runs.
