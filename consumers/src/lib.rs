@@ -268,7 +268,8 @@ async fn keep_revocations_applied(
 
 /// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
 /// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
-/// can never succeed: it is kept as a dead letter (noted in its notification's history), then acked.
+/// can never succeed, and a page the queue gave up on (a broker's retry limit) is not retried: each
+/// is kept as a dead letter (noted in its notification's history, counted in metrics), then acked.
 async fn handle(
     queue: &dyn Queue,
     deliverer: &Deliverer,
@@ -277,10 +278,16 @@ async fn handle(
     topic: Topic,
     d: Delivery,
 ) {
-    let consumed = match Page::decode(&d.message.body) {
-        Err(e) => {
-            tracing::error!(key = %d.message.key, error = %e, "a page does not parse; keeping it as a dead letter");
-            let letter = DeadLetter { key: d.message.key.clone(), reason: e.to_string(), body: d.message.body.clone() };
+    let undeliverable = match Page::decode(&d.message.body) {
+        // The queue gave up retrying it: kept as a dead letter, never delivered late.
+        _ if d.given_up => Err(format!("the queue gave up on it after {} attempts", d.attempt.saturating_sub(1))),
+        Err(e) => Err(e.to_string()),
+        Ok(page) => Ok(page),
+    };
+    let consumed = match undeliverable {
+        Err(reason) => {
+            tracing::error!(key = %d.message.key, %reason, "a page cannot be delivered; keeping it as a dead letter");
+            let letter = DeadLetter { key: d.message.key.clone(), reason, body: d.message.body.clone() };
             deliverer.ledger.dead_letter(&letter, Utc::now()).await.map(|()| {
                 metrics.dead_lettered.inc();
                 "dead_lettered"

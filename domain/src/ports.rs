@@ -318,6 +318,10 @@ pub struct Delivery {
     pub receipt: String,
     pub attempt: u32,
     pub message: QueueMessage,
+    /// The queue gave up retrying it (a RocketMQ group's retry limit moved it to the dead-letter
+    /// topic, read back from there). It is handed out once more so the consumer keeps it as a
+    /// dead letter and acks it: never dropped silently. A queue that retries forever never sets it.
+    pub given_up: bool,
 }
 
 /// A durable queue with topics, tags and at-least-once delivery to consumer groups.

@@ -163,6 +163,8 @@ impl EmbeddedQueue {
                         key: row.try_get("msg_key").map_err(err)?,
                         body: row.try_get("body").map_err(err)?,
                     },
+                    // Retries go on forever here.
+                    given_up: false,
                 });
             }
         }

@@ -5,22 +5,28 @@
 //! in-process hand-off (see `consumer`) and blocks until the holder answers:
 //!
 //! - `ack` answers `ConsumeSuccess` (the client moves the group's offset) and commits that offset
-//!   to the broker at once, so an ack survives the process; `retry_later` answers
-//!   `ReconsumeLater`: the client sends the message back and the broker redelivers it, with the
-//!   next attempt number, after its delay level (+10 s, +30 s, +1 min, …; the port's `delay` is not
-//!   the broker's) and after the group's `maxReconsumeTimes` (16) into `%DLQ%<group>`.
+//!   to the broker at once, awaiting the broker's answer, so an ack survives the process and
+//!   every process's `lag` sees it; `retry_later` sends the message back itself at the broker
+//!   delay level nearest above the port's `delay` (1 s, 5 s, 10 s, 30 s, 1 min, … 2 h), then
+//!   answers `ConsumeSuccess`: the broker redelivers it from `%RETRY%<group>` with the next
+//!   attempt number. Retries go on forever unless the settings give a limit; past it the broker
+//!   moves the message to `%DLQ%<group>`, which the group's consumer also reads, handing each
+//!   dead letter out once more as `given_up` (on the topic it was published to) so it is kept as
+//!   a dead letter, never lost silently.
 //! - the lease is the listener's wait: a message not answered within it goes back as
 //!   `ReconsumeLater` and its receipt is void. A holder that dies never acked, so the group's
 //!   offset never passed its messages: the next consumer the broker assigns the queue to reads
-//!   them again (attempt unchanged — they were never sent back).
+//!   them again (attempt unchanged — they were never sent back). While the broker moves a queue
+//!   between live consumers (a consumer joins or leaves; every 20 s at most), what the old owner
+//!   holds may be handed out by the new one too: at least once, as everywhere.
 //! - receipts are `<client instance>/<n>`, meaningful only to the process that handed them out.
 //! - priority: the hand-off keeps one queue per topic and `pull` drains them in the subscription's
 //!   order, so among messages the client has fetched, earlier topics go first.
 //! - topics are created by `declare` (4 queues each); a new group reads from each queue's first
 //!   offset (`CONSUME_FROM_FIRST_OFFSET`), so what is published after `declare` and before any
 //!   consumer runs is kept; tags are RocketMQ tags, subscribed as `rider||merchant`.
-//! - `lag` is, per queue of the topics and of `%RETRY%<group>`, the broker's max offset minus the
-//!   group's offset (this process's own when it consumes for the group, else the broker's).
+//! - `lag` is, per queue of the topics, `%RETRY%<group>` and `%DLQ%<group>`, the broker's max
+//!   offset minus the group's offset (the later of this process's and the broker's).
 //!
 //! Pop consumption (RocketMQ 5's broker-side leases, receipts and `ChangeInvisibleTime`) would fit
 //! the port more closely, but between this client and broker it does not work: an empty or
@@ -43,6 +49,7 @@ use rocketmq_client_rust::{
     DefaultMQPushConsumer, MQPushConsumer, ReadOffsetType,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
+use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message;
 use rocketmq_observability::TelemetryHandle;
@@ -50,25 +57,59 @@ use rocketmq_protocol::protocol::header::namesrv::topic_operation_header::TopicR
 use rocketmq_protocol::protocol::header::query_consumer_offset_request_header::QueryConsumerOffsetRequestHeader;
 use rocketmq_protocol::protocol::heartbeat::message_model::MessageModel;
 use rocketmq_protocol::protocol::route::topic_route_data::TopicRouteData;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use rocketmq_runtime::{RuntimeConfig, RuntimeContractViolation, RuntimeOwner};
 use rocketmq_transport::api::RpcRequestHeader;
 use tokio::sync::{Mutex, RwLock};
 
 mod consumer;
 
-use consumer::{HandOff, Listener, Outcome};
+use consumer::{HandOff, Listener, Outcome, Position};
 
 const BACKEND: &str = "rocketmq";
 /// The name server's answer for a topic it does not route.
 const TOPIC_NOT_EXIST: i32 = 17;
 /// The message property carrying the port's key intact (RocketMQ's KEYS splits on spaces).
 pub(crate) const KEY_PROPERTY: &str = "HERALD_KEY";
+/// The group's dead-letter topic is this prefix and the group's name.
+pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+/// The group's retry topic is this prefix and the group's name.
+const RETRY_PREFIX: &str = "%RETRY%";
+/// The broker's delay levels (its default `messageDelayLevel`), level 1 first.
+const DELAY_LEVELS: [Duration; 18] = {
+    const fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+    [
+        s(1),
+        s(5),
+        s(10),
+        s(30),
+        s(60),
+        s(120),
+        s(180),
+        s(240),
+        s(300),
+        s(360),
+        s(420),
+        s(480),
+        s(540),
+        s(600),
+        s(1200),
+        s(1800),
+        s(3600),
+        s(7200),
+    ]
+};
 /// The topic the broker creates new topics from (RocketMQ's default-topic template).
 const TEMPLATE_TOPIC: &str = "TBW102";
 /// A broker request that takes longer than this failed.
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How long an empty pull waits between looks at the hand-off.
 const EMPTY_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Messages one process may hold at once, unanswered (listener calls blocked at the same time).
+const HELD_MESSAGES: usize = 128;
+/// How long a pull may hold back a later topic's messages while an earlier topic's are fetched.
+const PRIORITY_WAIT: Duration = Duration::from_secs(3);
 /// How many 10 ms steps an ack waits for the client to move the offset past it.
 const COMMIT_WAIT_STEPS: u32 = 20;
 /// A batch sent in one request stays well under the broker's 4 MiB message limit.
@@ -83,12 +124,39 @@ pub struct RocketMqSettings {
     pub lease: Duration,
     /// Queues per topic created by `declare` (consumers of one group share them).
     pub queues_per_topic: i32,
+    /// After how many attempts the broker gives a message up into `%DLQ%<group>` (read back and
+    /// handed out as given up); `None`: retries go on forever, as the port's contract has it.
+    pub give_up_after: Option<u32>,
 }
 
 impl RocketMqSettings {
     pub fn new(namesrv: impl Into<String>) -> Self {
-        Self { namesrv: namesrv.into(), lease: Duration::from_secs(60), queues_per_topic: 4 }
+        Self { namesrv: namesrv.into(), lease: Duration::from_secs(60), queues_per_topic: 4, give_up_after: None }
     }
+
+    /// The client's `maxReconsumeTimes`: retries after the first attempt.
+    fn max_reconsume_times(&self) -> i32 {
+        self.give_up_after.map_or(i32::MAX, |attempts| attempts.saturating_sub(1).min(i32::MAX as u32) as i32)
+    }
+}
+
+/// The client runtime. Its listener calls run on the metadata blocking lane and each blocks until
+/// its message is answered, so that lane is as wide as the messages a process may hold, and a call
+/// may last the lease (the default 4 lanes and 30 s would stall a busy consumer and redeliver).
+fn runtime_config(lease: Duration) -> Result<RuntimeConfig, RuntimeContractViolation> {
+    let mut config = RuntimeConfig { thread_name: "herald-rocketmq".into(), ..Default::default() }
+        .with_max_blocking_threads(HELD_MESSAGES + 32)?;
+    let lane = &mut config.blocking_lane_policies.metadata_io;
+    lane.max_concurrency = HELD_MESSAGES;
+    lane.max_queue_depth = HELD_MESSAGES * 16;
+    lane.queue_timeout = lease;
+    lane.task_timeout = lease + Duration::from_secs(10);
+    Ok(config)
+}
+
+/// The broker delay level that waits at least `delay` (the longest level when none does).
+fn delay_level(delay: Duration) -> i32 {
+    DELAY_LEVELS.iter().position(|level| *level >= delay).unwrap_or(DELAY_LEVELS.len() - 1) as i32 + 1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +177,15 @@ fn client_failure(e: ClientError) -> PortError {
     PortError::new(BACKEND, format!("rocketmq client error (broker response code {code:?}) raised at {at}"))
 }
 
+/// Which queues of a topic a lag counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every queue: the group's lag.
+    Group,
+    /// Only those this process consumes: what is on its way to it.
+    OwnQueues,
+}
+
 /// A broker the queue can send to, as the name server routes a topic.
 #[derive(Debug, Clone)]
 struct Broker {
@@ -125,18 +202,35 @@ struct Group {
 
 impl Group {
     /// Commits the group's offset on the broker once the client has moved past `offset` (it does
-    /// so as the listener returns), so an ack is durable at once rather than at the client's next
-    /// periodic commit. Waits briefly: while an earlier message of the queue is still held, the
-    /// offset cannot move past it, and the periodic commit takes over.
-    async fn commit(&self, queue: &MessageQueue, offset: i64) {
-        let Some(store) = self.consumer.lock().await.offset_store() else { return };
+    /// so as the listener returns), awaiting the broker's answer, so an ack is durable and seen by
+    /// every process at once rather than at the client's next periodic commit. Waits briefly:
+    /// while an earlier message of the queue is still held, the offset cannot move past it, and
+    /// the periodic commit takes over.
+    async fn commit(&self, queue: &MessageQueue, offset: i64) -> PortResult<()> {
+        let Some(store) = self.consumer.lock().await.offset_store() else { return Ok(()) };
+        let mut next = -1;
         for _ in 0..COMMIT_WAIT_STEPS {
-            if store.read_offset(queue, ReadOffsetType::ReadFromMemory).await > offset {
+            next = store.read_offset(queue, ReadOffsetType::ReadFromMemory).await;
+            if next > offset {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        store.persist(queue).await;
+        if next < 0 {
+            // The queue moved to another consumer of the group (which may hand the message out
+            // again): the ack still counts, never moving the group's offset back.
+            if store.read_offset(queue, ReadOffsetType::ReadFromStore).await > offset {
+                return Ok(());
+            }
+            next = offset + 1;
+        }
+        store.update_consume_offset_to_broker(queue, next, false).await.map_err(client_failure)
+    }
+
+    /// Sends `message` back to the group's retry topic at `delay_level`.
+    async fn send_back(&self, message: MessageExt, delay_level: i32) -> PortResult<()> {
+        let mut consumer = self.consumer.lock().await;
+        consumer.send_message_back_to_origin_broker(message, delay_level).await.map_err(client_failure)
     }
 
     /// The next offset this consumer will commit for `queue`, if it consumed there.
@@ -169,7 +263,7 @@ impl RocketMqQueue {
     /// reachable or routes no broker.
     pub async fn connect(settings: RocketMqSettings) -> PortResult<Self> {
         let instance = format!("herald-{}-{}", std::process::id(), INSTANCE.fetch_add(1, Ordering::Relaxed));
-        let owner = RuntimeOwner::plan(RuntimeConfig { thread_name: "herald-rocketmq".into(), ..Default::default() })
+        let owner = RuntimeOwner::plan(runtime_config(settings.lease).map_err(unavailable)?)
             .map_err(unavailable)?
             .build()
             .map_err(unavailable)?;
@@ -272,14 +366,27 @@ impl RocketMqQueue {
         Ok(())
     }
 
+    /// Whether a topic of `subscription` before the first one with messages parked has messages
+    /// kept for the group that this process does not have yet (on their way from the broker).
+    async fn earlier_topic_in_flight(&self, group: &Group, subscription: &Subscription) -> PortResult<bool> {
+        let in_hand = group.hand_off.in_hand(&subscription.topics);
+        let Some(first_parked) = in_hand.iter().position(|(_, parked)| *parked) else { return Ok(false) };
+        for (topic, (have, _)) in subscription.topics.iter().zip(&in_hand).take(first_parked) {
+            if self.topic_lag(&subscription.group, topic, Some(group), Scope::OwnQueues).await? > *have {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     async fn group(&self, name: &str) -> Option<Arc<Group>> {
         self.groups.lock().await.get(name).cloned()
     }
 
     /// Lag of one topic for the group: max offset minus consumed offset, per queue. The consumed
-    /// offset is this process's own when it consumes for the group (the broker's copy trails it
-    /// by the client's commit interval), else the broker's.
-    async fn topic_lag(&self, group: &str, topic: &str, local: Option<&Group>) -> PortResult<u64> {
+    /// offset is the later of this process's own, when it consumes the queue (the broker's copy
+    /// trails it by the client's commit interval), and the broker's (another process's acks).
+    async fn topic_lag(&self, group: &str, topic: &str, local: Option<&Group>, scope: Scope) -> PortResult<u64> {
         let Some(_) = self.route(topic).await? else { return Ok(0) };
         let mut lag = 0;
         for broker in self.brokers(topic).await? {
@@ -297,21 +404,24 @@ impl RocketMqQueue {
                         rpc: Some(RpcRequestHeader { broker_name: Some(broker.name.clone()), ..Default::default() }),
                     }),
                 };
-                let consumed = match local {
+                let own = match local {
                     Some(group) => group.consumed_offset(&queue).await,
                     None => None,
                 };
-                // A group that never consumed this queue starts at its first offset.
-                let committed = match consumed {
+                if own.is_none() && scope == Scope::OwnQueues {
+                    continue;
+                }
+                // The broker answers a group that never committed on this queue with an error.
+                let broker_offset =
+                    self.client.query_consumer_offset(&broker.addr, header, REQUEST_TIMEOUT_MS).await.ok();
+                let committed = match own.max(broker_offset.filter(|o| *o >= 0)) {
                     Some(offset) => offset,
-                    None => match self.client.query_consumer_offset(&broker.addr, header, REQUEST_TIMEOUT_MS).await {
-                        Ok(offset) if offset >= 0 => offset,
-                        _ => self
-                            .client
-                            .min_offset(&broker.addr, &queue, REQUEST_TIMEOUT_MS)
-                            .await
-                            .map_err(client_failure)?,
-                    },
+                    // A group that never consumed this queue starts at its first offset.
+                    None => self
+                        .client
+                        .min_offset(&broker.addr, &queue, REQUEST_TIMEOUT_MS)
+                        .await
+                        .map_err(client_failure)?,
                 };
                 lag += (max - committed).max(0) as u64;
             }
@@ -365,6 +475,10 @@ impl Queue for RocketMqQueue {
         if groups.contains_key(&subscription.group) {
             return Ok(());
         }
+        // Created now, so the consumer routes it from the start and reads back what the broker
+        // gives up on.
+        let dead_letters = format!("{DLQ_PREFIX}{}", subscription.group);
+        self.ensure_topics(std::slice::from_ref(&dead_letters)).await?;
         let hand_off = HandOff::new(self.instance.clone(), self.settings.lease);
         let mut consumer = DefaultMQPushConsumer::builder(self.client_runtime.clone())
             .consumer_group(subscription.group.clone())
@@ -373,6 +487,10 @@ impl Queue for RocketMqQueue {
             // A new group reads what was published before it first ran (see `declare`).
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
             .consume_message_batch_max_size(1)
+            // One listener call per message held (see `runtime_config`).
+            .consume_thread_min(HELD_MESSAGES as u32)
+            .consume_thread_max(HELD_MESSAGES as u32)
+            .max_reconsume_times(self.settings.max_reconsume_times())
             // The client's own redelivery of a message its listener still holds: after the lease.
             .consume_timeout(self.settings.lease.as_secs().div_ceil(60).max(1))
             .build();
@@ -380,6 +498,7 @@ impl Queue for RocketMqQueue {
         for topic in &subscription.topics {
             consumer.subscribe(topic.as_str(), tags.as_str()).await.map_err(client_failure)?;
         }
+        consumer.subscribe(dead_letters.as_str(), "*").await.map_err(client_failure)?;
         consumer.register_message_listener_concurrently(Listener(hand_off.clone()));
         consumer.start().await.map_err(client_failure)?;
         groups.insert(subscription.group.clone(), Arc::new(Group { consumer: Mutex::new(consumer), hand_off }));
@@ -388,8 +507,18 @@ impl Queue for RocketMqQueue {
 
     async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>> {
         let Some(group) = self.group(&subscription.group).await else { return Ok(Vec::new()) };
-        let deadline = tokio::time::Instant::now() + wait;
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
+        // The client fetches each queue on its own: hand out nothing of a later topic while an
+        // earlier one has messages on the broker on their way to this process (a moment).
+        let priority_deadline = started + wait.max(PRIORITY_WAIT);
         loop {
+            if tokio::time::Instant::now() < priority_deadline
+                && self.earlier_topic_in_flight(&group, subscription).await?
+            {
+                group.hand_off.wait(EMPTY_POLL_INTERVAL).await;
+                continue;
+            }
             let got = group.hand_off.take(&subscription.topics, max);
             let now = tokio::time::Instant::now();
             if !got.is_empty() || max == 0 || now >= deadline {
@@ -402,23 +531,31 @@ impl Queue for RocketMqQueue {
     async fn ack(&self, subscription: &Subscription, receipts: &[String]) -> PortResult<()> {
         let Some(group) = self.group(&subscription.group).await else { return Ok(()) };
         let mut queues: HashMap<MessageQueue, i64> = HashMap::new();
-        for receipt in receipts {
-            if let Some(p) = group.hand_off.answer(receipt, Outcome::Ack) {
-                let highest = queues.entry(p.queue).or_insert(p.offset);
-                *highest = (*highest).max(p.offset);
+        for held in receipts.iter().filter_map(|r| group.hand_off.release(r)) {
+            let Position { queue, offset } = held.position.clone();
+            if held.answer(Outcome::Consumed) {
+                let highest = queues.entry(queue).or_insert(offset);
+                *highest = (*highest).max(offset);
             }
         }
         for (queue, offset) in queues {
-            group.commit(&queue, offset).await;
+            group.commit(&queue, offset).await?;
         }
         Ok(())
     }
 
-    async fn retry_later(&self, subscription: &Subscription, receipt: &str, _delay: Duration) -> PortResult<()> {
-        // The broker decides the delay: the group's next delay level (+10 s, +30 s, +1 min, …).
-        if let Some(group) = self.group(&subscription.group).await {
-            group.hand_off.answer(receipt, Outcome::Retry);
-        }
+    async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()> {
+        let Some(group) = self.group(&subscription.group).await else { return Ok(()) };
+        let Some(held) = group.hand_off.release(receipt) else { return Ok(()) };
+        // Sent back by us at the delay asked for, then consumed; if that fails, the listener's
+        // `ReconsumeLater` has the client send it back at the broker's own delay instead.
+        match group.send_back(held.message.clone(), delay_level(delay)).await {
+            Ok(()) => held.answer(Outcome::Consumed),
+            Err(e) => {
+                tracing::warn!(error = %e, "sending a message back failed; retrying at the broker's delay");
+                held.answer(Outcome::Retry)
+            }
+        };
         Ok(())
     }
 
@@ -426,10 +563,12 @@ impl Queue for RocketMqQueue {
         let local = self.group(&subscription.group).await;
         let mut lag = 0;
         for topic in &subscription.topics {
-            lag += self.topic_lag(&subscription.group, topic, local.as_deref()).await?;
+            lag += self.topic_lag(&subscription.group, topic, local.as_deref(), Scope::Group).await?;
         }
-        let retry = format!("%RETRY%{}", subscription.group);
-        lag += self.topic_lag(&subscription.group, &retry, local.as_deref()).await?;
+        for prefix in [RETRY_PREFIX, DLQ_PREFIX] {
+            let topic = format!("{prefix}{}", subscription.group);
+            lag += self.topic_lag(&subscription.group, &topic, local.as_deref(), Scope::Group).await?;
+        }
         Ok(lag)
     }
 }

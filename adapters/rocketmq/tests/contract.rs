@@ -18,13 +18,15 @@ use herald_rocketmq::{RocketMqQueue, RocketMqSettings};
 /// Short enough that a dead holder's message is back well within a case's pulls, long enough that a
 /// live holder keeps it through the case.
 const LEASE: Duration = Duration::from_secs(3);
+/// Attempts before the broker dead-letters a message in these cases.
+const GIVE_UP_AFTER: u32 = 3;
 
 struct Broker {
     namesrv: String,
     /// Topics of this harness only: the broker's store outlives the run.
     run: String,
-    /// The cases name their groups literally ("g" in several) and RocketMQ wants every consumer of a
-    /// group to subscribe alike, so cases run one at a time, each with its own topics.
+    /// Cases run one at a time, each with its own topics and groups: the broker is shared, and one
+    /// case at a time keeps the timing of leases and rebalances far from the cases' waits.
     _alone: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -46,7 +48,11 @@ impl Broker {
 #[async_trait]
 impl QueueHarness for Broker {
     async fn open(&self) -> Arc<dyn Queue> {
-        let settings = RocketMqSettings { lease: LEASE, ..RocketMqSettings::new(&self.namesrv) };
+        let settings = RocketMqSettings {
+            lease: LEASE,
+            give_up_after: Some(GIVE_UP_AFTER),
+            ..RocketMqSettings::new(&self.namesrv)
+        };
         Arc::new(RocketMqQueue::connect(settings).await.expect("the broker is reachable"))
     }
 
@@ -54,9 +60,35 @@ impl QueueHarness for Broker {
         format!("herald_test_{name}_{}", self.run)
     }
 
-    /// A RocketMQ retry comes back after the broker's first delay level, 10 s.
+    fn group(&self, name: &str) -> String {
+        format!("herald_test_{name}_{}", self.run)
+    }
+
+    /// Listener threads take a queue's messages concurrently.
+    fn keeps_a_topics_order(&self) -> bool {
+        false
+    }
+
+    /// A queue the group gives the newcomer carries what the old owner holds along.
+    fn keeps_a_live_holders_lease_when_a_consumer_joins(&self) -> bool {
+        false
+    }
+
+    /// A retry comes back after the broker's first delay level (1 s) and its schedule tick.
     fn delivery_wait(&self) -> Duration {
         Duration::from_secs(15)
+    }
+
+    /// The broker re-reads a dead holder's queue from the group's offset: not sent back, the
+    /// message keeps its attempt.
+    fn counts_a_dead_holders_hand_out(&self) -> bool {
+        false
+    }
+
+    /// A limit, so that the dead-letter topic's read-back is exercised (Herald's own default is
+    /// none).
+    fn gives_up_after(&self) -> Option<u32> {
+        Some(GIVE_UP_AFTER)
     }
 }
 
