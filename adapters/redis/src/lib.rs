@@ -199,7 +199,7 @@ impl RedisInbox {
             .await
             .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
             .and_then(|c| c)
-            .with_context(|| format!("cannot reach Redis at {:?}", config.server))?;
+            .context("cannot reach Redis")?;
         let inbox = Self {
             conn,
             keys: Keys { prefix: config.prefix.clone() },
