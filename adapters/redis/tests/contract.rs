@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use herald_contracts::InboxHarness;
-use herald_domain::InboxCap;
-use herald_domain::ports::InboxStore;
+use herald_domain::ports::{InboxStore, PageDelivery};
+use herald_domain::{City, EntryMeta, InboxCap, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef};
 use herald_redis::{RedisConfig, RedisInbox, RedisServer};
 
 struct Redis {
@@ -72,11 +72,71 @@ impl Drop for Redis {
     }
 }
 
+impl Redis {
+    /// Runs one command straight on the server (the cluster routes it by its key).
+    fn run(&self, cmd: &redis::Cmd) -> redis::Value {
+        match RedisServer::parse(&self.url).unwrap() {
+            RedisServer::Single(url) => cmd.query(&mut redis::Client::open(url).unwrap().get_connection().unwrap()),
+            RedisServer::Cluster(nodes) => {
+                cmd.query(&mut redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap())
+            }
+        }
+        .unwrap()
+    }
+}
+
+/// A delivery killed after its page's script (the page recorded and counted, its new receivers
+/// listed as pending) and before some entries were written: the next delivery of that page writes
+/// them, moves no counter, and clears the pending list. The state is made by hand, as the kill
+/// leaves it: the script's outcome with five entries missing.
+async fn an_interrupted_delivery_is_finished_by_the_next(redis: &Redis) {
+    let inbox = redis.open().await;
+    let n = NotificationId::generate();
+    let receivers: Vec<ReceiverId> = (0..10).map(|i| ReceiverId::parse("id", &format!("r{i:05}")).unwrap()).collect();
+    let page = Page {
+        key: PageKey { notification_id: n.clone(), city: City::parse("city", "sh").unwrap(), page_no: 0 },
+        receiver_kind: ReceiverKind::Rider,
+        receivers: receivers.clone(),
+    };
+    let meta = EntryMeta {
+        pinned: false,
+        force_read: false,
+        sent_at_ms: chrono::Utc::now().timestamp_millis(),
+        valid_from_ms: None,
+        valid_until_ms: None,
+    };
+    assert_eq!(inbox.deliver(&page, &meta).await.unwrap(), PageDelivery { added: 10, repeated: false });
+    let pending = format!("{}:{{n:{n}}}:w:sh/0", redis.prefix);
+    for id in &receivers[..5] {
+        let tag = format!("{}:{{r:rider:{id}}}", redis.prefix);
+        redis.run(redis::cmd("DEL").arg(format!("{tag}:l")).arg(format!("{tag}:v")));
+        redis.run(redis::cmd("RPUSH").arg(&pending).arg(format!("rider:{id}")));
+    }
+    let me = |id: &ReceiverId| ReceiverRef { kind: ReceiverKind::Rider, id: id.clone() };
+    assert!(inbox.entries_of(&me(&receivers[0]), std::slice::from_ref(&n)).await.unwrap().is_empty());
+
+    let again = inbox.deliver(&page, &meta).await.unwrap();
+    assert_eq!(again, PageDelivery { added: 10, repeated: true }, "the first outcome");
+    for id in &receivers {
+        assert_eq!(inbox.entries_of(&me(id), std::slice::from_ref(&n)).await.unwrap().len(), 1, "{id} holds it");
+    }
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "counted once");
+    assert_eq!(redis.run(redis::cmd("EXISTS").arg(&pending)), redis::Value::Int(0), "nothing pending");
+    assert_eq!(inbox.deliver(&page, &meta).await.unwrap(), again);
+    assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
+}
+
 mod single {
     herald_contracts::inbox_contract!({
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
         redis
     });
+
+    #[tokio::test]
+    async fn an_interrupted_delivery_is_finished_by_the_next() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
+        super::an_interrupted_delivery_is_finished_by_the_next(&redis).await;
+    }
 }
 
 mod cluster {
@@ -84,4 +144,10 @@ mod cluster {
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
         redis
     });
+
+    #[tokio::test]
+    async fn an_interrupted_delivery_is_finished_by_the_next() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
+        super::an_interrupted_delivery_is_finished_by_the_next(&redis).await;
+    }
 }
