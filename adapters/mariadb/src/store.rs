@@ -30,7 +30,10 @@ const BACKEND: &str = "mysql";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below MySQL's 65,535 placeholders.
 const CHUNK: usize = 500;
 
-static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/mysql/0001_init.sql"))];
+static MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../sql/mysql/0001_init.sql")),
+    (2, include_str!("../../../sql/mysql/0002_search_changes.sql")),
+];
 
 macro_rules! notification_columns {
     () => {
@@ -443,6 +446,47 @@ async fn page_late(tx: &mut Transaction<'static, MySql>, late: &LateDelivery) ->
     late.pages((pages_published - pages) as u32).map_err(|e| PortError::new(BACKEND, e))
 }
 
+/// Gives each stored notification among `ids` a new position in the search mirror's change log
+/// (its old one goes), in the caller's transaction. The positions are taken from the log's head row,
+/// which stays locked until the caller commits: so a higher position never commits before a lower
+/// one. Called last in a transaction (after its notification's row lock, if any), so every
+/// transaction takes its locks in one order and holds the head only for its commit.
+async fn log_changes(tx: &mut Transaction<'static, MySql>, ids: &[NotificationId]) -> PortResult<()> {
+    let mut stored: Vec<String> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("SELECT id FROM notifications WHERE id IN ");
+        push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+        for row in qb.build().fetch_all(&mut **tx).await.map_err(err)? {
+            stored.push(row.try_get("id").map_err(err)?);
+        }
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    stored.sort();
+    stored.dedup();
+    sqlx::query("UPDATE log_heads SET position = position + ? WHERE name = 'search_changes'")
+        .bind(stored.len() as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_heads WHERE name = 'search_changes'")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    let first = head - stored.len() as i64 + 1;
+    for (n, chunk) in stored.chunks(CHUNK).enumerate() {
+        let mut qb = QueryBuilder::<MySql>::new("INSERT INTO search_changes (notification_id, position) ");
+        let offset = first + (n * CHUNK) as i64;
+        qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
+            row.push_bind(id.clone()).push_bind(offset + i as i64);
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE position = VALUES(position)");
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Appends messages to the outbox, in order.
 async fn add_to_outbox(
     tx: &mut Transaction<'static, MySql>,
@@ -496,10 +540,13 @@ impl ReceiverDirectory for MariaDbStore {
         if !changed.is_empty() {
             let broadcasts = late_broadcasts(&mut tx, now).await?;
             let mut pages = Vec::new();
+            let mut paged = Vec::new();
             for late in late_deliveries(&broadcasts, &changed, now) {
                 pages.extend(page_late(&mut tx, &late).await?);
+                paged.push(late.notification.clone());
             }
             add_to_outbox(&mut tx, &pages, now).await?;
+            log_changes(&mut tx, &paged).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(changed.len() as u64)
@@ -664,6 +711,7 @@ impl NotificationStore for MariaDbStore {
             other => other.map_err(err)?,
         };
         add_history(&mut tx, &notification.id, notification.status, &HistoryEvent::created(content, now), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&notification.id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
     }
@@ -742,6 +790,7 @@ impl NotificationStore for MariaDbStore {
             .await
             .map_err(err)?;
         }
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
         let moved = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
         tx.commit().await.map_err(err)?;
         Ok(TransitionOutcome::Moved(Box::new(moved)))
@@ -816,7 +865,11 @@ impl NotificationStore for MariaDbStore {
                     .push_bind(receiver.id.as_str().to_owned())
                     .push_bind(millis(at));
             });
-            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            let new = qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            if new > 0 {
+                log_changes(&mut tx, chunk).await?;
+            }
+            added += new;
         }
         tx.commit().await.map_err(err)?;
         Ok(added)
@@ -840,6 +893,33 @@ impl NotificationStore for MariaDbStore {
 
     async fn revocation_head(&self) -> PortResult<u64> {
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(&self.db)
+            .await
+            .map_err(err)?;
+        Ok(head as u64)
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows = sqlx::query(
+            "SELECT position, notification_id FROM search_changes WHERE position > ? ORDER BY position LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.db)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((position as u64, id))
+            })
+            .collect()
+    }
+
+    async fn change_head(&self) -> PortResult<u64> {
+        // The highest committed position (the head row may run ahead inside a transaction).
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM search_changes")
             .fetch_one(&self.db)
             .await
             .map_err(err)?;
@@ -922,6 +1002,7 @@ impl SendLedger for MariaDbStore {
         }
         add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
         settle(&mut tx, id, None, now).await?;
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
     }
@@ -1021,7 +1102,9 @@ impl SendLedger for MariaDbStore {
             add_to_outbox(&mut tx, std::slice::from_ref(message), now).await?;
         }
         if step.finished {
+            // The city's `matched` became what it published, and it may be done.
             settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
+            log_changes(&mut tx, std::slice::from_ref(&task.notification_id)).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(true)
@@ -1094,6 +1177,7 @@ impl SendLedger for MariaDbStore {
         .await
         .map_err(err)?;
         let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&key.notification_id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(sent)
     }
