@@ -32,7 +32,12 @@ fn base() -> DateTime<Utc> {
 
 /// A sent rider announcement to every city, created `minutes` after `base()`.
 fn doc(title: &str, body: &str, minutes: i64) -> SearchDocument {
-    let created_at = base() + Duration::minutes(minutes);
+    document(title, body, base() + Duration::minutes(minutes))
+}
+
+/// A sent rider announcement to every city, created at `created_at`, with a fresh id: what an
+/// adapter's own tests and benchmarks vary from.
+pub fn document(title: &str, body: &str, created_at: DateTime<Utc>) -> SearchDocument {
     SearchDocument {
         notification: Notification {
             id: NotificationId::generate(),
