@@ -14,6 +14,10 @@ pub const MAPPING_VERSION: u32 = 1;
 
 /// The `record` of a notification's document; the position's document has `APPLIED_ID`.
 pub const NOTIFICATION: &str = "notification";
+/// What a word found in the title adds to a hit's score, and one found in the body.
+const TITLE_SCORE: f32 = 2.0;
+const BODY_SCORE: f32 = 1.0;
+
 /// `_id` and `record` of the document holding the change-log position applied. Its external version
 /// is that position, so the server itself refuses to move it back.
 pub const APPLIED_ID: &str = "applied";
@@ -70,12 +74,21 @@ pub fn applied_source(position: u64) -> Value {
 /// The search body for up to `size` hits of `filter` after `after`: by score, newest, id when the
 /// filter has text, else newest, id (descending each), with an exact total.
 pub fn search_body(filter: &NotificationFilter, after: Option<&SearchCursor>, size: usize) -> Value {
-    let mut must = Vec::new();
-    // Each word of the text, as written (a Chinese word: its bigrams in a row), in the title or the
-    // body; every word must be there.
-    for word in filter.text.iter().flat_map(|text| text.split_whitespace()) {
-        must.push(json!({ "multi_match": { "query": word, "fields": ["title^2", "body"], "type": "phrase" } }));
-    }
+    // Every word of the text (a Chinese word: its bigrams in a row) in the title or the body. Its
+    // score is fixed per field (title 2, body 1, summed over the words), never BM25: relevance then
+    // depends on the document alone, not on what else the index holds (or held, before a merge), so
+    // a cursor's score stays exact while other documents are re-indexed.
+    let must: Vec<Value> = filter
+        .text
+        .iter()
+        .flat_map(|text| text.split_whitespace())
+        .map(|word| {
+            let in_field = |field: &str, boost: f32| {
+                json!({ "constant_score": { "filter": { "match_phrase": { field: word } }, "boost": boost } })
+            };
+            json!({ "bool": { "should": [in_field("title", TITLE_SCORE), in_field("body", BODY_SCORE)], "minimum_should_match": 1 } })
+        })
+        .collect();
     let mut must_filter = vec![json!({ "term": { "record": NOTIFICATION } })];
     if let Some(city) = &filter.city {
         must_filter.push(json!({ "term": { "cities": city.as_str() } }));
@@ -113,15 +126,14 @@ pub fn search_body(filter: &NotificationFilter, after: Option<&SearchCursor>, si
         "track_total_hits": true,
         "_source": false,
     });
-    if let Some(after) = after {
-        let mut values = Vec::new();
-        if ranked {
-            // A cursor from an unranked page starts this ranked one after every hit of a higher score.
-            values.push(json!(after.score.unwrap_or(f32::MAX)));
-        }
-        values.push(json!(after.last.created_ms));
-        values.push(json!(after.last.id.as_str()));
-        body["search_after"] = Value::Array(values);
+    // A cursor without a score has no place in the ranked order: the ranked list starts over.
+    let place = after.and_then(|after| match (ranked, after.score) {
+        (true, Some(score)) => Some(vec![json!(score), json!(after.last.created_ms), json!(after.last.id.as_str())]),
+        (true, None) => None,
+        (false, _) => Some(vec![json!(after.last.created_ms), json!(after.last.id.as_str())]),
+    });
+    if let Some(place) = place {
+        body["search_after"] = Value::Array(place);
     }
     body
 }
