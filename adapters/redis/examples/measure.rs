@@ -69,7 +69,7 @@ fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
                 let _: () = redis::cmd("UNLINK").arg(key).query(&mut conn)?;
             }
             if next == 0 {
-                return Ok(());
+                break;
             }
             cursor = next;
         }
