@@ -53,30 +53,6 @@ fn memory_usage(url: &str, keys: &[String]) -> anyhow::Result<i64> {
     }
 }
 
-fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
-    for node in nodes(url) {
-        let mut conn = redis::Client::open(node)?.get_connection()?;
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(5000)
-                .query(&mut conn)?;
-            for key in keys {
-                let _: () = redis::cmd("UNLINK").arg(key).query(&mut conn)?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    Ok(())
-}
-
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -187,6 +163,6 @@ async fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    delete_prefix(&url, &prefix)?;
+    herald_redis::erase_prefix(&url, &prefix)?;
     result
 }

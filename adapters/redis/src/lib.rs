@@ -438,6 +438,41 @@ impl RedisInbox {
     }
 }
 
+/// Deletes every key under `prefix` from the server or cluster `url` names (on each node it lists:
+/// list every master of a cluster), one key at a time (a cluster node refuses one command across
+/// slots); answers how many. Blocking, for tests and tools: what a test run or a measurement wrote
+/// goes, and nothing else on a shared server.
+pub fn erase_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let nodes = match RedisServer::parse(url)? {
+        RedisServer::Single(url) => vec![url],
+        RedisServer::Cluster(nodes) => nodes,
+    };
+    let pattern: String =
+        prefix.chars().flat_map(|c| if "*?[]\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    let mut erased = 0;
+    for node in nodes {
+        let mut conn = redis::Client::open(node.as_str())?.get_connection()?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{pattern}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)?;
+            for key in keys {
+                erased += redis::cmd("UNLINK").arg(key).query::<u64>(&mut conn)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(erased)
+}
+
 #[async_trait]
 impl InboxStore for RedisInbox {
     async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {

@@ -40,35 +40,10 @@ impl InboxHarness for Redis {
     }
 }
 
-/// Deletes this case's keys, node by node (one key at a time: a cluster node refuses a DEL across
-/// slots).
+/// Deletes this case's keys (and nothing else: the server is shared).
 impl Drop for Redis {
     fn drop(&mut self) {
-        let nodes = match RedisServer::parse(&self.url).unwrap() {
-            RedisServer::Single(url) => vec![url],
-            RedisServer::Cluster(nodes) => nodes,
-        };
-        for node in nodes {
-            let mut conn = redis::Client::open(node.as_str()).unwrap().get_connection().unwrap();
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}:*", self.prefix))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                    .unwrap();
-                for key in keys {
-                    let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
+        herald_redis::erase_prefix(&self.url, &self.prefix).unwrap();
     }
 }
 
