@@ -10,6 +10,7 @@ use std::sync::Arc;
 use herald_app::ConsoleReads;
 use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::search::SearchIndex;
 
 use crate::config::{Origin, Settings};
 
@@ -100,13 +101,25 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror: none yet (the console's list searches SQL), so a search server set is
-/// refused.
-pub fn search(settings: &Settings) -> anyhow::Result<()> {
-    match &settings.servers.search {
-        Some((_, origin)) => Err(refuse_server(origin, "admin search")),
-        None => Ok(()),
+/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+pub async fn search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    if let Some((_, origin)) = &settings.servers.search {
+        return Err(refuse_server(origin, "admin search"));
     }
+    embedded_search(&settings.data_dir).await
+}
+
+#[cfg(feature = "tantivy")]
+async fn embedded_search(data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_tantivy::TantivyConfig::in_data_dir(data_dir);
+    // Made here, the owner's alone like the rest of the data dir, before the index creates it.
+    crate::private_files::create_dir(&config.dir)?;
+    Ok(Arc::new(herald_tantivy::TantivySearch::open(&config).await?))
+}
+
+#[cfg(not(feature = "tantivy"))]
+async fn embedded_search(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh

@@ -202,7 +202,7 @@ pub const SEARCH_URL: Setting = setting(
     "HERALD_SEARCH_URL",
     Flag::None,
     true,
-    "unset (substring match in SQL)",
+    "unset (the embedded index in `search/` of the data dir)",
     "the admin search mirror on an Elasticsearch-compatible server (`http://…`, `https://…`). **Not available \
      yet**, as above",
 );
