@@ -164,6 +164,22 @@ pub async fn raw_inbox_write_seconds(_path: &Path, _entries: u64) -> anyhow::Res
 mod tests {
     use super::*;
 
+    /// A Redis that is set but cannot serve (unreachable, or not in this build) stops the start with
+    /// an error naming the setting, within the connect timeout, never an embedded store instead.
+    #[tokio::test]
+    async fn a_redis_set_but_unusable_is_an_error_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+        settings.servers.redis = Some(("redis://127.0.0.1:1".to_string(), Origin::Env("HERALD_REDIS_URL")));
+        let refused = inbox(&settings).await.err().expect("no inbox store on a closed port");
+        assert!(format!("{refused:#}").starts_with("HERALD_REDIS_URL"), "{refused:#}");
+        settings.servers.redis_prefix = "a{b}".to_string();
+        if cfg!(feature = "redis") {
+            let refused = inbox(&settings).await.err().expect("a brace in the prefix");
+            assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
+        }
+    }
+
     fn with_search_url(url: &str) -> Settings {
         let mut settings = Settings::embedded("unused", "127.0.0.1:0");
         settings.servers.search = Some((url.to_string(), Origin::Env("HERALD_SEARCH_URL")));
@@ -187,21 +203,5 @@ mod tests {
     fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
         let refused = search_server(&with_search_url("http://127.0.0.1:9")).err().unwrap().to_string();
         assert!(refused.contains("HERALD_SEARCH_URL") && refused.contains("--features elasticsearch"), "{refused}");
-    }
-
-    /// A Redis that is set but cannot serve (unreachable, or not in this build) stops the start with
-    /// an error naming the setting, within the connect timeout, never an embedded store instead.
-    #[tokio::test]
-    async fn a_redis_set_but_unusable_is_an_error_naming_the_setting() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
-        settings.servers.redis = Some(("redis://127.0.0.1:1".to_string(), Origin::Env("HERALD_REDIS_URL")));
-        let refused = inbox(&settings).await.err().expect("no inbox store on a closed port");
-        assert!(format!("{refused:#}").starts_with("HERALD_REDIS_URL"), "{refused:#}");
-        settings.servers.redis_prefix = "a{b}".to_string();
-        if cfg!(feature = "redis") {
-            let refused = inbox(&settings).await.err().expect("a brace in the prefix");
-            assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
-        }
     }
 }
