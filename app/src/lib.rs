@@ -12,6 +12,7 @@ mod audience;
 mod catalog;
 mod error;
 mod health;
+mod hints;
 mod inbox;
 mod notifications;
 mod receivers;
@@ -30,6 +31,7 @@ const CATALOG_TTL: Duration = Duration::from_secs(2);
 
 pub use error::{AppError, AppResult};
 pub use health::{Backlog, Readiness};
+pub use hints::{HintId, HintListener, InboxHub};
 pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
@@ -80,11 +82,22 @@ pub struct Herald {
     wake_scheduler: Arc<Notify>,
     /// The notifications inbox reads show, cached briefly.
     catalog: Arc<Catalog>,
+    /// The apps listening for inbox hints in this process; reads tell it too.
+    hub: Arc<InboxHub>,
 }
 
 impl Herald {
     pub fn new(ports: Ports, clock: Arc<dyn Clock>, wake_scheduler: Arc<Notify>) -> Self {
         let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), CATALOG_TTL));
-        Self { ports, clock, wake_scheduler, catalog }
+        Self { ports, clock, wake_scheduler, catalog, hub: Arc::new(InboxHub::new()) }
+    }
+
+    /// Shares `hub` with whoever else delivers in this process (the consumers).
+    pub fn with_hub(self, hub: Arc<InboxHub>) -> Self {
+        Self { hub, ..self }
+    }
+
+    pub fn inbox_hub(&self) -> &Arc<InboxHub> {
+        &self.hub
     }
 }
