@@ -81,12 +81,34 @@ async fn embedded_queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
 }
 
 /// The inbox store, keeping at most the inbox cap per inbox: in `data_dir` (`inbox.db`) unless
-/// `HERALD_REDIS_URL` names a server.
+/// `HERALD_REDIS_URL` names a server (or a cluster).
 pub async fn inbox(settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
-    if let Some((_, origin)) = &settings.servers.redis {
-        return Err(refuse_server(origin, "the inbox store"));
+    if let Some((url, origin)) = &settings.servers.redis {
+        return redis_inbox(url, origin, settings).await;
     }
     embedded_inbox(&settings.data_dir, settings.inbox_cap).await
+}
+
+#[cfg(feature = "redis")]
+async fn redis_inbox(url: &str, origin: &Origin, settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
+    use anyhow::Context;
+    let config =
+        herald_redis::RedisConfig::new(url, &settings.servers.redis_prefix, settings.inbox_cap).map_err(|e| {
+            let given = match e {
+                herald_redis::RedisConfigError::Scheme(_) => origin.to_string(),
+                herald_redis::RedisConfigError::Prefix(_) => crate::config::REDIS_PREFIX.env.to_string(),
+            };
+            anyhow::anyhow!("{given}: {e}")
+        })?;
+    let store = herald_redis::RedisInbox::open(&config)
+        .await
+        .with_context(|| format!("{origin}: no inbox store on that Redis"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_inbox(_url: &str, origin: &Origin, _settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
+    anyhow::bail!("{origin} is set, but this build has no Redis inbox store: build with `--features redis`")
 }
 
 #[cfg(feature = "embedded-inbox")]
@@ -119,4 +141,25 @@ pub async fn raw_inbox_write_seconds(path: &Path, entries: u64) -> anyhow::Resul
 #[cfg(not(feature = "embedded-inbox"))]
 pub async fn raw_inbox_write_seconds(_path: &Path, _entries: u64) -> anyhow::Result<f64> {
     anyhow::bail!("this build has no embedded inbox store to measure: build with `--features embedded-inbox`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Redis that is set but cannot serve (unreachable, or not in this build) stops the start with
+    /// an error naming the setting, within the connect timeout, never an embedded store instead.
+    #[tokio::test]
+    async fn a_redis_set_but_unusable_is_an_error_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+        settings.servers.redis = Some(("redis://127.0.0.1:1".to_string(), Origin::Env("HERALD_REDIS_URL")));
+        let refused = inbox(&settings).await.err().expect("no inbox store on a closed port");
+        assert!(format!("{refused:#}").starts_with("HERALD_REDIS_URL"), "{refused:#}");
+        settings.servers.redis_prefix = "a{b}".to_string();
+        if cfg!(feature = "redis") {
+            let refused = inbox(&settings).await.err().expect("a brace in the prefix");
+            assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
+        }
+    }
 }

@@ -162,6 +162,23 @@ pub trait NotificationStore: Send + Sync {
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     /// The newest revocation log position (0 when the log is empty).
     async fn revocation_head(&self) -> PortResult<u64>;
+    /// The search mirror's change log: the notifications changed after position `after`, each at
+    /// the position of its latest change, lowest first. Every change the console's search shows —
+    /// a notification created, each status move (a revoke too), a city's `matched` settling, a page
+    /// delivered, new read receipts of a stored notification — gives the notification a new
+    /// position, above every position before, in the same transaction as the change. One entry per
+    /// notification: a later change replaces its earlier position, so the log holds at most one row
+    /// per notification (never one per receiver) and read from 0 it lists every notification once.
+    ///
+    /// **Positions become visible in commit order:** once any reader has seen position p (here or
+    /// from `change_head`), no change committed afterwards gets a position at or below p, because a
+    /// reader that applied p never reads at or below it again. One writer at a time (SQLite) gives
+    /// this for free; a store with concurrent writers (MariaDB) must ensure it, for instance by
+    /// taking positions from a counter row it keeps locked until the transaction commits, or by
+    /// never answering a position above one whose transaction may still commit.
+    async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
+    /// The highest change-log position (0 when the log is empty).
+    async fn change_head(&self) -> PortResult<u64>;
     /// Whether the backend answers.
     async fn ping(&self) -> PortResult<()>;
 }
