@@ -87,7 +87,7 @@ fuzz() { # fuzz WHO TOKEN PATH-REGEX
         ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
         || status=1
 }
-fuzz admin "$admin" '^/(admin/|healthz|readyz|metrics|openapi)'
+fuzz admin "$admin" '^/(admin/|healthz|readyz|metrics|openapi|console)'
 fuzz app "$app" '^/app/'
 
 if ! kill -0 "$pid" 2>/dev/null; then

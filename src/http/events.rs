@@ -15,8 +15,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream, StreamExt as _};
+use herald_app::HintId;
 use herald_domain::{NotificationId, Status};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::admin::{NotificationView, parse_id};
@@ -115,6 +117,32 @@ impl Drop for Slot {
     }
 }
 
+/// One event of a stream, as the description documents it (per event, as `text/event-stream`
+/// schemas are read).
+#[derive(ToSchema)]
+pub struct StreamEvent {
+    /// `ready` or `hint` (the apps' stream); `progress` or `done` (a notification's).
+    #[schema(schema_with = event_names)]
+    event: &'static str,
+    /// What to send as `Last-Event-ID` when reconnecting.
+    id: String,
+    /// `{}` for the apps' hints; the notification's JSON view for its progress.
+    data: String,
+}
+
+fn event_names() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ready", "hint", "progress", "done"]))
+        .into()
+}
+
+impl From<StreamEvent> for Event {
+    fn from(e: StreamEvent) -> Self {
+        Event::default().event(e.event).id(e.id).data(e.data)
+    }
+}
+
 fn last_event_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok())
 }
@@ -127,15 +155,16 @@ fn last_event_id(headers: &HeaderMap) -> Option<&str> {
 #[utoipa::path(get, path = "/app/v1/inbox/events", tag = "app", security(("app_token" = [])),
     responses(
         (status = 200, description = "An event stream: `ready`, then `hint`s; `: heartbeat` comments between",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = StreamEvent),
         NeedsToken, OpensStream))]
 pub async fn inbox_events(State(state): State<AppState>, App(me): App, headers: HeaderMap) -> ApiResult<Response> {
     let slot = state.streams.slot(&headers)?;
     let listener = state.herald.inbox_hub().listen(me, last_event_id(&headers));
-    let ready = Event::default().event("ready").id(listener.opened_at().encode()).data("{}");
-    let hints = stream::unfold(listener, |mut listener| async move {
+    let hint = |event, id: HintId| Event::from(StreamEvent { event, id: id.encode(), data: "{}".to_string() });
+    let ready = hint("ready", listener.opened_at());
+    let hints = stream::unfold(listener, move |mut listener| async move {
         let id = listener.next().await;
-        Some((Event::default().event("hint").id(id.encode()).data("{}"), listener))
+        Some((hint("hint", id), listener))
     });
     Ok(state.streams.respond(slot, stream::once(async { ready }).chain(hints)))
 }
@@ -148,7 +177,7 @@ pub async fn inbox_events(State(state): State<AppState>, App(me): App, headers: 
     params(("id" = String, Path, description = "The notification's id")),
     responses(
         (status = 200, description = "An event stream of `progress` events, then `done`",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = StreamEvent),
         NeedsToken, ReadsPath, UsesBackend, OpensStream))]
 pub async fn notification_events(
     State(state): State<AppState>,
@@ -201,8 +230,8 @@ impl Progress {
             let data = serde_json::to_string(&view).unwrap_or_default();
             self.seen = Some(version.clone());
             self.finished = final_;
-            let event = Event::default().event(if final_ { "done" } else { "progress" }).id(version).data(data);
-            return Some((event, self));
+            let event = StreamEvent { event: if final_ { "done" } else { "progress" }, id: version, data };
+            return Some((event.into(), self));
         }
     }
 }
