@@ -19,10 +19,12 @@
 
 pub mod inbox;
 pub mod queue;
+pub mod search;
 pub mod store;
 
 pub use inbox::InboxHarness;
 pub use queue::QueueHarness;
+pub use search::SearchHarness;
 pub use store::{SqlPorts, StoreHarness};
 
 /// Defines a suite's harness macro (`$harness!(factory)`) and `CASES` from the one list of its
@@ -86,5 +88,10 @@ mod tests {
     #[test]
     fn every_store_case_is_listed() {
         check(include_str!("store.rs"), super::store::CASES);
+    }
+
+    #[test]
+    fn every_search_case_is_listed() {
+        check(include_str!("search.rs"), super::search::CASES);
     }
 }

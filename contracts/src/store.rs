@@ -463,37 +463,6 @@ pub async fn open_tasks_page_by_keyset(h: &dyn StoreHarness) {
     assert!(mine(ports.ledger.open_tasks(false, Some((&n.id, &city("c"))), 1000).await.unwrap()).is_empty());
 }
 
-pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHarness) {
-    use herald_domain::listing::{ListCursor, NotificationFilter};
-    let ports = h.open().await;
-    let mut made = Vec::new();
-    for (i, audience) in [r#"{"all": true}"#, r#"{"cities": ["杭州"]}"#, r#"{"all": true}"#].iter().enumerate() {
-        let mut c = content(audience);
-        c.title = Title::parse("title", &format!("第{i}条 通知")).unwrap();
-        c.category = if i == 1 { Category::Activity } else { Category::System };
-        made.push(created(&ports, &c).await.id);
-    }
-    made.reverse();
-    let all = NotificationFilter::default();
-    let (first, total) = ports.notifications.list(&all, None, 2).await.unwrap();
-    assert!(total >= 3);
-    let mine = |found: &[herald_domain::Notification]| -> Vec<NotificationId> {
-        found.iter().map(|n| n.id.clone()).filter(|id| made.contains(id)).collect()
-    };
-    assert_eq!(mine(&first), made[..2].to_vec(), "newest first");
-    let last = first.last().unwrap();
-    let cursor = ListCursor { created_ms: last.created_at.timestamp_millis(), id: last.id.clone() };
-    let (rest, _) = ports.notifications.list(&all, Some(&cursor), 10).await.unwrap();
-    assert_eq!(mine(&rest), made[2..].to_vec(), "the cursor continues without repeats");
-
-    let text = NotificationFilter { text: Some("第1条".into()), ..Default::default() };
-    assert_eq!(ports.notifications.list(&text, None, 10).await.unwrap().0.len(), 1);
-    let city =
-        NotificationFilter { city: Some(city("杭州")), category: Some(Category::Activity), ..Default::default() };
-    let (found, n) = ports.notifications.list(&city, None, 10).await.unwrap();
-    assert_eq!((mine(&found), n), (vec![made[1].clone()], 1));
-}
-
 /// The console looks receivers up and pages through them by id, in one city or all.
 pub async fn receivers_are_listed_by_id_in_pages(h: &dyn StoreHarness) {
     let ports = h.open().await;
@@ -556,6 +525,210 @@ pub async fn a_deleted_receiver_is_gone_with_its_groups_and_read_receipts(h: &dy
     );
 }
 
+/// The notification's position in the search mirror's change log (`None` if it has none), which
+/// lists it at most once.
+async fn change_position(ports: &SqlPorts, id: &NotificationId) -> Option<u64> {
+    let log = ports.notifications.changes_since(0, 100_000).await.unwrap();
+    let mine: Vec<u64> = log.iter().filter(|(_, n)| n == id).map(|(p, _)| *p).collect();
+    assert!(mine.len() <= 1, "one entry per notification, at its latest change: {mine:?}");
+    mine.first().copied()
+}
+
+/// Asserts the notification moved above `last` in the change log, and is now its head.
+async fn moved_up(ports: &SqlPorts, id: &NotificationId, last: &mut u64, change: &str) {
+    let now = change_position(ports, id).await.unwrap_or_else(|| panic!("{change}: not in the change log"));
+    assert!(now > *last, "{change} gives the notification a new, higher position ({now} after {last})");
+    assert_eq!(ports.notifications.change_head().await.unwrap(), now, "{change}: the head is the latest change");
+    *last = now;
+}
+
+/// Every change the console's search shows moves its notification up the change log, in the
+/// change's own transaction; the log keeps one entry per notification and pages by position.
+pub async fn every_change_the_search_shows_moves_the_notification_up_the_change_log(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let mut last = ports.notifications.change_head().await.unwrap();
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    moved_up(&ports, &n.id, &mut last, "creating").await;
+
+    let me = ReceiverRef { kind: ReceiverKind::Rider, id: rid("early") };
+    ports.notifications.record_reads(&me, std::slice::from_ref(&n.id), Utc::now()).await.unwrap();
+    moved_up(&ports, &n.id, &mut last, "a new read receipt").await;
+    let unknown = NotificationId::generate();
+    ports.notifications.record_reads(&me, std::slice::from_ref(&unknown), Utc::now()).await.unwrap();
+    assert_eq!(change_position(&ports, &unknown).await, None, "a receipt of no stored notification is no change");
+
+    let plan = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    moved_up(&ports, &n.id, &mut last, "sending starting").await;
+    let task = ports.ledger.open_tasks(false, None, 10).await.unwrap().remove(0);
+    let step =
+        PageStep { page: Some((page_message(&n.id, "sh", 0), 1)), last_receiver: Some(rid("early")), finished: true };
+    assert!(ports.ledger.advance(&task, &step).await.unwrap());
+    moved_up(&ports, &n.id, &mut last, "a city's paging finishing (matched settles)").await;
+    let key = PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: 0 };
+    assert!(ports.ledger.page_delivered(&key, 1, Utc::now()).await.unwrap());
+    moved_up(&ports, &n.id, &mut last, "a page delivered (and the send completing)").await;
+    let published: Vec<i64> = ports.ledger.outbox("t", 100).await.unwrap().iter().map(|m| m.id).collect();
+    ports.ledger.outbox_published(&published).await.unwrap();
+    assert_eq!(ports.receivers.upsert_receivers(&[rider("late", "bj", &[])]).await.unwrap(), 1);
+    moved_up(&ports, &n.id, &mut last, "a late joiner paged in (matched grows)").await;
+    ports.notifications.transition(&n.id, Status::Revoked, &HistoryEvent::Revoked, Utc::now()).await.unwrap();
+    moved_up(&ports, &n.id, &mut last, "revoking").await;
+
+    let other = created(&ports, &content(r#"{"all": true}"#)).await;
+    let mut other_at = 0;
+    moved_up(&ports, &other.id, &mut other_at, "creating another").await;
+    assert!(other_at > last);
+    let after = ports.notifications.changes_since(last - 1, 10).await.unwrap();
+    assert_eq!(after, [(last, n.id.clone()), (other_at, other.id.clone())], "by position, lowest first");
+    assert_eq!(ports.notifications.changes_since(last - 1, 1).await.unwrap(), [(last, n.id.clone())], "limited");
+    assert!(ports.notifications.changes_since(other_at, 10).await.unwrap().is_empty());
+}
+
+/// Positions become visible in commit order: a reader following the log while many writers change
+/// notifications at once sees every notification's latest position, never a change committed
+/// below a position it had already read (which it would never read again). A store with
+/// concurrent writers meets this only by design (`NotificationStore::changes_since`).
+pub async fn a_reader_following_the_change_log_misses_nothing_written_concurrently(h: &dyn StoreHarness) {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let ports = h.open().await;
+    let start = ports.notifications.change_head().await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(created(&ports, &content(r#"{"all": true}"#)).await.id);
+    }
+    let ids = Arc::new(ids);
+    let writing_done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (ports, writing_done) = (ports.clone(), writing_done.clone());
+        tokio::spawn(async move {
+            let (mut applied, mut seen) = (start, HashMap::new());
+            loop {
+                // Read before the batch: when writing was done, this batch holds everything left.
+                let done = writing_done.load(Ordering::SeqCst);
+                let batch = ports.notifications.changes_since(applied, 5).await.unwrap();
+                for (position, id) in &batch {
+                    assert!(*position > applied, "positions rise within and across batches");
+                    applied = *position;
+                    seen.insert(id.clone(), *position);
+                }
+                if done && batch.len() < 5 {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (ports, ids) = (ports.clone(), ids.clone());
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let me = ReceiverRef { kind: ReceiverKind::Rider, id: rid(&format!("w{w}-{i}")) };
+                    let id = &ids[(w * 5 + i) % ids.len()];
+                    ports.notifications.record_reads(&me, std::slice::from_ref(id), Utc::now()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    writing_done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let log = ports.notifications.changes_since(start, 100_000).await.unwrap();
+    assert_eq!(log.len(), ids.len(), "one entry per notification");
+    for (position, id) in log {
+        assert_eq!(seen.get(&id), Some(&position), "the latest change of {id}, at {position}, was read");
+    }
+}
+
+/// One scheduler's work on the broadcast tasks, as `herald-scheduler`'s pager does it: read the
+/// open tasks, page each city by keyset from where its task stands, and try to advance it by that
+/// page (a step that lost a race is simply dropped).
+async fn page_every_task(ports: SqlPorts, selection: Selection) -> u32 {
+    let mut written = 0;
+    loop {
+        let tasks = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+        if tasks.is_empty() {
+            return written;
+        }
+        for task in tasks {
+            let ids = ports
+                .receivers
+                .page_selection(ReceiverKind::Rider, &selection, &task.city, task.last_receiver.as_ref(), 500)
+                .await
+                .unwrap();
+            let finished = ids.len() < 500;
+            let last_receiver = ids.last().cloned().or(task.last_receiver.clone());
+            let page = (!ids.is_empty()).then(|| {
+                let key = PageKey {
+                    notification_id: task.notification_id.clone(),
+                    city: task.city.clone(),
+                    page_no: task.pages_published,
+                };
+                let n = ids.len() as u64;
+                let page = herald_domain::Page { key, receiver_kind: ReceiverKind::Rider, receivers: ids };
+                (page.to_message(herald_domain::Topic::Bulk).unwrap(), n)
+            });
+            let wrote_page = page.is_some();
+            if ports.ledger.advance(&task, &PageStep { page, last_receiver, finished }).await.unwrap() && wrote_page {
+                written += 1;
+            }
+        }
+    }
+}
+
+/// Two schedulers on one database (two processes, each its own connections) start and page the
+/// same sends at once: one of them starts each send, and together they write every page once —
+/// no page twice, no receiver twice, none left out.
+pub async fn two_schedulers_on_one_database_write_each_page_once(h: &dyn StoreHarness) {
+    let (first, second) = (h.open().await, h.open().await);
+    let cities = ["c0", "c1", "c2", "c3"];
+    let all: Vec<Receiver> = (0..2600).map(|i| rider(&format!("r{i:05}"), cities[i % 4], &[])).collect();
+    first.receivers.upsert_receivers(&all).await.unwrap();
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        let n = created(&first, &content(r#"{"all": true}"#)).await;
+        let plan: Vec<CityPlan> =
+            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None }).collect();
+        let (a, b) = tokio::join!(
+            first.ledger.start_sending(&n.id, &plan, Utc::now()),
+            second.ledger.start_sending(&n.id, &plan, Utc::now())
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "exactly one scheduler starts the send");
+        sends.push(n.id);
+    }
+
+    let everyone = Selection::everyone();
+    let (a, b) = tokio::join!(
+        tokio::spawn(page_every_task(first.clone(), everyone.clone())),
+        tokio::spawn(page_every_task(second.clone(), everyone))
+    );
+    let written = a.unwrap() + b.unwrap();
+
+    let outbox = first.ledger.outbox("herald_bulk", 100_000).await.unwrap();
+    let mut keys = BTreeSet::new();
+    let mut reached = BTreeSet::new();
+    for m in &outbox {
+        assert!(keys.insert(m.message.key.clone()), "page {} written twice", m.message.key);
+        let page = herald_domain::Page::decode(&m.message.body).unwrap();
+        for r in page.receivers {
+            assert!(reached.insert((page.key.notification_id.clone(), r.clone())), "{r} paged twice");
+        }
+    }
+    // 650 riders per city: pages of 500 and 150, for each of 4 cities of 3 sends.
+    assert_eq!(outbox.len(), 3 * 4 * 2);
+    assert_eq!(written as usize, outbox.len(), "every step a scheduler was told it wrote is in the outbox");
+    assert_eq!(reached.len(), 3 * all.len(), "every receiver of every send once");
+    for id in &sends {
+        let progress = first.ledger.progress(id).await.unwrap();
+        assert!(progress.iter().all(|p| (p.published, p.pages_published) == (650, 2)), "{progress:?}");
+    }
+}
+
 crate::suite!($ store, store_contract, [
     keyset_pages_cover_a_city_exactly_once,
     upsert_replaces_city_and_groups,
@@ -574,7 +747,9 @@ crate::suite!($ store, store_contract, [
     state_survives_a_restart,
     include_snapshots_are_kept_and_listed_apart,
     open_tasks_page_by_keyset,
-    lists_newest_first_with_filters_and_a_keyset_cursor,
     receivers_are_listed_by_id_in_pages,
     a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
+    every_change_the_search_shows_moves_the_notification_up_the_change_log,
+    a_reader_following_the_change_log_misses_nothing_written_concurrently,
+    two_schedulers_on_one_database_write_each_page_once,
 ]);

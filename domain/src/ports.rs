@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use crate::audience::Selection;
 use crate::history::HistoryEvent;
 use crate::inbox::{EntryMeta, InboxCursor, InboxEntry};
-use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
@@ -148,20 +147,29 @@ pub trait NotificationStore: Send + Sync {
     /// is (a failed attempt that will be retried, for instance). False if there is no such
     /// notification.
     async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
-    /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
-    /// match in all.
-    async fn list(
-        &self,
-        filter: &NotificationFilter,
-        after: Option<&ListCursor>,
-        limit: usize,
-    ) -> PortResult<(Vec<Notification>, u64)>;
     /// Records read receipts; returns how many were new.
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
     /// Revocations after log position `after`, oldest first: (position, notification).
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     /// The newest revocation log position (0 when the log is empty).
     async fn revocation_head(&self) -> PortResult<u64>;
+    /// The search mirror's change log: the notifications changed after position `after`, each at
+    /// the position of its latest change, lowest first. Every change the console's search shows —
+    /// a notification created, each status move (a revoke too), a city's `matched` settling, a page
+    /// delivered, new read receipts of a stored notification — gives the notification a new
+    /// position, above every position before, in the same transaction as the change. One entry per
+    /// notification: a later change replaces its earlier position, so the log holds at most one row
+    /// per notification (never one per receiver) and read from 0 it lists every notification once.
+    ///
+    /// **Positions become visible in commit order:** once any reader has seen position p (here or
+    /// from `change_head`), no change committed afterwards gets a position at or below p, because a
+    /// reader that applied p never reads at or below it again. One writer at a time (SQLite) gives
+    /// this for free; a store with concurrent writers (MariaDB) must ensure it, for instance by
+    /// taking positions from a counter row it keeps locked until the transaction commits, or by
+    /// never answering a position above one whose transaction may still commit.
+    async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
+    /// The highest change-log position (0 when the log is empty).
+    async fn change_head(&self) -> PortResult<u64>;
     /// Whether the backend answers.
     async fn ping(&self) -> PortResult<()>;
 }
@@ -475,4 +483,13 @@ pub trait InboxStore: Send + Sync {
     /// and read (a notification's stats are history).
     async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64>;
     async fn ping(&self) -> PortResult<()>;
+}
+
+/// Where "this inbox changed" goes: a hint to the apps connected to any API process that they
+/// should fetch (the inbox, the unread count), never the data itself. Best effort and never
+/// waited on: a lost hint costs an app its next poll, never a message. In-process today
+/// (`herald_app::InboxHub`); a Redis pub/sub adapter carries it across processes.
+pub trait InboxHints: Send + Sync {
+    /// These receivers' inboxes or unread counts changed.
+    fn changed(&self, kind: ReceiverKind, receivers: &[ReceiverId]);
 }

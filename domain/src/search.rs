@@ -69,18 +69,23 @@ pub struct SearchHits {
 
 /// The mirror every adapter keeps. Atomicity asked of an adapter: per call of `index` only (its
 /// documents and the position it applies); a crash between calls repeats a batch, which is
-/// harmless because writing a document replaces it whole.
+/// harmless because writing a document replaces it whole. What `index` wrote, and the mirror a
+/// `finish` made current, are what searches answer once the call returns.
 #[async_trait]
 pub trait SearchIndex: Send + Sync {
-    /// Writes `documents` (each replacing what the mirror held for that notification) as the changes
+    /// Writes `documents` (each replacing what the mirror held for that notification; of two for one
+    /// notification in a batch, the later wins) as the changes
     /// of the change log up to `position`, and remembers `position` as applied. The remembered
     /// position never goes back; a batch at or below it writes nothing.
     async fn index(&self, position: u64, documents: &[SearchDocument]) -> PortResult<()>;
     /// The highest change-log position applied (0 for an empty mirror).
     async fn applied(&self) -> PortResult<u64>;
     /// Up to `limit` notifications matching every part of `filter`, after `after`: ranked by
-    /// relevance then newest first when `filter.text` is set (a word of Chinese text matches as a
-    /// word, never one of its characters alone; English case-insensitively), else newest first.
+    /// relevance then newest first when `filter.text` is set (every word of it found in the title or
+    /// the body; a word of Chinese text matches as a word, never one of its characters alone; English
+    /// case-insensitively), else newest first. A hit's relevance depends on the text and its own
+    /// document only, never on what else the mirror holds, so a cursor stays exact while other
+    /// documents are written (counts refreshed during a send re-index them all the time).
     async fn search(
         &self,
         filter: &NotificationFilter,

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_domain::completion::{CityState, send_completes};
-use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
@@ -23,7 +22,10 @@ const BACKEND: &str = "sqlite";
 /// Rows per multi-row statement: 500 rows × 5 binds stays far below SQLite's bind limit.
 const CHUNK: usize = 500;
 
-static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../sql/sqlite/0001_init.sql"))];
+static MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../sql/sqlite/0001_init.sql")),
+    (2, include_str!("../../../sql/sqlite/0002_search_changes.sql")),
+];
 
 macro_rules! notification_columns {
     () => {
@@ -103,35 +105,6 @@ fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: 
              AND +g.grp IN (SELECT value FROM json_each(",
         );
         qb.push_bind(json_list(selection.groups.iter().map(Group::as_str))).push(")))");
-    }
-}
-
-/// ` WHERE 1 = 1 [AND …]` for each filter given.
-fn push_filter(qb: &mut QueryBuilder<Sqlite>, f: &NotificationFilter) {
-    qb.push(" WHERE 1 = 1");
-    if let Some(text) = &f.text {
-        qb.push(" AND (instr(n.title, ").push_bind(text.clone());
-        qb.push(") > 0 OR instr(n.body, ").push_bind(text.clone()).push(") > 0)");
-    }
-    if let Some(city) = &f.city {
-        qb.push(" AND (instr(n.cities, ").push_bind(format!(";{city};"));
-        qb.push(") > 0 OR EXISTS (SELECT 1 FROM send_tasks t WHERE t.notification_id = n.id AND t.city = ");
-        qb.push_bind(city.as_str().to_owned()).push("))");
-    }
-    if let Some(status) = f.status {
-        qb.push(" AND n.status = ").push_bind(status.as_str());
-    }
-    if let Some(category) = f.category {
-        qb.push(" AND n.category = ").push_bind(category.as_str());
-    }
-    if let Some(kind) = f.receiver_kind {
-        qb.push(" AND n.receiver_kind = ").push_bind(kind.as_str());
-    }
-    if let Some(from) = f.from {
-        qb.push(" AND n.created_at >= ").push_bind(millis(from));
-    }
-    if let Some(to) = f.to {
-        qb.push(" AND n.created_at < ").push_bind(millis(to));
     }
 }
 
@@ -410,6 +383,19 @@ async fn page_late(tx: &mut Transaction<'static, Sqlite>, late: &LateDelivery) -
     late.pages((pages_published - pages) as u32).map_err(|e| PortError::new(BACKEND, e))
 }
 
+/// Gives each stored notification among `ids` a new position in the search mirror's change log
+/// (its old one goes), in the caller's transaction.
+async fn log_changes(tx: &mut Transaction<'static, Sqlite>, ids: &[NotificationId]) -> PortResult<()> {
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT OR REPLACE INTO search_changes (notification_id) SELECT id FROM notifications WHERE id IN ",
+        );
+        push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Appends messages to the outbox, in order.
 async fn add_to_outbox(
     tx: &mut Transaction<'static, Sqlite>,
@@ -466,10 +452,13 @@ impl ReceiverDirectory for SqliteStore {
         if !changed.is_empty() {
             let broadcasts = late_broadcasts(&mut tx, now).await?;
             let mut pages = Vec::new();
+            let mut paged = Vec::new();
             for late in late_deliveries(&broadcasts, &changed, now) {
                 pages.extend(page_late(&mut tx, &late).await?);
+                paged.push(late.notification.clone());
             }
             add_to_outbox(&mut tx, &pages, now).await?;
+            log_changes(&mut tx, &paged).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(changed.len() as u64)
@@ -624,6 +613,7 @@ impl NotificationStore for SqliteStore {
         .await
         .map_err(err)?;
         add_history(&mut tx, &notification.id, notification.status, &HistoryEvent::created(content, now), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&notification.id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(CreateOutcome::Created(notification))
     }
@@ -690,6 +680,7 @@ impl NotificationStore for SqliteStore {
                 .await
                 .map_err(err)?;
         }
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
         let moved = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
         tx.commit().await.map_err(err)?;
         Ok(TransitionOutcome::Moved(Box::new(moved)))
@@ -728,29 +719,6 @@ impl NotificationStore for SqliteStore {
         Ok(added > 0)
     }
 
-    async fn list(
-        &self,
-        filter: &NotificationFilter,
-        after: Option<&ListCursor>,
-        limit: usize,
-    ) -> PortResult<(Vec<Notification>, u64)> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM notifications n");
-        push_filter(&mut qb, filter);
-        let total: i64 = qb.build_query_scalar().fetch_one(&self.db.read).await.map_err(err)?;
-
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!("SELECT ", notification_columns!(), " FROM notifications n"));
-        push_filter(&mut qb, filter);
-        if let Some(c) = after {
-            qb.push(" AND (n.created_at < ").push_bind(c.created_ms);
-            qb.push(" OR (n.created_at = ").push_bind(c.created_ms);
-            qb.push(" AND n.id < ").push_bind(c.id.as_str().to_owned()).push("))");
-        }
-        qb.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ").push_bind(limit as i64);
-        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
-        let items = rows.iter().map(notification_from_row).collect::<PortResult<_>>()?;
-        Ok((items, total as u64))
-    }
-
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
         let mut tx = self.write().await?;
         let mut added = 0;
@@ -764,7 +732,11 @@ impl NotificationStore for SqliteStore {
                     .push_bind(receiver.id.as_str().to_owned())
                     .push_bind(millis(at));
             });
-            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            let new = qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            if new > 0 {
+                log_changes(&mut tx, chunk).await?;
+            }
+            added += new;
         }
         tx.commit().await.map_err(err)?;
         Ok(added)
@@ -788,6 +760,32 @@ impl NotificationStore for SqliteStore {
 
     async fn revocation_head(&self) -> PortResult<u64> {
         let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(&self.db.read)
+            .await
+            .map_err(err)?;
+        Ok(head as u64)
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows = sqlx::query(
+            "SELECT position, notification_id FROM search_changes WHERE position > ? ORDER BY position LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((position as u64, id))
+            })
+            .collect()
+    }
+
+    async fn change_head(&self) -> PortResult<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM search_changes")
             .fetch_one(&self.db.read)
             .await
             .map_err(err)?;
@@ -858,6 +856,7 @@ impl SendLedger for SqliteStore {
         }
         add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
         settle(&mut tx, id, None, now).await?;
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
     }
@@ -939,7 +938,9 @@ impl SendLedger for SqliteStore {
             add_to_outbox(&mut tx, std::slice::from_ref(message), now).await?;
         }
         if step.finished {
+            // The city's `matched` became what it published, and it may be done.
             settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
+            log_changes(&mut tx, std::slice::from_ref(&task.notification_id)).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(true)
@@ -1011,6 +1012,7 @@ impl SendLedger for SqliteStore {
         .await
         .map_err(err)?;
         let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&key.notification_id)).await?;
         tx.commit().await.map_err(err)?;
         Ok(sent)
     }
