@@ -14,14 +14,6 @@ use herald_domain::search::SearchIndex;
 
 use crate::config::{Origin, Settings};
 
-/// Refuses a server address this build cannot use yet: better no start than a silent embedded one.
-fn refuse_server(origin: &Origin, what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{origin} is set, but this build has no adapter for {what} on that server yet. Unset it to run {what} \
-         embedded."
-    )
-}
-
 /// The three ports of the SQL truth, served by one adapter on one database, and the same truth
 /// through the console's own bounded connections.
 pub struct SqlTruth {
@@ -92,10 +84,29 @@ async fn embedded_sql_truth(_settings: &Settings) -> anyhow::Result<SqlTruth> {
 
 /// The queue: in `data_dir` (`queue.db`) unless `HERALD_MQ_NAMESRV` names a broker.
 pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
-    if let Some((_, origin)) = &settings.servers.mq_namesrv {
-        return Err(refuse_server(origin, "the queue"));
+    if let Some((namesrv, origin)) = &settings.servers.mq_namesrv {
+        return rocketmq_queue(namesrv, origin).await;
     }
     embedded_queue(&settings.data_dir).await
+}
+
+/// How long the start waits for the name server and a broker before it gives up.
+#[cfg(feature = "rocketmq")]
+const MQ_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[cfg(feature = "rocketmq")]
+async fn rocketmq_queue(namesrv: &str, origin: &Origin) -> anyhow::Result<Arc<dyn Queue>> {
+    let settings = herald_rocketmq::RocketMqSettings::new(namesrv);
+    match tokio::time::timeout(MQ_CONNECT_TIMEOUT, herald_rocketmq::RocketMqQueue::connect(settings)).await {
+        Ok(Ok(queue)) => Ok(Arc::new(queue)),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{origin}: no RocketMQ broker reachable through that name server: {e}")),
+        Err(_) => Err(anyhow::anyhow!("{origin}: no RocketMQ name server answered within {MQ_CONNECT_TIMEOUT:?}")),
+    }
+}
+
+#[cfg(not(feature = "rocketmq"))]
+async fn rocketmq_queue(_namesrv: &str, origin: &Origin) -> anyhow::Result<Arc<dyn Queue>> {
+    anyhow::bail!("{origin} is set, but this build has no RocketMQ queue: build with `--features rocketmq`")
 }
 
 #[cfg(feature = "embedded-queue")]
@@ -221,6 +232,17 @@ mod tests {
             let refused = inbox(&settings).await.err().expect("a brace in the prefix");
             assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
         }
+    }
+
+    /// A name server that is set but cannot serve (nothing listens, or not in this build) stops the
+    /// start with an error naming the setting, within the connect timeout.
+    #[tokio::test]
+    async fn a_name_server_set_but_unusable_is_an_error_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+        settings.servers.mq_namesrv = Some(("127.0.0.1:1".to_string(), Origin::Env("HERALD_MQ_NAMESRV")));
+        let refused = queue(&settings).await.err().expect("no queue on a closed port");
+        assert!(format!("{refused:#}").starts_with("HERALD_MQ_NAMESRV"), "{refused:#}");
     }
 
     fn with_search_url(url: &str) -> Settings {

@@ -234,7 +234,8 @@ pub const MQ_NAMESRV: Setting = setting(
     Flag::None,
     true,
     "unset (embedded queue)",
-    "the queue on RocketMQ: its name servers, `host:port[;host:port…]`. **Not available yet**, as above",
+    "the queue on RocketMQ: its name servers, `host:port[;host:port…]` (a build with `--features rocketmq`; \
+     a name server that does not answer within 15 s stops the start)",
 );
 pub const SEARCH_URL: Setting = setting(
     "search-url",

@@ -292,7 +292,7 @@ async fn handle(
 ) {
     let undeliverable = match Page::decode(&d.message.body) {
         // The queue gave up retrying it: kept as a dead letter, never delivered late.
-        _ if d.given_up => Err(format!("the queue gave up on it after {} attempts", d.attempt.saturating_sub(1))),
+        _ if d.given_up => Err("the queue gave up retrying it (dead-lettered by the broker)".to_string()),
         Err(e) => Err(e.to_string()),
         Ok(page) => Ok(page),
     };
