@@ -10,6 +10,7 @@ use std::sync::Arc;
 use herald_app::ConsoleReads;
 use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::search::SearchIndex;
 
 use crate::config::{Origin, Settings};
 
@@ -152,13 +153,42 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror: none yet (the console's list searches SQL), so a search server set is
-/// refused.
-pub fn search(settings: &Settings) -> anyhow::Result<()> {
-    match &settings.servers.search {
-        Some((_, origin)) => Err(refuse_server(origin, "admin search")),
-        None => Ok(()),
+/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+/// Opening a server sends nothing yet: a server that is down fails searches (503) and the feed
+/// retries, but Herald starts.
+pub async fn search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    if let Some((url, origin)) = &settings.servers.search {
+        return server_search_index(url, origin);
     }
+    embedded_search(&settings.data_dir).await
+}
+
+#[cfg(feature = "tantivy")]
+async fn embedded_search(data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_tantivy::TantivyConfig::in_data_dir(data_dir);
+    // Made here, the owner's alone like the rest of the data dir, before the index creates it.
+    crate::private_files::create_dir(&config.dir)?;
+    Ok(Arc::new(herald_tantivy::TantivySearch::open(&config).await?))
+}
+
+#[cfg(not(feature = "tantivy"))]
+async fn embedded_search(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
+}
+
+#[cfg(feature = "elasticsearch")]
+fn server_search_index(url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_elasticsearch::ElasticsearchConfig::new(url);
+    let index = herald_elasticsearch::ElasticsearchIndex::new(config).map_err(|e| e.context(origin.to_string()))?;
+    Ok(Arc::new(index))
+}
+
+#[cfg(not(feature = "elasticsearch"))]
+fn server_search_index(_url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!(
+        "{origin} is set, but this build has no adapter for admin search on that server: build with \
+         `--features elasticsearch`, or unset it"
+    )
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh
@@ -191,5 +221,25 @@ mod tests {
             let refused = inbox(&settings).await.err().expect("a brace in the prefix");
             assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
         }
+    }
+
+    fn with_search_url(url: &str) -> Settings {
+        let mut settings = Settings::embedded("unused", "127.0.0.1:0");
+        settings.servers.search = Some((url.to_string(), Origin::Env("HERALD_SEARCH_URL")));
+        settings
+    }
+
+    #[cfg(feature = "elasticsearch")]
+    #[tokio::test]
+    async fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
+        // Nothing listens there: opening sends nothing, so a server that is down never stops a start.
+        assert!(search(&with_search_url("http://127.0.0.1:9")).await.is_ok());
+    }
+
+    #[cfg(not(feature = "elasticsearch"))]
+    #[tokio::test]
+    async fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
+        let refused = search(&with_search_url("http://127.0.0.1:9")).await.err().unwrap().to_string();
+        assert!(refused.contains("HERALD_SEARCH_URL") && refused.contains("--features elasticsearch"), "{refused}");
     }
 }
