@@ -33,10 +33,40 @@ pub struct SqlTruth {
 
 /// The SQL truth: in `data_dir` (`herald.db`) unless `HERALD_SQL_URL` names a server.
 pub async fn sql_truth(settings: &Settings) -> anyhow::Result<SqlTruth> {
-    if let Some((_, origin)) = &settings.servers.sql {
-        return Err(refuse_server(origin, "the SQL truth"));
+    match &settings.servers.sql {
+        Some((url, origin)) => server_sql_truth(settings, url, origin).await,
+        None => embedded_sql_truth(settings).await,
     }
-    embedded_sql_truth(settings).await
+}
+
+#[cfg(feature = "mariadb")]
+async fn server_sql_truth(settings: &Settings, url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    use anyhow::Context as _;
+    let config = herald_mariadb::MariaDbConfig::new(url);
+    let store = herald_mariadb::MariaDbStore::open(&config)
+        .await
+        .with_context(|| format!("opening the SQL truth named by {origin}"))?;
+    let console = &settings.console;
+    let limits = herald_mariadb::ReadLimits {
+        connections: console.connections,
+        wait: console.wait,
+        statement_timeout: console.statement_timeout,
+    };
+    let for_console = Arc::new(
+        store.with_read_limits(&limits).await.with_context(|| format!("opening the SQL truth named by {origin}"))?,
+    );
+    let store = Arc::new(store);
+    let console =
+        ConsoleReads { receivers: for_console.clone(), notifications: for_console.clone(), ledger: for_console };
+    Ok(SqlTruth { receivers: store.clone(), notifications: store.clone(), ledger: store, console })
+}
+
+#[cfg(not(feature = "mariadb"))]
+async fn server_sql_truth(_settings: &Settings, _url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    Err(anyhow::anyhow!(
+        "{origin} is set, but this build has no MySQL/MariaDB adapter: build with `--features mariadb`, or unset \
+         it to run the SQL truth embedded"
+    ))
 }
 
 #[cfg(feature = "sqlite")]
@@ -123,12 +153,14 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+/// The admin search mirror: on the server `HERALD_SEARCH_URL` names (nothing is sent yet: a
+/// server that is down fails searches, 503, and the feed retries, but Herald starts), else in
+/// `data_dir` (`search/`).
 pub async fn search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
-    if let Some((_, origin)) = &settings.servers.search {
-        return Err(refuse_server(origin, "admin search"));
+    match &settings.servers.search {
+        Some((url, origin)) => server_search_index(url, origin),
+        None => embedded_search(&settings.data_dir).await,
     }
-    embedded_search(&settings.data_dir).await
 }
 
 #[cfg(feature = "tantivy")]
@@ -142,6 +174,21 @@ async fn embedded_search(data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>
 #[cfg(not(feature = "tantivy"))]
 async fn embedded_search(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
     anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
+}
+
+#[cfg(feature = "elasticsearch")]
+fn server_search_index(url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_elasticsearch::ElasticsearchConfig::new(url);
+    let index = herald_elasticsearch::ElasticsearchIndex::new(config).map_err(|e| e.context(origin.to_string()))?;
+    Ok(Arc::new(index))
+}
+
+#[cfg(not(feature = "elasticsearch"))]
+fn server_search_index(_url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!(
+        "{origin} is set, but this build has no adapter for admin search on that server: build with \
+         `--features elasticsearch`, or unset it"
+    )
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh
@@ -174,5 +221,34 @@ mod tests {
             let refused = inbox(&settings).await.err().expect("a brace in the prefix");
             assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
         }
+    }
+
+    fn with_search_url(url: &str) -> Settings {
+        let mut settings = Settings::embedded("unused", "127.0.0.1:0");
+        settings.servers.search = Some((url.to_string(), Origin::Env("HERALD_SEARCH_URL")));
+        settings
+    }
+
+    #[tokio::test]
+    async fn no_search_server_set_opens_the_embedded_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = search(&Settings::embedded(dir.path(), "127.0.0.1:0")).await.unwrap();
+        assert_eq!(index.applied().await.unwrap(), 0);
+        assert!(dir.path().join("search").is_dir());
+    }
+
+    #[cfg(feature = "elasticsearch")]
+    #[tokio::test]
+    async fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
+        // Nothing listens there: opening sends nothing, so a server that is down never stops a start.
+        let index = search(&with_search_url("http://127.0.0.1:9")).await.unwrap();
+        assert!(index.ping().await.is_err(), "it is the server's index, not the embedded one");
+    }
+
+    #[cfg(not(feature = "elasticsearch"))]
+    #[tokio::test]
+    async fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
+        let refused = search(&with_search_url("http://127.0.0.1:9")).await.err().unwrap().to_string();
+        assert!(refused.contains("HERALD_SEARCH_URL") && refused.contains("--features elasticsearch"), "{refused}");
     }
 }

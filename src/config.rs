@@ -178,8 +178,9 @@ pub const SQL_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded SQLite)",
-    "the SQL truth on MySQL/MariaDB (`mysql://…`, `mariadb://…`). **Not available yet**: Herald refuses to start \
-     when it is set rather than silently running embedded",
+    "the SQL truth on MySQL/MariaDB (`mysql://user:password@host:port/database`, or `mariadb://…`): migrations \
+     applied at start, shared by every process pointed at it. Needs a build with `--features mariadb`; without \
+     it Herald refuses to start rather than silently running embedded",
 );
 pub const REDIS_URL: Setting = setting(
     "redis-url",
@@ -214,8 +215,9 @@ pub const SEARCH_URL: Setting = setting(
     Flag::None,
     true,
     "unset (the embedded index in `search/` of the data dir)",
-    "the admin search mirror on an Elasticsearch-compatible server (`http://…`, `https://…`). **Not available \
-     yet**, as above",
+    "the admin search mirror on an Elasticsearch- or OpenSearch-compatible server (`http://…`, `https://…`), \
+     under the alias `herald-notifications`. Needs a build with `--features elasticsearch`: without it Herald \
+     refuses to start when this is set",
 );
 
 /// Every setting, in the order the docs list them.
