@@ -13,6 +13,7 @@ mod audience;
 mod catalog;
 mod error;
 mod health;
+mod hints;
 mod inbox;
 mod notifications;
 mod receivers;
@@ -33,6 +34,7 @@ const CATALOG_TTL: Duration = Duration::from_secs(2);
 
 pub use error::{AppError, AppResult};
 pub use health::{Backlog, Readiness};
+pub use hints::{HintId, HintListener, InboxHub};
 pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
@@ -88,6 +90,8 @@ pub struct Herald {
     catalog: Arc<Catalog>,
     /// Keeps `ports.search` applying the change log.
     search_feed: Arc<SearchFeed>,
+    /// The apps listening for inbox hints in this process; reads tell it too.
+    hub: Arc<InboxHub>,
 }
 
 impl Herald {
@@ -99,11 +103,20 @@ impl Herald {
             ports.ledger.clone(),
             ports.inbox.clone(),
         ));
-        Self { ports, clock, wake_scheduler, catalog, search_feed }
+        Self { ports, clock, wake_scheduler, catalog, search_feed, hub: Arc::new(InboxHub::new()) }
     }
 
     /// The feed of the search mirror, for the role that runs its loop and for `herald reindex`.
     pub fn search_feed(&self) -> Arc<SearchFeed> {
         self.search_feed.clone()
+    }
+
+    /// Shares `hub` with whoever else delivers in this process (the consumers).
+    pub fn with_hub(self, hub: Arc<InboxHub>) -> Self {
+        Self { hub, ..self }
+    }
+
+    pub fn inbox_hub(&self) -> &Arc<InboxHub> {
+        &self.hub
     }
 }

@@ -480,3 +480,12 @@ pub trait InboxStore: Send + Sync {
     async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64>;
     async fn ping(&self) -> PortResult<()>;
 }
+
+/// Where "this inbox changed" goes: a hint to the apps connected to any API process that they
+/// should fetch (the inbox, the unread count), never the data itself. Best effort and never
+/// waited on: a lost hint costs an app its next poll, never a message. In-process today
+/// (`herald_app::InboxHub`); a Redis pub/sub adapter carries it across processes.
+pub trait InboxHints: Send + Sync {
+    /// These receivers' inboxes or unread counts changed.
+    fn changed(&self, kind: ReceiverKind, receivers: &[ReceiverId]);
+}

@@ -153,7 +153,7 @@ pub async fn create_notification(
     Ok((status, Json(Created { id: n.id, status: n.status })))
 }
 
-fn parse_id(raw: &str) -> ApiResult<NotificationId> {
+pub(super) fn parse_id(raw: &str) -> ApiResult<NotificationId> {
     NotificationId::parse("id", raw).map_err(|_| ApiError::not_found("notification"))
 }
 
@@ -250,6 +250,16 @@ impl From<NotificationDetails> for NotificationView {
             stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate },
             cities,
         }
+    }
+}
+
+impl NotificationView {
+    /// What the live-update stream names this state by: it changes whenever the status, a count or
+    /// a city's completion does.
+    pub(super) fn version(&self) -> String {
+        let done = self.cities.iter().filter(|c| c.done).count();
+        let Stats { matched, sent, read, .. } = self.stats;
+        format!("{}.{matched}.{sent}.{read}.{done}", self.status.as_str())
     }
 }
 
