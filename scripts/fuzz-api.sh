@@ -46,6 +46,9 @@ data=$(mktemp -d)
 HERALD_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export HERALD_SECRET
 export RUST_LOG=${RUST_LOG:-warn}
+# The live-update streams (`.../events`) end after this, so a generated GET of one is an answer the
+# fuzzer can read to its end and check, instead of a request that never finishes.
+export HERALD_EVENTS_MAX_AGE=1s
 "$herald" --data-dir "$data" serve --listen "127.0.0.1:$port" >"$data/herald.log" 2>&1 &
 pid=$!
 stop() {
@@ -84,7 +87,7 @@ fuzz() { # fuzz WHO TOKEN PATH-REGEX
         ${FUZZ_SEED:+--seed "$FUZZ_SEED"} \
         || status=1
 }
-fuzz admin "$admin" '^/(admin/|healthz|readyz|metrics|openapi)'
+fuzz admin "$admin" '^/(admin/|healthz|readyz|metrics|openapi|console)'
 fuzz app "$app" '^/app/'
 
 if ! kill -0 "$pid" 2>/dev/null; then

@@ -17,6 +17,7 @@ use herald_domain::InboxCap;
 use herald_scheduler::SchedulerConfig;
 
 use crate::auth::SecretSettings;
+use crate::http::StreamLimits;
 use crate::server::HttpLimits;
 
 /// One setting, and everywhere it can be given.
@@ -155,6 +156,32 @@ pub const CONSUMER_CONCURRENCY: Setting = setting(
     "`4`",
     "broadcast pages a consumer delivers at once (direct pages have a lane of their own)",
 );
+pub const EVENTS_HEARTBEAT: Setting = setting(
+    "events-heartbeat",
+    "HERALD_EVENTS_HEARTBEAT",
+    Flag::Run,
+    true,
+    "`15s`",
+    "how often an idle live-update stream (server-sent events) sends a heartbeat comment, so proxies keep it and \
+     a vanished client is noticed",
+);
+pub const EVENTS_MAX_AGE: Setting = setting(
+    "events-max-age",
+    "HERALD_EVENTS_MAX_AGE",
+    Flag::Run,
+    true,
+    "`10m`",
+    "a live-update stream ends after this long; clients reconnect with `Last-Event-ID`, so connections spread \
+     over API processes again",
+);
+pub const EVENTS_PER_TOKEN: Setting = setting(
+    "events-per-token",
+    "HERALD_EVENTS_PER_TOKEN",
+    Flag::Run,
+    true,
+    "`4`",
+    "live-update streams one token may hold open in one process; more get `429 too_many_streams`",
+);
 pub const SECRET: Setting = setting(
     "secret",
     "HERALD_SECRET",
@@ -178,8 +205,9 @@ pub const SQL_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded SQLite)",
-    "the SQL truth on MySQL/MariaDB (`mysql://…`, `mariadb://…`). **Not available yet**: Herald refuses to start \
-     when it is set rather than silently running embedded",
+    "the SQL truth on MySQL/MariaDB (`mysql://user:password@host:port/database`, or `mariadb://…`): migrations \
+     applied at start, shared by every process pointed at it. Needs a build with `--features mariadb`; without \
+     it Herald refuses to start rather than silently running embedded",
 );
 pub const REDIS_URL: Setting = setting(
     "redis-url",
@@ -213,7 +241,7 @@ pub const SEARCH_URL: Setting = setting(
     "HERALD_SEARCH_URL",
     Flag::None,
     true,
-    "unset (substring match in SQL)",
+    "unset (the embedded index in `search/` of the data dir)",
     "the admin search mirror on an Elasticsearch- or OpenSearch-compatible server (`http://…`, `https://…`), \
      under the alias `herald-notifications`. Needs a build with `--features elasticsearch`: without it Herald \
      refuses to start when this is set",
@@ -233,6 +261,9 @@ pub const SETTINGS: &[Setting] = &[
     INBOX_CAP,
     MAX_PAGES_PER_SECOND,
     CONSUMER_CONCURRENCY,
+    EVENTS_HEARTBEAT,
+    EVENTS_MAX_AGE,
+    EVENTS_PER_TOKEN,
     SECRET,
     SECRET_PREVIOUS,
     SQL_URL,
@@ -318,6 +349,7 @@ pub struct Settings {
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
+    pub streams: StreamLimits,
 }
 
 impl Settings {
@@ -333,6 +365,7 @@ impl Settings {
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
+            streams: StreamLimits::default(),
         }
     }
 }
@@ -471,6 +504,11 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
         consumer: ConsumerConfig {
             concurrency: sources.parse(&CONSUMER_CONCURRENCY, parse_count)?.unwrap_or(defaults.consumer.concurrency),
             ..defaults.consumer
+        },
+        streams: StreamLimits {
+            heartbeat: sources.parse(&EVENTS_HEARTBEAT, parse_duration)?.unwrap_or(defaults.streams.heartbeat),
+            max_age: sources.parse(&EVENTS_MAX_AGE, parse_duration)?.unwrap_or(defaults.streams.max_age),
+            per_token: sources.parse(&EVENTS_PER_TOKEN, parse_count)?.unwrap_or(defaults.streams.per_token),
         },
         data_dir: defaults.data_dir,
     };
@@ -715,7 +753,12 @@ mod tests {
         let sample = |s: &Setting| match s.key {
             "listen" => "0.0.0.0:9",
             "inbox-cap" => "30",
-            "header-timeout" | "request-timeout" | "console-wait" | "console-statement-timeout" => "7m",
+            "header-timeout"
+            | "request-timeout"
+            | "console-wait"
+            | "console-statement-timeout"
+            | "events-heartbeat"
+            | "events-max-age" => "7m",
             "sql-url" => "mysql://db/herald",
             "redis-url" => "redis://cache",
             "mq-namesrv" => "mq:9876",

@@ -22,8 +22,18 @@ enum Chunk {
 /// rows are reported, not fatal.
 pub async fn import_csv(path: &Path, herald: &Herald, progress: impl Fn(u64)) -> anyhow::Result<ImportReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    import_from(file, herald, progress).await
+}
+
+/// The same from any reader (a file, an uploaded body). A CSV that cannot be read at all (not
+/// UTF-8) fails with a `csv::Error` in the chain; a store that fails, with its `AppError`.
+pub async fn import_from(
+    source: impl std::io::Read + Send + 'static,
+    herald: &Herald,
+    progress: impl Fn(u64),
+) -> anyhow::Result<ImportReport> {
     let (tx, mut rx) = mpsc::channel::<anyhow::Result<Chunk>>(4);
-    let reader = tokio::task::spawn_blocking(move || read_rows(file, &tx));
+    let reader = tokio::task::spawn_blocking(move || read_rows(source, &tx));
     let mut import = herald.import_receivers();
     while let Some(chunk) = rx.recv().await {
         match chunk? {
@@ -38,12 +48,12 @@ pub async fn import_csv(path: &Path, herald: &Herald, progress: impl Fn(u64)) ->
     import.finish().await.context("writing receivers")
 }
 
-fn read_rows(file: std::fs::File, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
+fn read_rows(source: impl std::io::Read, tx: &mpsc::Sender<anyhow::Result<Chunk>>) {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::with_capacity(1 << 20, file));
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, source));
     let mut batch = Vec::with_capacity(CHUNK);
     let mut record = csv::StringRecord::new();
     loop {

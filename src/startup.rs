@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use herald_app::{Herald, SystemClock};
+use herald_app::{Herald, InboxHub, SystemClock};
 use herald_consumers::{ConsumerMetrics, Deliverer};
 use herald_scheduler::{Scheduler, SchedulerMetrics, SchedulerPorts};
 use tokio::sync::Notify;
@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
-use crate::http::{AppState, router};
+use crate::http::{AppState, Streams, router};
 use crate::telemetry::Telemetry;
 
 pub use herald_app::Ports;
@@ -34,13 +34,14 @@ pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
     let sql = crate::adapters::sql_truth(settings).await?;
     let queue = crate::adapters::queue(settings).await?;
     let inbox = crate::adapters::inbox(settings).await?;
-    crate::adapters::search_server(settings)?;
+    let search = crate::adapters::search(settings).await?;
     Ok(Ports {
         receivers: sql.receivers,
         notifications: sql.notifications,
         ledger: sql.ledger,
         queue,
         inbox,
+        search,
         console: sql.console,
     })
 }
@@ -103,6 +104,8 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
+    // Deliveries and reads in this process tell the apps listening here (in-process hints).
+    let hub = Arc::new(InboxHub::new());
 
     if roles.scheduler {
         // Pages published before any consumer ever ran must wait for one, not vanish.
@@ -132,7 +135,8 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             ports.ledger.clone(),
             ports.inbox.clone(),
             settings.consumer.bulk_writes,
-        );
+        )
+        .hinting(hub.clone());
         let metrics = ConsumerMetrics::register(&telemetry.registry)?;
         let (queue, config, token) = (ports.queue.clone(), settings.consumer.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -147,8 +151,16 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
-        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone());
-        let app = router(AppState::new(herald, tokens, telemetry.clone()));
+        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone()).with_hub(hub.clone());
+        // The api role feeds the search mirror: the console searches here, and its list catches
+        // the mirror up in-process before it searches (herald-app's `search` module says why).
+        let (feed, token) = (herald.search_feed(), shutdown.clone());
+        tasks.spawn(async move {
+            feed.run(token).await;
+            Ok(())
+        });
+        let streams = Streams::new(settings.streams.clone(), shutdown.clone());
+        let app = router(AppState::new(herald, tokens, telemetry.clone(), streams));
         let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
             crate::server::serve(listener, app, limits, token).await;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 const UNKNOWN_ID: &str = "00000000000000000000000000000000";
 
 /// Any request: raw path (sent as written), headers, optional raw body.
-async fn send(th: &TestHerald, method: Method, path: &str, headers: &[(&str, &str)], body: Option<String>) -> Reply {
+async fn send(th: &TestHerald, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
     let mut req = th.client.request(method, format!("{}{path}", th.base));
     for (name, value) in headers {
         req = req.header(*name, *value);
@@ -94,10 +94,10 @@ async fn body_and_header_rejections_have_the_error_shape() {
         let r = send(&th, Method::POST, "/admin/v1/audience/preview", &headers, Some("{\"audience\": 1}".into())).await;
         assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("audience"), content_type);
     }
-    let r = send(&th, Method::POST, "/admin/v1/notifications", &[auth], Some(String::new())).await;
+    let r = send(&th, Method::POST, "/admin/v1/notifications", &[auth], Some(Vec::new())).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "malformed_json", None, "an empty body");
     let headers = [auth, ("content-type", "application/json"), ("idempotency-key", "")];
-    let r = send(&th, Method::POST, "/admin/v1/notifications", &headers, Some(valid)).await;
+    let r = send(&th, Method::POST, "/admin/v1/notifications", &headers, Some(valid.into_bytes())).await;
     assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some("Idempotency-Key"), "a blank key");
     let not_text = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff").unwrap();
     let resp = th.client.get(format!("{}/admin/v1/notifications", th.base)).header("authorization", not_text);
@@ -236,7 +236,9 @@ async fn every_operation_declares_the_errors_its_inputs_can_cause() {
         if op.get("requestBody").is_some() || !params_in(&op, "header").is_empty() {
             needed.extend(["400", "413", "422"]);
         }
-        if path.starts_with("/admin/") || path.starts_with("/app/") || path == "/readyz" {
+        // The apps' hint stream reads the in-process hub only, no store.
+        let reaches_store = path != "/app/v1/inbox/events";
+        if (path.starts_with("/admin/") || path.starts_with("/app/")) && reaches_store || path == "/readyz" {
             needed.push("503");
         }
         for status in needed {
@@ -253,7 +255,7 @@ async fn every_operation_declares_the_errors_its_inputs_can_cause() {
 }
 
 /// One request of the table: path and query, headers, body, the status it must get.
-type Provocation<'a> = (String, Vec<(&'a str, &'a str)>, Option<String>, StatusCode);
+type Provocation<'a> = (String, Vec<(&'a str, &'a str)>, Option<Vec<u8>>, StatusCode);
 
 /// Provokes every error each operation's inputs allow (the table: no token, the wrong token, an
 /// undecodable or unknown id, a repeated or invalid query parameter, a malformed, invalid or
@@ -287,15 +289,28 @@ async fn every_error_a_request_provokes_is_declared() {
             let invalid = if query.contains(&"limit") { "limit=0" } else { "since=not-a-cursor" };
             table.push((format!("{ok_path}?{invalid}"), vec![auth], None, StatusCode::UNPROCESSABLE_ENTITY));
         }
-        if op.get("requestBody").is_some() {
-            table.push((ok_path.clone(), vec![auth, json], Some("oops".into()), StatusCode::BAD_REQUEST));
+        if op["requestBody"]["content"].get("text/csv").is_some() {
+            // A CSV upload: another media type, a file that is not UTF-8, one over its own limit.
+            let csv = ("content-type", "text/csv");
+            table.push((ok_path.clone(), vec![auth, json], Some(b"[]".to_vec()), StatusCode::UNSUPPORTED_MEDIA_TYPE));
+            let not_utf8 = b"rider,r\xff,shanghai,\n".to_vec();
+            table.push((ok_path.clone(), vec![auth, csv], Some(not_utf8), StatusCode::UNPROCESSABLE_ENTITY));
+            let over = vec![b'\n'; 64 * 1024 * 1024 + 1];
+            table.push((ok_path.clone(), vec![auth, csv], Some(over), StatusCode::PAYLOAD_TOO_LARGE));
+        } else if op.get("requestBody").is_some() {
+            table.push((ok_path.clone(), vec![auth, json], Some(b"oops".to_vec()), StatusCode::BAD_REQUEST));
             table.push((
                 ok_path.clone(),
                 vec![auth, json],
-                Some("{\"x\": 1}".into()),
+                Some(b"{\"x\": 1}".to_vec()),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ));
-            table.push((ok_path.clone(), vec![auth, json], Some(huge.clone()), StatusCode::PAYLOAD_TOO_LARGE));
+            table.push((
+                ok_path.clone(),
+                vec![auth, json],
+                Some(huge.clone().into_bytes()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ));
         }
         for (target, headers, body, expected) in table {
             let r = send(&th, m.clone(), &target, &headers, body).await;

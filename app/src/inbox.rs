@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use herald_domain::ports::UnreadCount;
+use herald_domain::ports::{InboxHints as _, UnreadCount};
 use herald_domain::{
     InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
 };
@@ -195,6 +195,11 @@ impl Herald {
             return Ok(0);
         }
         self.ports.notifications.record_reads(me, ids, self.clock.now()).await?;
-        Ok(self.ports.inbox.mark_read(me, ids).await?.len())
+        let marked = self.ports.inbox.mark_read(me, ids).await?.len();
+        if marked > 0 {
+            // The unread count changed: the receiver's other devices should fetch it.
+            self.hub.changed(me.kind, std::slice::from_ref(&me.id));
+        }
+        Ok(marked)
     }
 }

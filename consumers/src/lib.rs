@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::ports::{
-    DeadLetter, Delivery, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger, Subscription,
+    DeadLetter, Delivery, InboxHints, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger,
+    Subscription,
 };
 use herald_domain::{EntryMeta, Page, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
@@ -76,6 +77,8 @@ pub struct Deliverer {
     /// Broadcast pages writing to the inbox store at once. A point-to-point page's write takes no
     /// turn here, so it queues behind at most these (the embedded store has a single writer).
     bulk_writes: Arc<Semaphore>,
+    /// Told which inboxes a page added to, so apps listening anywhere fetch; none by default.
+    hints: Option<Arc<dyn InboxHints>>,
 }
 
 impl Deliverer {
@@ -85,7 +88,12 @@ impl Deliverer {
         inbox: Arc<dyn InboxStore>,
         bulk_writes: usize,
     ) -> Self {
-        Self { notifications, ledger, inbox, bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))) }
+        Self { notifications, ledger, inbox, bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))), hints: None }
+    }
+
+    /// Hints each inbox a page added to, once the page is recorded.
+    pub fn hinting(self, hints: Arc<dyn InboxHints>) -> Self {
+        Self { hints: Some(hints), ..self }
     }
 
     /// Delivers one page that came on `topic` (a revoked or vanished notification's pages are
@@ -117,6 +125,10 @@ impl Deliverer {
         };
         if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
             tracing::info!(notification = %id, "every page delivered");
+        }
+        if let (Outcome::Delivered(1..), Some(hints)) = (outcome, &self.hints) {
+            // The page does not say which of its receivers already held it: all are hinted.
+            hints.changed(page.receiver_kind, &page.receivers);
         }
         Ok(outcome)
     }

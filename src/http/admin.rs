@@ -6,8 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use herald_app::{Creation, NotificationDetails};
 use herald_domain::audience::AudienceSpec;
-use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::Idempotency;
+use herald_domain::search::SearchCursor;
 use herald_domain::{
     Audience, Body, Category, City, Group, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status,
     Title, ValidityWindow,
@@ -152,7 +153,7 @@ pub async fn create_notification(
     Ok((status, Json(Created { id: n.id, status: n.status })))
 }
 
-fn parse_id(raw: &str) -> ApiResult<NotificationId> {
+pub(super) fn parse_id(raw: &str) -> ApiResult<NotificationId> {
     NotificationId::parse("id", raw).map_err(|_| ApiError::not_found("notification"))
 }
 
@@ -252,6 +253,16 @@ impl From<NotificationDetails> for NotificationView {
     }
 }
 
+impl NotificationView {
+    /// What the live-update stream names this state by: it changes whenever the status, a count or
+    /// a city's completion does.
+    pub(super) fn version(&self) -> String {
+        let done = self.cities.iter().filter(|c| c.done).count();
+        let Stats { matched, sent, read, .. } = self.stats;
+        format!("{}.{matched}.{sent}.{read}.{done}", self.status.as_str())
+    }
+}
+
 /// One notification, with its stats and per-city progress.
 #[utoipa::path(get, path = "/admin/v1/notifications/{id}", tag = "admin", security(("admin_token" = [])),
     params(("id" = String, Path, description = "The notification's id")),
@@ -337,8 +348,9 @@ impl ListParams {
     }
 }
 
-/// Notifications newest first, filtered; each with its stats. `q` is a substring match on title
-/// and body until the search mirror serves it.
+/// Admin search over the search mirror: by relevance then newest first with `q` (title and body,
+/// Chinese words as words), newest first without; every filter combinable; each with its stats,
+/// read from the truth.
 #[utoipa::path(get, path = "/admin/v1/notifications", tag = "admin", security(("admin_token" = [])),
     params(ListParams),
     responses((status = 200, body = NotificationPage), NeedsToken, ReadsQuery, UsesBackend))]
@@ -349,10 +361,10 @@ pub async fn list_notifications(
 ) -> ApiResult<Json<NotificationPage>> {
     let filter = p.filter()?;
     let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
+    let after = p.cursor.as_deref().map(|c| SearchCursor::decode("cursor", c)).transpose()?;
     let page = state.herald.list(&filter, after.as_ref(), limit).await?;
     let items = page.items.into_iter().map(NotificationView::from).collect();
-    Ok(Json(NotificationPage { items, total: page.total, next_cursor: page.next.as_ref().map(ListCursor::encode) }))
+    Ok(Json(NotificationPage { items, total: page.total, next_cursor: page.next.as_ref().map(SearchCursor::encode) }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -4,7 +4,9 @@
 
 mod admin;
 mod auth;
+mod console;
 mod error;
+mod events;
 mod inbox;
 mod openapi;
 mod ops;
@@ -24,6 +26,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
+pub use events::{StreamLimits, Streams};
 
 use herald_app::Herald;
 
@@ -38,11 +41,13 @@ pub struct AppState {
     pub herald: Herald,
     pub tokens: TokenSigner,
     pub telemetry: Arc<Telemetry>,
+    /// The live-update streams open in this process.
+    pub streams: Arc<Streams>,
 }
 
 impl AppState {
-    pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>) -> Self {
-        Self { herald, tokens, telemetry }
+    pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>, streams: Streams) -> Self {
+        Self { herald, tokens, telemetry, streams: Arc::new(streams) }
     }
 }
 
@@ -53,8 +58,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi))
+        .routes(routes!(console::console_root))
+        .routes(routes!(console::index))
+        .routes(routes!(console::asset))
         .routes(routes!(admin::upsert_receivers))
         .routes(routes!(receivers::list_receivers))
+        .routes(routes!(receivers::import_receivers))
         .routes(routes!(receivers::get_receiver, receivers::delete_receiver))
         .routes(routes!(admin::create_notification, admin::list_notifications))
         .routes(routes!(admin::get_notification))
@@ -63,12 +72,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::cancel))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::preview))
+        .routes(routes!(events::notification_events))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::unread_count))
         .routes(routes!(inbox::force_read))
         .routes(routes!(inbox::sync))
         .routes(routes!(inbox::read_all))
         .routes(routes!(inbox::read_one))
+        .routes(routes!(events::inbox_events))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

@@ -136,6 +136,8 @@ fn error(status: StatusCode) -> (String, RefOr<Response>) {
             "A value is invalid (`invalid_field`, `unknown_receivers`, \
                                              `batch_too_large`), or a draft's window closed; `field` names it"
         }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "`unsupported_media_type`: the body is not of the documented type",
+        StatusCode::TOO_MANY_REQUESTS => "`too_many_streams`: this token holds as many live-update streams as allowed",
         StatusCode::SERVICE_UNAVAILABLE => "`backend_unavailable`: a store did not answer; retry",
         _ => "An error",
     };
@@ -162,6 +164,10 @@ pub struct ReadsBody;
 pub struct Conflicts;
 /// Reads or writes a store.
 pub struct UsesBackend;
+/// Reads a body of one media type only (a CSV).
+pub struct ReadsCsv;
+/// Opens a live-update stream, a few per token.
+pub struct OpensStream;
 /// May refuse what a stored notification says now (a draft whose window closed).
 pub struct RefusesContent;
 
@@ -210,5 +216,22 @@ impl IntoResponses for RefusesContent {
 impl IntoResponses for UsesBackend {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors(&[StatusCode::SERVICE_UNAVAILABLE])
+    }
+}
+
+impl IntoResponses for OpensStream {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[StatusCode::TOO_MANY_REQUESTS])
+    }
+}
+
+impl IntoResponses for ReadsCsv {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        errors(&[
+            StatusCode::BAD_REQUEST,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ])
     }
 }

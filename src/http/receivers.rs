@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Admin, Operator};
-use super::error::ApiResult;
-use super::openapi::{self as doc, NeedsToken, ParsesPath, ReadsQuery, UsesBackend};
+use super::error::{ApiError, ApiResult};
+use super::openapi::{self as doc, NeedsToken, ParsesPath, ReadsCsv, ReadsQuery, UsesBackend};
 use super::params::{self, PathParams, QueryParams};
 
 /// One receiver as the directory holds it.
@@ -132,4 +132,59 @@ pub async fn delete_receiver(
     state.herald.delete_receiver(&who).await?;
     tracing::info!(receiver = %who.key(), "receiver deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Largest CSV the console may upload at once (about a million rows); the CLI's
+/// `herald receivers import` streams files of any size.
+pub const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Serialize, ToSchema)]
+pub struct ImportReport {
+    /// Receivers written.
+    imported: u64,
+    /// The first rows refused, in file order; the others were imported.
+    rejected: Vec<RejectedRow>,
+    /// Rows refused beyond those listed.
+    more_rejected: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RejectedRow {
+    /// The row's line in the file, from 1.
+    line: u64,
+    reason: String,
+}
+
+/// Imports a CSV of receivers (`kind,id,city,groups`, groups `;`-separated, an optional header
+/// line), as `herald receivers import` does: bad rows are reported by line, the others upserted.
+#[utoipa::path(post, path = "/admin/v1/receivers/import", tag = "admin", security(("admin_token" = [])),
+    request_body(content = String, content_type = "text/csv", description = "At most 64 MiB"),
+    responses((status = 200, body = ImportReport), NeedsToken, ReadsCsv, UsesBackend))]
+pub async fn import_receivers(
+    State(state): State<AppState>,
+    _: Operator,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Json<ImportReport>> {
+    let csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("text/csv")));
+    if !csv {
+        let message = "send the receivers as `Content-Type: text/csv`";
+        return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message)
+            .with_field("Content-Type"));
+    }
+    // Its own limit, above the JSON endpoints' one.
+    let body = axum::body::to_bytes(body, IMPORT_LIMIT).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the CSV is over 64 MiB; use the CLI")
+    })?;
+    let report = crate::import::import_from(std::io::Cursor::new(body), &state.herald, |_| {}).await.map_err(|e| {
+        match e.downcast::<herald_app::AppError>() {
+            Ok(failed) => ApiError::from(failed),
+            Err(e) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_csv", format!("{e:#}")).with_field("body"),
+        }
+    })?;
+    let rejected = report.rejected.into_iter().map(|r| RejectedRow { line: r.line, reason: r.reason }).collect();
+    Ok(Json(ImportReport { imported: report.imported, rejected, more_rejected: report.more_rejected }))
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use herald::auth::{AdminRole, Claims, TokenSigner};
-use herald::startup::{Roles, Running, Settings, start};
+use herald::startup::{Ports, Roles, Running, Settings, open_ports, start, start_with};
 use herald_domain::{ReceiverId, ReceiverKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -71,13 +71,23 @@ impl TestHerald {
 
     /// A Herald whose settings `configure` adjusts first.
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_on(configure, |_| {}).await
+    }
+
+    /// A Herald whose settings `configure` adjusts, on the ports they open as `adjust` leaves them
+    /// (a port wrapped to fail on demand, say).
+    pub async fn spawn_on(configure: impl FnOnce(&mut Settings), adjust: impl FnOnce(&mut Ports)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
         settings.secrets.current = Some(SECRET.to_string());
         settings.scheduler.tick = Duration::from_millis(50);
         inbox_on_redis(&mut settings, data_dir.path());
+        // A test reading a live-update stream to its end (as a plain GET does) waits this long.
+        settings.streams.max_age = Duration::from_secs(1);
         configure(&mut settings);
-        let running = start(&settings, Roles::ALL).await.expect("herald starts");
+        let mut ports = open_ports(&settings).await.expect("ports open");
+        adjust(&mut ports);
+        let running = start_with(&settings, Roles::ALL, ports).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
         Self {
             base: format!("http://{}", running.addr.expect("api role")),
@@ -253,5 +263,91 @@ impl TestHerald {
         let r = self.app_get(token, "/app/v1/inbox?limit=50").await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         r.body["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    }
+}
+
+/// One server-sent event: its type, id and data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: String,
+}
+
+/// A server-sent event stream read as a client does, event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+    /// Comment lines (`: heartbeat`) seen so far.
+    pub comments: usize,
+    pub ended: bool,
+}
+
+impl EventStream {
+    /// The next event, or None when none comes within `wait` (or the stream ended).
+    pub async fn next_within(&mut self, wait: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent { event: "message".into(), id: None, data: String::new() };
+                let mut fields = 0;
+                for line in block.lines().filter(|l| !l.is_empty()) {
+                    if line.starts_with(':') {
+                        self.comments += 1;
+                        continue;
+                    }
+                    let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value).to_string();
+                    fields += 1;
+                    match name {
+                        "event" => event.event = value,
+                        "id" => event.id = Some(value),
+                        "data" => event.data.push_str(&value),
+                        _ => {}
+                    }
+                }
+                if fields > 0 {
+                    return Some(event);
+                }
+                continue;
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(bytes))) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Ok(Ok(None)) | Ok(Err(_)) => self.ended = true,
+            }
+        }
+    }
+
+    /// Reads until the stream ends or `wait` passes; true when it ended.
+    pub async fn ends_within(&mut self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.ended && tokio::time::Instant::now() < deadline {
+            self.next_within(deadline - tokio::time::Instant::now()).await;
+        }
+        self.ended
+    }
+}
+
+impl TestHerald {
+    /// Opens a live-update stream as `token`; Err is the refusal (status and JSON body).
+    pub async fn events(&self, path: &str, token: &str, last_event_id: Option<&str>) -> Result<EventStream, Reply> {
+        let mut req = self.client.get(format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let response = req.send().await.expect("request sent");
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) });
+        }
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+        Ok(EventStream { response, buffer: String::new(), comments: 0, ended: false })
     }
 }
