@@ -10,6 +10,7 @@ use std::sync::Arc;
 use herald_app::ConsoleReads;
 use herald_domain::InboxCap;
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::search::SearchIndex;
 
 use crate::config::{Origin, Settings};
 
@@ -100,13 +101,30 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror: none yet (the console's list searches SQL), so a search server set is
-/// refused.
+/// Refuses a search server set: this build has no adapter for one yet.
 pub fn search(settings: &Settings) -> anyhow::Result<()> {
     match &settings.servers.search {
         Some((_, origin)) => Err(refuse_server(origin, "admin search")),
         None => Ok(()),
     }
+}
+
+/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+/// A missing or damaged index opens empty (applied 0), for the feeder to rebuild from SQL.
+pub async fn search_index(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    search(settings)?;
+    embedded_search_index(&settings.data_dir).await
+}
+
+#[cfg(feature = "tantivy")]
+async fn embedded_search_index(data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_tantivy::TantivyConfig::in_data_dir(data_dir);
+    Ok(Arc::new(herald_tantivy::TantivySearch::open(&config).await?))
+}
+
+#[cfg(not(feature = "tantivy"))]
+async fn embedded_search_index(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh
@@ -119,4 +137,31 @@ pub async fn raw_inbox_write_seconds(path: &Path, entries: u64) -> anyhow::Resul
 #[cfg(not(feature = "embedded-inbox"))]
 pub async fn raw_inbox_write_seconds(_path: &Path, _entries: u64) -> anyhow::Result<f64> {
     anyhow::bail!("this build has no embedded inbox store to measure: build with `--features embedded-inbox`")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "tantivy")]
+    #[tokio::test]
+    async fn the_search_index_opens_in_the_data_dir_and_keeps_its_position() {
+        let data = tempfile::tempdir().unwrap();
+        let settings = Settings::embedded(data.path(), "127.0.0.1:0");
+        let index = search_index(&settings).await.unwrap();
+        assert_eq!(index.applied().await.unwrap(), 0);
+        index.index(3, &[]).await.unwrap();
+        drop(index);
+        assert!(data.path().join("search/CURRENT").is_file());
+        assert_eq!(search_index(&settings).await.unwrap().applied().await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_search_server_is_refused_naming_its_setting() {
+        let data = tempfile::tempdir().unwrap();
+        let mut settings = Settings::embedded(data.path(), "127.0.0.1:0");
+        settings.servers.search = Some(("http://search:9200".into(), Origin::Env("HERALD_SEARCH_URL")));
+        let refused = search_index(&settings).await.err().expect("refused").to_string();
+        assert!(refused.contains("HERALD_SEARCH_URL"), "{refused}");
+    }
 }
