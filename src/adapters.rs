@@ -33,10 +33,40 @@ pub struct SqlTruth {
 
 /// The SQL truth: in `data_dir` (`herald.db`) unless `HERALD_SQL_URL` names a server.
 pub async fn sql_truth(settings: &Settings) -> anyhow::Result<SqlTruth> {
-    if let Some((_, origin)) = &settings.servers.sql {
-        return Err(refuse_server(origin, "the SQL truth"));
+    match &settings.servers.sql {
+        Some((url, origin)) => server_sql_truth(settings, url, origin).await,
+        None => embedded_sql_truth(settings).await,
     }
-    embedded_sql_truth(settings).await
+}
+
+#[cfg(feature = "mariadb")]
+async fn server_sql_truth(settings: &Settings, url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    use anyhow::Context as _;
+    let config = herald_mariadb::MariaDbConfig::new(url);
+    let store = herald_mariadb::MariaDbStore::open(&config)
+        .await
+        .with_context(|| format!("opening the SQL truth named by {origin}"))?;
+    let console = &settings.console;
+    let limits = herald_mariadb::ReadLimits {
+        connections: console.connections,
+        wait: console.wait,
+        statement_timeout: console.statement_timeout,
+    };
+    let for_console = Arc::new(
+        store.with_read_limits(&limits).await.with_context(|| format!("opening the SQL truth named by {origin}"))?,
+    );
+    let store = Arc::new(store);
+    let console =
+        ConsoleReads { receivers: for_console.clone(), notifications: for_console.clone(), ledger: for_console };
+    Ok(SqlTruth { receivers: store.clone(), notifications: store.clone(), ledger: store, console })
+}
+
+#[cfg(not(feature = "mariadb"))]
+async fn server_sql_truth(_settings: &Settings, _url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    Err(anyhow::anyhow!(
+        "{origin} is set, but this build has no MySQL/MariaDB adapter: build with `--features mariadb`, or unset \
+         it to run the SQL truth embedded"
+    ))
 }
 
 #[cfg(feature = "sqlite")]
@@ -82,12 +112,34 @@ async fn embedded_queue(_data_dir: &Path) -> anyhow::Result<Arc<dyn Queue>> {
 }
 
 /// The inbox store, keeping at most the inbox cap per inbox: in `data_dir` (`inbox.db`) unless
-/// `HERALD_REDIS_URL` names a server.
+/// `HERALD_REDIS_URL` names a server (or a cluster).
 pub async fn inbox(settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
-    if let Some((_, origin)) = &settings.servers.redis {
-        return Err(refuse_server(origin, "the inbox store"));
+    if let Some((url, origin)) = &settings.servers.redis {
+        return redis_inbox(url, origin, settings).await;
     }
     embedded_inbox(&settings.data_dir, settings.inbox_cap).await
+}
+
+#[cfg(feature = "redis")]
+async fn redis_inbox(url: &str, origin: &Origin, settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
+    use anyhow::Context;
+    let config =
+        herald_redis::RedisConfig::new(url, &settings.servers.redis_prefix, settings.inbox_cap).map_err(|e| {
+            let given = match e {
+                herald_redis::RedisConfigError::Scheme(_) => origin.to_string(),
+                herald_redis::RedisConfigError::Prefix(_) => crate::config::REDIS_PREFIX.env.to_string(),
+            };
+            anyhow::anyhow!("{given}: {e}")
+        })?;
+    let store = herald_redis::RedisInbox::open(&config)
+        .await
+        .with_context(|| format!("{origin}: no inbox store on that Redis"))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_inbox(_url: &str, origin: &Origin, _settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
+    anyhow::bail!("{origin} is set, but this build has no Redis inbox store: build with `--features redis`")
 }
 
 #[cfg(feature = "embedded-inbox")]
@@ -101,19 +153,23 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// Refuses a search server set: this build has no adapter for one yet.
-pub fn search(settings: &Settings) -> anyhow::Result<()> {
+/// The admin search mirror on the server `HERALD_SEARCH_URL` names, `None` when it is unset (the
+/// embedded index serves then). Nothing is sent yet: a server that is down fails searches (503) and
+/// the feed retries, but Herald starts.
+pub fn search_server(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
     match &settings.servers.search {
-        Some((_, origin)) => Err(refuse_server(origin, "admin search")),
-        None => Ok(()),
+        Some((url, origin)) => server_search_index(url, origin).map(Some),
+        None => Ok(None),
     }
 }
 
-/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
-/// A missing or damaged index opens empty (applied 0), for the feeder to rebuild from SQL.
+/// The admin search mirror: on the server `HERALD_SEARCH_URL` names, else the embedded index in
+/// `data_dir` (`search/`; a missing or damaged one opens empty, for the feeder to rebuild from SQL).
 pub async fn search_index(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
-    search(settings)?;
-    embedded_search_index(&settings.data_dir).await
+    match search_server(settings)? {
+        Some(server) => Ok(server),
+        None => embedded_search_index(&settings.data_dir).await,
+    }
 }
 
 #[cfg(feature = "tantivy")]
@@ -125,6 +181,21 @@ async fn embedded_search_index(data_dir: &Path) -> anyhow::Result<Arc<dyn Search
 #[cfg(not(feature = "tantivy"))]
 async fn embedded_search_index(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
     anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
+}
+
+#[cfg(feature = "elasticsearch")]
+fn server_search_index(url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_elasticsearch::ElasticsearchConfig::new(url);
+    let index = herald_elasticsearch::ElasticsearchIndex::new(config).map_err(|e| e.context(origin.to_string()))?;
+    Ok(Arc::new(index))
+}
+
+#[cfg(not(feature = "elasticsearch"))]
+fn server_search_index(_url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!(
+        "{origin} is set, but this build has no adapter for admin search on that server: build with \
+         `--features elasticsearch`, or unset it"
+    )
 }
 
 /// Seconds the inbox store's engine takes to write `entries` rows its most direct way, into a fresh
@@ -156,12 +227,44 @@ mod tests {
         assert_eq!(search_index(&settings).await.unwrap().applied().await.unwrap(), 3);
     }
 
+    /// A Redis that is set but cannot serve (unreachable, or not in this build) stops the start with
+    /// an error naming the setting, within the connect timeout, never an embedded store instead.
     #[tokio::test]
-    async fn a_search_server_is_refused_naming_its_setting() {
-        let data = tempfile::tempdir().unwrap();
-        let mut settings = Settings::embedded(data.path(), "127.0.0.1:0");
-        settings.servers.search = Some(("http://search:9200".into(), Origin::Env("HERALD_SEARCH_URL")));
-        let refused = search_index(&settings).await.err().expect("refused").to_string();
-        assert!(refused.contains("HERALD_SEARCH_URL"), "{refused}");
+    async fn a_redis_set_but_unusable_is_an_error_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
+        settings.servers.redis = Some(("redis://127.0.0.1:1".to_string(), Origin::Env("HERALD_REDIS_URL")));
+        let refused = inbox(&settings).await.err().expect("no inbox store on a closed port");
+        assert!(format!("{refused:#}").starts_with("HERALD_REDIS_URL"), "{refused:#}");
+        settings.servers.redis_prefix = "a{b}".to_string();
+        if cfg!(feature = "redis") {
+            let refused = inbox(&settings).await.err().expect("a brace in the prefix");
+            assert!(refused.to_string().starts_with("HERALD_REDIS_PREFIX"), "{refused}");
+        }
+    }
+
+    fn with_search_url(url: &str) -> Settings {
+        let mut settings = Settings::embedded("unused", "127.0.0.1:0");
+        settings.servers.search = Some((url.to_string(), Origin::Env("HERALD_SEARCH_URL")));
+        settings
+    }
+
+    #[test]
+    fn no_search_server_set_leaves_search_to_the_embedded_index() {
+        assert!(search_server(&Settings::embedded("unused", "127.0.0.1:0")).unwrap().is_none());
+    }
+
+    #[cfg(feature = "elasticsearch")]
+    #[test]
+    fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
+        // Nothing listens there: opening sends nothing, so a server that is down never stops a start.
+        assert!(search_server(&with_search_url("http://127.0.0.1:9")).unwrap().is_some());
+    }
+
+    #[cfg(not(feature = "elasticsearch"))]
+    #[test]
+    fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
+        let refused = search_server(&with_search_url("http://127.0.0.1:9")).err().unwrap().to_string();
+        assert!(refused.contains("HERALD_SEARCH_URL") && refused.contains("--features elasticsearch"), "{refused}");
     }
 }

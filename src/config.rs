@@ -178,8 +178,9 @@ pub const SQL_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded SQLite)",
-    "the SQL truth on MySQL/MariaDB (`mysql://…`, `mariadb://…`). **Not available yet**: Herald refuses to start \
-     when it is set rather than silently running embedded",
+    "the SQL truth on MySQL/MariaDB (`mysql://user:password@host:port/database`, or `mariadb://…`): migrations \
+     applied at start, shared by every process pointed at it. Needs a build with `--features mariadb`; without \
+     it Herald refuses to start rather than silently running embedded",
 );
 pub const REDIS_URL: Setting = setting(
     "redis-url",
@@ -187,7 +188,18 @@ pub const REDIS_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded inbox store)",
-    "inboxes and counters on Redis (`redis://…`, `rediss://…`). **Not available yet**, as above",
+    "inboxes and counters on Redis (built with `--features redis`): one server `redis://…` / `rediss://…`, or a \
+     Redis Cluster as its nodes' URLs separated by commas (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`) or one \
+     node as `redis+cluster://…` / `rediss+cluster://…`",
+);
+pub const REDIS_PREFIX: Setting = setting(
+    "redis-prefix",
+    "HERALD_REDIS_PREFIX",
+    Flag::None,
+    true,
+    "`herald`",
+    "what every Redis key of this Herald starts with (`<prefix>:`), so several Heralds share one server: 1 to 64 \
+     characters, no braces or spaces",
 );
 pub const MQ_NAMESRV: Setting = setting(
     "mq-namesrv",
@@ -203,8 +215,9 @@ pub const SEARCH_URL: Setting = setting(
     Flag::None,
     true,
     "unset (substring match in SQL)",
-    "the admin search mirror on an Elasticsearch-compatible server (`http://…`, `https://…`). **Not available \
-     yet**, as above",
+    "the admin search mirror on an Elasticsearch- or OpenSearch-compatible server (`http://…`, `https://…`), \
+     under the alias `herald-notifications`. Needs a build with `--features elasticsearch`: without it Herald \
+     refuses to start when this is set",
 );
 
 /// Every setting, in the order the docs list them.
@@ -225,6 +238,7 @@ pub const SETTINGS: &[Setting] = &[
     SECRET_PREVIOUS,
     SQL_URL,
     REDIS_URL,
+    REDIS_PREFIX,
     MQ_NAMESRV,
     SEARCH_URL,
 ];
@@ -257,12 +271,20 @@ pub enum ConfigError {
 }
 
 /// Addresses of real servers (distributed mode), each with where it was set.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServerUrls {
     pub sql: Option<(String, Origin)>,
     pub redis: Option<(String, Origin)>,
     pub mq_namesrv: Option<(String, Origin)>,
     pub search: Option<(String, Origin)>,
+    /// What this Herald's Redis keys start with (checked by the adapter, which knows what breaks slots).
+    pub redis_prefix: String,
+}
+
+impl Default for ServerUrls {
+    fn default() -> Self {
+        Self { sql: None, redis: None, mq_namesrv: None, search: None, redis_prefix: "herald".to_string() }
+    }
 }
 
 /// What the ops console's queries (search, preview, the notification pages) may use.
@@ -437,9 +459,11 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
         inbox_cap: sources.parse(&INBOX_CAP, parse_inbox_cap)?.unwrap_or(defaults.inbox_cap),
         servers: ServerUrls {
             sql: sources.server(&SQL_URL, &["mysql://", "mariadb://"])?,
-            redis: sources.server(&REDIS_URL, &["redis://", "rediss://"])?,
+            redis: sources
+                .server_list(&REDIS_URL, &["redis://", "rediss://", "redis+cluster://", "rediss+cluster://"])?,
             mq_namesrv: sources.parse_with_origin(&MQ_NAMESRV, parse_name_servers)?,
             search: sources.server(&SEARCH_URL, &["http://", "https://"])?,
+            redis_prefix: sources.get(&REDIS_PREFIX).map_or(defaults.servers.redis_prefix, |(raw, _)| raw),
         },
         scheduler: SchedulerConfig {
             max_pages_per_second: sources.parse(&MAX_PAGES_PER_SECOND, parse_count)?,
@@ -521,12 +545,29 @@ impl Sources<'_> {
     fn server(&self, s: &Setting, schemes: &[&str]) -> Result<Option<(String, Origin)>, ConfigError> {
         let Some((raw, origin)) = self.get(s) else { return Ok(None) };
         let url = raw.trim();
-        if schemes.iter().any(|scheme| url.starts_with(scheme) && url.len() > scheme.len()) {
-            return Ok(Some((url.to_string(), origin)));
+        match known_scheme(url, schemes) {
+            Ok(()) => Ok(Some((url.to_string(), origin))),
+            Err(problem) => Err(ConfigError::Invalid { origin, problem }),
         }
-        let problem = format!("unknown backend {url:?}; expected a URL starting with {}", schemes.join(" or "));
-        Err(ConfigError::Invalid { origin, problem })
     }
+
+    /// Like `server`, for a setting that may list several servers separated by commas (the nodes of
+    /// a cluster): each must be a URL of one of `schemes`.
+    fn server_list(&self, s: &Setting, schemes: &[&str]) -> Result<Option<(String, Origin)>, ConfigError> {
+        let Some((raw, origin)) = self.get(s) else { return Ok(None) };
+        let urls = raw.trim();
+        match urls.split(',').try_for_each(|url| known_scheme(url.trim(), schemes)) {
+            Ok(()) => Ok(Some((urls.to_string(), origin))),
+            Err(problem) => Err(ConfigError::Invalid { origin, problem }),
+        }
+    }
+}
+
+fn known_scheme(url: &str, schemes: &[&str]) -> Result<(), String> {
+    if schemes.iter().any(|scheme| url.starts_with(scheme) && url.len() > scheme.len()) {
+        return Ok(());
+    }
+    Err(format!("unknown backend {url:?}; expected a URL starting with {}", schemes.join(" or ")))
 }
 
 /// A whole number of at least 1.
@@ -637,6 +678,17 @@ mod tests {
         let sql = err(&[], &[("HERALD_SQL_URL", "postgres://db/herald")]);
         assert!(sql.starts_with("HERALD_SQL_URL: unknown backend \"postgres://db/herald\""), "{sql}");
         assert!(err(&[], &[("HERALD_MQ_NAMESRV", "a:9876;b")]).starts_with("HERALD_MQ_NAMESRV: expected host:port"));
+        let cluster = err(&[], &[("HERALD_REDIS_URL", "redis://a:7000,b:7001")]);
+        assert!(cluster.starts_with("HERALD_REDIS_URL: unknown backend \"b:7001\""), "{cluster}");
+    }
+
+    #[test]
+    fn redis_takes_one_server_or_a_cluster() {
+        let redis = |url: &str| load(&Flags::default(), env_of(&[("HERALD_REDIS_URL", url)])).unwrap().settings.servers;
+        let nodes = "redis://127.0.0.1:7000, redis://127.0.0.1:7001";
+        assert_eq!(redis(nodes).redis.map(|(url, _)| url).as_deref(), Some(nodes));
+        assert!(redis("rediss+cluster://node:7000").redis.is_some());
+        assert_eq!(redis("redis://cache").redis_prefix, "herald");
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
     let sql = crate::adapters::sql_truth(settings).await?;
     let queue = crate::adapters::queue(settings).await?;
     let inbox = crate::adapters::inbox(settings).await?;
-    crate::adapters::search(settings)?;
+    crate::adapters::search_server(settings)?;
     Ok(Ports {
         receivers: sql.receivers,
         notifications: sql.notifications,

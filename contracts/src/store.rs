@@ -676,6 +676,90 @@ pub async fn a_reader_following_the_change_log_misses_nothing_written_concurrent
     }
 }
 
+/// One scheduler's work on the broadcast tasks, as `herald-scheduler`'s pager does it: read the
+/// open tasks, page each city by keyset from where its task stands, and try to advance it by that
+/// page (a step that lost a race is simply dropped).
+async fn page_every_task(ports: SqlPorts, selection: Selection) -> u32 {
+    let mut written = 0;
+    loop {
+        let tasks = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+        if tasks.is_empty() {
+            return written;
+        }
+        for task in tasks {
+            let ids = ports
+                .receivers
+                .page_selection(ReceiverKind::Rider, &selection, &task.city, task.last_receiver.as_ref(), 500)
+                .await
+                .unwrap();
+            let finished = ids.len() < 500;
+            let last_receiver = ids.last().cloned().or(task.last_receiver.clone());
+            let page = (!ids.is_empty()).then(|| {
+                let key = PageKey {
+                    notification_id: task.notification_id.clone(),
+                    city: task.city.clone(),
+                    page_no: task.pages_published,
+                };
+                let n = ids.len() as u64;
+                let page = herald_domain::Page { key, receiver_kind: ReceiverKind::Rider, receivers: ids };
+                (page.to_message(herald_domain::Topic::Bulk).unwrap(), n)
+            });
+            let wrote_page = page.is_some();
+            if ports.ledger.advance(&task, &PageStep { page, last_receiver, finished }).await.unwrap() && wrote_page {
+                written += 1;
+            }
+        }
+    }
+}
+
+/// Two schedulers on one database (two processes, each its own connections) start and page the
+/// same sends at once: one of them starts each send, and together they write every page once —
+/// no page twice, no receiver twice, none left out.
+pub async fn two_schedulers_on_one_database_write_each_page_once(h: &dyn StoreHarness) {
+    let (first, second) = (h.open().await, h.open().await);
+    let cities = ["c0", "c1", "c2", "c3"];
+    let all: Vec<Receiver> = (0..2600).map(|i| rider(&format!("r{i:05}"), cities[i % 4], &[])).collect();
+    first.receivers.upsert_receivers(&all).await.unwrap();
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        let n = created(&first, &content(r#"{"all": true}"#)).await;
+        let plan: Vec<CityPlan> =
+            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None }).collect();
+        let (a, b) = tokio::join!(
+            first.ledger.start_sending(&n.id, &plan, Utc::now()),
+            second.ledger.start_sending(&n.id, &plan, Utc::now())
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "exactly one scheduler starts the send");
+        sends.push(n.id);
+    }
+
+    let everyone = Selection::everyone();
+    let (a, b) = tokio::join!(
+        tokio::spawn(page_every_task(first.clone(), everyone.clone())),
+        tokio::spawn(page_every_task(second.clone(), everyone))
+    );
+    let written = a.unwrap() + b.unwrap();
+
+    let outbox = first.ledger.outbox("herald_bulk", 100_000).await.unwrap();
+    let mut keys = BTreeSet::new();
+    let mut reached = BTreeSet::new();
+    for m in &outbox {
+        assert!(keys.insert(m.message.key.clone()), "page {} written twice", m.message.key);
+        let page = herald_domain::Page::decode(&m.message.body).unwrap();
+        for r in page.receivers {
+            assert!(reached.insert((page.key.notification_id.clone(), r.clone())), "{r} paged twice");
+        }
+    }
+    // 650 riders per city: pages of 500 and 150, for each of 4 cities of 3 sends.
+    assert_eq!(outbox.len(), 3 * 4 * 2);
+    assert_eq!(written as usize, outbox.len(), "every step a scheduler was told it wrote is in the outbox");
+    assert_eq!(reached.len(), 3 * all.len(), "every receiver of every send once");
+    for id in &sends {
+        let progress = first.ledger.progress(id).await.unwrap();
+        assert!(progress.iter().all(|p| (p.published, p.pages_published) == (650, 2)), "{progress:?}");
+    }
+}
+
 crate::suite!($ store, store_contract, [
     keyset_pages_cover_a_city_exactly_once,
     upsert_replaces_city_and_groups,
@@ -699,4 +783,5 @@ crate::suite!($ store, store_contract, [
     a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
     every_change_the_search_shows_moves_the_notification_up_the_change_log,
     a_reader_following_the_change_log_misses_nothing_written_concurrently,
+    two_schedulers_on_one_database_write_each_page_once,
 ]);

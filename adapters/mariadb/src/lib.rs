@@ -1,0 +1,10 @@
+//! MariaDB / MySQL: the SQL truth (`MariaDbStore`: receivers, notifications, send ledger) on a
+//! server, so several Herald processes — schedulers included — share one truth.
+
+mod config;
+mod db;
+mod store;
+
+pub use config::MariaDbConfig;
+pub use db::ReadLimits;
+pub use store::MariaDbStore;

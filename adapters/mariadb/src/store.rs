@@ -1,0 +1,1239 @@
+//! The SQL truth on MariaDB / MySQL: receivers, notifications, history, send tasks, outbox,
+//! delivered pages, read receipts and revocations.
+//!
+//! Several processes share it, schedulers included. What keeps them apart: a send starts and a task
+//! advances only from a row this transaction locked with `FOR UPDATE SKIP LOCKED` and found still
+//! where the caller read it, so two schedulers never write the same page twice and never wait for
+//! each other; whether a send is complete is decided under its notification's row lock, taken last
+//! by every transaction that settles it (so two cities finishing at once cannot both miss the
+//! other); the revocation log is numbered by a row lock in commit order (`log_heads`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_domain::completion::{CityState, send_completes};
+use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
+use herald_domain::ports::*;
+use herald_domain::{
+    Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId,
+    PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+};
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, MySqlPool, QueryBuilder, Row, Transaction};
+
+use crate::db::{self, from_millis, millis, push_list};
+use crate::{MariaDbConfig, ReadLimits};
+
+const BACKEND: &str = "mysql";
+/// Rows per multi-row statement: 500 rows × 5 binds stays far below MySQL's 65,535 placeholders.
+const CHUNK: usize = 500;
+
+static MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../../sql/mysql/0001_init.sql")),
+    (2, include_str!("../../../sql/mysql/0002_search_changes.sql")),
+];
+
+macro_rules! notification_columns {
+    () => {
+        "id, title, body, category, receiver_kind, audience, pinned, force_read, valid_from, valid_until, \
+         send_at, draft, status, created_at, sent_at, revoked_at"
+    };
+}
+
+fn err(e: sqlx::Error) -> PortError {
+    PortError::with(BACKEND, crate::db::failure_of(&e), e)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> PortError {
+    PortError::new(BACKEND, format!("stored row does not parse: {what}"))
+}
+
+/// The SQL truth in one MySQL database.
+#[derive(Clone)]
+pub struct MariaDbStore {
+    db: MySqlPool,
+}
+
+impl MariaDbStore {
+    /// Connects and applies the migrations of `sql/mysql/` not applied yet.
+    pub async fn open(config: &MariaDbConfig) -> anyhow::Result<Self> {
+        Ok(Self { db: db::open(config, MIGRATIONS).await? })
+    }
+
+    /// This store, reading and writing through a pool of its own within `limits`
+    /// (see `db::limited_pool`).
+    pub async fn with_read_limits(&self, limits: &ReadLimits) -> anyhow::Result<Self> {
+        Ok(Self { db: db::limited_pool(&self.db, limits).await? })
+    }
+
+    async fn write(&self) -> PortResult<Transaction<'static, MySql>> {
+        self.db.begin().await.map_err(err)
+    }
+}
+
+/// `;a;b;` (or `` for none): a column a single `instr(col, ';a;')` can test for membership.
+fn delimited<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let joined = items.into_iter().collect::<Vec<_>>().join(";");
+    if joined.is_empty() { joined } else { format!(";{joined};") }
+}
+
+fn receiver_from_row(row: &MySqlRow) -> PortResult<Receiver> {
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let id: String = row.try_get("id").map_err(err)?;
+    let city: String = row.try_get("city").map_err(err)?;
+    let groups: String = row.try_get("groups").map_err(err)?;
+    Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)
+}
+
+/// A JSON array of strings: however many cities or groups a selection names, they travel as one
+/// bind and are read by `JSON_TABLE` (`push_json_values`), so a query's size never grows with the
+/// list.
+fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    serde_json::Value::from(items.into_iter().collect::<Vec<_>>()).to_string()
+}
+
+/// `(SELECT j.v FROM JSON_TABLE(?, …) AS j)`: the strings of one JSON array bind, as a subquery
+/// of byte-compared values (identifiers are at most 64 characters).
+fn push_json_values(qb: &mut QueryBuilder<MySql>, json: String) {
+    qb.push("(SELECT j.v FROM JSON_TABLE(").push_bind(json);
+    qb.push(", '$[*]' COLUMNS (v VARCHAR(64) COLLATE utf8mb4_bin PATH '$')) AS j)");
+}
+
+/// ` WHERE r.kind = ? [AND r.city IN (cities)] [AND r is in one of the groups]`, each list one JSON
+/// bind. `with_cities` false leaves the cities to the caller (paging one city tests `r.city = ?`).
+///
+/// The group test probes the receiver's few `receiver_groups` rows (by primary key) and looks each
+/// up among the wanted groups, which MariaDB materializes once per statement.
+fn push_selection(qb: &mut QueryBuilder<MySql>, kind: ReceiverKind, selection: &Selection, with_cities: bool) {
+    qb.push(" WHERE r.kind = ").push_bind(kind.as_str());
+    if let Some(cities) = selection.cities.as_ref().filter(|_| with_cities) {
+        qb.push(" AND r.city IN ");
+        push_json_values(qb, json_list(cities.iter().map(City::as_str)));
+    }
+    if !selection.groups.is_empty() {
+        qb.push(" AND EXISTS (SELECT 1 FROM receiver_groups g WHERE g.kind = r.kind AND g.id = r.id AND g.grp IN ");
+        push_json_values(qb, json_list(selection.groups.iter().map(Group::as_str)));
+        qb.push(")");
+    }
+}
+
+/// ` WHERE 1 = 1 [AND …]` for each filter given.
+fn push_filter(qb: &mut QueryBuilder<MySql>, f: &NotificationFilter) {
+    qb.push(" WHERE 1 = 1");
+    if let Some(text) = &f.text {
+        qb.push(" AND (instr(n.title, ").push_bind(text.clone());
+        qb.push(") > 0 OR instr(n.body, ").push_bind(text.clone()).push(") > 0)");
+    }
+    if let Some(city) = &f.city {
+        qb.push(" AND (instr(n.cities, ").push_bind(format!(";{city};"));
+        qb.push(") > 0 OR EXISTS (SELECT 1 FROM send_tasks t WHERE t.notification_id = n.id AND t.city = ");
+        qb.push_bind(city.as_str().to_owned()).push("))");
+    }
+    if let Some(status) = f.status {
+        qb.push(" AND n.status = ").push_bind(status.as_str());
+    }
+    if let Some(category) = f.category {
+        qb.push(" AND n.category = ").push_bind(category.as_str());
+    }
+    if let Some(kind) = f.receiver_kind {
+        qb.push(" AND n.receiver_kind = ").push_bind(kind.as_str());
+    }
+    if let Some(from) = f.from {
+        qb.push(" AND n.created_at >= ").push_bind(millis(from));
+    }
+    if let Some(to) = f.to {
+        qb.push(" AND n.created_at < ").push_bind(millis(to));
+    }
+}
+
+fn opt_millis(t: Option<DateTime<Utc>>) -> Option<i64> {
+    t.map(millis)
+}
+
+fn notification_from_row(row: &MySqlRow) -> PortResult<Notification> {
+    let text = |c: &str| row.try_get::<String, _>(c).map_err(err);
+    let flag = |c: &str| row.try_get::<bool, _>(c).map_err(err);
+    let time = |c: &str| row.try_get::<Option<i64>, _>(c).map(|t| t.map(from_millis)).map_err(err);
+    let id = NotificationId::parse("id", &text("id")?).map_err(corrupt)?;
+    let audience: Audience = serde_json::from_str(&text("audience")?).map_err(corrupt)?;
+    Ok(Notification {
+        content: NewNotification {
+            title: Title::parse("title", &text("title")?).map_err(corrupt)?,
+            body: Body::parse("body", &text("body")?).map_err(corrupt)?,
+            category: Category::parse("category", &text("category")?).map_err(corrupt)?,
+            receiver_kind: ReceiverKind::parse("receiver_kind", &text("receiver_kind")?).map_err(corrupt)?,
+            audience,
+            pinned: flag("pinned")?,
+            force_read: flag("force_read")?,
+            validity: ValidityWindow::new(time("valid_from")?, time("valid_until")?).map_err(corrupt)?,
+            send_at: time("send_at")?,
+            draft: flag("draft")?,
+        },
+        status: Status::parse("status", &text("status")?).map_err(corrupt)?,
+        created_at: from_millis(row.try_get("created_at").map_err(err)?),
+        sent_at: time("sent_at")?,
+        revoked_at: time("revoked_at")?,
+        id,
+    })
+}
+
+async fn load(tx: &mut Transaction<'static, MySql>, id: &NotificationId) -> PortResult<Option<Notification>> {
+    fetch_notification(tx, id, concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ?")).await
+}
+
+/// The notification, its row locked until this transaction ends: what a status move reads, so a
+/// move decided on it cannot cross another process's.
+async fn load_locked(tx: &mut Transaction<'static, MySql>, id: &NotificationId) -> PortResult<Option<Notification>> {
+    let sql = concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ? FOR UPDATE");
+    fetch_notification(tx, id, sql).await
+}
+
+async fn fetch_notification(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    sql: &'static str,
+) -> PortResult<Option<Notification>> {
+    sqlx::query(sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?
+        .map(|r| notification_from_row(&r))
+        .transpose()
+}
+
+/// What a create with this key already made: a replay when the body matches, else `KeyReused`.
+async fn seen_key(tx: &mut Transaction<'static, MySql>, idem: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+    let seen = sqlx::query("SELECT id, request_fingerprint FROM notifications WHERE idempotency_key = ?")
+        .bind(&idem.key)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?;
+    let Some(row) = seen else { return Ok(None) };
+    let fingerprint: Option<String> = row.try_get("request_fingerprint").map_err(err)?;
+    if fingerprint.as_deref() != Some(idem.fingerprint.as_str()) {
+        return Ok(Some(CreateOutcome::KeyReused));
+    }
+    let id = NotificationId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
+    let existing = load(tx, &id).await?.ok_or_else(|| corrupt("vanished"))?;
+    Ok(Some(CreateOutcome::Replayed(existing)))
+}
+
+async fn add_history(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    status: Status,
+    event: &HistoryEvent,
+    at: DateTime<Utc>,
+) -> PortResult<()> {
+    sqlx::query("INSERT INTO notification_history (notification_id, at, status, detail) VALUES (?, ?, ?, ?)")
+        .bind(id.as_str())
+        .bind(millis(at))
+        .bind(status.as_str())
+        .bind(event.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Applies the completion rules (`herald_domain::completion`) to the city, then to the
+/// notification: marks the city done, and moves the notification from sending to sent. Returns
+/// true when it moved now. Called by both the scheduler (a task finishing) and the consumers (a page
+/// arriving), inside their write transaction: whichever is last settles it.
+async fn settle(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    city: Option<&City>,
+    now: DateTime<Utc>,
+) -> PortResult<bool> {
+    if let Some(city) = city
+        && city_state(tx, id, city).await?.is_some_and(|state| state.completes())
+    {
+        // Done: `matched` becomes the receivers its pages actually reached.
+        sqlx::query(
+            "UPDATE send_tasks SET done = 1, matched = (SELECT COALESCE(SUM(d.added), 0) FROM delivered_pages d \
+               WHERE d.notification_id = send_tasks.notification_id AND d.city = send_tasks.city) \
+             WHERE notification_id = ? AND city = ?",
+        )
+        .bind(id.as_str())
+        .bind(city.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    }
+    // Taken last, by every transaction that settles: the count below then sees every other city
+    // that settled before this one got the lock (READ COMMITTED reads the latest commits).
+    sqlx::query("SELECT id FROM notifications WHERE id = ? FOR UPDATE")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM send_tasks WHERE notification_id = ? AND done = 0")
+        .bind(id.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    if !send_completes(open as u64) {
+        return Ok(false);
+    }
+    let moved = sqlx::query("UPDATE notifications SET status = 'sent' WHERE id = ? AND status = 'sending'")
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    if moved == 0 {
+        return Ok(false);
+    }
+    let reached: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(matched), 0) AS SIGNED) FROM send_tasks WHERE notification_id = ?",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(err)?;
+    add_history(tx, id, Status::Sent, &HistoryEvent::Delivered { receivers: reached as u64 }, now).await?;
+    Ok(true)
+}
+
+/// Where one city's task stands (`None` if it has none).
+async fn city_state(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    city: &City,
+) -> PortResult<Option<CityState>> {
+    let row = sqlx::query(
+        "SELECT finished, done, pages_published, pages_delivered FROM send_tasks WHERE notification_id = ? AND city = ?",
+    )
+    .bind(id.as_str())
+    .bind(city.as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(err)?;
+    row.map(|row| {
+        Ok(CityState {
+            finished: row.try_get("finished").map_err(err)?,
+            done: row.try_get("done").map_err(err)?,
+            pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+            pages_delivered: row.try_get::<i64, _>("pages_delivered").map_err(err)? as u32,
+        })
+    })
+    .transpose()
+}
+
+/// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
+/// changed, and returns them; an unchanged one is not rewritten. The stored rows are read first,
+/// inside the write transaction, so a fresh import reads nothing back and a re-import compares
+/// in memory (MySQL has no RETURNING on an upsert). Their
+/// `receiver_groups` rows are replaced in the same transaction.
+async fn write_receivers(
+    tx: &mut Transaction<'static, MySql>,
+    receivers: &[Receiver],
+    now: DateTime<Utc>,
+) -> PortResult<Vec<Receiver>> {
+    let latest: BTreeMap<(ReceiverKind, &ReceiverId), &Receiver> =
+        receivers.iter().map(|r| ((r.kind, &r.id), r)).collect();
+    // Per kind: id → (city, groups) as stored.
+    let mut stored: HashMap<ReceiverKind, HashMap<String, (String, String)>> = HashMap::new();
+    for kind in ReceiverKind::ALL {
+        let ids = json_list(latest.keys().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()));
+        let mut qb = QueryBuilder::<MySql>::new("SELECT id, city, `groups` FROM receivers WHERE kind = ");
+        qb.push_bind(kind.as_str()).push(" AND id IN ");
+        push_json_values(&mut qb, ids);
+        let rows = qb.build().fetch_all(&mut **tx).await.map_err(err)?;
+        let of_kind = stored.entry(kind).or_default();
+        for row in rows {
+            let fields = (row.try_get("city").map_err(err)?, row.try_get("groups").map_err(err)?);
+            of_kind.insert(row.try_get("id").map_err(err)?, fields);
+        }
+    }
+    let before = |r: &Receiver| stored.get(&r.kind).and_then(|of_kind| of_kind.get(r.id.as_str()));
+    let changed: Vec<Receiver> = latest
+        .into_values()
+        .filter(|r| {
+            before(r).is_none_or(|(city, groups)| {
+                city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
+            })
+        })
+        .cloned()
+        .collect();
+    for chunk in changed.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("INSERT INTO receivers (kind, id, city, `groups`, updated_at) ");
+        qb.push_values(chunk, |mut row, r| {
+            row.push_bind(r.kind.as_str())
+                .push_bind(r.id.as_str().to_owned())
+                .push_bind(r.city.as_str().to_owned())
+                .push_bind(delimited(r.groups().iter().map(Group::as_str)))
+                .push_bind(millis(now));
+        });
+        qb.push(
+            " ON DUPLICATE KEY UPDATE city = VALUES(city), `groups` = VALUES(`groups`), updated_at = VALUES(updated_at)",
+        );
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    // Only receivers stored before have group rows to replace.
+    // Listed ids, not a JSON_TABLE: MariaDB runs a DELETE's subquery once per row of the kind.
+    let existed: Vec<&Receiver> = changed.iter().filter(|r| before(r).is_some()).collect();
+    for chunk in existed.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("DELETE FROM receiver_groups WHERE (kind, id) IN ");
+        qb.push_tuples(chunk, |mut row, r| {
+            row.push_bind(r.kind.as_str()).push_bind(r.id.as_str().to_owned());
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    let memberships: Vec<(&Receiver, &Group)> =
+        changed.iter().flat_map(|r| r.groups().iter().map(move |g| (r, g))).collect();
+    for chunk in memberships.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("INSERT INTO receiver_groups (kind, id, grp) ");
+        qb.push_values(chunk, |mut row, (r, g)| {
+            row.push_bind(r.kind.as_str()).push_bind(r.id.as_str().to_owned()).push_bind(g.as_str().to_owned());
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(changed)
+}
+
+/// The broadcasts a receiver may get late (`plan::reaches_late` decides; this only narrows): one
+/// query per upsert, however many receivers it writes.
+async fn late_broadcasts(tx: &mut Transaction<'static, MySql>, now: DateTime<Utc>) -> PortResult<Vec<Notification>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        notification_columns!(),
+        " FROM notifications WHERE status IN ('sending', 'sent') AND direct = 0 \
+         AND (valid_until IS NULL OR valid_until > ?)"
+    ))
+    .bind(millis(now))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(err)?
+    .iter()
+    .map(notification_from_row)
+    .collect()
+}
+
+/// Pages late receivers of one (notification, city), 500 per page, numbered after the city's task's
+/// pages, for the outbox; the task (created finished if the city had none) counts them as published
+/// and matched and is no longer done, so that `settle` recomputes `matched` from what the pages
+/// actually add once they are delivered. A pager step read before this fails its optimistic check
+/// on `pages_published` and is simply retried.
+async fn page_late(tx: &mut Transaction<'static, MySql>, late: &LateDelivery) -> PortResult<Vec<QueueMessage>> {
+    let receivers = late.receivers.len() as i64;
+    let pages = i64::from(late.page_count());
+    sqlx::query(
+        "INSERT INTO send_tasks (notification_id, city, matched, published, pages_published, finished, done) \
+         VALUES (?, ?, ?, ?, ?, 1, 0) \
+         ON DUPLICATE KEY UPDATE matched = matched + VALUES(matched), published = published + VALUES(published), \
+           pages_published = pages_published + VALUES(pages_published), done = 0",
+    )
+    .bind(late.notification.as_str())
+    .bind(late.city.as_str())
+    .bind(receivers)
+    .bind(receivers)
+    .bind(pages)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    // The row is locked by the upsert until commit: what it reads back is its own result.
+    let pages_published: i64 =
+        sqlx::query_scalar("SELECT pages_published FROM send_tasks WHERE notification_id = ? AND city = ?")
+            .bind(late.notification.as_str())
+            .bind(late.city.as_str())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    late.pages((pages_published - pages) as u32).map_err(|e| PortError::new(BACKEND, e))
+}
+
+/// Gives each stored notification among `ids` a new position in the search mirror's change log
+/// (its old one goes), in the caller's transaction. The positions are taken from the log's head row,
+/// which stays locked until the caller commits: so a higher position never commits before a lower
+/// one. Called last in a transaction (after its notification's row lock, if any), so every
+/// transaction takes its locks in one order and holds the head only for its commit.
+async fn log_changes(tx: &mut Transaction<'static, MySql>, ids: &[NotificationId]) -> PortResult<()> {
+    let mut stored: Vec<String> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("SELECT id FROM notifications WHERE id IN ");
+        push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+        for row in qb.build().fetch_all(&mut **tx).await.map_err(err)? {
+            stored.push(row.try_get("id").map_err(err)?);
+        }
+    }
+    if stored.is_empty() {
+        return Ok(());
+    }
+    stored.sort();
+    stored.dedup();
+    sqlx::query("UPDATE log_heads SET position = position + ? WHERE name = 'search_changes'")
+        .bind(stored.len() as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_heads WHERE name = 'search_changes'")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(err)?;
+    let first = head - stored.len() as i64 + 1;
+    for (n, chunk) in stored.chunks(CHUNK).enumerate() {
+        let mut qb = QueryBuilder::<MySql>::new("INSERT INTO search_changes (notification_id, position) ");
+        let offset = first + (n * CHUNK) as i64;
+        qb.push_values(chunk.iter().enumerate(), |mut row, (i, id)| {
+            row.push_bind(id.clone()).push_bind(offset + i as i64);
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE position = VALUES(position)");
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Appends messages to the outbox, in order.
+async fn add_to_outbox(
+    tx: &mut Transaction<'static, MySql>,
+    messages: &[QueueMessage],
+    now: DateTime<Utc>,
+) -> PortResult<()> {
+    for chunk in messages.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("INSERT INTO outbox (topic, tag, msg_key, body, created_at) ");
+        qb.push_values(chunk, |mut row, m| {
+            row.push_bind(m.topic.clone())
+                .push_bind(m.tag.clone())
+                .push_bind(m.key.clone())
+                .push_bind(m.body.clone())
+                .push_bind(millis(now));
+        });
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A selection of every city is counted before its send starts: a receiver who joins, in between,
+/// a city the count did not see would get neither a task nor a late page (the notification was not
+/// sending yet when it was upserted). So the transaction that starts the send gives a task, paged
+/// live from its start, to every city of the kind that has none and where the selection matches
+/// someone. Cities are listed by a loose scan of the city index (one lookup per city); for a
+/// groups selection, a city with receivers but no match is read through once.
+async fn add_tasks_for_cities_joined_since_the_plan(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    kind: ReceiverKind,
+    selection: &Selection,
+) -> PortResult<()> {
+    let mut qb = QueryBuilder::<MySql>::new("INSERT INTO send_tasks (notification_id, city, matched) SELECT ");
+    qb.push_bind(id.as_str().to_owned());
+    qb.push(", c.city, 0 FROM (SELECT DISTINCT city FROM receivers WHERE kind = ").push_bind(kind.as_str());
+    qb.push(") AS c WHERE NOT EXISTS (SELECT 1 FROM send_tasks t ");
+    qb.push("WHERE t.notification_id = ").push_bind(id.as_str().to_owned());
+    qb.push(" AND t.city = c.city) AND EXISTS (SELECT 1 FROM receivers r");
+    push_selection(&mut qb, kind, selection, false);
+    qb.push(" AND r.city = c.city)");
+    qb.build().execute(&mut **tx).await.map_err(err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ReceiverDirectory for MariaDbStore {
+    async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
+        let now = Utc::now();
+        let mut tx = self.write().await?;
+        let changed = write_receivers(&mut tx, receivers, now).await?;
+        if !changed.is_empty() {
+            let broadcasts = late_broadcasts(&mut tx, now).await?;
+            let mut pages = Vec::new();
+            let mut paged = Vec::new();
+            for late in late_deliveries(&broadcasts, &changed, now) {
+                pages.extend(page_late(&mut tx, &late).await?);
+                paged.push(late.notification.clone());
+            }
+            add_to_outbox(&mut tx, &pages, now).await?;
+            log_changes(&mut tx, &paged).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(changed.len() as u64)
+    }
+
+    async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new("SELECT kind, id, city, `groups` FROM receivers WHERE kind = ");
+            qb.push_bind(kind.as_str()).push(" AND id IN ");
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            for row in qb.build().fetch_all(&self.db).await.map_err(err)? {
+                found.push(receiver_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn count_selection(&self, kind: ReceiverKind, selection: &Selection) -> PortResult<Vec<(City, u64)>> {
+        let mut qb = QueryBuilder::<MySql>::new("SELECT r.city, COUNT(*) AS n FROM receivers r");
+        push_selection(&mut qb, kind, selection, true);
+        qb.push(" GROUP BY r.city ORDER BY r.city");
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let city: String = row.try_get("city").map_err(err)?;
+                let n: i64 = row.try_get("n").map_err(err)?;
+                Ok((City::parse("city", &city).map_err(corrupt)?, n as u64))
+            })
+            .collect()
+    }
+
+    async fn page_selection(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        city: &City,
+        after: Option<&ReceiverId>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverId>> {
+        if selection.cities.as_ref().is_some_and(|cities| !cities.contains(city)) {
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<MySql>::new("SELECT r.id FROM receivers r");
+        push_selection(&mut qb, kind, selection, false);
+        qb.push(" AND r.city = ").push_bind(city.as_str().to_owned());
+        if let Some(after) = after {
+            qb.push(" AND r.id > ").push_bind(after.as_str().to_owned());
+        }
+        qb.push(" ORDER BY r.id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt))
+            .collect()
+    }
+
+    async fn list_receivers(
+        &self,
+        kind: Option<ReceiverKind>,
+        city: Option<&City>,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<Receiver>> {
+        // By the primary key (kind, id), or by `receivers_by_city` (kind, city, id) in one city.
+        let mut qb = QueryBuilder::<MySql>::new("SELECT kind, id, city, `groups` FROM receivers WHERE 1 = 1");
+        if let Some(kind) = kind {
+            qb.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(city) = city {
+            qb.push(" AND city = ").push_bind(city.as_str().to_owned());
+        }
+        if let Some(after) = after {
+            qb.push(" AND (kind, id) > (").push_bind(after.kind.as_str());
+            qb.push(", ").push_bind(after.id.as_str().to_owned()).push(")");
+        }
+        qb.push(" ORDER BY kind, id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter().map(receiver_from_row).collect()
+    }
+
+    async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        let deleted = sqlx::query("DELETE FROM receivers WHERE kind = ? AND id = ?")
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        for table in [
+            "DELETE FROM receiver_groups WHERE kind = ? AND id = ?",
+            "DELETE FROM read_receipts WHERE receiver_kind = ? AND receiver_id = ?",
+        ] {
+            sqlx::query(table).bind(kind.as_str()).bind(id.as_str()).execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(deleted == 1)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for MariaDbStore {
+    async fn create_notification(
+        &self,
+        content: &NewNotification,
+        idempotency: Option<&Idempotency>,
+        now: DateTime<Utc>,
+    ) -> PortResult<CreateOutcome> {
+        let mut tx = self.write().await?;
+        // Looked up again inside the write transaction: two creates racing with one key make one.
+        if let Some(idem) = idempotency
+            && let Some(seen) = seen_key(&mut tx, idem).await?
+        {
+            tx.rollback().await.map_err(err)?;
+            return Ok(seen);
+        }
+        let notification = Notification {
+            id: NotificationId::generate(),
+            content: content.clone(),
+            status: content.initial_status(),
+            created_at: DateTime::from_timestamp_millis(millis(now)).unwrap_or(now),
+            sent_at: None,
+            revoked_at: None,
+        };
+        let audience = serde_json::to_string(&content.audience).map_err(|e| PortError::new(BACKEND, e))?;
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO notifications (",
+            notification_columns!(),
+            ", direct, cities, idempotency_key, request_fingerprint) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(notification.id.as_str())
+        .bind(content.title.as_str())
+        .bind(content.body.as_str())
+        .bind(content.category.as_str())
+        .bind(content.receiver_kind.as_str())
+        .bind(audience)
+        .bind(content.pinned)
+        .bind(content.force_read)
+        .bind(opt_millis(content.validity.from()))
+        .bind(opt_millis(content.validity.until()))
+        .bind(opt_millis(content.send_at))
+        .bind(content.draft)
+        .bind(notification.status.as_str())
+        .bind(millis(notification.created_at))
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(content.audience.is_direct())
+        .bind(delimited(content.audience.named_cities().map(City::as_str)))
+        .bind(idempotency.map(|i| i.key.clone()))
+        .bind(idempotency.map(|i| i.fingerprint.clone()))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            // Two creates with one key at once: the unique key made this one wait for the other's
+            // commit, so it now answers what that one made.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && idempotency.is_some() => {
+                tx.rollback().await.map_err(err)?;
+                let seen = self.replay(idempotency.expect("checked")).await?;
+                return seen.ok_or_else(|| corrupt("an idempotency key collided but is not stored"));
+            }
+            other => other.map_err(err)?,
+        };
+        add_history(&mut tx, &notification.id, notification.status, &HistoryEvent::created(content, now), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&notification.id)).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(CreateOutcome::Created(notification))
+    }
+
+    async fn replay(&self, idempotency: &Idempotency) -> PortResult<Option<CreateOutcome>> {
+        let mut tx = self.db.begin().await.map_err(err)?;
+        let seen = seen_key(&mut tx, idempotency).await?;
+        tx.rollback().await.map_err(err)?;
+        Ok(seen)
+    }
+
+    async fn notification(&self, id: &NotificationId) -> PortResult<Option<Notification>> {
+        sqlx::query(concat!("SELECT ", notification_columns!(), " FROM notifications WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.db)
+            .await
+            .map_err(err)?
+            .map(|r| notification_from_row(&r))
+            .transpose()
+    }
+
+    async fn notifications(&self, ids: &[NotificationId]) -> PortResult<Vec<Notification>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new(concat!(
+                "SELECT ",
+                notification_columns!(),
+                " FROM notifications WHERE id IN "
+            ));
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            for row in qb.build().fetch_all(&self.db).await.map_err(err)? {
+                found.push(notification_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn transition(
+        &self,
+        id: &NotificationId,
+        to: Status,
+        event: &HistoryEvent,
+        now: DateTime<Utc>,
+    ) -> PortResult<TransitionOutcome> {
+        let mut tx = self.write().await?;
+        let Some(current) = load_locked(&mut tx, id).await? else {
+            tx.rollback().await.map_err(err)?;
+            return Ok(TransitionOutcome::NotFound);
+        };
+        if !to.allowed_from().contains(&current.status) {
+            tx.rollback().await.map_err(err)?;
+            return Ok(TransitionOutcome::Refused(current.status));
+        }
+        let revoked_at = (to == Status::Revoked).then(|| millis(now));
+        sqlx::query("UPDATE notifications SET status = ?, revoked_at = COALESCE(?, revoked_at) WHERE id = ?")
+            .bind(to.as_str())
+            .bind(revoked_at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        add_history(&mut tx, id, to, event, now).await?;
+        if to == Status::Revoked {
+            // The head's row lock, held to commit, numbers revocations in commit order.
+            sqlx::query("UPDATE log_heads SET position = position + 1 WHERE name = 'revocations'")
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query(
+                "INSERT INTO revocations (seq, notification_id, at) \
+                 SELECT position, ?, ? FROM log_heads WHERE name = 'revocations'",
+            )
+            .bind(id.as_str())
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
+        let moved = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
+        tx.commit().await.map_err(err)?;
+        Ok(TransitionOutcome::Moved(Box::new(moved)))
+    }
+
+    async fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>> {
+        let rows =
+            sqlx::query("SELECT at, status, detail FROM notification_history WHERE notification_id = ? ORDER BY seq")
+                .bind(id.as_str())
+                .fetch_all(&self.db)
+                .await
+                .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(HistoryEntry {
+                    at: from_millis(row.try_get("at").map_err(err)?),
+                    status: Status::parse("status", row.try_get("status").map_err(err)?).map_err(corrupt)?,
+                    detail: row.try_get("detail").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool> {
+        let added = sqlx::query(
+            "INSERT INTO notification_history (notification_id, at, status, detail) \
+             SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+        )
+        .bind(millis(now))
+        .bind(event.to_string())
+        .bind(id.as_str())
+        .execute(&self.db)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(added > 0)
+    }
+
+    async fn list(
+        &self,
+        filter: &NotificationFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> PortResult<(Vec<Notification>, u64)> {
+        let mut qb = QueryBuilder::<MySql>::new("SELECT COUNT(*) FROM notifications n");
+        push_filter(&mut qb, filter);
+        let total: i64 = qb.build_query_scalar().fetch_one(&self.db).await.map_err(err)?;
+
+        let mut qb = QueryBuilder::<MySql>::new(concat!("SELECT ", notification_columns!(), " FROM notifications n"));
+        push_filter(&mut qb, filter);
+        if let Some(c) = after {
+            qb.push(" AND (n.created_at < ").push_bind(c.created_ms);
+            qb.push(" OR (n.created_at = ").push_bind(c.created_ms);
+            qb.push(" AND n.id < ").push_bind(c.id.as_str().to_owned()).push("))");
+        }
+        qb.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        let items = rows.iter().map(notification_from_row).collect::<PortResult<_>>()?;
+        Ok((items, total as u64))
+    }
+
+    async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
+        let mut tx = self.write().await?;
+        let mut added = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "INSERT IGNORE INTO read_receipts (notification_id, receiver_kind, receiver_id, read_at) ",
+            );
+            qb.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(receiver.kind.as_str())
+                    .push_bind(receiver.id.as_str().to_owned())
+                    .push_bind(millis(at));
+            });
+            let new = qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            if new > 0 {
+                log_changes(&mut tx, chunk).await?;
+            }
+            added += new;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(added)
+    }
+
+    async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows = sqlx::query("SELECT seq, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.db)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((seq as u64, id))
+            })
+            .collect()
+    }
+
+    async fn revocation_head(&self) -> PortResult<u64> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
+            .fetch_one(&self.db)
+            .await
+            .map_err(err)?;
+        Ok(head as u64)
+    }
+
+    async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows = sqlx::query(
+            "SELECT position, notification_id FROM search_changes WHERE position > ? ORDER BY position LIMIT ?",
+        )
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.db)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((position as u64, id))
+            })
+            .collect()
+    }
+
+    async fn change_head(&self) -> PortResult<u64> {
+        // The highest committed position (the head row may run ahead inside a transaction).
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM search_changes")
+            .fetch_one(&self.db)
+            .await
+            .map_err(err)?;
+        Ok(head as u64)
+    }
+
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1").execute(&self.db).await.map_err(err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SendLedger for MariaDbStore {
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Notification>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE status = 'scheduled' AND (send_at IS NULL OR send_at <= ?) \
+             ORDER BY created_at LIMIT ?"
+        ))
+        .bind(millis(now))
+        .bind(limit as i64)
+        .fetch_all(&self.db)
+        .await
+        .map_err(err)?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn start_sending(&self, id: &NotificationId, plan: &[CityPlan], now: DateTime<Utc>) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        // Another scheduler holding the row is starting it (or a console move is): not ours to wait for.
+        let claimed =
+            sqlx::query("SELECT id FROM notifications WHERE id = ? AND status = 'scheduled' FOR UPDATE SKIP LOCKED")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+        if claimed.is_none() {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        let moved = sqlx::query(
+            "UPDATE notifications SET status = 'sending', sent_at = ? WHERE id = ? AND status = 'scheduled'",
+        )
+        .bind(millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if moved == 0 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        for chunk in plan.chunks(CHUNK) {
+            let mut qb =
+                QueryBuilder::<MySql>::new("INSERT INTO send_tasks (notification_id, city, matched, members) ");
+            let mut rows = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                let members = p
+                    .members
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|e| PortError::new(BACKEND, e))?;
+                rows.push((p, members));
+            }
+            qb.push_values(rows, |mut row, (p, members)| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(p.city.as_str().to_owned())
+                    .push_bind(p.matched as i64)
+                    .push_bind(members);
+            });
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        let n = load(&mut tx, id).await?.ok_or_else(|| corrupt("vanished"))?;
+        if let Some(selection) = selection_of_every_city(&n) {
+            add_tasks_for_cities_joined_since_the_plan(&mut tx, id, n.content.receiver_kind, selection).await?;
+        }
+        add_history(&mut tx, id, Status::Sending, &HistoryEvent::sending(plan), now).await?;
+        settle(&mut tx, id, None, now).await?;
+        log_changes(&mut tx, std::slice::from_ref(id)).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn open_tasks(
+        &self,
+        direct: bool,
+        after: Option<(&NotificationId, &City)>,
+        limit: usize,
+    ) -> PortResult<Vec<SendTask>> {
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT t.notification_id, t.city, t.last_receiver, t.pages_published, t.members FROM send_tasks t \
+             JOIN notifications n ON n.id = t.notification_id \
+             WHERE t.finished = 0 AND n.status = 'sending' AND n.direct = ",
+        );
+        qb.push_bind(direct);
+        if let Some((id, city)) = after {
+            qb.push(" AND (t.notification_id > ").push_bind(id.as_str().to_owned());
+            qb.push(" OR (t.notification_id = ").push_bind(id.as_str().to_owned());
+            qb.push(" AND t.city > ").push_bind(city.as_str().to_owned()).push("))");
+        }
+        qb.push(" ORDER BY t.notification_id, t.city LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let last: Option<String> = row.try_get("last_receiver").map_err(err)?;
+                Ok(SendTask {
+                    notification_id: NotificationId::parse("id", row.try_get("notification_id").map_err(err)?)
+                        .map_err(corrupt)?,
+                    city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
+                    last_receiver: last.map(|l| ReceiverId::parse("last", &l)).transpose().map_err(corrupt)?,
+                    pages_published: row.try_get::<i64, _>("pages_published").map_err(err)? as u32,
+                    members: row
+                        .try_get::<Option<String>, _>("members")
+                        .map_err(err)?
+                        .map(|m| serde_json::from_str(&m))
+                        .transpose()
+                        .map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn advance(&self, task: &SendTask, step: &PageStep) -> PortResult<bool> {
+        let now = Utc::now();
+        let mut tx = self.write().await?;
+        // The task as `task` read it, locked: a row another scheduler holds is skipped (it is
+        // writing that step), and one that moved on is not found; either way this step is void.
+        let claimed = sqlx::query(
+            "SELECT city FROM send_tasks WHERE notification_id = ? AND city = ? AND finished = 0 \
+               AND pages_published = ? AND COALESCE(last_receiver, '') = ? FOR UPDATE SKIP LOCKED",
+        )
+        .bind(task.notification_id.as_str())
+        .bind(task.city.as_str())
+        .bind(task.pages_published as i64)
+        .bind(task.last_receiver.as_ref().map_or("", |r| r.as_str()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        if claimed.is_none() {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        let (pages, receivers) = match &step.page {
+            Some((_, n)) => (1i64, *n as i64),
+            None => (0, 0),
+        };
+        // `matched` is assigned first: MySQL evaluates assignments left to right, SQLite all at once;
+        // both then read the old `published`.
+        let moved = sqlx::query(
+            "UPDATE send_tasks SET \
+               matched = CASE WHEN ? THEN published + ? ELSE matched END, \
+               published = published + ?, pages_published = pages_published + ?, \
+               last_receiver = ?, finished = ? \
+             WHERE notification_id = ? AND city = ? AND finished = 0 \
+               AND pages_published = ? AND COALESCE(last_receiver, '') = ?",
+        )
+        .bind(step.finished)
+        .bind(receivers)
+        .bind(receivers)
+        .bind(pages)
+        .bind(step.last_receiver.as_ref().map(|r| r.as_str().to_owned()))
+        .bind(step.finished)
+        .bind(task.notification_id.as_str())
+        .bind(task.city.as_str())
+        .bind(task.pages_published as i64)
+        .bind(task.last_receiver.as_ref().map_or("", |r| r.as_str()))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if moved == 0 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        if let Some((message, _)) = &step.page {
+            add_to_outbox(&mut tx, std::slice::from_ref(message), now).await?;
+        }
+        if step.finished {
+            // The city's `matched` became what it published, and it may be done.
+            settle(&mut tx, &task.notification_id, Some(&task.city), now).await?;
+            log_changes(&mut tx, std::slice::from_ref(&task.notification_id)).await?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>> {
+        let rows = sqlx::query("SELECT id, topic, tag, msg_key, body FROM outbox WHERE topic = ? ORDER BY id LIMIT ?")
+            .bind(topic)
+            .bind(limit as i64)
+            .fetch_all(&self.db)
+            .await
+            .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxMessage {
+                    id: row.try_get("id").map_err(err)?,
+                    message: QueueMessage {
+                        topic: row.try_get("topic").map_err(err)?,
+                        tag: row.try_get("tag").map_err(err)?,
+                        key: row.try_get("msg_key").map_err(err)?,
+                        body: row.try_get("body").map_err(err)?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_published(&self, ids: &[i64]) -> PortResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new("DELETE FROM outbox WHERE id IN ");
+            push_list(&mut qb, chunk.iter().copied());
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn outbox_len(&self) -> PortResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox").fetch_one(&self.db).await.map_err(err)?;
+        Ok(n as u64)
+    }
+
+    async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool> {
+        let mut tx = self.write().await?;
+        let first = sqlx::query(
+            "INSERT IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .bind(key.page_no as i64)
+        .bind(added as i64)
+        .bind(millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if first == 0 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
+        )
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
+        log_changes(&mut tx, std::slice::from_ref(&key.notification_id)).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(sent)
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()> {
+        let mut tx = self.write().await?;
+        let first = sqlx::query("INSERT IGNORE INTO dead_letters (msg_key, reason, body, at) VALUES (?, ?, ?, ?)")
+            .bind(&letter.key)
+            .bind(&letter.reason)
+            .bind(&letter.body)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        if first > 0
+            && let Some(notification) = letter.notification()
+        {
+            // In the notification's current status: the history says why it is not done.
+            sqlx::query(
+                "INSERT INTO notification_history (notification_id, at, status, detail) \
+                 SELECT id, ?, status, ? FROM notifications WHERE id = ?",
+            )
+            .bind(millis(now))
+            .bind(letter.event().to_string())
+            .bind(notification.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>> {
+        let mut found: HashMap<NotificationId, Vec<CityProgress>> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new(
+                "SELECT notification_id, city, matched, published, pages_published, pages_delivered, done \
+                 FROM send_tasks WHERE notification_id IN ",
+            );
+            push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
+            qb.push(" ORDER BY notification_id, city");
+            for row in qb.build().fetch_all(&self.db).await.map_err(err)? {
+                let n = |c: &str| row.try_get::<i64, _>(c).map_err(err);
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                found.entry(id).or_default().push(CityProgress {
+                    city: City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?,
+                    matched: n("matched")? as u64,
+                    published: n("published")? as u64,
+                    pages_published: n("pages_published")? as u32,
+                    pages_delivered: n("pages_delivered")? as u32,
+                    done: row.try_get("done").map_err(err)?,
+                });
+            }
+        }
+        Ok(found)
+    }
+}

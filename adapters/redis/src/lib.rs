@@ -1,0 +1,786 @@
+//! The inbox store on Redis, one server or a Redis Cluster. Keys carry hash tags so that one
+//! receiver's keys share a slot and one notification's keys share another, and no script touches
+//! two slots (ARCHITECTURE.md has the layout):
+//!
+//! - per notification `{n:<id>}`: `m` (what its entries need: pinned, force_read, sent_ms, window;
+//!   and `withheld`), `c` (the counters: `sent`, `read`, `sent:<city>`), `p` (delivered pages and
+//!   what each added), `h:<bucket>` (who holds it, split over small hashes so each stays compact)
+//!   and `w:<city>/<page>` (receivers a page added whose entries may not be written yet);
+//! - per receiver `{r:<kind>:<id>}`: `l` (its entries scored by list order), `v` (the same entries
+//!   scored by version, odd once read: sync's index) and `t` (only once the cap trimmed it: the
+//!   newest message dropped and the highest version dropped);
+//! - global, read by inbox reads: `withheld` (a set of revoked notifications), `opening` (the
+//!   notifications with a window start, by it) and `revocations` (the applied log position).
+//!
+//! A page is one script in the notification's slot (decides who is new, counts exactly them), then
+//! one script per new receiver in that receiver's slot, sent concurrently so they share round trips.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
+use herald_domain::{EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
+
+mod config;
+mod scripts;
+
+pub use config::{RedisConfig, RedisConfigError, RedisServer};
+use scripts::PINNED_UNREAD;
+
+const BACKEND: &str = "redis inbox";
+/// A notification's holders are split by receiver over this many hashes: each stays small enough
+/// for Redis's compact encoding (listpack, ≤ 128 fields by default) up to about half a million
+/// receivers, at roughly a third of what one set would cost per receiver.
+const HOLDER_BUCKETS: u64 = 4096;
+/// How long opening the store waits for the server before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn err(e: RedisError) -> PortError {
+    PortError::new(BACKEND, e)
+}
+
+/// One server or a cluster, behind one connection type (both multiplex: concurrent commands share
+/// round trips).
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Key names under one prefix.
+struct Keys {
+    prefix: String,
+}
+
+/// One receiver's keys: list, versions, trims.
+struct ReceiverKeys {
+    list: String,
+    versions: String,
+    trims: String,
+}
+
+impl Keys {
+    fn receiver(&self, receiver: &str) -> ReceiverKeys {
+        let tag = format!("{}:{{r:{receiver}}}", self.prefix);
+        ReceiverKeys { list: format!("{tag}:l"), versions: format!("{tag}:v"), trims: format!("{tag}:t") }
+    }
+
+    fn notification(&self, id: &str, what: &str) -> String {
+        format!("{}:{{n:{id}}}:{what}", self.prefix)
+    }
+
+    fn global(&self, what: &str) -> String {
+        format!("{}:{what}", self.prefix)
+    }
+}
+
+/// What the store keeps of a notification (its first page's `EntryMeta`; never changes).
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    pinned: bool,
+    force_read: bool,
+    sent_ms: i64,
+    valid_from_ms: Option<i64>,
+    valid_until_ms: Option<i64>,
+}
+
+impl Stored {
+    fn in_window(&self, now_ms: i64) -> bool {
+        self.valid_from_ms.is_none_or(|f| f <= now_ms) && self.valid_until_ms.is_none_or(|u| now_ms < u)
+    }
+}
+
+/// An entry as one receiver's two sorted sets hold it.
+struct Raw {
+    id: String,
+    list_score: f64,
+    version_score: f64,
+}
+
+impl Raw {
+    fn read(&self) -> bool {
+        self.version_score % 2.0 == 1.0
+    }
+
+    fn entry(&self, meta: Option<&Stored>) -> PortResult<InboxEntry> {
+        let id = NotificationId::parse("id", &self.id).map_err(|e| PortError::new(BACKEND, e))?;
+        let pinned_unread = self.list_score >= PINNED_UNREAD;
+        let sent_at_ms = if pinned_unread { self.list_score - PINNED_UNREAD } else { self.list_score } as i64;
+        Ok(InboxEntry {
+            version: (self.version_score / 2.0).floor() as u64,
+            read: self.read(),
+            force_read: meta.is_some_and(|m| m.force_read),
+            position: InboxCursor { pinned_unread, sent_at_ms, id: id.clone() },
+            notification_id: id,
+        })
+    }
+}
+
+/// The list score of an entry at `position`: pinned unread ones above all, then by time (the id
+/// breaks ties: Redis orders equal scores by member).
+fn list_score(pinned_unread: bool, sent_ms: i64) -> i64 {
+    if pinned_unread { PINNED_UNREAD as i64 + sent_ms } else { sent_ms }
+}
+
+/// A hash that stays the same across processes and versions (std's does not promise to).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A meta hash's fields: pinned, force_read, sent_ms, valid_from, valid_until.
+type MetaFields = (Option<u8>, Option<u8>, Option<i64>, Option<i64>, Option<i64>);
+/// Members of a receiver's sorted set with their scores.
+type Scored = Vec<(Member, f64)>;
+
+/// A notification id as a receiver's sorted sets hold it: its 16 bytes rather than its 32 hex
+/// digits, which halves what each entry costs; the bytes sort as the hex does, so equal scores
+/// still order by id.
+struct Member(String);
+
+impl FromRedisValue for Member {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let bytes: Vec<u8> = FromRedisValue::from_redis_value(v)?;
+        Ok(Member(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+}
+
+/// The member of a notification id (32 hex digits, as `NotificationId` guarantees).
+fn member(id: &str) -> Vec<u8> {
+    id.as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0))
+        .collect()
+}
+
+fn members(ids: &[&str]) -> Vec<Vec<u8>> {
+    ids.iter().map(|id| member(id)).collect()
+}
+
+/// The notification metas kept in memory: they never change, so a read looks each up once.
+const META_CACHE: usize = 100_000;
+
+pub struct RedisInbox {
+    conn: Conn,
+    keys: Keys,
+    cap: InboxCap,
+    metas: Mutex<HashMap<String, Stored>>,
+}
+
+impl RedisInbox {
+    /// Connects to the server (or cluster) `config` names, failing if it does not answer.
+    pub async fn open(config: &RedisConfig) -> anyhow::Result<Self> {
+        let connect = async {
+            anyhow::Ok(match &config.server {
+                RedisServer::Single(url) => {
+                    Conn::Single(redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?)
+                }
+                RedisServer::Cluster(nodes) => {
+                    Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
+                }
+            })
+        };
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
+            .and_then(|c| c)
+            .context("cannot reach Redis")?;
+        let inbox = Self {
+            conn,
+            keys: Keys { prefix: config.prefix.clone() },
+            cap: config.cap,
+            metas: Mutex::new(HashMap::new()),
+        };
+        inbox.ping().await?;
+        Ok(inbox)
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// The stored metas of `ids` (those never delivered are absent).
+    async fn metas(&self, ids: &[&str]) -> PortResult<HashMap<String, Stored>> {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self.metas.lock().expect("meta cache");
+            for id in ids {
+                match cache.get(*id) {
+                    Some(m) => {
+                        found.insert(id.to_string(), *m);
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let fetched = try_join_all(missing.iter().map(|id| async move {
+            let fields: MetaFields = redis::cmd("HMGET")
+                .arg(self.keys.notification(id, "m"))
+                .arg(&["pinned", "force_read", "sent_ms", "valid_from", "valid_until"])
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+            PortResult::Ok((*id, fields))
+        }))
+        .await?;
+        let mut cache = self.metas.lock().expect("meta cache");
+        if cache.len() > META_CACHE {
+            cache.clear();
+        }
+        for (id, (pinned, force_read, sent_ms, valid_from_ms, valid_until_ms)) in fetched {
+            if let (Some(pinned), Some(force_read), Some(sent_ms)) = (pinned, force_read, sent_ms) {
+                let meta =
+                    Stored { pinned: pinned == 1, force_read: force_read == 1, sent_ms, valid_from_ms, valid_until_ms };
+                cache.insert(id.to_string(), meta);
+                found.insert(id.to_string(), meta);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `ids` are withheld.
+    async fn withheld_among(&self, ids: &[&str]) -> PortResult<HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let flags: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(self.keys.global("withheld"))
+            .arg(ids)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(ids.iter().zip(flags).filter(|(_, w)| *w).map(|(id, _)| id.to_string()).collect())
+    }
+
+    /// Which of `ids` are visible at `now_ms`, with every meta found.
+    async fn visibility(&self, ids: &[&str], now_ms: i64) -> PortResult<(HashSet<String>, HashMap<String, Stored>)> {
+        let metas = self.metas(ids).await?;
+        let withheld = self.withheld_among(ids).await?;
+        let visible = ids
+            .iter()
+            .filter(|id| !withheld.contains(**id) && metas.get(**id).is_some_and(|m| m.in_window(now_ms)))
+            .map(|id| id.to_string())
+            .collect();
+        Ok((visible, metas))
+    }
+
+    /// One receiver's entries among `ids` (absent ones skipped).
+    async fn raw_of(&self, receiver: &str, ids: &[&str]) -> PortResult<Vec<Raw>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys.receiver(receiver);
+        let (lists, versions): (Vec<Option<f64>>, Vec<Option<f64>>) = redis::pipe()
+            .cmd("ZMSCORE")
+            .arg(&k.list)
+            .arg(members(ids))
+            .cmd("ZMSCORE")
+            .arg(&k.versions)
+            .arg(members(ids))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(ids
+            .iter()
+            .zip(lists.into_iter().zip(versions))
+            .filter_map(|(id, scores)| match scores {
+                (Some(list_score), Some(version_score)) => Some(Raw { id: id.to_string(), list_score, version_score }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every entry of one receiver, in list order.
+    async fn all_raw(&self, receiver: &str) -> PortResult<Vec<Raw>> {
+        let k = self.keys.receiver(receiver);
+        let (list, versions): (Scored, Scored) = redis::pipe()
+            .cmd("ZRANGE")
+            .arg(&k.list)
+            .arg(0)
+            .arg(-1)
+            .arg("REV")
+            .arg("WITHSCORES")
+            .cmd("ZRANGE")
+            .arg(&k.versions)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let versions: HashMap<String, f64> = versions.into_iter().map(|(m, v)| (m.0, v)).collect();
+        Ok(list
+            .into_iter()
+            .filter_map(|(Member(id), list_score)| {
+                let version_score = *versions.get(&id)?;
+                Some(Raw { id, list_score, version_score })
+            })
+            .collect())
+    }
+
+    async fn entries(&self, raws: &[Raw]) -> PortResult<Vec<InboxEntry>> {
+        let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
+        let metas = self.metas(&ids).await?;
+        raws.iter().map(|r| r.entry(metas.get(&r.id))).collect()
+    }
+
+    /// Writes one receiver's entry of a delivered page; answers the inbox's size if it was added.
+    async fn add_entry(&self, receiver: &str, id: &str, score: i64, sent_ms: i64) -> PortResult<Option<u64>> {
+        let k = self.keys.receiver(receiver);
+        let size: i64 = scripts::ADD_ENTRY
+            .key(&k.list)
+            .key(&k.versions)
+            .key(&k.trims)
+            .arg(member(id))
+            .arg(score)
+            .arg(sent_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(u64::try_from(size).ok())
+    }
+
+    /// Trims an inbox found past the cap back to `cap.after_trim()`, in `InboxCap`'s order.
+    async fn trim(&self, receiver: &str, now_ms: i64) -> PortResult<()> {
+        let raws = self.all_raw(receiver).await?;
+        let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
+        let metas = self.metas(&ids).await?;
+        let withheld = self.withheld_among(&ids).await?;
+        // (class, sent_ms, id): 0 can never be shown again, 1 read, 2 unread; pinned entries and
+        // unread force-read ones are kept while they can be shown.
+        let mut victims: Vec<(u8, i64, &str)> = raws
+            .iter()
+            .filter_map(|r| {
+                let Some(m) = metas.get(&r.id) else { return Some((0, i64::MIN, r.id.as_str())) };
+                let gone = withheld.contains(&r.id) || m.valid_until_ms.is_some_and(|u| u <= now_ms);
+                let class = if gone {
+                    0
+                } else if m.pinned || (!r.read() && m.force_read) {
+                    return None;
+                } else if r.read() {
+                    1
+                } else {
+                    2
+                };
+                Some((class, m.sent_ms, r.id.as_str()))
+            })
+            .collect();
+        victims.sort_unstable();
+        let k = self.keys.receiver(receiver);
+        let mut trim = scripts::TRIM.key(&k.list);
+        trim.key(&k.versions).key(&k.trims).arg(self.cap.after_trim());
+        for (class, sent_ms, id) in &victims {
+            trim.arg(member(id)).arg(*sent_ms).arg(u8::from(*class != 0));
+        }
+        let _: i64 = trim.invoke_async(&mut self.conn()).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn withhold_now(&self, notification: &NotificationId) -> PortResult<()> {
+        let id = notification.as_str();
+        // The flag deliveries check first, then the set reads check.
+        let _: () = redis::cmd("HSET")
+            .arg(self.keys.notification(id, "m"))
+            .arg("withheld")
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let _: () = redis::cmd("SADD")
+            .arg(self.keys.global("withheld"))
+            .arg(id)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Deletes every key under `prefix` from the server or cluster `url` names (on each node it lists:
+/// list every master of a cluster), one key at a time (a cluster node refuses one command across
+/// slots); answers how many. Blocking, for tests and tools: what a test run or a measurement wrote
+/// goes, and nothing else on a shared server.
+pub fn erase_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let nodes = match RedisServer::parse(url)? {
+        RedisServer::Single(url) => vec![url],
+        RedisServer::Cluster(nodes) => nodes,
+    };
+    let pattern: String =
+        prefix.chars().flat_map(|c| if "*?[]\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    let mut erased = 0;
+    for node in nodes {
+        let mut conn = redis::Client::open(node.as_str())?.get_connection()?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{pattern}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)?;
+            for key in keys {
+                erased += redis::cmd("UNLINK").arg(key).query::<u64>(&mut conn)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(erased)
+}
+
+#[async_trait]
+impl InboxStore for RedisInbox {
+    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
+        let key = &page.key;
+        let id = key.notification_id.as_str();
+        let field = format!("{}/{}", key.city, key.page_no);
+        let pending_key = self.keys.notification(id, &format!("w:{field}"));
+        let receivers: Vec<String> =
+            page.receivers.iter().map(|r| ReceiverRef::key_of(page.receiver_kind, r)).collect();
+        let mut buckets: BTreeMap<u64, usize> = BTreeMap::new();
+        let bucket_of: Vec<usize> = receivers
+            .iter()
+            .map(|r| {
+                let next = buckets.len() + 1;
+                *buckets.entry(fnv1a(r.as_bytes()) % HOLDER_BUCKETS).or_insert(next)
+            })
+            .collect();
+        let mut ordered: Vec<(usize, u64)> = buckets.iter().map(|(b, i)| (*i, *b)).collect();
+        ordered.sort_unstable();
+        let mut deliver = scripts::DELIVER.key(self.keys.notification(id, "m"));
+        deliver.key(self.keys.notification(id, "c")).key(self.keys.notification(id, "p")).key(&pending_key);
+        for (_, bucket) in &ordered {
+            deliver.key(self.keys.notification(id, &format!("h:{bucket}")));
+        }
+        deliver
+            .arg(&field)
+            .arg(key.city.as_str())
+            .arg(u8::from(meta.pinned))
+            .arg(u8::from(meta.force_read))
+            .arg(meta.sent_at_ms)
+            .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(receivers.len());
+        for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
+            deliver.arg(receiver).arg(*bucket);
+        }
+        let (repeated, added, pinned, sent_ms, pending): (i64, u64, i64, i64, Vec<String>) =
+            deliver.invoke_async(&mut self.conn()).await.map_err(err)?;
+        if !pending.is_empty() {
+            if let Some(from) = meta.valid_from_ms {
+                let _: () = redis::cmd("ZADD")
+                    .arg(self.keys.global("opening"))
+                    .arg("NX")
+                    .arg(from)
+                    .arg(id)
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(err)?;
+            }
+            let score = list_score(pinned == 1, sent_ms);
+            let sizes =
+                try_join_all(pending.iter().map(|receiver| self.add_entry(receiver, id, score, sent_ms))).await?;
+            let now_ms = millis(Utc::now());
+            let over = pending.iter().zip(sizes).filter(|(_, size)| size.is_some_and(|s| s > self.cap.get() as u64));
+            try_join_all(over.map(|(receiver, _)| self.trim(receiver, now_ms))).await?;
+            let _: () = redis::cmd("DEL").arg(&pending_key).query_async(&mut self.conn()).await.map_err(err)?;
+        }
+        Ok(PageDelivery { added, repeated: repeated == 1 })
+    }
+
+    async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {
+        redis::cmd("HGET")
+            .arg(self.keys.notification(page.notification_id.as_str(), "p"))
+            .arg(format!("{}/{}", page.city, page.page_no))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)
+    }
+
+    async fn withhold(&self, notification: &NotificationId) -> PortResult<()> {
+        self.withhold_now(notification).await
+    }
+
+    async fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()> {
+        self.withhold_now(notification).await?;
+        let _: i64 = scripts::RAISE
+            .key(self.keys.global("revocations"))
+            .arg(position)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn revocations_applied(&self) -> PortResult<u64> {
+        let position: Option<u64> =
+            redis::cmd("GET").arg(self.keys.global("revocations")).query_async(&mut self.conn()).await.map_err(err)?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn page(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        after: Option<&InboxCursor>,
+        limit: usize,
+    ) -> PortResult<Vec<InboxEntry>> {
+        let receiver = receiver.key();
+        let k = self.keys.receiver(&receiver);
+        let now_ms = millis(now);
+        let batch = (limit * 2).max(32);
+        // Walk the list downwards from the cursor's score (inclusive: entries at that score with an
+        // id at or above the cursor's are behind it); `offset` skips entries of the bound's score
+        // already seen, so any number of ties still advances.
+        let cursor = after.map(|c| (list_score(c.pinned_unread, c.sent_at_ms) as f64, c.id.as_str().to_owned()));
+        let mut bound = cursor.as_ref().map(|(score, _)| *score);
+        let mut offset = 0;
+        let mut found: Vec<(String, f64)> = Vec::new();
+        loop {
+            let max = bound.map_or_else(|| "+inf".to_string(), |s| format!("{s:.0}"));
+            let rows: Scored = redis::cmd("ZRANGE")
+                .arg(&k.list)
+                .arg(&max)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(batch)
+                .arg("WITHSCORES")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+            let rows: Vec<(String, f64)> = rows.into_iter().map(|(m, score)| (m.0, score)).collect();
+            let candidates: Vec<&str> = rows
+                .iter()
+                .filter(|(id, score)| {
+                    !cursor.as_ref().is_some_and(|(cs, cid)| score == cs && id.as_str() >= cid.as_str())
+                })
+                .map(|(id, _)| id.as_str())
+                .collect();
+            let (visible, _) = self.visibility(&candidates, now_ms).await?;
+            for (id, score) in &rows {
+                if found.len() < limit && candidates.contains(&id.as_str()) && visible.contains(id) {
+                    found.push((id.clone(), *score));
+                }
+            }
+            if found.len() >= limit || rows.len() < batch {
+                break;
+            }
+            let last = rows.last().map(|(_, s)| *s).expect("a full batch");
+            let at_last = rows.iter().filter(|(_, s)| *s == last).count();
+            offset = if bound == Some(last) { offset + at_last } else { at_last };
+            bound = Some(last);
+        }
+        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        let raws = self.raw_of(&receiver, &ids).await?;
+        self.entries(&raws).await
+    }
+
+    async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
+        let k = self.keys.receiver(&receiver.key());
+        let versions: Scored = redis::cmd("ZRANGE")
+            .arg(&k.versions)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let unread: Vec<&str> = versions.iter().filter(|(_, v)| v % 2.0 == 0.0).map(|(id, _)| id.0.as_str()).collect();
+        let (visible, metas) = self.visibility(&unread, millis(now)).await?;
+        let force_read = visible.iter().filter(|id| metas.get(*id).is_some_and(|m| m.force_read)).count();
+        Ok(UnreadCount { unread: visible.len() as u64, force_read: force_read as u64 })
+    }
+
+    async fn unread(
+        &self,
+        receiver: &ReceiverRef,
+        now: DateTime<Utc>,
+        force_read_only: bool,
+    ) -> PortResult<Vec<InboxEntry>> {
+        let raws: Vec<Raw> = self.all_raw(&receiver.key()).await?.into_iter().filter(|r| !r.read()).collect();
+        let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
+        let (visible, metas) = self.visibility(&ids, millis(now)).await?;
+        raws.iter()
+            .filter(|r| visible.contains(&r.id) && (!force_read_only || metas.get(&r.id).is_some_and(|m| m.force_read)))
+            .map(|r| r.entry(metas.get(&r.id)))
+            .collect()
+    }
+
+    async fn entries_of(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<InboxEntry>> {
+        let ids: Vec<&str> = ids.iter().map(NotificationId::as_str).collect();
+        let raws = self.raw_of(&receiver.key(), &ids).await?;
+        self.entries(&raws).await
+    }
+
+    async fn changed_since(&self, receiver: &ReceiverRef, version: u64, limit: usize) -> PortResult<Vec<InboxEntry>> {
+        let receiver = receiver.key();
+        let k = self.keys.receiver(&receiver);
+        // Version v scores 2v (unread) or 2v + 1 (read): above 2·version + 1 is above `version`.
+        let changed: Scored = redis::cmd("ZRANGE")
+            .arg(&k.versions)
+            .arg(format!("({}", version * 2 + 1))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let ids: Vec<&str> = changed.iter().map(|(id, _)| id.0.as_str()).collect();
+        let mut raws = self.raw_of(&receiver, &ids).await?;
+        raws.sort_by(|a, b| a.version_score.total_cmp(&b.version_score));
+        self.entries(&raws).await
+    }
+
+    async fn opened_between(
+        &self,
+        receiver: &ReceiverRef,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Vec<InboxEntry>> {
+        let opened: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.global("opening"))
+            .arg(format!("({}", millis(after)))
+            .arg(millis(until))
+            .arg("BYSCORE")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        let ids: Vec<&str> = opened.iter().map(String::as_str).collect();
+        let raws = self.raw_of(&receiver.key(), &ids).await?;
+        self.entries(&raws).await
+    }
+
+    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys.receiver(&receiver.key());
+        let mut mark = scripts::MARK_READ.key(&k.list);
+        mark.key(&k.versions).key(&k.trims);
+        for id in ids {
+            mark.arg(member(id.as_str()));
+        }
+        let newly: Vec<Member> = mark.invoke_async(&mut self.conn()).await.map_err(err)?;
+        let newly: Vec<String> = newly.into_iter().map(|m| m.0).collect();
+        try_join_all(newly.iter().map(|id| async move {
+            redis::cmd("HINCRBY")
+                .arg(self.keys.notification(id, "c"))
+                .arg("read")
+                .arg(1)
+                .query_async::<i64>(&mut self.conn())
+                .await
+                .map_err(err)
+        }))
+        .await?;
+        newly.iter().map(|id| NotificationId::parse("id", id).map_err(|e| PortError::new(BACKEND, e))).collect()
+    }
+
+    async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {
+        let hashes = try_join_all(ids.iter().map(|id| async move {
+            let fields: HashMap<String, u64> = redis::cmd("HGETALL")
+                .arg(self.keys.notification(id.as_str(), "c"))
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+            PortResult::Ok((id.clone(), fields))
+        }))
+        .await?;
+        Ok(hashes
+            .into_iter()
+            .filter(|(_, fields)| !fields.is_empty())
+            .map(|(id, fields)| {
+                let mut counters = Counters::default();
+                for (field, value) in fields {
+                    match field.as_str() {
+                        "sent" => counters.sent = value,
+                        "read" => counters.read = value,
+                        other => {
+                            if let Some(city) = other.strip_prefix("sent:") {
+                                counters.sent_by_city.insert(city.to_string(), value);
+                            }
+                        }
+                    }
+                }
+                (id, counters)
+            })
+            .collect())
+    }
+
+    async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64> {
+        let k = self.keys.receiver(&receiver.key());
+        // A receiver created again with this id is a new one: its trims go too.
+        let (erased,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("ZCARD")
+            .arg(&k.list)
+            .cmd("DEL")
+            .arg(&k.list)
+            .ignore()
+            .cmd("DEL")
+            .arg(&k.versions)
+            .ignore()
+            .cmd("DEL")
+            .arg(&k.trims)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(erased)
+    }
+
+    async fn ping(&self) -> PortResult<()> {
+        redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map_err(err)?;
+        Ok(())
+    }
+}

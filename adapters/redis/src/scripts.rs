@@ -1,0 +1,155 @@
+//! The Lua scripts. Each touches the keys of one hash tag only (one notification's, or one
+//! receiver's), so each runs in one slot of a Redis Cluster, atomically.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// An unread pinned entry's list score is its `sent_ms` plus this: it sorts above every other.
+pub const PINNED_UNREAD: f64 = 2_251_799_813_685_248.0; // 2^51
+
+/// One page, in the notification's slot. KEYS: meta, counters, pages, pending, holder buckets…;
+/// ARGV: page field, city, pinned, force_read, sent_ms, valid_from ('' open), valid_until ('' open),
+/// n, then n pairs (receiver, index of its bucket among KEYS).
+///
+/// A page seen before changes nothing and answers its first outcome with the receivers whose
+/// entries may still be unwritten (pending). A withheld notification's page is recorded as adding 0.
+/// Otherwise each receiver not yet in the notification's holders is added to them, `sent` and
+/// `sent:<city>` rise by exactly that number, the page is recorded with it, and the receivers added
+/// are kept as pending until their entries are written. Answers {repeated, added, pinned, sent_ms,
+/// pending receivers}.
+pub static DELIVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local meta, counters, pages, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local done = redis.call('HGET', pages, ARGV[1])
+if done then
+  local m = redis.call('HMGET', meta, 'pinned', 'sent_ms')
+  return {1, tonumber(done), m[1] or '0', m[2] or '0', redis.call('LRANGE', pending, 0, -1)}
+end
+if redis.call('HEXISTS', meta, 'withheld') == 1 then
+  redis.call('HSET', pages, ARGV[1], 0)
+  return {0, 0, '0', '0', {}}
+end
+if redis.call('HEXISTS', meta, 'sent_ms') == 0 then
+  redis.call('HSET', meta, 'pinned', ARGV[3], 'force_read', ARGV[4], 'sent_ms', ARGV[5])
+  if ARGV[6] ~= '' then redis.call('HSET', meta, 'valid_from', ARGV[6]) end
+  if ARGV[7] ~= '' then redis.call('HSET', meta, 'valid_until', ARGV[7]) end
+end
+local added = {}
+for i = 1, tonumber(ARGV[8]) do
+  local receiver = ARGV[7 + 2 * i]
+  if redis.call('HSETNX', KEYS[4 + tonumber(ARGV[8 + 2 * i])], receiver, '') == 1 then
+    added[#added + 1] = receiver
+  end
+end
+if #added > 0 then
+  redis.call('HINCRBY', counters, 'sent', #added)
+  redis.call('HINCRBY', counters, 'sent:' .. ARGV[2], #added)
+  redis.call('RPUSH', pending, unpack(added))
+end
+redis.call('HSET', pages, ARGV[1], #added)
+local m = redis.call('HMGET', meta, 'pinned', 'sent_ms')
+return {0, #added, m[1], m[2], added}
+"#,
+    )
+});
+
+/// The highest version one receiver's entries hold or held (`floor` remembers those trimmed),
+/// at the start of a receiver script. KEYS: list, versions, trims.
+const TOP_VERSION: &str = r#"
+local trims = redis.call('HGET', KEYS[3], 'floor')
+local top = tonumber(trims or '0')
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if last[2] then top = math.max(top, math.floor(tonumber(last[2]) / 2)) end
+"#;
+
+/// One entry, in the receiver's slot. KEYS: list, versions, trims; ARGV: notification, list score,
+/// sent_ms. Adds it unless present or older than what the cap dropped here; its version is above
+/// every version this inbox ever had, so sync never misses it. Answers the inbox's size, or -1 when
+/// nothing was added.
+pub static ADD_ENTRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
+local upto = redis.call('HGET', KEYS[3], 'upto')
+if upto and tonumber(upto) >= tonumber(ARGV[3]) then return -1 end
+{TOP_VERSION}
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], string.format('%.0f', (top + 1) * 2), ARGV[1])
+return redis.call('ZCARD', KEYS[1])
+"#
+    ))
+});
+
+/// Marks entries read, in the receiver's slot. KEYS: list, versions, trims; ARGV: notifications.
+/// A read entry's version score is odd, and a pinned one moves to its place by time. Answers the
+/// ones newly read.
+pub static MARK_READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+{TOP_VERSION}
+local newly = {{}}
+for _, id in ipairs(ARGV) do
+  local v = redis.call('ZSCORE', KEYS[2], id)
+  if v and math.fmod(tonumber(v), 2) == 0 then
+    top = top + 1
+    redis.call('ZADD', KEYS[2], string.format('%.0f', top * 2 + 1), id)
+    local score = tonumber(redis.call('ZSCORE', KEYS[1], id))
+    if score >= {PINNED_UNREAD} then
+      redis.call('ZADD', KEYS[1], string.format('%.0f', score - {PINNED_UNREAD}), id)
+    end
+    newly[#newly + 1] = id
+  end
+end
+return newly
+"#
+    ))
+});
+
+/// Drops entries past the cap, in the receiver's slot. KEYS: list, versions, trims; ARGV: the size
+/// to trim to, then triples (notification, sent_ms, 1 if it could still be shown else 0) in the
+/// order `InboxCap` drops them. Drops only as many as the inbox is still over (another delivery
+/// may have trimmed it meanwhile), remembers the newest `sent_ms` dropped that could still be shown
+/// (`upto`: never added again) and the highest version dropped (`floor`: versions never go back).
+pub static TRIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+local dropped, floor, upto = 0, nil, nil
+local i = 2
+while dropped < excess and i + 2 <= #ARGV do
+  local v = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if v then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    dropped = dropped + 1
+    floor = math.max(floor or 0, math.floor(tonumber(v) / 2))
+    if ARGV[i + 2] == '1' then upto = math.max(upto or -math.huge, tonumber(ARGV[i + 1])) end
+  end
+  i = i + 3
+end
+if floor then
+  local old = tonumber(redis.call('HGET', KEYS[3], 'floor') or '0')
+  redis.call('HSET', KEYS[3], 'floor', string.format('%.0f', math.max(old, floor)))
+end
+if upto then
+  local old = redis.call('HGET', KEYS[3], 'upto')
+  if old then upto = math.max(tonumber(old), upto) end
+  redis.call('HSET', KEYS[3], 'upto', string.format('%.0f', upto))
+end
+return dropped
+"#,
+    )
+});
+
+/// Raises the applied revocation position, never lowering it. KEYS: the position; ARGV: position.
+pub static RAISE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > old then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+"#,
+    )
+});
