@@ -33,10 +33,40 @@ pub struct SqlTruth {
 
 /// The SQL truth: in `data_dir` (`herald.db`) unless `HERALD_SQL_URL` names a server.
 pub async fn sql_truth(settings: &Settings) -> anyhow::Result<SqlTruth> {
-    if let Some((_, origin)) = &settings.servers.sql {
-        return Err(refuse_server(origin, "the SQL truth"));
+    match &settings.servers.sql {
+        Some((url, origin)) => server_sql_truth(settings, url, origin).await,
+        None => embedded_sql_truth(settings).await,
     }
-    embedded_sql_truth(settings).await
+}
+
+#[cfg(feature = "mariadb")]
+async fn server_sql_truth(settings: &Settings, url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    use anyhow::Context as _;
+    let config = herald_mariadb::MariaDbConfig::new(url);
+    let store = herald_mariadb::MariaDbStore::open(&config)
+        .await
+        .with_context(|| format!("opening the SQL truth named by {origin}"))?;
+    let console = &settings.console;
+    let limits = herald_mariadb::ReadLimits {
+        connections: console.connections,
+        wait: console.wait,
+        statement_timeout: console.statement_timeout,
+    };
+    let for_console = Arc::new(
+        store.with_read_limits(&limits).await.with_context(|| format!("opening the SQL truth named by {origin}"))?,
+    );
+    let store = Arc::new(store);
+    let console =
+        ConsoleReads { receivers: for_console.clone(), notifications: for_console.clone(), ledger: for_console };
+    Ok(SqlTruth { receivers: store.clone(), notifications: store.clone(), ledger: store, console })
+}
+
+#[cfg(not(feature = "mariadb"))]
+async fn server_sql_truth(_settings: &Settings, _url: &str, origin: &Origin) -> anyhow::Result<SqlTruth> {
+    Err(anyhow::anyhow!(
+        "{origin} is set, but this build has no MySQL/MariaDB adapter: build with `--features mariadb`, or unset \
+         it to run the SQL truth embedded"
+    ))
 }
 
 #[cfg(feature = "sqlite")]

@@ -205,8 +205,9 @@ pub const SQL_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded SQLite)",
-    "the SQL truth on MySQL/MariaDB (`mysql://…`, `mariadb://…`). **Not available yet**: Herald refuses to start \
-     when it is set rather than silently running embedded",
+    "the SQL truth on MySQL/MariaDB (`mysql://user:password@host:port/database`, or `mariadb://…`): migrations \
+     applied at start, shared by every process pointed at it. Needs a build with `--features mariadb`; without \
+     it Herald refuses to start rather than silently running embedded",
 );
 pub const REDIS_URL: Setting = setting(
     "redis-url",

@@ -39,6 +39,31 @@ impl Reply {
     }
 }
 
+/// With `HERALD_TEST_INBOX_REDIS_URL` set (and Herald built with `--features redis`), the inbox
+/// store is on that Redis, under a prefix of this data dir's own (so a restart finds it again).
+fn inbox_on_redis(settings: &mut Settings, data_dir: &std::path::Path) {
+    if let Ok(url) = std::env::var("HERALD_TEST_INBOX_REDIS_URL") {
+        settings.servers.redis = Some((url, herald::config::Origin::Env("HERALD_TEST_INBOX_REDIS_URL")));
+        settings.servers.redis_prefix = redis_prefix(data_dir);
+    }
+}
+
+fn redis_prefix(data_dir: &std::path::Path) -> String {
+    format!("herald-http:{}", data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// A Herald on Redis leaves nothing there.
+#[cfg(feature = "redis")]
+impl Drop for TestHerald {
+    fn drop(&mut self) {
+        if let Ok(url) = std::env::var("HERALD_TEST_INBOX_REDIS_URL") {
+            if let Err(e) = herald_redis::erase_prefix(&url, &redis_prefix(self.data_dir.path())) {
+                eprintln!("could not erase this test's Redis keys: {e:#}");
+            }
+        }
+    }
+}
+
 impl TestHerald {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
@@ -52,6 +77,7 @@ impl TestHerald {
         settings.scheduler.tick = Duration::from_millis(50);
         // A test reading a live-update stream to its end (as a plain GET does) waits this long.
         settings.streams.max_age = Duration::from_secs(1);
+        inbox_on_redis(&mut settings, data_dir.path());
         configure(&mut settings);
         let running = start(&settings, Roles::ALL).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
@@ -83,6 +109,7 @@ impl TestHerald {
     pub async fn second_api(&self) -> (Running, TestHerald) {
         let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
         settings.secrets.current = Some(SECRET.to_string());
+        inbox_on_redis(&mut settings, self.data_dir.path());
         let roles = Roles { api: true, scheduler: false, consumer: false };
         let running = start(&settings, roles).await.expect("second api starts");
         let other = TestHerald::attach(&format!("http://{}", running.addr.expect("api role")));

@@ -164,3 +164,45 @@ pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server of `HERALD_TEST_MYSQL_URL` (see tests/contract.rs), or `None` outside CI.
+    async fn server() -> Option<MySqlPool> {
+        let Ok(url) = std::env::var("HERALD_TEST_MYSQL_URL") else {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "HERALD_TEST_MYSQL_URL is not set in CI");
+            eprintln!("skipped: HERALD_TEST_MYSQL_URL is not set (scripts/mariadb-user.sh prints a URL to set it to)");
+            return None;
+        };
+        Some(MySqlPoolOptions::new().connect_with(options(&MariaDbConfig::new(&url)).unwrap()).await.unwrap())
+    }
+
+    const TIGHT: ReadLimits =
+        ReadLimits { connections: 1, wait: Duration::from_millis(200), statement_timeout: Duration::from_millis(200) };
+
+    #[tokio::test]
+    async fn a_console_statement_past_its_limit_is_stopped_and_reported_timed_out() {
+        let Some(main) = server().await else { return };
+        let console = limited_pool(&main, &TIGHT).await.unwrap();
+        let started = std::time::Instant::now();
+        // Five seconds of waiting, stopped at the limit (MariaDB reports it as an error).
+        let e = sqlx::query("SELECT SLEEP(5)").execute(&console).await.unwrap_err();
+        assert_eq!(failure_of(&e), Failure::TimedOut, "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "stopped at its limit, not run to the end");
+        sqlx::query("SELECT 1").execute(&console).await.expect("the connection serves the next statement");
+    }
+
+    #[tokio::test]
+    async fn a_console_read_that_finds_its_connections_taken_is_reported_busy() {
+        let Some(main) = server().await else { return };
+        let console = limited_pool(&main, &TIGHT).await.unwrap();
+        let held = console.acquire().await.unwrap();
+        let e = sqlx::query("SELECT 1").execute(&console).await.unwrap_err();
+        assert_eq!(failure_of(&e), Failure::Busy, "{e}");
+        drop(held);
+        sqlx::query("SELECT 1").execute(&console).await.expect("free again once the holder is done");
+        sqlx::query("SELECT 1").execute(&main).await.expect("the main pool never waits for the console's");
+    }
+}

@@ -375,12 +375,13 @@ async fn write_receivers(
         qb.build().execute(&mut **tx).await.map_err(err)?;
     }
     // Only receivers stored before have group rows to replace.
-    for kind in ReceiverKind::ALL {
-        let existed = changed.iter().filter(|r| r.kind == kind && before(r).is_some());
-        let ids = json_list(existed.map(|r| r.id.as_str()));
-        let mut qb = QueryBuilder::<MySql>::new("DELETE FROM receiver_groups WHERE kind = ");
-        qb.push_bind(kind.as_str()).push(" AND id IN ");
-        push_json_values(&mut qb, ids);
+    // Listed ids, not a JSON_TABLE: MariaDB runs a DELETE's subquery once per row of the kind.
+    let existed: Vec<&Receiver> = changed.iter().filter(|r| before(r).is_some()).collect();
+    for chunk in existed.chunks(CHUNK) {
+        let mut qb = QueryBuilder::<MySql>::new("DELETE FROM receiver_groups WHERE (kind, id) IN ");
+        qb.push_tuples(chunk, |mut row, r| {
+            row.push_bind(r.kind.as_str()).push_bind(r.id.as_str().to_owned());
+        });
         qb.build().execute(&mut **tx).await.map_err(err)?;
     }
     let memberships: Vec<(&Receiver, &Group)> =

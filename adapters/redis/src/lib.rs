@@ -27,7 +27,7 @@ use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortRe
 use herald_domain::{EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
 
 mod config;
 mod scripts;
@@ -169,8 +169,32 @@ fn millis(t: DateTime<Utc>) -> i64 {
 
 /// A meta hash's fields: pinned, force_read, sent_ms, valid_from, valid_until.
 type MetaFields = (Option<u8>, Option<u8>, Option<i64>, Option<i64>, Option<i64>);
-/// Members of a sorted set with their scores.
-type Scored = Vec<(String, f64)>;
+/// Members of a receiver's sorted set with their scores.
+type Scored = Vec<(Member, f64)>;
+
+/// A notification id as a receiver's sorted sets hold it: its 16 bytes rather than its 32 hex
+/// digits, which halves what each entry costs; the bytes sort as the hex does, so equal scores
+/// still order by id.
+struct Member(String);
+
+impl FromRedisValue for Member {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let bytes: Vec<u8> = FromRedisValue::from_redis_value(v)?;
+        Ok(Member(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+}
+
+/// The member of a notification id (32 hex digits, as `NotificationId` guarantees).
+fn member(id: &str) -> Vec<u8> {
+    id.as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0))
+        .collect()
+}
+
+fn members(ids: &[&str]) -> Vec<Vec<u8>> {
+    ids.iter().map(|id| member(id)).collect()
+}
 
 /// The notification metas kept in memory: they never change, so a read looks each up once.
 const META_CACHE: usize = 100_000;
@@ -291,10 +315,10 @@ impl RedisInbox {
         let (lists, versions): (Vec<Option<f64>>, Vec<Option<f64>>) = redis::pipe()
             .cmd("ZMSCORE")
             .arg(&k.list)
-            .arg(ids)
+            .arg(members(ids))
             .cmd("ZMSCORE")
             .arg(&k.versions)
-            .arg(ids)
+            .arg(members(ids))
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
@@ -326,10 +350,10 @@ impl RedisInbox {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        let versions: HashMap<String, f64> = versions.into_iter().collect();
+        let versions: HashMap<String, f64> = versions.into_iter().map(|(m, v)| (m.0, v)).collect();
         Ok(list
             .into_iter()
-            .filter_map(|(id, list_score)| {
+            .filter_map(|(Member(id), list_score)| {
                 let version_score = *versions.get(&id)?;
                 Some(Raw { id, list_score, version_score })
             })
@@ -349,7 +373,7 @@ impl RedisInbox {
             .key(&k.list)
             .key(&k.versions)
             .key(&k.trims)
-            .arg(id)
+            .arg(member(id))
             .arg(score)
             .arg(sent_ms)
             .invoke_async(&mut self.conn())
@@ -388,7 +412,7 @@ impl RedisInbox {
         let mut trim = scripts::TRIM.key(&k.list);
         trim.key(&k.versions).key(&k.trims).arg(self.cap.after_trim());
         for (class, sent_ms, id) in &victims {
-            trim.arg(*id).arg(*sent_ms).arg(u8::from(*class != 0));
+            trim.arg(member(id)).arg(*sent_ms).arg(u8::from(*class != 0));
         }
         let _: i64 = trim.invoke_async(&mut self.conn()).await.map_err(err)?;
         Ok(())
@@ -412,6 +436,41 @@ impl RedisInbox {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// Deletes every key under `prefix` from the server or cluster `url` names (on each node it lists:
+/// list every master of a cluster), one key at a time (a cluster node refuses one command across
+/// slots); answers how many. Blocking, for tests and tools: what a test run or a measurement wrote
+/// goes, and nothing else on a shared server.
+pub fn erase_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let nodes = match RedisServer::parse(url)? {
+        RedisServer::Single(url) => vec![url],
+        RedisServer::Cluster(nodes) => nodes,
+    };
+    let pattern: String =
+        prefix.chars().flat_map(|c| if "*?[]\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    let mut erased = 0;
+    for node in nodes {
+        let mut conn = redis::Client::open(node.as_str())?.get_connection()?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{pattern}:*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut conn)?;
+            for key in keys {
+                erased += redis::cmd("UNLINK").arg(key).query::<u64>(&mut conn)?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(erased)
 }
 
 #[async_trait]
@@ -524,7 +583,7 @@ impl InboxStore for RedisInbox {
         let mut found: Vec<(String, f64)> = Vec::new();
         loop {
             let max = bound.map_or_else(|| "+inf".to_string(), |s| format!("{s:.0}"));
-            let rows: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            let rows: Scored = redis::cmd("ZRANGE")
                 .arg(&k.list)
                 .arg(&max)
                 .arg("-inf")
@@ -537,6 +596,7 @@ impl InboxStore for RedisInbox {
                 .query_async(&mut self.conn())
                 .await
                 .map_err(err)?;
+            let rows: Vec<(String, f64)> = rows.into_iter().map(|(m, score)| (m.0, score)).collect();
             let candidates: Vec<&str> = rows
                 .iter()
                 .filter(|(id, score)| {
@@ -565,7 +625,7 @@ impl InboxStore for RedisInbox {
 
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
         let k = self.keys.receiver(&receiver.key());
-        let versions: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        let versions: Scored = redis::cmd("ZRANGE")
             .arg(&k.versions)
             .arg(0)
             .arg(-1)
@@ -573,7 +633,7 @@ impl InboxStore for RedisInbox {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        let unread: Vec<&str> = versions.iter().filter(|(_, v)| v % 2.0 == 0.0).map(|(id, _)| id.as_str()).collect();
+        let unread: Vec<&str> = versions.iter().filter(|(_, v)| v % 2.0 == 0.0).map(|(id, _)| id.0.as_str()).collect();
         let (visible, metas) = self.visibility(&unread, millis(now)).await?;
         let force_read = visible.iter().filter(|id| metas.get(*id).is_some_and(|m| m.force_read)).count();
         Ok(UnreadCount { unread: visible.len() as u64, force_read: force_read as u64 })
@@ -604,7 +664,7 @@ impl InboxStore for RedisInbox {
         let receiver = receiver.key();
         let k = self.keys.receiver(&receiver);
         // Version v scores 2v (unread) or 2v + 1 (read): above 2·version + 1 is above `version`.
-        let changed: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        let changed: Scored = redis::cmd("ZRANGE")
             .arg(&k.versions)
             .arg(format!("({}", version * 2 + 1))
             .arg("+inf")
@@ -616,7 +676,7 @@ impl InboxStore for RedisInbox {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        let ids: Vec<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = changed.iter().map(|(id, _)| id.0.as_str()).collect();
         let mut raws = self.raw_of(&receiver, &ids).await?;
         raws.sort_by(|a, b| a.version_score.total_cmp(&b.version_score));
         self.entries(&raws).await
@@ -649,9 +709,10 @@ impl InboxStore for RedisInbox {
         let mut mark = scripts::MARK_READ.key(&k.list);
         mark.key(&k.versions).key(&k.trims);
         for id in ids {
-            mark.arg(id.as_str());
+            mark.arg(member(id.as_str()));
         }
-        let newly: Vec<String> = mark.invoke_async(&mut self.conn()).await.map_err(err)?;
+        let newly: Vec<Member> = mark.invoke_async(&mut self.conn()).await.map_err(err)?;
+        let newly: Vec<String> = newly.into_iter().map(|m| m.0).collect();
         try_join_all(newly.iter().map(|id| async move {
             redis::cmd("HINCRBY")
                 .arg(self.keys.notification(id, "c"))

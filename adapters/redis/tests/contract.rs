@@ -40,35 +40,10 @@ impl InboxHarness for Redis {
     }
 }
 
-/// Deletes this case's keys, node by node (one key at a time: a cluster node refuses a DEL across
-/// slots).
+/// Deletes this case's keys (and nothing else: the server is shared).
 impl Drop for Redis {
     fn drop(&mut self) {
-        let nodes = match RedisServer::parse(&self.url).unwrap() {
-            RedisServer::Single(url) => vec![url],
-            RedisServer::Cluster(nodes) => nodes,
-        };
-        for node in nodes {
-            let mut conn = redis::Client::open(node.as_str()).unwrap().get_connection().unwrap();
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(format!("{}:*", self.prefix))
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query(&mut conn)
-                    .unwrap();
-                for key in keys {
-                    let _: () = redis::cmd("DEL").arg(key).query(&mut conn).unwrap();
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
+        herald_redis::erase_prefix(&self.url, &self.prefix).unwrap();
     }
 }
 
@@ -137,6 +112,18 @@ mod single {
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
         super::an_interrupted_delivery_is_finished_by_the_next(&redis).await;
     }
+
+    #[tokio::test]
+    async fn kill_9_mid_delivery_then_redelivery_counts_exactly() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
+        super::kill_9_mid_delivery_then_redelivery_counts_exactly(&redis, "single::deliver_until_killed").await;
+    }
+
+    #[tokio::test]
+    #[ignore = "the child process of kill_9_mid_delivery_then_redelivery_counts_exactly"]
+    async fn deliver_until_killed() {
+        super::deliver_until_killed().await;
+    }
 }
 
 mod cluster {
@@ -149,5 +136,97 @@ mod cluster {
     async fn an_interrupted_delivery_is_finished_by_the_next() {
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
         super::an_interrupted_delivery_is_finished_by_the_next(&redis).await;
+    }
+
+    #[tokio::test]
+    async fn kill_9_mid_delivery_then_redelivery_counts_exactly() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
+        super::kill_9_mid_delivery_then_redelivery_counts_exactly(&redis, "cluster::deliver_until_killed").await;
+    }
+
+    #[tokio::test]
+    #[ignore = "the child process of kill_9_mid_delivery_then_redelivery_counts_exactly"]
+    async fn deliver_until_killed() {
+        super::deliver_until_killed().await;
+    }
+}
+
+/// Receivers and pages of the kill test: 100 pages of 500.
+const KILL_PAGES: u32 = 100;
+
+fn kill_page(n: &NotificationId, page_no: u32) -> Page {
+    let first = page_no * 500;
+    Page {
+        key: PageKey { notification_id: n.clone(), city: City::parse("city", "sh").unwrap(), page_no },
+        receiver_kind: ReceiverKind::Rider,
+        receivers: (first..first + 500).map(|i| ReceiverId::parse("id", &format!("k{i:06}")).unwrap()).collect(),
+    }
+}
+
+fn kill_meta() -> EntryMeta {
+    EntryMeta {
+        pinned: false,
+        force_read: false,
+        sent_at_ms: 1_700_000_000_000,
+        valid_from_ms: None,
+        valid_until_ms: None,
+    }
+}
+
+/// The child of `kill_9_mid_delivery_then_redelivery_counts_exactly`: delivers the kill test's pages,
+/// 4 at a time, until it is killed. Run only by that test (it sets the variables).
+async fn deliver_until_killed() {
+    let (Ok(url), Ok(prefix), Ok(n)) =
+        (std::env::var("HERALD_KILL_URL"), std::env::var("HERALD_KILL_PREFIX"), std::env::var("HERALD_KILL_ID"))
+    else {
+        panic!("run only by kill_9_mid_delivery_then_redelivery_counts_exactly");
+    };
+    let inbox = RedisInbox::open(&RedisConfig::new(&url, &prefix, InboxCap::default()).unwrap()).await.unwrap();
+    let n = NotificationId::parse("id", &n).unwrap();
+    let pages: Vec<Page> = (0..KILL_PAGES).map(|p| kill_page(&n, p)).collect();
+    let meta = kill_meta();
+    for group in pages.chunks(4) {
+        futures_util::future::try_join_all(group.iter().map(|p| inbox.deliver(p, &meta))).await.unwrap();
+    }
+}
+
+/// A delivering process killed with SIGKILL at some point of its pages, then every page delivered
+/// again (as the queue redelivers what was never acked): each receiver holds the message once and
+/// `sent` is exactly the number of receivers, whatever step the kill interrupted.
+async fn kill_9_mid_delivery_then_redelivery_counts_exactly(redis: &Redis, child_test: &str) {
+    let inbox = redis.open().await;
+    let n = NotificationId::generate();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", child_test, "--ignored", "--nocapture"])
+        .env("HERALD_KILL_URL", &redis.url)
+        .env("HERALD_KILL_PREFIX", &redis.prefix)
+        .env("HERALD_KILL_ID", n.as_str())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while inbox.page_outcome(&kill_page(&n, 8).key).await.unwrap().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "the child delivers nothing");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let last = kill_page(&n, KILL_PAGES - 1);
+    assert_eq!(inbox.page_outcome(&last.key).await.unwrap(), None, "killed mid-way, not after the last page");
+
+    for p in 0..KILL_PAGES {
+        inbox.deliver(&kill_page(&n, p), &kill_meta()).await.unwrap();
+    }
+    let all = u64::from(KILL_PAGES) * 500;
+    let c = inbox.counters(&n).await.unwrap();
+    assert_eq!((c.sent, c.sent_by_city.get("sh").copied()), (all, Some(all)), "counted exactly once each");
+    for p in 0..KILL_PAGES {
+        let page = kill_page(&n, p);
+        assert_eq!(inbox.page_outcome(&page.key).await.unwrap(), Some(500), "page {p}");
+        for id in page.receivers.iter().step_by(25) {
+            let me = ReceiverRef { kind: ReceiverKind::Rider, id: id.clone() };
+            let held = inbox.entries_of(&me, std::slice::from_ref(&n)).await.unwrap();
+            assert_eq!(held.len(), 1, "{id} holds it once");
+        }
     }
 }
