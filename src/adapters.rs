@@ -153,14 +153,27 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror on the server `HERALD_SEARCH_URL` names, `None` when it is unset (the
-/// embedded index serves then). Nothing is sent yet: a server that is down fails searches (503) and
-/// the feed retries, but Herald starts.
-pub fn search_server(settings: &Settings) -> anyhow::Result<Option<Arc<dyn SearchIndex>>> {
-    match &settings.servers.search {
-        Some((url, origin)) => server_search_index(url, origin).map(Some),
-        None => Ok(None),
+/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+/// Opening a server sends nothing yet: a server that is down fails searches (503) and the feed
+/// retries, but Herald starts.
+pub async fn search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    if let Some((url, origin)) = &settings.servers.search {
+        return server_search_index(url, origin);
     }
+    embedded_search(&settings.data_dir).await
+}
+
+#[cfg(feature = "tantivy")]
+async fn embedded_search(data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_tantivy::TantivyConfig::in_data_dir(data_dir);
+    // Made here, the owner's alone like the rest of the data dir, before the index creates it.
+    crate::private_files::create_dir(&config.dir)?;
+    Ok(Arc::new(herald_tantivy::TantivySearch::open(&config).await?))
+}
+
+#[cfg(not(feature = "tantivy"))]
+async fn embedded_search(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    anyhow::bail!("this build has no adapter for admin search: build with `--features tantivy`")
 }
 
 #[cfg(feature = "elasticsearch")]
@@ -216,22 +229,17 @@ mod tests {
         settings
     }
 
-    #[test]
-    fn no_search_server_set_leaves_search_to_the_embedded_index() {
-        assert!(search_server(&Settings::embedded("unused", "127.0.0.1:0")).unwrap().is_none());
-    }
-
     #[cfg(feature = "elasticsearch")]
-    #[test]
-    fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
+    #[tokio::test]
+    async fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
         // Nothing listens there: opening sends nothing, so a server that is down never stops a start.
-        assert!(search_server(&with_search_url("http://127.0.0.1:9")).unwrap().is_some());
+        assert!(search(&with_search_url("http://127.0.0.1:9")).await.is_ok());
     }
 
     #[cfg(not(feature = "elasticsearch"))]
-    #[test]
-    fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
-        let refused = search_server(&with_search_url("http://127.0.0.1:9")).err().unwrap().to_string();
+    #[tokio::test]
+    async fn a_search_server_set_without_the_feature_is_refused_naming_setting_and_feature() {
+        let refused = search(&with_search_url("http://127.0.0.1:9")).await.err().unwrap().to_string();
         assert!(refused.contains("HERALD_SEARCH_URL") && refused.contains("--features elasticsearch"), "{refused}");
     }
 }

@@ -241,7 +241,7 @@ pub const SEARCH_URL: Setting = setting(
     "HERALD_SEARCH_URL",
     Flag::None,
     true,
-    "unset (substring match in SQL)",
+    "unset (the embedded index in `search/` of the data dir)",
     "the admin search mirror on an Elasticsearch- or OpenSearch-compatible server (`http://…`, `https://…`), \
      under the alias `herald-notifications`. Needs a build with `--features elasticsearch`: without it Herald \
      refuses to start when this is set",

@@ -34,13 +34,14 @@ pub async fn open_ports(settings: &Settings) -> anyhow::Result<Ports> {
     let sql = crate::adapters::sql_truth(settings).await?;
     let queue = crate::adapters::queue(settings).await?;
     let inbox = crate::adapters::inbox(settings).await?;
-    crate::adapters::search_server(settings)?;
+    let search = crate::adapters::search(settings).await?;
     Ok(Ports {
         receivers: sql.receivers,
         notifications: sql.notifications,
         ledger: sql.ledger,
         queue,
         inbox,
+        search,
         console: sql.console,
     })
 }
@@ -151,6 +152,13 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
         let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone()).with_hub(hub.clone());
+        // The api role feeds the search mirror: the console searches here, and its list catches
+        // the mirror up in-process before it searches (herald-app's `search` module says why).
+        let (feed, token) = (herald.search_feed(), shutdown.clone());
+        tasks.spawn(async move {
+            feed.run(token).await;
+            Ok(())
+        });
         let streams = Streams::new(settings.streams.clone(), shutdown.clone());
         let app = router(AppState::new(herald, tokens, telemetry.clone(), streams));
         let (token, limits) = (shutdown.clone(), settings.http.clone());

@@ -19,6 +19,7 @@ pub struct Telemetry {
     pub http_duration: HistogramVec,
     pub queue_lag: IntGauge,
     pub outbox_len: IntGauge,
+    pub search_lag: IntGauge,
 }
 
 impl Telemetry {
@@ -34,7 +35,10 @@ impl Telemetry {
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(queue_lag.clone()))?;
         registry.register(Box::new(outbox_len.clone()))?;
-        Ok(Self { registry, http_duration, queue_lag, outbox_len })
+        let search_lag =
+            IntGauge::new("herald_search_lag_changes", "Changes logged in SQL that the search mirror has not applied")?;
+        registry.register(Box::new(search_lag.clone()))?;
+        Ok(Self { registry, http_duration, queue_lag, outbox_len, search_lag })
     }
 
     pub fn render(&self) -> String {

@@ -1,4 +1,5 @@
-//! `GET /admin/v1/notifications`: the console's list, filtered, newest first, paged.
+//! `GET /admin/v1/notifications`: the console's list over the search mirror, filtered, newest first
+//! (by relevance with `q`), paged.
 
 mod common;
 
@@ -39,8 +40,9 @@ async fn filters_combine_and_the_newest_come_first() {
 
     assert_eq!(ids(&list(&h, "").await), vec![merchants.clone(), promo.clone(), maintenance.clone()]);
     assert_eq!(list(&h, "").await.body["total"], json!(3));
-    // q matches title or body, Chinese included.
-    assert_eq!(ids(&list(&h, "q=维护").await), vec![merchants.clone(), maintenance.clone()]);
+    // q matches title or body, Chinese included; by relevance: found in the title ranks above
+    // found in the body, however newer.
+    assert_eq!(ids(&list(&h, "q=维护").await), vec![maintenance.clone(), merchants.clone()]);
     assert_eq!(ids(&list(&h, "q=维护&receiver_kind=rider").await), vec![maintenance.clone()]);
     assert_eq!(ids(&list(&h, "status=draft").await), vec![promo.clone()]);
     assert_eq!(ids(&list(&h, "category=announcement").await), vec![merchants.clone()]);
@@ -91,6 +93,46 @@ async fn cursor_pages_through_everything_once() {
     h.stop().await;
 }
 
+/// Ranked pages (with `q`) hold every hit once, by relevance: title matches before body matches.
+#[tokio::test]
+async fn ranked_pages_hold_every_hit_once() {
+    let h = TestHerald::spawn().await;
+    let mut in_title = Vec::new();
+    let mut in_body = Vec::new();
+    for i in 0..4 {
+        in_title.push(
+            h.create(&TestHerald::notification(
+                &format!("停电通知{i}"),
+                json!({"all": true}),
+                json!({"draft": true, "body": "见附件"}),
+            ))
+            .await,
+        );
+        in_body.push(
+            h.create(&TestHerald::notification(
+                &format!("公告{i}"),
+                json!({"all": true}),
+                json!({"draft": true, "body": "明日停电"}),
+            ))
+            .await,
+        );
+    }
+    h.create(&TestHerald::notification("无关", json!({"all": true}), json!({"draft": true}))).await;
+    let mut seen = Vec::new();
+    let mut query = "q=停电&limit=3".to_string();
+    loop {
+        let page = list(&h, &query).await;
+        assert_eq!((page.status, page.body["total"].clone()), (StatusCode::OK, json!(8)), "{}", page.body);
+        seen.extend(ids(&page));
+        let Some(next) = page.body["next_cursor"].as_str() else { break };
+        query = format!("q=停电&limit=3&cursor={next}");
+    }
+    in_title.reverse();
+    in_body.reverse();
+    assert_eq!(seen, [in_title, in_body].concat(), "relevance, then newest first; no repeat, no gap");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn bad_parameters_name_the_field() {
     let h = TestHerald::spawn().await;
@@ -104,6 +146,8 @@ async fn bad_parameters_name_the_field() {
         ("from=yesterday", "from"),
         ("to=2026-13-01T00:00:00Z", "to"),
         ("cursor=nope", "cursor"),
+        ("cursor=rzz.1.x", "cursor"),
+        ("cursor=r40500000", "cursor"),
     ] {
         let r = list(&h, query).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {:?}", r.body);

@@ -200,9 +200,10 @@ fn the_data_directory_and_its_files_are_private() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         files.push(path.file_name().unwrap().to_string_lossy().into_owned());
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        let private = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), private, "{}", path.display());
     }
-    for expected in ["secret", "herald.db", "herald.db-wal", "herald.db-shm", "queue.db", "inbox.db"] {
+    for expected in ["secret", "herald.db", "herald.db-wal", "herald.db-shm", "queue.db", "inbox.db", "search"] {
         assert!(files.iter().any(|f| f == expected), "{expected} missing among {files:?}");
     }
 }

@@ -6,7 +6,8 @@
 //! send, cancel, revoke, the console's list and views), `audience` (preview), `receivers` (look up,
 //! list, delete, upsert, import), `health` (readiness, backlog), `inbox` (the apps' page, unread
 //! count, force-read list, read one, read all, sync), whose reads go through `catalog`, a
-//! short-lived notification cache that catches up with the revocation log first.
+//! short-lived notification cache that catches up with the revocation log first; `search` (the
+//! feed that keeps the search mirror applying SQL's change log, and its rebuild).
 
 mod audience;
 mod catalog;
@@ -16,12 +17,14 @@ mod hints;
 mod inbox;
 mod notifications;
 mod receivers;
+mod search;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::search::SearchIndex;
 use tokio::sync::Notify;
 
 use catalog::Catalog;
@@ -35,6 +38,7 @@ pub use hints::{HintId, HintListener, InboxHub};
 pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
+pub use search::{Fed, SearchFeed};
 
 /// Every port, each behind whichever adapter the wiring picked.
 #[derive(Clone)]
@@ -44,6 +48,8 @@ pub struct Ports {
     pub ledger: Arc<dyn SendLedger>,
     pub queue: Arc<dyn Queue>,
     pub inbox: Arc<dyn InboxStore>,
+    /// The search mirror the console's list searches, fed from SQL's change log.
+    pub search: Arc<dyn SearchIndex>,
     /// The SQL truth as the ops console reads it.
     pub console: ConsoleReads,
 }
@@ -82,6 +88,8 @@ pub struct Herald {
     wake_scheduler: Arc<Notify>,
     /// The notifications inbox reads show, cached briefly.
     catalog: Arc<Catalog>,
+    /// Keeps `ports.search` applying the change log.
+    search_feed: Arc<SearchFeed>,
     /// The apps listening for inbox hints in this process; reads tell it too.
     hub: Arc<InboxHub>,
 }
@@ -89,7 +97,18 @@ pub struct Herald {
 impl Herald {
     pub fn new(ports: Ports, clock: Arc<dyn Clock>, wake_scheduler: Arc<Notify>) -> Self {
         let catalog = Arc::new(Catalog::new(ports.notifications.clone(), ports.inbox.clone(), CATALOG_TTL));
-        Self { ports, clock, wake_scheduler, catalog, hub: Arc::new(InboxHub::new()) }
+        let search_feed = Arc::new(SearchFeed::new(
+            ports.search.clone(),
+            ports.notifications.clone(),
+            ports.ledger.clone(),
+            ports.inbox.clone(),
+        ));
+        Self { ports, clock, wake_scheduler, catalog, search_feed, hub: Arc::new(InboxHub::new()) }
+    }
+
+    /// The feed of the search mirror, for the role that runs its loop and for `herald reindex`.
+    pub fn search_feed(&self) -> Arc<SearchFeed> {
+        self.search_feed.clone()
     }
 
     /// Shares `hub` with whoever else delivers in this process (the consumers).

@@ -2,8 +2,12 @@
 //! views of one or a page of them with their progress and counters.
 
 use herald_domain::audience::Target;
-use herald_domain::listing::{ListCursor, NotificationFilter};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
+use herald_domain::search::SearchCursor;
 use herald_domain::{HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId, Status};
 
 use crate::{AppError, AppResult, Herald};
@@ -33,8 +37,13 @@ pub struct NotificationList {
     /// Every match, on every page.
     pub total: u64,
     /// Where the next page starts; `None` when nothing follows.
-    pub next: Option<ListCursor>,
+    pub next: Option<SearchCursor>,
 }
+
+/// How long the console's list waits for the search mirror to apply what SQL logged before it
+/// (read-your-writes); a mirror further behind (its backend down, a rebuild running) answers as it
+/// stands.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// A status move the console asks for, and what it is called in an answer and in the history.
 struct Move {
@@ -146,34 +155,44 @@ impl Herald {
         Ok(items)
     }
 
-    /// Up to `limit` notifications matching `filter`, newest first, after `after`; each with its
-    /// progress and counters, read in two queries for the whole page whatever its length.
+    /// Up to `limit` notifications matching `filter` after `after`, from the search mirror: by
+    /// relevance then newest first with text, else newest first. The mirror first applies what SQL
+    /// logged until now, so what the console just wrote is listed; each hit's details are read
+    /// from the truth, in three queries for the whole page whatever its length.
     pub async fn list(
         &self,
         filter: &NotificationFilter,
-        after: Option<&ListCursor>,
+        after: Option<&SearchCursor>,
         limit: usize,
     ) -> AppResult<NotificationList> {
-        // One row past the page says whether another page follows.
-        let (mut found, total) = self.ports.console.notifications.list(filter, after, limit + 1).await?;
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let ids: Vec<NotificationId> = found.iter().map(|n| n.id.clone()).collect();
-        let mut progress = self.ports.console.ledger.progress_of(&ids).await?;
-        let mut counters = self.ports.inbox.counters_of(&ids).await?;
-        let next = found
-            .last()
-            .filter(|_| more)
-            .map(|n| ListCursor { created_ms: n.created_at.timestamp_millis(), id: n.id.clone() });
-        let items = found
+        match tokio::time::timeout(CATCH_UP_WAIT, self.search_feed.round()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "search: the mirror could not catch up; listing it as it stands"),
+            Err(_) => tracing::warn!("search: the mirror is still catching up; listing it as it stands"),
+        }
+        let hits = self.ports.search.search(filter, after, limit).await?;
+        let mut found: HashMap<NotificationId, Notification> = self
+            .ports
+            .console
+            .notifications
+            .notifications(&hits.ids)
+            .await?
             .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        let mut progress = self.ports.console.ledger.progress_of(&hits.ids).await?;
+        let mut counters = self.ports.inbox.counters_of(&hits.ids).await?;
+        let items = hits
+            .ids
+            .iter()
+            .filter_map(|id| found.remove(id))
             .map(|n| NotificationDetails {
                 progress: progress.remove(&n.id).unwrap_or_default(),
                 counters: counters.remove(&n.id).unwrap_or_default(),
                 notification: n,
             })
             .collect();
-        Ok(NotificationList { items, total, next })
+        Ok(NotificationList { items, total: hits.total, next: hits.next })
     }
 }
 

@@ -463,37 +463,6 @@ pub async fn open_tasks_page_by_keyset(h: &dyn StoreHarness) {
     assert!(mine(ports.ledger.open_tasks(false, Some((&n.id, &city("c"))), 1000).await.unwrap()).is_empty());
 }
 
-pub async fn lists_newest_first_with_filters_and_a_keyset_cursor(h: &dyn StoreHarness) {
-    use herald_domain::listing::{ListCursor, NotificationFilter};
-    let ports = h.open().await;
-    let mut made = Vec::new();
-    for (i, audience) in [r#"{"all": true}"#, r#"{"cities": ["杭州"]}"#, r#"{"all": true}"#].iter().enumerate() {
-        let mut c = content(audience);
-        c.title = Title::parse("title", &format!("第{i}条 通知")).unwrap();
-        c.category = if i == 1 { Category::Activity } else { Category::System };
-        made.push(created(&ports, &c).await.id);
-    }
-    made.reverse();
-    let all = NotificationFilter::default();
-    let (first, total) = ports.notifications.list(&all, None, 2).await.unwrap();
-    assert!(total >= 3);
-    let mine = |found: &[herald_domain::Notification]| -> Vec<NotificationId> {
-        found.iter().map(|n| n.id.clone()).filter(|id| made.contains(id)).collect()
-    };
-    assert_eq!(mine(&first), made[..2].to_vec(), "newest first");
-    let last = first.last().unwrap();
-    let cursor = ListCursor { created_ms: last.created_at.timestamp_millis(), id: last.id.clone() };
-    let (rest, _) = ports.notifications.list(&all, Some(&cursor), 10).await.unwrap();
-    assert_eq!(mine(&rest), made[2..].to_vec(), "the cursor continues without repeats");
-
-    let text = NotificationFilter { text: Some("第1条".into()), ..Default::default() };
-    assert_eq!(ports.notifications.list(&text, None, 10).await.unwrap().0.len(), 1);
-    let city =
-        NotificationFilter { city: Some(city("杭州")), category: Some(Category::Activity), ..Default::default() };
-    let (found, n) = ports.notifications.list(&city, None, 10).await.unwrap();
-    assert_eq!((mine(&found), n), (vec![made[1].clone()], 1));
-}
-
 /// The console looks receivers up and pages through them by id, in one city or all.
 pub async fn receivers_are_listed_by_id_in_pages(h: &dyn StoreHarness) {
     let ports = h.open().await;
@@ -778,7 +747,6 @@ crate::suite!($ store, store_contract, [
     state_survives_a_restart,
     include_snapshots_are_kept_and_listed_apart,
     open_tasks_page_by_keyset,
-    lists_newest_first_with_filters_and_a_keyset_cursor,
     receivers_are_listed_by_id_in_pages,
     a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
     every_change_the_search_shows_moves_the_notification_up_the_change_log,

@@ -12,7 +12,8 @@ pub const MAX_QUERY_CHARS: usize = 100;
 /// What the console filters by; every field optional, all given ones must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NotificationFilter {
-    /// Matched as a substring of the title or the body (any script).
+    /// Words every one of which the title or the body holds (Chinese words as words), as the
+    /// search mirror matches them.
     pub text: Option<String>,
     /// Notifications whose audience names the city or that were sent to receivers there.
     pub city: Option<City>,

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use crate::audience::Selection;
 use crate::history::HistoryEvent;
 use crate::inbox::{EntryMeta, InboxCursor, InboxEntry};
-use crate::listing::{ListCursor, NotificationFilter};
 use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
@@ -148,14 +147,6 @@ pub trait NotificationStore: Send + Sync {
     /// is (a failed attempt that will be retried, for instance). False if there is no such
     /// notification.
     async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
-    /// Up to `limit` notifications matching `filter`, newest first, after `after`; and how many
-    /// match in all.
-    async fn list(
-        &self,
-        filter: &NotificationFilter,
-        after: Option<&ListCursor>,
-        limit: usize,
-    ) -> PortResult<(Vec<Notification>, u64)>;
     /// Records read receipts; returns how many were new.
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
     /// Revocations after log position `after`, oldest first: (position, notification).

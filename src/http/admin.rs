@@ -6,8 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use herald_app::{Creation, NotificationDetails};
 use herald_domain::audience::AudienceSpec;
-use herald_domain::listing::{ListCursor, NotificationFilter};
+use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::Idempotency;
+use herald_domain::search::SearchCursor;
 use herald_domain::{
     Audience, Body, Category, City, Group, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status,
     Title, ValidityWindow,
@@ -347,8 +348,9 @@ impl ListParams {
     }
 }
 
-/// Notifications newest first, filtered; each with its stats. `q` is a substring match on title
-/// and body until the search mirror serves it.
+/// Admin search over the search mirror: by relevance then newest first with `q` (title and body,
+/// Chinese words as words), newest first without; every filter combinable; each with its stats,
+/// read from the truth.
 #[utoipa::path(get, path = "/admin/v1/notifications", tag = "admin", security(("admin_token" = [])),
     params(ListParams),
     responses((status = 200, body = NotificationPage), NeedsToken, ReadsQuery, UsesBackend))]
@@ -359,10 +361,10 @@ pub async fn list_notifications(
 ) -> ApiResult<Json<NotificationPage>> {
     let filter = p.filter()?;
     let limit = params::limit(p.limit.as_deref(), LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let after = p.cursor.as_deref().map(|c| ListCursor::decode("cursor", c)).transpose()?;
+    let after = p.cursor.as_deref().map(|c| SearchCursor::decode("cursor", c)).transpose()?;
     let page = state.herald.list(&filter, after.as_ref(), limit).await?;
     let items = page.items.into_iter().map(NotificationView::from).collect();
-    Ok(Json(NotificationPage { items, total: page.total, next_cursor: page.next.as_ref().map(ListCursor::encode) }))
+    Ok(Json(NotificationPage { items, total: page.total, next_cursor: page.next.as_ref().map(SearchCursor::encode) }))
 }
 
 #[derive(Serialize, ToSchema)]

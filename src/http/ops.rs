@@ -30,6 +30,8 @@ pub struct Readiness {
     #[schema(value_type = String, pattern = "^(ready|unavailable)$")]
     status: &'static str,
     checks: Checks,
+    /// Changes logged in SQL that the search mirror has not applied yet (null when unknown).
+    search_lag: Option<u64>,
 }
 
 /// Each backend's answer: `ok` or why not.
@@ -38,13 +40,15 @@ pub struct Checks {
     sql: String,
     inbox: String,
     queue: String,
+    /// Reported, but not part of `status`: with search down, everything else keeps working.
+    search: String,
 }
 
 fn check(result: &PortResult<()>) -> String {
     result.as_ref().map_or_else(|e| e.to_string(), |_| "ok".to_string())
 }
 
-/// Ready when every backend answers.
+/// Ready when every backend the apps and the roles need answers (search is reported beside).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Every backend answers", body = Readiness),
     (status = 503, description = "A backend does not answer; `checks` says which", body = Readiness),
@@ -52,9 +56,15 @@ fn check(result: &PortResult<()>) -> String {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let readiness = state.herald.readiness().await;
     let ready = readiness.ready();
-    let checks = Checks { sql: check(&readiness.sql), inbox: check(&readiness.inbox), queue: check(&readiness.queue) };
+    let checks = Checks {
+        sql: check(&readiness.sql),
+        inbox: check(&readiness.inbox),
+        queue: check(&readiness.queue),
+        search: check(&readiness.search),
+    };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, checks }))
+    let search_lag = readiness.search_lag.ok();
+    (status, Json(Readiness { status: if ready { "ready" } else { "unavailable" }, checks, search_lag }))
 }
 
 /// Prometheus metrics.
@@ -69,6 +79,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     if let Ok(n) = backlog.outbox {
         state.telemetry.outbox_len.set(n as i64);
+    }
+    if let Ok(n) = backlog.search_lag {
+        state.telemetry.search_lag.set(n as i64);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use herald::auth::{AdminRole, Claims, TokenSigner};
-use herald::startup::{Roles, Running, Settings, start};
+use herald::startup::{Ports, Roles, Running, Settings, open_ports, start, start_with};
 use herald_domain::{ReceiverId, ReceiverKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -71,15 +71,23 @@ impl TestHerald {
 
     /// A Herald whose settings `configure` adjusts first.
     pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_on(configure, |_| {}).await
+    }
+
+    /// A Herald whose settings `configure` adjusts, on the ports they open as `adjust` leaves them
+    /// (a port wrapped to fail on demand, say).
+    pub async fn spawn_on(configure: impl FnOnce(&mut Settings), adjust: impl FnOnce(&mut Ports)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
         settings.secrets.current = Some(SECRET.to_string());
         settings.scheduler.tick = Duration::from_millis(50);
+        inbox_on_redis(&mut settings, data_dir.path());
         // A test reading a live-update stream to its end (as a plain GET does) waits this long.
         settings.streams.max_age = Duration::from_secs(1);
-        inbox_on_redis(&mut settings, data_dir.path());
         configure(&mut settings);
-        let running = start(&settings, Roles::ALL).await.expect("herald starts");
+        let mut ports = open_ports(&settings).await.expect("ports open");
+        adjust(&mut ports);
+        let running = start_with(&settings, Roles::ALL, ports).await.expect("herald starts");
         let signer = TokenSigner::new(SECRET);
         Self {
             base: format!("http://{}", running.addr.expect("api role")),

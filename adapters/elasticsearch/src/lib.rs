@@ -146,20 +146,42 @@ impl ElasticsearchIndex {
     /// a rebuild left unfinished. For tests, and for whoever removes a Herald from a shared server.
     pub async fn delete_all(&self) -> PortResult<()> {
         let server = &self.server;
-        let pattern = format!("{}*", server.alias);
-        let sent = server.client.indices().get(IndicesGetParts::Index(&[&pattern])).send().await;
-        let body = success("listing indices", sent).await?;
-        let names: Vec<&str> = body.as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
-        if names.is_empty() {
-            return Ok(());
-        }
-        let sent = server.client.indices().delete(IndicesDeleteParts::Index(&names)).send().await;
         self.alias_ready.store(false, Ordering::Relaxed);
-        success("deleting indices", sent).await.map(drop)
+        server.delete(&server.indices().await?).await
     }
 }
 
 impl Server {
+    /// Every index of this mirror, of any mapping version: the one the alias names, and any a
+    /// rebuild left unfinished.
+    async fn indices(&self) -> PortResult<Vec<String>> {
+        let pattern = format!("{}-v*", self.alias);
+        let sent = self
+            .client
+            .indices()
+            .get(IndicesGetParts::Index(&[&pattern]))
+            .request_timeout(self.config.write_timeout)
+            .send()
+            .await;
+        let body = success("listing indices", sent).await?;
+        Ok(body.as_object().map(|indices| indices.keys().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn delete(&self, indices: &[String]) -> PortResult<()> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = indices.iter().map(String::as_str).collect();
+        let sent = self
+            .client
+            .indices()
+            .delete(IndicesDeleteParts::Index(&names))
+            .request_timeout(self.config.write_timeout)
+            .send()
+            .await;
+        success("deleting indices", sent).await.map(drop)
+    }
+
     /// The name of an index of the current mapping, of `generation`.
     fn index_name(&self, generation: u128) -> String {
         format!("{}-v{MAPPING_VERSION}-{generation}", self.alias)
@@ -333,8 +355,13 @@ impl SearchIndex for ElasticsearchIndex {
     }
 
     async fn begin_rebuild(&self) -> PortResult<Box<dyn SearchRebuild>> {
-        let index = self.server.index_name(now_ms());
-        self.server.create_index(&index, None).await?;
+        let server = &self.server;
+        // What an unfinished rebuild left (a crash, a dropped one) only takes room: it goes first.
+        let in_use = server.aliased().await?;
+        let left: Vec<String> = server.indices().await?.into_iter().filter(|i| !in_use.contains(i)).collect();
+        server.delete(&left).await?;
+        let index = server.index_name(now_ms());
+        server.create_index(&index, None).await?;
         Ok(Box::new(Rebuild { server: self.server.clone(), index }))
     }
 
@@ -384,19 +411,9 @@ impl SearchRebuild for Rebuild {
             .send()
             .await;
         success("moving the alias", sent).await?;
-        if !old.is_empty() {
-            let names: Vec<&str> = old.iter().map(String::as_str).collect();
-            let sent = mirror
-                .client
-                .indices()
-                .delete(IndicesDeleteParts::Index(&names))
-                .request_timeout(mirror.config.write_timeout)
-                .send()
-                .await;
-            // The alias has moved: an old index left behind costs room, not correctness.
-            if let Err(e) = success("deleting the replaced index", sent).await {
-                tracing::warn!(error = %e, indices = ?old, "the search mirror's replaced index was not deleted");
-            }
+        // The alias has moved: an old index left behind costs room, not correctness.
+        if let Err(e) = mirror.delete(&old).await {
+            tracing::warn!(error = %e, indices = ?old, "the search mirror's replaced index was not deleted");
         }
         Ok(())
     }

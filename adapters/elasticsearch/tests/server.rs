@@ -1,6 +1,6 @@
 //! What this adapter promises beyond the port's contract: a rebuild moves the alias with no moment
-//! where searches fail or find the mirror empty, and a server that is down or silent is reported as
-//! unavailable or timed out.
+//! where searches fail or find the mirror empty, and leaves only the index in use (also after an
+//! abandoned one); a server that is down or silent is reported as unavailable or timed out.
 
 mod support;
 
@@ -118,4 +118,40 @@ async fn a_server_that_never_answers_times_out() {
     assert_eq!(mirror.search(&text("x"), None, 10).await.unwrap_err().failure, Failure::TimedOut);
     assert_eq!(mirror.ping().await.unwrap_err().failure, Failure::TimedOut);
     silent.abort();
+}
+
+/// The names of the indices under this test's prefix, asked of the server directly.
+async fn indices_on_server(server: &TestServer) -> Vec<String> {
+    let client = elasticsearch::Elasticsearch::new(
+        elasticsearch::http::transport::Transport::single_node(&server.config.url).unwrap(),
+    );
+    let pattern = format!("{}*", server.config.prefix);
+    let answer =
+        client.indices().get(elasticsearch::indices::IndicesGetParts::Index(&[&pattern])).send().await.unwrap();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let mut names: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_rebuild_leaves_only_the_index_in_use_also_after_an_abandoned_one() {
+    let Some(server) = TestServer::from_env() else { return };
+    let mirror = server.open();
+    mirror.index(1, &[document(1, "first")]).await.unwrap();
+    let first = indices_on_server(&server).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let mut abandoned = mirror.begin_rebuild().await.unwrap();
+    abandoned.add(&[document(2, "abandoned")]).await.unwrap();
+    drop(abandoned);
+    assert_eq!(indices_on_server(&server).await.len(), 2, "an abandoned rebuild's index stays until the next");
+
+    let mut rebuild = mirror.begin_rebuild().await.unwrap();
+    rebuild.add(&[document(3, "rebuilt")]).await.unwrap();
+    rebuild.finish(1).await.unwrap();
+    let after = indices_on_server(&server).await;
+    assert_eq!(after.len(), 1, "the replaced and the abandoned index are deleted: {after:?}");
+    assert_ne!(after, first, "the rebuilt index serves");
+    assert_eq!(mirror.search(&text("rebuilt"), None, 10).await.unwrap().total, 1);
 }

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_domain::completion::{CityState, send_completes};
-use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
@@ -106,35 +105,6 @@ fn push_selection(qb: &mut QueryBuilder<Sqlite>, kind: ReceiverKind, selection: 
              AND +g.grp IN (SELECT value FROM json_each(",
         );
         qb.push_bind(json_list(selection.groups.iter().map(Group::as_str))).push(")))");
-    }
-}
-
-/// ` WHERE 1 = 1 [AND …]` for each filter given.
-fn push_filter(qb: &mut QueryBuilder<Sqlite>, f: &NotificationFilter) {
-    qb.push(" WHERE 1 = 1");
-    if let Some(text) = &f.text {
-        qb.push(" AND (instr(n.title, ").push_bind(text.clone());
-        qb.push(") > 0 OR instr(n.body, ").push_bind(text.clone()).push(") > 0)");
-    }
-    if let Some(city) = &f.city {
-        qb.push(" AND (instr(n.cities, ").push_bind(format!(";{city};"));
-        qb.push(") > 0 OR EXISTS (SELECT 1 FROM send_tasks t WHERE t.notification_id = n.id AND t.city = ");
-        qb.push_bind(city.as_str().to_owned()).push("))");
-    }
-    if let Some(status) = f.status {
-        qb.push(" AND n.status = ").push_bind(status.as_str());
-    }
-    if let Some(category) = f.category {
-        qb.push(" AND n.category = ").push_bind(category.as_str());
-    }
-    if let Some(kind) = f.receiver_kind {
-        qb.push(" AND n.receiver_kind = ").push_bind(kind.as_str());
-    }
-    if let Some(from) = f.from {
-        qb.push(" AND n.created_at >= ").push_bind(millis(from));
-    }
-    if let Some(to) = f.to {
-        qb.push(" AND n.created_at < ").push_bind(millis(to));
     }
 }
 
@@ -747,29 +717,6 @@ impl NotificationStore for SqliteStore {
         .map_err(err)?
         .rows_affected();
         Ok(added > 0)
-    }
-
-    async fn list(
-        &self,
-        filter: &NotificationFilter,
-        after: Option<&ListCursor>,
-        limit: usize,
-    ) -> PortResult<(Vec<Notification>, u64)> {
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM notifications n");
-        push_filter(&mut qb, filter);
-        let total: i64 = qb.build_query_scalar().fetch_one(&self.db.read).await.map_err(err)?;
-
-        let mut qb = QueryBuilder::<Sqlite>::new(concat!("SELECT ", notification_columns!(), " FROM notifications n"));
-        push_filter(&mut qb, filter);
-        if let Some(c) = after {
-            qb.push(" AND (n.created_at < ").push_bind(c.created_ms);
-            qb.push(" OR (n.created_at = ").push_bind(c.created_ms);
-            qb.push(" AND n.id < ").push_bind(c.id.as_str().to_owned()).push("))");
-        }
-        qb.push(" ORDER BY n.created_at DESC, n.id DESC LIMIT ").push_bind(limit as i64);
-        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
-        let items = rows.iter().map(notification_from_row).collect::<PortResult<_>>()?;
-        Ok((items, total as u64))
     }
 
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
