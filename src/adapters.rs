@@ -229,6 +229,14 @@ mod tests {
         settings
     }
 
+    #[tokio::test]
+    async fn no_search_server_set_opens_the_embedded_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = search(&Settings::embedded(dir.path(), "127.0.0.1:0")).await.unwrap();
+        assert_eq!(index.applied().await.unwrap(), 0);
+        assert!(dir.path().join("search").is_dir());
+    }
+
     #[cfg(feature = "elasticsearch")]
     #[tokio::test]
     async fn a_search_server_set_opens_the_elasticsearch_adapter_without_reaching_it() {
