@@ -41,8 +41,9 @@ function signInView() {
     e.preventDefault();
     try {
       await signIn(input.value);
-      location.hash = "#/list";
-      route();
+      // A changed hash routes by itself (hashchange); an unchanged one must be routed here.
+      if (location.hash === "#/list") route();
+      else location.hash = "#/list";
     } catch (err) {
       showError(form, err, form.querySelector('[data-error-for="token"]'));
     }
@@ -74,9 +75,11 @@ function listView() {
   const total = h("p", { id: "total", "aria-live": "polite" });
   const rows = h("tbody", { id: "rows" });
   const more = h("button", { type: "button", class: "secondary", id: "more", hidden: true }, "More");
-  let next = null;
+  let next = null, asked = 0;
 
   async function load(append) {
+    // Only the latest search may fill the table: an earlier one answering late is dropped.
+    const mine = ++asked;
     const params = new URLSearchParams();
     for (const [name, el] of Object.entries(controls)) {
       const value = el.type === "datetime-local" ? iso(el.value) : el.value.trim();
@@ -85,6 +88,7 @@ function listView() {
     if (append && next) params.set("cursor", next);
     try {
       const page = await call("GET", `/admin/v1/notifications?${params}`);
+      if (mine !== asked) return;
       if (!append) rows.replaceChildren();
       showError(form, {}, formError);
       formError.textContent = "";

@@ -218,6 +218,19 @@ pub async fn raw_inbox_write_seconds(_path: &Path, _entries: u64) -> anyhow::Res
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tantivy")]
+    #[tokio::test]
+    async fn the_search_index_opens_in_the_data_dir_and_keeps_its_position() {
+        let data = tempfile::tempdir().unwrap();
+        let settings = Settings::embedded(data.path(), "127.0.0.1:0");
+        let index = search(&settings).await.unwrap();
+        assert_eq!(index.applied().await.unwrap(), 0);
+        index.index(3, &[]).await.unwrap();
+        drop(index);
+        assert!(data.path().join("search/CURRENT").is_file());
+        assert_eq!(search(&settings).await.unwrap().applied().await.unwrap(), 3);
+    }
+
     /// A Redis that is set but cannot serve (unreachable, or not in this build) stops the start with
     /// an error naming the setting, within the connect timeout, never an embedded store instead.
     #[tokio::test]

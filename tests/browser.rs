@@ -102,9 +102,27 @@ impl Browser {
         found[ELEMENT].as_str().expect("element id").to_string()
     }
 
+    /// Clicks `css` once shown; found again if the page re-rendered it between finding and clicking.
     async fn click(&self, css: &str) {
-        let id = self.wait_for(css).await;
-        self.command(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        for _ in 0..5 {
+            let id = self.wait_for(css).await;
+            let reply: Value = self
+                .http
+                .post(format!("{}/element/{id}/click", self.session))
+                .json(&json!({}))
+                .send()
+                .await
+                .expect("webdriver answers")
+                .json()
+                .await
+                .expect("JSON");
+            match reply["value"]["error"].as_str() {
+                None => return,
+                Some("stale element reference") => continue,
+                Some(_) => panic!("clicking {css}: {reply}"),
+            }
+        }
+        panic!("{css} kept being re-rendered");
     }
 
     async fn type_into(&self, css: &str, text: &str) {

@@ -480,6 +480,21 @@ pub async fn an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history
     assert!(inbox.changed_since(&me, 0, 100).await.unwrap().is_empty());
 }
 
+/// A receiver erased and created again still gets versions above what a device synced from the
+/// old inbox, or that device would miss its new messages.
+pub async fn an_erased_inbox_refilled_is_synced_past_an_old_cursor(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let (a, b) = (NotificationId::generate(), NotificationId::generate());
+    let me = rider("r00000");
+    inbox.deliver(&page(&a, "sh", 0, 0..1), &plain()).await.unwrap();
+    inbox.mark_read(&me, std::slice::from_ref(&a)).await.unwrap();
+    let cursor = inbox.changed_since(&me, 0, 10).await.unwrap().last().unwrap().version;
+    assert_eq!(inbox.erase_receiver(&me).await.unwrap(), 1);
+    inbox.deliver(&page(&b, "sh", 0, 0..1), &plain()).await.unwrap();
+    let news = inbox.changed_since(&me, cursor, 10).await.unwrap();
+    assert_eq!(ids_of(&news), vec![b], "the new inbox's arrival is news to the old cursor");
+}
+
 crate::suite!($ inbox, inbox_contract, [
     redelivery_changes_nothing,
     concurrent_redelivery_counts_once,
@@ -491,6 +506,7 @@ crate::suite!($ inbox, inbox_contract, [
     changes_are_versioned_for_sync,
     entries_survive_a_restart,
     an_erased_receiver_has_an_empty_inbox_and_the_counters_keep_history,
+    an_erased_inbox_refilled_is_synced_past_an_old_cursor,
     the_list_pages_in_inbox_order_pinned_unread_first,
     only_visible_entries_are_listed_and_counted_exactly,
     sync_finds_windows_that_opened_without_the_whole_inbox,

@@ -759,21 +759,11 @@ impl InboxStore for RedisInbox {
 
     async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64> {
         let k = self.keys.receiver(&receiver.key());
-        // A receiver created again with this id is a new one: its trims go too.
-        let (erased,): (u64,) = redis::pipe()
-            .atomic()
-            .cmd("ZCARD")
-            .arg(&k.list)
-            .cmd("DEL")
-            .arg(&k.list)
-            .ignore()
-            .cmd("DEL")
-            .arg(&k.versions)
-            .ignore()
-            .cmd("DEL")
-            .arg(&k.trims)
-            .ignore()
-            .query_async(&mut self.conn())
+        let erased: u64 = scripts::ERASE
+            .key(&k.list)
+            .key(&k.versions)
+            .key(&k.trims)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;
         Ok(erased)

@@ -143,6 +143,22 @@ return dropped
     )
 });
 
+/// Empties one inbox, in the receiver's slot. KEYS: list, versions, trims. Keeps only the highest
+/// version it had (`floor`), so a device that synced the old inbox still sees what a receiver
+/// created again with this id gets; the cap's `upto` goes (that is a new inbox). Answers how many
+/// entries went.
+pub static ERASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+{TOP_VERSION}
+local erased = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if top > 0 then redis.call('HSET', KEYS[3], 'floor', string.format('%.0f', top)) end
+return erased
+"#
+    ))
+});
+
 /// Raises the applied revocation position, never lowering it. KEYS: the position; ARGV: position.
 pub static RAISE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

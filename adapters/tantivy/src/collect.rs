@@ -6,7 +6,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
+use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::fields;
@@ -89,26 +89,66 @@ impl Collector for Page {
     }
 }
 
+/// A single-valued column's value for `doc` (every document has one of each sort key).
+fn value<T: PartialOrd + Copy + Default + std::fmt::Debug + Send + Sync + 'static>(
+    column: &Column<T>,
+    doc: DocId,
+) -> T {
+    match column.index {
+        ColumnIndex::Full => column.values.get_val(doc),
+        _ => column.first(doc).unwrap_or_default(),
+    }
+}
+
+impl SegmentPage {
+    fn id(&self, doc: DocId) -> u128 {
+        (u128::from(value(&self.id_hi, doc)) << 64) | u128::from(value(&self.id_lo, doc))
+    }
+
+    /// Weighs one match. Most matches fall below the page's least key (or the cursor) on score
+    /// and creation time alone, so the id is read only when those tie or the key is kept.
+    fn weigh(&mut self, doc: DocId, score: Score, created_ms: i64) {
+        self.total += 1;
+        let score = if self.ranked { score } else { 0.0 };
+        let first_keys = |k: &Key| score.total_cmp(&k.score).then(created_ms.cmp(&k.created_ms));
+        let full = |this: &Self| Key { score, created_ms, id: this.id(doc) };
+        if let Some(after) = self.after {
+            match first_keys(&after) {
+                Ordering::Greater => return,
+                Ordering::Equal if full(self) >= after => return,
+                _ => {}
+            }
+        }
+        if self.best.len() < self.keep {
+            let key = full(self);
+            self.best.push(Reverse(key));
+            return;
+        }
+        let Some(Reverse(least)) = self.best.peek().copied() else { return };
+        if first_keys(&least) == Ordering::Less {
+            return;
+        }
+        let key = full(self);
+        if key > least {
+            self.best.pop();
+            self.best.push(Reverse(key));
+        }
+    }
+}
+
 impl SegmentCollector for SegmentPage {
     type Fruit = Found;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        self.total += 1;
-        let id =
-            (u128::from(self.id_hi.first(doc).unwrap_or(0)) << 64) | u128::from(self.id_lo.first(doc).unwrap_or(0));
-        let key = Key {
-            score: if self.ranked { score } else { 0.0 },
-            created_ms: self.created.first(doc).unwrap_or(i64::MIN),
-            id,
-        };
-        if self.after.is_some_and(|after| key >= after) {
-            return;
-        }
-        if self.best.len() < self.keep {
-            self.best.push(Reverse(key));
-        } else if self.best.peek().is_some_and(|Reverse(least)| key > *least) {
-            self.best.pop();
-            self.best.push(Reverse(key));
+        let created_ms = value(&self.created, doc);
+        self.weigh(doc, score, created_ms);
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let mut created = vec![None; docs.len()];
+        self.created.first_vals(docs, &mut created);
+        for (doc, created_ms) in docs.iter().zip(created) {
+            self.weigh(*doc, 0.0, created_ms.unwrap_or_default());
         }
     }
 
