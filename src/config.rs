@@ -393,8 +393,11 @@ impl Flags {
 }
 
 /// The `HERALD_*` variables among `names` that are no setting: a typo would otherwise go unseen.
+/// `HERALD_TEST_*` name the servers of the test suites (CI exports them), never a setting.
 pub fn unknown_variables(names: impl Iterator<Item = String>) -> Vec<String> {
-    names.filter(|n| n.starts_with("HERALD_") && !SETTINGS.iter().any(|s| s.env == n)).collect()
+    names
+        .filter(|n| n.starts_with("HERALD_") && !n.starts_with("HERALD_TEST_") && !SETTINGS.iter().any(|s| s.env == n))
+        .collect()
 }
 
 /// The flags every command takes (`--config`, `--data-dir`), for `#[command(flatten)]`.
@@ -664,6 +667,12 @@ pub fn markdown_table() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_misspelt_variable_is_reported_but_the_test_suites_servers_are_not() {
+        let names = ["HERALD_LISTEN", "HERALD_LISTN", "HERALD_TEST_MYSQL_URL", "PATH"].map(String::from);
+        assert_eq!(unknown_variables(names.into_iter()), ["HERALD_LISTN"]);
+    }
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
