@@ -743,53 +743,29 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
-        let rows = sqlx::query("SELECT seq, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(err)?;
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("seq").map_err(err)?;
-                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
-                Ok((seq as u64, id))
-            })
-            .collect()
+        self.log_after(
+            "SELECT seq AS position, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
+            after,
+            limit,
+        )
+        .await
     }
 
     async fn revocation_head(&self) -> PortResult<u64> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM revocations")
-            .fetch_one(&self.db.read)
-            .await
-            .map_err(err)?;
-        Ok(head as u64)
+        self.log_head("SELECT COALESCE(MAX(seq), 0) FROM revocations").await
     }
 
     async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
-        let rows = sqlx::query(
+        self.log_after(
             "SELECT position, notification_id FROM search_changes WHERE position > ? ORDER BY position LIMIT ?",
+            after,
+            limit,
         )
-        .bind(after as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.db.read)
         .await
-        .map_err(err)?;
-        rows.iter()
-            .map(|row| {
-                let position: i64 = row.try_get("position").map_err(err)?;
-                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
-                Ok((position as u64, id))
-            })
-            .collect()
     }
 
     async fn change_head(&self) -> PortResult<u64> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM search_changes")
-            .fetch_one(&self.db.read)
-            .await
-            .map_err(err)?;
-        Ok(head as u64)
+        self.log_head("SELECT COALESCE(MAX(position), 0) FROM search_changes").await
     }
 
     async fn ping(&self) -> PortResult<()> {
@@ -1069,5 +1045,26 @@ impl SendLedger for SqliteStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// The logs read by position (revocations, search changes): one reading for both.
+impl SqliteStore {
+    /// `(position, notification)` rows of the log `sql` selects, after `after`, at most `limit`.
+    async fn log_after(&self, sql: &'static str, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
+        let rows =
+            sqlx::query(sql).bind(after as i64).bind(limit as i64).fetch_all(&self.db.read).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get("position").map_err(err)?;
+                let id = NotificationId::parse("id", row.try_get("notification_id").map_err(err)?).map_err(corrupt)?;
+                Ok((position as u64, id))
+            })
+            .collect()
+    }
+
+    async fn log_head(&self, sql: &'static str) -> PortResult<u64> {
+        let head: i64 = sqlx::query_scalar(sql).fetch_one(&self.db.read).await.map_err(err)?;
+        Ok(head as u64)
     }
 }
