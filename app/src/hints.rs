@@ -1,18 +1,28 @@
-//! The inbox hints' hub: which apps are listening in this process, and the recent changes, so a
-//! reconnecting app (`Last-Event-ID`) learns whether it missed one. It is also the in-process
-//! adapter of the `InboxHints` port: the consumers' deliveries and the apps' reads in this process
-//! tell it directly. A cross-process adapter (Redis pub/sub) would publish instead and feed every
+//! The inbox hints' hub: which apps are listening in this process, and for those that listen or
+//! recently did, the sequence of their inbox's last change, so a reconnecting app
+//! (`Last-Event-ID`) learns whether it missed one. It is also the in-process adapter of the
+//! `InboxHints` port: the consumers' deliveries and the apps' reads in this process tell it
+//! directly. A cross-process adapter (Redis pub/sub) would publish instead and feed every
 //! process's hub from its subscription.
+//!
+//! A broadcast tells the hub about millions of receivers, almost none of them listening, so a
+//! change of a receiver the hub does not track costs one lookup and nothing is kept for it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use herald_domain::ports::InboxHints;
 use herald_domain::{ReceiverId, ReceiverKind, ReceiverRef};
 use tokio::sync::watch;
 
-/// Changes remembered for reconnections; an app away for more than this many inbox changes (of
-/// anyone's) is told to fetch, as when it cannot be told.
+/// How long the hub keeps tracking a receiver after its last stream closed, so that a reconnection
+/// can tell whether it missed a change. One that comes back later is told to fetch, as when the hub
+/// cannot tell.
+const RECONNECT_WINDOW: Duration = Duration::from_secs(600);
+
+/// At most this many departures (a receiver's last stream closing) are remembered, the latest;
+/// a receiver whose departure is forgotten is no longer tracked.
 const REMEMBERED: usize = 100_000;
 
 /// A position in the hints, as an SSE event id: `<epoch>-<sequence>`. The epoch (the hub's start
@@ -37,6 +47,7 @@ impl HintId {
 pub struct InboxHub {
     epoch: u64,
     remembered: usize,
+    reconnect_window: Duration,
     state: Mutex<HubState>,
 }
 
@@ -44,13 +55,39 @@ pub struct InboxHub {
 struct HubState {
     /// One per call of `changed`.
     seq: u64,
-    /// One channel per receiver with a listener, holding the sequence of its last change.
-    listening: HashMap<ReceiverRef, watch::Sender<u64>>,
-    /// The last change of each receiver among the `remembered` latest, and those in order.
-    last_change: HashMap<ReceiverRef, u64>,
-    recent: VecDeque<(u64, ReceiverRef)>,
-    /// Changes up to this sequence may have been forgotten.
-    forgotten_up_to: u64,
+    /// The receivers listening or recently listening, by kind (looked up by id without a copy).
+    tracked: HashMap<ReceiverKind, HashMap<ReceiverId, Tracked>>,
+    /// Receivers with at least one stream open.
+    listening: usize,
+    /// When each tracked receiver's last stream closed, oldest first (a receiver that came back
+    /// and left again has a newer record; the older one no longer matches its `left`).
+    left: VecDeque<(Instant, ReceiverRef)>,
+}
+
+struct Tracked {
+    /// Tracking began after this sequence: the receiver's changes up to it are unknown.
+    since: u64,
+    /// Holds the sequence of the receiver's last change since `since` (0: none); its streams
+    /// subscribe to it.
+    changes: watch::Sender<u64>,
+    /// When its last stream closed, while none is open.
+    left: Option<Instant>,
+}
+
+impl HubState {
+    /// Stops tracking receivers that left longer ago than the window, or too many receivers ago.
+    fn forget_departed(&mut self, now: Instant, window: Duration, remembered: usize) {
+        while let Some((at, _)) = self.left.front() {
+            if now.duration_since(*at) < window && self.left.len() <= remembered {
+                break;
+            }
+            let Some((at, receiver)) = self.left.pop_front() else { break };
+            let Some(of_kind) = self.tracked.get_mut(&receiver.kind) else { continue };
+            if of_kind.get(&receiver.id).is_some_and(|tracked| tracked.left == Some(at)) {
+                of_kind.remove(&receiver.id);
+            }
+        }
+    }
 }
 
 impl Default for InboxHub {
@@ -61,13 +98,13 @@ impl Default for InboxHub {
 
 impl InboxHub {
     pub fn new() -> Self {
-        Self::remembering(REMEMBERED)
+        Self::remembering(REMEMBERED, RECONNECT_WINDOW)
     }
 
-    fn remembering(remembered: usize) -> Self {
+    fn remembering(remembered: usize, reconnect_window: Duration) -> Self {
         let epoch =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        Self { epoch, remembered: remembered.max(1), state: Mutex::new(HubState::default()) }
+        Self { epoch, remembered, reconnect_window, state: Mutex::new(HubState::default()) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
@@ -80,25 +117,36 @@ impl InboxHub {
 
     /// Starts listening for `receiver`'s hints. With the id of the last event an earlier
     /// connection got, the first `next` answers at once if a change came since — or if the hub
-    /// cannot tell (another run's id, one too old, one that does not parse).
+    /// cannot tell (another run's id, one from before the hub tracked this receiver, one that does
+    /// not parse).
     pub fn listen(self: &Arc<Self>, receiver: ReceiverRef, last_event_id: Option<&str>) -> HintListener {
         let mut state = self.state();
+        state.forget_departed(Instant::now(), self.reconnect_window, self.remembered);
+        let current = state.seq;
+        let tracked = state
+            .tracked
+            .entry(receiver.kind)
+            .or_default()
+            .entry(receiver.id.clone())
+            .or_insert_with(|| Tracked { since: current, changes: watch::channel(0).0, left: None });
         let missed = last_event_id.is_some_and(|raw| match HintId::decode(raw) {
-            Some(id) if id.epoch == self.epoch && id.seq >= state.forgotten_up_to => {
-                state.last_change.get(&receiver).is_some_and(|&seq| seq > id.seq)
-            }
+            Some(id) if id.epoch == self.epoch && id.seq >= tracked.since => *tracked.changes.borrow() > id.seq,
             _ => true,
         });
-        let current = state.seq;
-        let mut changes = state.listening.entry(receiver.clone()).or_insert_with(|| watch::channel(0).0).subscribe();
+        let first_stream = tracked.changes.receiver_count() == 0;
+        tracked.left = None;
+        let mut changes = tracked.changes.subscribe();
         changes.mark_unchanged();
+        if first_stream {
+            state.listening += 1;
+        }
         drop(state);
         HintListener { hub: self.clone(), receiver, changes, missed, opened_at: self.id(current) }
     }
 
     /// Receivers listening in this process.
     pub fn listening(&self) -> usize {
-        self.state().listening.len()
+        self.state().listening
     }
 }
 
@@ -110,20 +158,14 @@ impl InboxHints for InboxHub {
         let mut state = self.state();
         state.seq += 1;
         let seq = state.seq;
-        for id in receivers {
-            let receiver = ReceiverRef { kind, id: id.clone() };
-            if let Some(listener) = state.listening.get(&receiver) {
-                listener.send_replace(seq);
-            }
-            state.last_change.insert(receiver.clone(), seq);
-            state.recent.push_back((seq, receiver));
+        let Some(tracked) = state.tracked.get(&kind) else { return };
+        if tracked.is_empty() {
+            return;
         }
-        while state.recent.len() > self.remembered {
-            let Some((old, receiver)) = state.recent.pop_front() else { break };
-            if state.last_change.get(&receiver) == Some(&old) {
-                state.last_change.remove(&receiver);
+        for id in receivers {
+            if let Some(tracked) = tracked.get(id) {
+                tracked.changes.send_replace(seq);
             }
-            state.forgotten_up_to = old;
         }
     }
 }
@@ -160,10 +202,20 @@ impl HintListener {
 
 impl Drop for HintListener {
     fn drop(&mut self) {
-        let mut state = self.hub.state();
+        let hub = &self.hub;
+        let mut state = hub.state();
+        let now = Instant::now();
+        let Some(tracked) =
+            state.tracked.get_mut(&self.receiver.kind).and_then(|of_kind| of_kind.get_mut(&self.receiver.id))
+        else {
+            return;
+        };
         // This listener's receiver still counts: it is the last one when the count is 1.
-        if state.listening.get(&self.receiver).is_some_and(|tx| tx.receiver_count() <= 1) {
-            state.listening.remove(&self.receiver);
+        if tracked.changes.receiver_count() <= 1 {
+            tracked.left = Some(now);
+            state.listening -= 1;
+            state.left.push_back((now, self.receiver.clone()));
+            state.forget_departed(now, hub.reconnect_window, hub.remembered);
         }
     }
 }
@@ -177,7 +229,12 @@ mod tests {
     }
 
     async fn ready(listener: &mut HintListener) -> Option<HintId> {
-        tokio::time::timeout(std::time::Duration::from_millis(50), listener.next()).await.ok()
+        tokio::time::timeout(Duration::from_millis(50), listener.next()).await.ok()
+    }
+
+    /// Receivers the hub keeps anything for.
+    fn tracked(hub: &InboxHub) -> usize {
+        hub.state().tracked.values().map(HashMap::len).sum()
     }
 
     #[tokio::test]
@@ -189,13 +246,27 @@ mod tests {
         assert!(ready(&mut a).await.is_some());
         assert!(ready(&mut a).await.is_none(), "one change, one hint");
         assert!(ready(&mut b).await.is_none(), "a merchant's change is not a rider's");
-        drop((a, b));
+        let again = hub.listen(rider("a"), None);
+        assert_eq!(hub.listening(), 2, "two streams of one receiver count once");
+        drop((a, b, again));
         assert_eq!(hub.listening(), 0, "a closed connection stops listening");
     }
 
     #[tokio::test]
+    async fn nothing_is_kept_for_receivers_that_never_listened() {
+        let hub = Arc::new(InboxHub::new());
+        let listener = hub.listen(rider("a"), None);
+        let broadcast: Vec<ReceiverId> = (0..1_000).map(|n| rider(&format!("r{n}")).id).collect();
+        hub.changed(ReceiverKind::Rider, &broadcast);
+        hub.changed(ReceiverKind::Merchant, &broadcast);
+        assert_eq!(tracked(&hub), 1, "only the listening receiver is tracked");
+        drop(listener);
+        assert_eq!(tracked(&hub), 1, "one that just left is tracked for its reconnection");
+    }
+
+    #[tokio::test]
     async fn a_reconnection_learns_what_it_missed() {
-        let hub = Arc::new(InboxHub::remembering(3));
+        let hub = Arc::new(InboxHub::remembering(3, RECONNECT_WINDOW));
         let first = hub.listen(rider("a"), None);
         let seen = first.opened_at().encode();
         drop(first);
@@ -205,14 +276,31 @@ mod tests {
         hub.changed(ReceiverKind::Rider, &[rider("a").id]);
         let mut again = hub.listen(rider("a"), Some(&seen));
         let missed = ready(&mut again).await.expect("missed one");
+        drop(again);
         hub.changed(ReceiverKind::Rider, &[rider("b").id, rider("c").id, rider("d").id]);
-        let mut caught_up = hub.listen(rider("a"), Some(&missed.encode()));
-        assert!(ready(&mut caught_up).await.is_none(), "it had seen a's change, and nothing of a's came since");
-        let mut later = hub.listen(rider("a"), Some(&seen));
-        assert!(ready(&mut later).await.is_some(), "a's change was forgotten: it cannot tell, so it hints");
+        let caught_up = hub.listen(rider("a"), Some(&missed.encode()));
+        assert!(!caught_up.missed, "it had seen a's change, and nothing of a's came since");
+        drop(caught_up);
+        for other in ["b", "c", "d"] {
+            drop(hub.listen(rider(other), None));
+        }
+        let mut later = hub.listen(rider("a"), Some(&missed.encode()));
+        assert!(ready(&mut later).await.is_some(), "three left after a: a was forgotten, so it hints");
         let mut stranger = hub.listen(rider("a"), Some("1-1"));
         assert!(ready(&mut stranger).await.is_some(), "another run's id says nothing");
         let mut garbage = hub.listen(rider("a"), Some("x"));
         assert!(ready(&mut garbage).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_receiver_away_longer_than_the_window_is_told_to_fetch() {
+        let hub = Arc::new(InboxHub::remembering(REMEMBERED, Duration::ZERO));
+        let first = hub.listen(rider("a"), None);
+        let seen = first.opened_at().encode();
+        drop(first);
+        assert_eq!(tracked(&hub), 0, "left, and the window is over");
+        hub.changed(ReceiverKind::Rider, &[rider("a").id]);
+        let mut again = hub.listen(rider("a"), Some(&seen));
+        assert!(ready(&mut again).await.is_some(), "the hub cannot tell, so it hints");
     }
 }
