@@ -153,8 +153,8 @@ pub const CONSUMER_CONCURRENCY: Setting = setting(
     "HERALD_CONSUMER_CONCURRENCY",
     Flag::Run,
     true,
-    "`4`",
-    "broadcast pages a consumer delivers at once (direct pages have a lane of their own)",
+    "`32`",
+    "broadcast pages a consumer holds at once, delivered in batches of half as many, each batch one step per store (direct pages have a lane of their own)",
 );
 pub const EVENTS_HEARTBEAT: Setting = setting(
     "events-heartbeat",

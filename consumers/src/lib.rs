@@ -5,15 +5,16 @@
 //! exactly the number added, and the ledger records each page once. Acking comes last, so a crash
 //! anywhere before it means the page is delivered again, which changes nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::ports::{
-    DeadLetter, Delivery, InboxHints, InboxStore, NotificationStore, PageDelivery, PortResult, Queue, SendLedger,
-    Subscription,
+    DeadLetter, Delivery, InboxHints, InboxStore, NotificationStore, PageDelivery, PortError, PortResult, Queue,
+    SendLedger, Subscription,
 };
-use herald_domain::{EntryMeta, Page, ReceiverKind, Status, Topic};
+use herald_domain::{EntryMeta, Notification, NotificationId, Page, PageKey, ReceiverKind, Status, Topic};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -74,8 +75,8 @@ pub struct Deliverer {
     notifications: Arc<dyn NotificationStore>,
     ledger: Arc<dyn SendLedger>,
     inbox: Arc<dyn InboxStore>,
-    /// Broadcast pages writing to the inbox store at once. A point-to-point page's write takes no
-    /// turn here, so it queues behind at most these (the embedded store has a single writer).
+    /// Broadcast batches writing to the inbox store at once. A point-to-point page's write takes
+    /// no turn here, so it queues behind at most these (the embedded store has a single writer).
     bulk_writes: Arc<Semaphore>,
     /// Told which inboxes a page added to, so apps listening anywhere fetch; none by default.
     hints: Option<Arc<dyn InboxHints>>,
@@ -96,50 +97,76 @@ impl Deliverer {
         Self { hints: Some(hints), ..self }
     }
 
-    /// Delivers one page that came on `topic` (a revoked or vanished notification's pages are
-    /// recorded, not delivered) and records it in the ledger, with what it added.
-    #[tracing::instrument(name = "deliver_page", skip_all, fields(page = %page.key, receivers = page.receivers.len()))]
+    /// Delivers one page that came on `topic`; see `deliver_pages`.
     pub async fn deliver(&self, page: &Page, topic: Topic) -> PortResult<Outcome> {
-        let id = &page.key.notification_id;
-        let notification = self.notifications.notification(id).await?;
-        let (added, outcome) = match &notification {
-            Some(n) if matches!(n.status, Status::Sending | Status::Sent) => {
-                match self.write(page, &EntryMeta::of(n), topic).await? {
-                    PageDelivery { added, repeated: false } => (added, Outcome::Delivered(added)),
-                    PageDelivery { added, repeated: true } => (added, Outcome::Repeated),
-                }
-            }
-            // Not delivered now. Withholding here too heals a revoke whose API process died before
-            // withholding. The inbox store still decides what the page added — nothing if new, its
-            // first outcome if another delivery (which read the status before the revoke) wrote it —
-            // so the ledger never records a number the inbox disagrees with.
-            Some(n) => {
-                self.inbox.withhold(id).await?;
-                (self.write(page, &EntryMeta::of(n), topic).await?.added, Outcome::Withheld)
-            }
-            // Notifications are never deleted, so this one was never stored and never delivered.
-            None => {
-                self.inbox.withhold(id).await?;
-                (self.inbox.page_outcome(&page.key).await?.unwrap_or(0), Outcome::Withheld)
-            }
-        };
-        if self.ledger.page_delivered(&page.key, added, Utc::now()).await? {
-            tracing::info!(notification = %id, "every page delivered");
-        }
-        if let (Outcome::Delivered(1..), Some(hints)) = (outcome, &self.hints) {
-            // The page does not say which of its receivers already held it: all are hinted.
-            hints.changed(page.receiver_kind, &page.receivers);
-        }
-        Ok(outcome)
+        Ok(self.deliver_pages(std::slice::from_ref(page), topic).await?.remove(0))
     }
 
-    /// The inbox write, a broadcast page waiting its turn.
-    async fn write(&self, page: &Page, meta: &EntryMeta, topic: Topic) -> PortResult<PageDelivery> {
+    /// Delivers pages that came on `topic` (a revoked or vanished notification's pages are
+    /// recorded, not delivered) and records them in the ledger with what each added: the inbox
+    /// writes of every page whose notification is sending in one `deliver_pages`, the ledger's
+    /// records in one `pages_delivered`, so a batch costs each store one step.
+    #[tracing::instrument(name = "deliver_pages", skip_all, fields(pages = pages.len()))]
+    pub async fn deliver_pages(&self, pages: &[Page], topic: Topic) -> PortResult<Vec<Outcome>> {
+        let mut notifications: HashMap<&NotificationId, Option<Notification>> = HashMap::new();
+        for page in pages {
+            let id = &page.key.notification_id;
+            if !notifications.contains_key(id) {
+                notifications.insert(id, self.notifications.notification(id).await?);
+            }
+        }
+        let mut outcomes = vec![Outcome::Withheld; pages.len()];
+        let mut added = vec![0; pages.len()];
+        let mut sending = Vec::new();
+        for (i, page) in pages.iter().enumerate() {
+            let id = &page.key.notification_id;
+            match &notifications[id] {
+                Some(n) if matches!(n.status, Status::Sending | Status::Sent) => sending.push((i, EntryMeta::of(n))),
+                // Not delivered now. Withholding here too heals a revoke whose API process died
+                // before withholding. The inbox store still decides what the page added — nothing
+                // if new, its first outcome if another delivery (which read the status before the
+                // revoke) wrote it — so the ledger never records a number the inbox disagrees with.
+                Some(n) => {
+                    self.inbox.withhold(id).await?;
+                    added[i] = self.write(&[(page, &EntryMeta::of(n))], topic).await?[0].added;
+                }
+                // Notifications are never deleted, so this one was never stored and never delivered.
+                None => {
+                    self.inbox.withhold(id).await?;
+                    added[i] = self.inbox.page_outcome(&page.key).await?.unwrap_or(0);
+                }
+            }
+        }
+        let writes: Vec<(&Page, &EntryMeta)> = sending.iter().map(|(i, meta)| (&pages[*i], meta)).collect();
+        let written = if writes.is_empty() { Vec::new() } else { self.write(&writes, topic).await? };
+        for ((i, _), delivery) in sending.iter().zip(written) {
+            added[*i] = delivery.added;
+            outcomes[*i] = if delivery.repeated { Outcome::Repeated } else { Outcome::Delivered(delivery.added) };
+        }
+        let records: Vec<(PageKey, u64)> = pages.iter().zip(&added).map(|(p, added)| (p.key.clone(), *added)).collect();
+        for (page, sent) in pages.iter().zip(self.ledger.pages_delivered(&records, Utc::now()).await?) {
+            if sent {
+                tracing::info!(notification = %page.key.notification_id, "every page delivered");
+            }
+        }
+        if let Some(hints) = &self.hints {
+            for (page, outcome) in pages.iter().zip(&outcomes) {
+                if let Outcome::Delivered(1..) = outcome {
+                    // The page does not say which of its receivers already held it: all are hinted.
+                    hints.changed(page.receiver_kind, &page.receivers);
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// The inbox writes, a broadcast's waiting its turn.
+    async fn write(&self, pages: &[(&Page, &EntryMeta)], topic: Topic) -> PortResult<Vec<PageDelivery>> {
         let _turn = match topic {
             Topic::Bulk => Some(self.bulk_writes.acquire().await.expect("the semaphore is never closed")),
             Topic::Direct => None,
         };
-        self.inbox.deliver(page, meta).await
+        self.inbox.deliver_pages(pages).await
     }
 }
 
@@ -167,18 +194,19 @@ impl Outcome {
 /// How a consumer process behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Broadcast pages handled at once.
+    /// Broadcast pages in hand at once, delivered in batches of half as many (each store takes a
+    /// batch in one step, and the next batch is pulled while one writes).
     pub concurrency: usize,
     /// Point-to-point pages handled at once, in a lane of their own: never waiting for a slot a
     /// broadcast holds.
     pub direct_concurrency: usize,
-    /// Broadcast pages writing to the inbox store at once (see `Deliverer::new`).
+    /// Broadcast batches writing to the inbox store at once (see `Deliverer::new`).
     pub bulk_writes: usize,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        Self { concurrency: 4, direct_concurrency: 2, bulk_writes: 1 }
+        Self { concurrency: 32, direct_concurrency: 2, bulk_writes: 1 }
     }
 }
 
@@ -204,7 +232,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Pulls one topic with up to `slots` pages in hand.
+/// Pulls one topic with up to `slots` pages in hand, in batches of at most half of them, so one
+/// batch is pulled and read while another writes.
 async fn lane(
     queue: Arc<dyn Queue>,
     deliverer: Deliverer,
@@ -214,15 +243,16 @@ async fn lane(
     shutdown: CancellationToken,
 ) {
     let sub = lane_subscription(topic);
+    let batch = (slots / 2).max(1);
     let mut in_flight = JoinSet::new();
+    let mut held = 0;
     while !shutdown.is_cancelled() {
-        while in_flight.len() >= slots {
-            in_flight.join_next().await;
+        while held >= slots {
+            held -= in_flight.join_next().await.and_then(Result::ok).unwrap_or(0);
         }
-        let room = slots - in_flight.len();
         let deliveries = tokio::select! {
             _ = shutdown.cancelled() => break,
-            pulled = queue.pull(&sub, room, Duration::from_millis(500)) => pulled,
+            pulled = queue.pull(&sub, (slots - held).min(batch), Duration::from_millis(500)) => pulled,
         };
         let deliveries = match deliveries {
             Ok(d) => d,
@@ -232,10 +262,19 @@ async fn lane(
                 continue;
             }
         };
-        for delivery in deliveries {
-            let (queue, deliverer, metrics, sub) = (queue.clone(), deliverer.clone(), metrics.clone(), sub.clone());
-            in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, topic, delivery).await });
+        while let Some(finished) = in_flight.try_join_next() {
+            held -= finished.unwrap_or(0);
         }
+        if deliveries.is_empty() {
+            continue;
+        }
+        held += deliveries.len();
+        let (queue, deliverer, metrics, sub) = (queue.clone(), deliverer.clone(), metrics.clone(), sub.clone());
+        in_flight.spawn(async move {
+            let pages = deliveries.len();
+            handle(&*queue, &deliverer, &metrics, &sub, topic, deliveries).await;
+            pages
+        });
     }
     while in_flight.join_next().await.is_some() {}
 }
@@ -278,54 +317,92 @@ async fn keep_revocations_applied(
     }
 }
 
-/// Delivers, then acks; on failure asks for a retry with growing delay (never giving up: delivery
-/// is idempotent, and a page given up would leave its send unfinished). A body that does not parse
-/// can never succeed, and a page the queue gave up on (a broker's retry limit) is not retried: each
-/// is kept as a dead letter (noted in its notification's history, counted in metrics), then acked.
+/// Delivers a batch, then acks it; when the batch fails, each of its pages is consumed on its own,
+/// so one failing page holds back no other. On failure a page is retried with growing delay (never
+/// given up: delivery is idempotent, and a page given up would leave its send unfinished). A body
+/// that does not parse can never succeed, and a page the queue gave up on (a broker's retry limit)
+/// is not retried: each is kept as a dead letter (noted in its notification's history, counted in
+/// metrics), then acked.
 async fn handle(
     queue: &dyn Queue,
     deliverer: &Deliverer,
     metrics: &ConsumerMetrics,
     sub: &Subscription,
     topic: Topic,
-    d: Delivery,
+    deliveries: Vec<Delivery>,
 ) {
-    let undeliverable = match Page::decode(&d.message.body) {
-        // The queue gave up retrying it: kept as a dead letter, never delivered late.
-        _ if d.given_up => Err("the queue gave up retrying it (dead-lettered by the broker)".to_string()),
-        Err(e) => Err(e.to_string()),
-        Ok(page) => Ok(page),
-    };
-    let consumed = match undeliverable {
-        Err(reason) => {
-            tracing::error!(key = %d.message.key, %reason, "a page cannot be delivered; keeping it as a dead letter");
-            let letter = DeadLetter { key: d.message.key.clone(), reason, body: d.message.body.clone() };
-            deliverer.ledger.dead_letter(&letter, Utc::now()).await.map(|()| {
-                metrics.dead_lettered.inc();
-                "dead_lettered"
-            })
-        }
-        Ok(page) => deliverer.deliver(&page, topic).await.map(|outcome| {
-            if let Outcome::Delivered(added) = outcome {
-                metrics.deliveries.inc_by(added);
-            }
-            outcome.label()
-        }),
-    };
-    match consumed {
-        Ok(label) => {
-            metrics.pages.with_label_values(&[label]).inc();
-            if let Err(e) = queue.ack(sub, std::slice::from_ref(&d.receipt)).await {
-                tracing::warn!(key = %d.message.key, error = %e, "ack failed; the page will be delivered again");
-            }
-        }
+    let batch = match consume(deliverer, metrics, topic, &deliveries).await {
+        Ok(()) => Ok(deliveries),
+        Err(e) if deliveries.len() == 1 => Err((e, deliveries)),
         Err(e) => {
-            let delay = Duration::from_secs(1 << d.attempt.min(6));
-            tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
-            metrics.pages.with_label_values(&["retried"]).inc();
-            if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
-                tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
+            tracing::warn!(pages = deliveries.len(), error = %e, "a batch of pages failed; consuming them one by one");
+            for d in deliveries {
+                let single = std::slice::from_ref(&d);
+                match consume(deliverer, metrics, topic, single).await {
+                    Ok(()) => ack(queue, sub, single).await,
+                    Err(e) => retry(queue, metrics, sub, &d, &e).await,
+                }
+            }
+            return;
+        }
+    };
+    match batch {
+        Ok(deliveries) => ack(queue, sub, &deliveries).await,
+        Err((e, deliveries)) => retry(queue, metrics, sub, &deliveries[0], &e).await,
+    }
+}
+
+/// Delivers the pages of `deliveries` together and keeps those that can never be delivered as dead
+/// letters, counting each outcome.
+async fn consume(
+    deliverer: &Deliverer,
+    metrics: &ConsumerMetrics,
+    topic: Topic,
+    deliveries: &[Delivery],
+) -> PortResult<()> {
+    let mut pages = Vec::with_capacity(deliveries.len());
+    for d in deliveries {
+        let page = match Page::decode(&d.message.body) {
+            // The queue gave up retrying it: kept as a dead letter, never delivered late.
+            _ if d.given_up => Err("the queue gave up retrying it (dead-lettered by the broker)".to_string()),
+            Err(e) => Err(e.to_string()),
+            Ok(page) => Ok(page),
+        };
+        match page {
+            Ok(page) => pages.push(page),
+            Err(reason) => {
+                tracing::error!(key = %d.message.key, %reason, "a page cannot be delivered; keeping it as a dead letter");
+                let letter = DeadLetter { key: d.message.key.clone(), reason, body: d.message.body.clone() };
+                deliverer.ledger.dead_letter(&letter, Utc::now()).await?;
+                metrics.dead_lettered.inc();
+                metrics.pages.with_label_values(&["dead_lettered"]).inc();
             }
         }
+    }
+    if pages.is_empty() {
+        return Ok(());
+    }
+    for outcome in deliverer.deliver_pages(&pages, topic).await? {
+        if let Outcome::Delivered(added) = outcome {
+            metrics.deliveries.inc_by(added);
+        }
+        metrics.pages.with_label_values(&[outcome.label()]).inc();
+    }
+    Ok(())
+}
+
+async fn ack(queue: &dyn Queue, sub: &Subscription, deliveries: &[Delivery]) {
+    let receipts: Vec<_> = deliveries.iter().map(|d| d.receipt.clone()).collect();
+    if let Err(e) = queue.ack(sub, &receipts).await {
+        tracing::warn!(pages = deliveries.len(), error = %e, "ack failed; the pages will be delivered again");
+    }
+}
+
+async fn retry(queue: &dyn Queue, metrics: &ConsumerMetrics, sub: &Subscription, d: &Delivery, e: &PortError) {
+    let delay = Duration::from_secs(1 << d.attempt.min(6));
+    tracing::warn!(key = %d.message.key, attempt = d.attempt, error = %e, "page failed; will retry");
+    metrics.pages.with_label_values(&["retried"]).inc();
+    if let Err(e) = queue.retry_later(sub, &d.receipt, delay).await {
+        tracing::warn!(error = %e, "could not schedule the retry; the lease will expire instead");
     }
 }

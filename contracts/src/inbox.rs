@@ -495,8 +495,28 @@ pub async fn an_erased_inbox_refilled_is_synced_past_an_old_cursor(h: &dyn Inbox
     assert_eq!(ids_of(&news), vec![b], "the new inbox's arrival is news to the old cursor");
 }
 
+pub async fn pages_delivered_together_are_delivered_as_one_by_one(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let (n, m) = (NotificationId::generate(), NotificationId::generate());
+    let (sh, bj, other) = (page(&n, "sh", 0, 0..500), page(&n, "bj", 0, 250..750), page(&m, "sh", 0, 0..10));
+    let (meta, pinned) = (plain(), EntryMeta { pinned: true, ..plain() });
+    let together = inbox.deliver_pages(&[(&sh, &meta), (&bj, &meta), (&other, &pinned), (&sh, &meta)]).await.unwrap();
+    assert_eq!(
+        together,
+        vec![first(500), first(250), first(10), PageDelivery { added: 500, repeated: true }],
+        "each page adds what it would alone, and a page listed twice is repeated the second time"
+    );
+    assert_eq!(inbox.deliver(&bj, &meta).await.unwrap(), PageDelivery { added: 250, repeated: true });
+    let c = inbox.counters(&n).await.unwrap();
+    assert_eq!((c.sent, c.sent_by_city.get("sh"), c.sent_by_city.get("bj")), (750, Some(&500), Some(&250)));
+    assert_eq!(inbox.counters(&m).await.unwrap().sent, 10);
+    assert_eq!(held(&*inbox, &rider("r00005"), &[n.clone(), m.clone()]).await.len(), 2);
+    assert_eq!(inbox.deliver_pages(&[]).await.unwrap(), vec![], "no pages, nothing to do");
+}
+
 crate::suite!($ inbox, inbox_contract, [
     redelivery_changes_nothing,
+    pages_delivered_together_are_delivered_as_one_by_one,
     concurrent_redelivery_counts_once,
     a_withheld_notification_gets_no_more_entries,
     a_page_delivered_after_withholding_records_zero_and_repeats_it,

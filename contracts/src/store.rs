@@ -328,13 +328,15 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert!(ports.ledger.outbox("t", 100).await.unwrap().iter().all(|m| !m.message.key.starts_with(n.id.as_str())));
 
     let key = |p| PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: p };
-    assert!(!ports.ledger.page_delivered(&key(0), 500, Utc::now()).await.unwrap());
-    assert!(!ports.ledger.page_delivered(&key(0), 0, Utc::now()).await.unwrap(), "a redelivered page is absorbed");
+    // Recorded together (a consumer's batch): each as if alone, a page listed twice absorbed.
+    let together = ports.ledger.pages_delivered(&[(key(0), 500), (key(0), 0)], Utc::now()).await.unwrap();
+    assert_eq!(together, [false, false], "a redelivered page is absorbed");
     let status = |ports: SqlPorts, id: NotificationId| async move {
         ports.notifications.notification(&id).await.unwrap().unwrap().status
     };
     assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sending);
-    assert!(ports.ledger.page_delivered(&key(1), 90, Utc::now()).await.unwrap(), "the last page completes the send");
+    let together = ports.ledger.pages_delivered(&[(key(1), 90), (key(1), 0), (key(0), 0)], Utc::now()).await.unwrap();
+    assert_eq!(together, [true, false, false], "the last page completes the send, and only once");
     assert!(!ports.ledger.page_delivered(&key(1), 0, Utc::now()).await.unwrap(), "and only once");
     assert_eq!(status(ports.clone(), n.id.clone()).await, Status::Sent);
 

@@ -293,6 +293,16 @@ pub trait SendLedger: Send + Sync {
     /// the notification moves from sending to sent (`HistoryEvent::Delivered`). Returns true when
     /// it did so now.
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool>;
+    /// `page_delivered` for each of `pages` in order, answering each one's result. A store that can
+    /// records them in one transaction (a consumer's batch of pages costs one commit); all or none
+    /// are recorded when it fails.
+    async fn pages_delivered(&self, pages: &[(PageKey, u64)], now: DateTime<Utc>) -> PortResult<Vec<bool>> {
+        let mut sent = Vec::with_capacity(pages.len());
+        for (key, added) in pages {
+            sent.push(self.page_delivered(key, *added, now).await?);
+        }
+        Ok(sent)
+    }
     /// Per-city progress of each of `ids`, in city order (a notification with no tasks is absent):
     /// one query for a whole page of the console's list.
     async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>>;
@@ -424,6 +434,17 @@ pub trait InboxStore: Send + Sync {
     /// past the store's cap is trimmed in the same step, in the order `InboxCap` gives; trimming
     /// moves no counter.
     async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;
+    /// `deliver` for each of `pages` in order (a page listed twice is repeated the second time),
+    /// answering each one's delivery. A store that can writes them in one step (the embedded one
+    /// in one transaction, all or none); a failure may leave some delivered, which delivering
+    /// them again reports as repeated.
+    async fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>> {
+        let mut deliveries = Vec::with_capacity(pages.len());
+        for (page, meta) in pages {
+            deliveries.push(self.deliver(page, meta).await?);
+        }
+        Ok(deliveries)
+    }
     /// What a page added when it was delivered, if it was.
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
     /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds

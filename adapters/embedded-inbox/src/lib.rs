@@ -287,77 +287,95 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
     Ok(())
 }
 
+/// Delivers one page inside `tx` (see `InboxStore::deliver`).
+async fn deliver_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    page: &Page,
+    meta: &EntryMeta,
+    cap: InboxCap,
+) -> PortResult<PageDelivery> {
+    let key = &page.key;
+    let (delivered, withheld, stored) = before_delivery(tx, key).await?;
+    if let Some(added) = delivered {
+        return Ok(PageDelivery { added, repeated: true });
+    }
+    let receivers: &[ReceiverId] = if withheld { &[] } else { &page.receivers };
+    let mut added = 0;
+    if !receivers.is_empty() {
+        let Stored { pinned, sent_ms, seq } = match stored {
+            Some(stored) => stored,
+            None => keep_meta(tx, &key.notification_id, meta).await?,
+        };
+        let (first, trimmed_upto) = reserve_versions(tx, receivers.len()).await?;
+        let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
+        for (c, chunk) in keys.chunks(1000).enumerate() {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO entries (receiver, rank, sent_ms, notification_id, version) SELECT column1, ",
+            );
+            qb.push_bind(i64::from(pinned))
+                .push(", ")
+                .push_bind(sent_ms)
+                .push(", ")
+                .push_bind(key.notification_id.as_str())
+                .push(", column2 FROM (");
+            qb.push_values(chunk.iter().enumerate(), |mut row, (i, receiver)| {
+                row.push_bind(receiver.as_str()).push_bind(first + (c * 1000 + i) as i64);
+            });
+            qb.push(") AS v WHERE true");
+            // Only a page older than something the cap dropped somewhere needs this check.
+            if sent_ms <= trimmed_upto {
+                qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+                    .push_bind(sent_ms)
+                    .push(")");
+            }
+            // A pinned entry that was read has rank 0: the primary key alone would not see it.
+            if pinned {
+                qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.rank = 0 AND r.sent_ms = ")
+                    .push_bind(sent_ms)
+                    .push(" AND r.notification_id = ")
+                    .push_bind(key.notification_id.as_str())
+                    .push(")");
+            }
+            qb.push(" ON CONFLICT DO NOTHING");
+            added += qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected();
+        }
+        if added > 0 {
+            bump(tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
+            sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
+                .bind(first + keys.len() as i64 - 1)
+                .bind(key.notification_id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            let due = due_for_cap(&keys, seq, cap);
+            trim(tx, &due, cap, sqlite::millis(Utc::now())).await?;
+        }
+    }
+    sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
+        .bind(key.notification_id.as_str())
+        .bind(key.city.as_str())
+        .bind(key.page_no as i64)
+        .bind(added as i64)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(PageDelivery { added, repeated: false })
+}
+
 #[async_trait]
 impl InboxStore for EmbeddedInbox {
     async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
-        let key = &page.key;
+        Ok(self.deliver_pages(&[(page, meta)]).await?.remove(0))
+    }
+
+    async fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>> {
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let (delivered, withheld, stored) = before_delivery(&mut tx, key).await?;
-        if let Some(added) = delivered {
-            return Ok(PageDelivery { added, repeated: true });
+        let mut deliveries = Vec::with_capacity(pages.len());
+        for (page, meta) in pages {
+            deliveries.push(deliver_in(&mut tx, page, meta, self.cap).await?);
         }
-        let receivers: &[ReceiverId] = if withheld { &[] } else { &page.receivers };
-        let mut added = 0;
-        if !receivers.is_empty() {
-            let Stored { pinned, sent_ms, seq } = match stored {
-                Some(stored) => stored,
-                None => keep_meta(&mut tx, &key.notification_id, meta).await?,
-            };
-            let (first, trimmed_upto) = reserve_versions(&mut tx, receivers.len()).await?;
-            let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
-            for (c, chunk) in keys.chunks(1000).enumerate() {
-                let mut qb = QueryBuilder::<Sqlite>::new(
-                    "INSERT INTO entries (receiver, rank, sent_ms, notification_id, version) SELECT column1, ",
-                );
-                qb.push_bind(i64::from(pinned))
-                    .push(", ")
-                    .push_bind(sent_ms)
-                    .push(", ")
-                    .push_bind(key.notification_id.as_str())
-                    .push(", column2 FROM (");
-                qb.push_values(chunk.iter().enumerate(), |mut row, (i, receiver)| {
-                    row.push_bind(receiver.as_str()).push_bind(first + (c * 1000 + i) as i64);
-                });
-                qb.push(") AS v WHERE true");
-                // Only a page older than something the cap dropped somewhere needs this check.
-                if sent_ms <= trimmed_upto {
-                    qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
-                        .push_bind(sent_ms)
-                        .push(")");
-                }
-                // A pinned entry that was read has rank 0: the primary key alone would not see it.
-                if pinned {
-                    qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.rank = 0 AND r.sent_ms = ")
-                        .push_bind(sent_ms)
-                        .push(" AND r.notification_id = ")
-                        .push_bind(key.notification_id.as_str())
-                        .push(")");
-                }
-                qb.push(" ON CONFLICT DO NOTHING");
-                added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
-            }
-            if added > 0 {
-                bump(&mut tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
-                sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
-                    .bind(first + keys.len() as i64 - 1)
-                    .bind(key.notification_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                let due = due_for_cap(&keys, seq, self.cap);
-                trim(&mut tx, &due, self.cap, sqlite::millis(Utc::now())).await?;
-            }
-        }
-        sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
-            .bind(key.notification_id.as_str())
-            .bind(key.city.as_str())
-            .bind(key.page_no as i64)
-            .bind(added as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(PageDelivery { added, repeated: false })
+        Ok(deliveries)
     }
 
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {

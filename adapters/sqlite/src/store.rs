@@ -963,32 +963,44 @@ impl SendLedger for SqliteStore {
     }
 
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool> {
+        Ok(self.pages_delivered(&[(key.clone(), added)], now).await?.remove(0))
+    }
+
+    async fn pages_delivered(&self, pages: &[(PageKey, u64)], now: DateTime<Utc>) -> PortResult<Vec<bool>> {
         let mut tx = self.write().await?;
-        let first = sqlx::query(
-            "INSERT OR IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .bind(key.page_no as i64)
-        .bind(added as i64)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if first == 0 {
-            return Ok(false);
+        let mut sent = Vec::with_capacity(pages.len());
+        let mut changed = Vec::new();
+        for (key, added) in pages {
+            let first = sqlx::query(
+                "INSERT OR IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(key.notification_id.as_str())
+            .bind(key.city.as_str())
+            .bind(key.page_no as i64)
+            .bind(*added as i64)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if first == 0 {
+                sent.push(false);
+                continue;
+            }
+            sqlx::query(
+                "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
+            )
+            .bind(key.notification_id.as_str())
+            .bind(key.city.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            sent.push(settle(&mut tx, &key.notification_id, Some(&key.city), now).await?);
+            if !changed.contains(&key.notification_id) {
+                changed.push(key.notification_id.clone());
+            }
         }
-        sqlx::query(
-            "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
-        )
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
-        log_changes(&mut tx, std::slice::from_ref(&key.notification_id)).await?;
+        log_changes(&mut tx, &changed).await?;
         tx.commit().await.map_err(err)?;
         Ok(sent)
     }
