@@ -162,6 +162,12 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             feed.run(token).await;
             Ok(())
         });
+        // Windows opening or closing by time hint the apps listening here.
+        let (windows, token) = (herald.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            windows.watch_windows(token).await;
+            Ok(())
+        });
         let streams = Streams::new(settings.streams.clone(), shutdown.clone());
         let app = router(AppState::new(herald, tokens, telemetry.clone(), streams));
         let (token, limits) = (shutdown.clone(), settings.http.clone());

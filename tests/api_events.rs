@@ -202,3 +202,26 @@ async fn a_revoked_broadcast_hints_every_app_of_its_kind_and_no_other() {
     assert_eq!(merchant.next_within(QUIET).await, None, "a rider broadcast is no merchant's");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_window_opening_and_closing_hints_the_apps_that_hold_it() {
+    let h = with_riders(&["r1"], |_| {}).await;
+    let r1 = h.app_token("rider", "r1");
+    let mut app = listening(&h, &r1).await;
+    let at = |s| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
+    let window = json!({"valid_from": at(3), "valid_until": at(6)});
+    h.create(&TestHerald::notification("soon, briefly", include(&["r1"]), window)).await;
+    // Each hint prompts a fetch: they see the message appear when its window opens (delivered
+    // before, or at once if the delivery came late), then vanish when it closes.
+    let mut shown = Vec::new();
+    while !(shown.contains(&1) && shown.last() == Some(&0)) {
+        let hint = app.next_within(SOON).await.expect("a hint for each change: delivered, opened, closed");
+        assert_eq!(hint.event, "hint");
+        let count = h.inbox_ids(&r1).await.len();
+        if shown.last() != Some(&count) {
+            shown.push(count);
+        }
+    }
+    assert_eq!(app.next_within(QUIET).await, None, "nothing more changes");
+    h.stop().await;
+}

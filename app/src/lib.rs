@@ -18,6 +18,7 @@ mod inbox;
 mod notifications;
 mod receivers;
 mod search;
+mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;

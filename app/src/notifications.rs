@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_domain::listing::NotificationFilter;
-use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
+use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, InboxHints, TransitionOutcome};
 use herald_domain::search::SearchCursor;
 use herald_domain::{HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId, ReceiverId, Status};
 
@@ -128,7 +128,7 @@ impl Herald {
             // Closes the gap between a consumer's status check and its inbox write.
             self.ports.inbox.withhold(&id).await?;
             // It is gone from every inbox that held it: their apps should fetch.
-            self.hint_holders(&n);
+            self.hint_holders(&n, &*self.hints);
         }
         // The status moved: the inbox reads' cached copy is dropped.
         self.catalog.forget(&id);
@@ -139,14 +139,14 @@ impl Herald {
     /// Tells the apps whose inbox may hold `n` to fetch: an include list's receivers by name, a
     /// broadcast's whole kind (one hint per process, never one per receiver: a broadcast may hold
     /// millions).
-    fn hint_holders(&self, n: &Notification) {
+    pub(crate) fn hint_holders(&self, n: &Notification, hints: &dyn InboxHints) {
         let (kind, audience) = (n.content.receiver_kind, &n.content.audience);
         match &audience.target {
             Target::Include(ids) => {
                 let ids: Vec<ReceiverId> = ids.difference(&audience.exclude).cloned().collect();
-                self.hints.changed(kind, &ids);
+                hints.changed(kind, &ids);
             }
-            Target::Selection(_) => self.hints.everyone(kind),
+            Target::Selection(_) => hints.everyone(kind),
         }
     }
 

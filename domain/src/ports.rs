@@ -170,6 +170,14 @@ pub trait NotificationStore: Send + Sync {
     async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     /// The highest change-log position (0 when the log is empty).
     async fn change_head(&self) -> PortResult<u64>;
+    /// Notifications sending or sent whose validity window opens or closes in `(after, until]`
+    /// (their entries appear or vanish by time alone, with nothing written), at most `limit`.
+    async fn window_edges(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Notification>>;
     /// Whether the backend answers.
     async fn ping(&self) -> PortResult<()>;
 }
