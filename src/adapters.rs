@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use herald_app::ConsoleReads;
+use herald_app::{ConsoleReads, InboxHub};
 use herald_domain::InboxCap;
-use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::ports::{InboxHints, InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use herald_domain::search::SearchIndex;
 
 use crate::config::{Origin, Settings};
@@ -151,6 +151,44 @@ async fn redis_inbox(url: &str, origin: &Origin, settings: &Settings) -> anyhow:
 #[cfg(not(feature = "redis"))]
 async fn redis_inbox(_url: &str, origin: &Origin, _settings: &Settings) -> anyhow::Result<Arc<dyn InboxStore>> {
     anyhow::bail!("{origin} is set, but this build has no Redis inbox store: build with `--features redis`")
+}
+
+/// Where inbox hints go: to `hub` (this process's listeners) alone, or, when the inbox store is on
+/// Redis, also through Redis pub/sub to every process's; with `listen` (an API process) this
+/// process subscribes to the others' hints too.
+pub async fn hints(settings: &Settings, hub: Arc<InboxHub>, listen: bool) -> anyhow::Result<Arc<dyn InboxHints>> {
+    match &settings.servers.redis {
+        Some((url, origin)) => redis_hints(url, origin, settings, hub, listen).await,
+        None => Ok(hub),
+    }
+}
+
+#[cfg(feature = "redis")]
+async fn redis_hints(
+    url: &str,
+    origin: &Origin,
+    settings: &Settings,
+    hub: Arc<InboxHub>,
+    listen: bool,
+) -> anyhow::Result<Arc<dyn InboxHints>> {
+    use anyhow::Context;
+    let config = herald_redis::RedisConfig::new(url, &settings.servers.redis_prefix, settings.inbox_cap)
+        .with_context(|| origin.to_string())?;
+    let hints = herald_redis::RedisHints::open(&config, hub, listen)
+        .await
+        .with_context(|| format!("{origin}: no inbox hints on that Redis"))?;
+    Ok(Arc::new(hints))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_hints(
+    _url: &str,
+    origin: &Origin,
+    _settings: &Settings,
+    _hub: Arc<InboxHub>,
+    _listen: bool,
+) -> anyhow::Result<Arc<dyn InboxHints>> {
+    anyhow::bail!("{origin} is set, but this build has no Redis adapter: build with `--features redis`")
 }
 
 #[cfg(feature = "embedded-inbox")]

@@ -215,7 +215,8 @@ pub const REDIS_URL: Setting = setting(
     Flag::None,
     true,
     "unset (embedded inbox store)",
-    "inboxes and counters on Redis (built with `--features redis`): one server `redis://…` / `rediss://…`, or a \
+    "inboxes, counters and the apps' inbox hints (pub/sub, to every API process) on Redis (built with \
+     `--features redis`): one server `redis://…` / `rediss://…`, or a \
      Redis Cluster as its nodes' URLs separated by commas (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`) or one \
      node as `redis+cluster://…` / `rediss+cluster://…`",
 );
@@ -225,8 +226,8 @@ pub const REDIS_PREFIX: Setting = setting(
     Flag::None,
     true,
     "`herald`",
-    "what every Redis key of this Herald starts with (`<prefix>:`), so several Heralds share one server: 1 to 64 \
-     characters, no braces or spaces",
+    "what every Redis key and the hints' channel of this Herald start with (`<prefix>:`), so several Heralds \
+     share one server: 1 to 64 characters, no braces or spaces",
 );
 pub const MQ_NAMESRV: Setting = setting(
     "mq-namesrv",

@@ -104,8 +104,10 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    // Deliveries and reads in this process tell the apps listening here (in-process hints).
+    // Deliveries, reads and revokes in this process tell the apps listening here at once, and
+    // with the inbox store on Redis, those listening to every other process too.
     let hub = Arc::new(InboxHub::new());
+    let hints = crate::adapters::hints(settings, hub.clone(), roles.api).await?;
 
     if roles.scheduler {
         // Pages published before any consumer ever ran must wait for one, not vanish.
@@ -136,7 +138,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             ports.inbox.clone(),
             settings.consumer.bulk_writes,
         )
-        .hinting(hub.clone());
+        .hinting(hints.clone());
         let metrics = ConsumerMetrics::register(&telemetry.registry)?;
         let (queue, config, token) = (ports.queue.clone(), settings.consumer.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -151,12 +153,19 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             .await
             .with_context(|| format!("listening on {}", settings.listen))?;
         addr = Some(listener.local_addr()?);
-        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone()).with_hub(hub.clone());
+        let herald =
+            Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone()).with_hints(hub.clone(), hints.clone());
         // The api role feeds the search mirror: the console searches here, and its list catches
         // the mirror up in-process before it searches (herald-app's `search` module says why).
         let (feed, token) = (herald.search_feed(), shutdown.clone());
         tasks.spawn(async move {
             feed.run(token).await;
+            Ok(())
+        });
+        // Windows opening or closing by time hint the apps listening here.
+        let (windows, token) = (herald.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            windows.watch_windows(token).await;
             Ok(())
         });
         let streams = Streams::new(settings.streams.clone(), shutdown.clone());

@@ -165,3 +165,63 @@ async fn the_console_watches_a_send_until_it_is_final() {
     assert!(again.ends_within(SOON).await);
     h.stop().await;
 }
+
+/// Opens `token`'s inbox stream and takes its `ready`.
+async fn listening(h: &TestHerald, token: &str) -> EventStream {
+    let mut stream = h.events(INBOX_EVENTS, token, None).await.expect("stream opens");
+    assert_eq!(stream.next_within(SOON).await.expect("ready").event, "ready");
+    stream
+}
+
+#[tokio::test]
+async fn a_revoke_hints_the_apps_of_the_include_list_it_was_sent_to() {
+    let h = with_riders(&["r1", "r2"], |_| {}).await;
+    let (r1, r2) = (h.app_token("rider", "r1"), h.app_token("rider", "r2"));
+    let (id, _) = h.send_and_wait(&TestHerald::notification("to r1", include(&["r1"]), json!({}))).await;
+    let (mut held, mut not_held) = (listening(&h, &r1).await, listening(&h, &r2).await);
+    assert_eq!(h.admin_post(&format!("/admin/v1/notifications/{id}/revoke"), &json!({})).await.status, StatusCode::OK);
+    assert_eq!(held.next_within(SOON).await.expect("a hint after the revoke").event, "hint");
+    assert!(h.inbox_ids(&r1).await.is_empty(), "the fetch it prompts finds the message gone");
+    assert_eq!(not_held.next_within(QUIET).await, None, "r2 was never sent it");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_broadcast_hints_every_app_of_its_kind_and_no_other() {
+    let h = with_riders(&["r1", "r2"], |_| {}).await;
+    h.receivers(&[("merchant", "m1", "shanghai", &[])]).await;
+    let (r1, r2, m1) = (h.app_token("rider", "r1"), h.app_token("rider", "r2"), h.app_token("merchant", "m1"));
+    let (id, _) = h.send_and_wait(&TestHerald::notification("to all riders", json!({"all": true}), json!({}))).await;
+    let mut riders = [listening(&h, &r1).await, listening(&h, &r2).await];
+    let mut merchant = listening(&h, &m1).await;
+    assert_eq!(h.admin_post(&format!("/admin/v1/notifications/{id}/revoke"), &json!({})).await.status, StatusCode::OK);
+    for rider in &mut riders {
+        assert_eq!(rider.next_within(SOON).await.expect("every rider listening is hinted").event, "hint");
+        assert_eq!(rider.next_within(QUIET).await, None, "one revoke, one hint");
+    }
+    assert_eq!(merchant.next_within(QUIET).await, None, "a rider broadcast is no merchant's");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_window_opening_and_closing_hints_the_apps_that_hold_it() {
+    let h = with_riders(&["r1"], |_| {}).await;
+    let r1 = h.app_token("rider", "r1");
+    let mut app = listening(&h, &r1).await;
+    let at = |s| (chrono::Utc::now() + chrono::Duration::seconds(s)).to_rfc3339();
+    let window = json!({"valid_from": at(3), "valid_until": at(6)});
+    h.create(&TestHerald::notification("soon, briefly", include(&["r1"]), window)).await;
+    // Each hint prompts a fetch: they see the message appear when its window opens (delivered
+    // before, or at once if the delivery came late), then vanish when it closes.
+    let mut shown = Vec::new();
+    while !(shown.contains(&1) && shown.last() == Some(&0)) {
+        let hint = app.next_within(SOON).await.expect("a hint for each change: delivered, opened, closed");
+        assert_eq!(hint.event, "hint");
+        let count = h.inbox_ids(&r1).await.len();
+        if shown.last() != Some(&count) {
+            shown.push(count);
+        }
+    }
+    assert_eq!(app.next_within(QUIET).await, None, "nothing more changes");
+    h.stop().await;
+}

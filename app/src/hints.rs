@@ -168,6 +168,15 @@ impl InboxHints for InboxHub {
             }
         }
     }
+
+    fn everyone(&self, kind: ReceiverKind) {
+        let mut state = self.state();
+        state.seq += 1;
+        let seq = state.seq;
+        for tracked in state.tracked.get(&kind).into_iter().flat_map(HashMap::values) {
+            tracked.changes.send_replace(seq);
+        }
+    }
 }
 
 /// One connection's hints for one receiver; dropping it stops listening.
@@ -262,6 +271,21 @@ mod tests {
         assert_eq!(tracked(&hub), 1, "only the listening receiver is tracked");
         drop(listener);
         assert_eq!(tracked(&hub), 1, "one that just left is tracked for its reconnection");
+    }
+
+    #[tokio::test]
+    async fn everyone_reaches_each_listener_of_the_kind_and_those_that_just_left() {
+        let hub = Arc::new(InboxHub::new());
+        let (mut a, mut b) = (hub.listen(rider("a"), None), hub.listen(rider("b"), None));
+        let left = hub.listen(rider("c"), None);
+        let seen = left.opened_at().encode();
+        drop(left);
+        hub.everyone(ReceiverKind::Merchant);
+        assert!(ready(&mut a).await.is_none(), "the merchants' hint is not the riders'");
+        hub.everyone(ReceiverKind::Rider);
+        assert!(ready(&mut a).await.is_some() && ready(&mut b).await.is_some());
+        let mut back = hub.listen(rider("c"), Some(&seen));
+        assert!(ready(&mut back).await.is_some(), "it left before the hint, so it learns of it on return");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use herald_domain::ports::{InboxHints as _, UnreadCount};
+use herald_domain::ports::UnreadCount;
 use herald_domain::{
     InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
 };
@@ -198,7 +198,7 @@ impl Herald {
         let marked = self.ports.inbox.mark_read(me, ids).await?.len();
         if marked > 0 {
             // The unread count changed: the receiver's other devices should fetch it.
-            self.hub.changed(me.kind, std::slice::from_ref(&me.id));
+            self.hints.changed(me.kind, std::slice::from_ref(&me.id));
         }
         Ok(marked)
     }

@@ -18,12 +18,13 @@ mod inbox;
 mod notifications;
 mod receivers;
 mod search;
+mod windows;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_domain::ports::{InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
+use herald_domain::ports::{InboxHints, InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use herald_domain::search::SearchIndex;
 use tokio::sync::Notify;
 
@@ -90,8 +91,10 @@ pub struct Herald {
     catalog: Arc<Catalog>,
     /// Keeps `ports.search` applying the change log.
     search_feed: Arc<SearchFeed>,
-    /// The apps listening for inbox hints in this process; reads tell it too.
+    /// The apps listening for inbox hints in this process.
     hub: Arc<InboxHub>,
+    /// Where reads and revokes hint: the hub itself, or an adapter that also tells other processes.
+    hints: Arc<dyn InboxHints>,
 }
 
 impl Herald {
@@ -103,7 +106,8 @@ impl Herald {
             ports.ledger.clone(),
             ports.inbox.clone(),
         ));
-        Self { ports, clock, wake_scheduler, catalog, search_feed, hub: Arc::new(InboxHub::new()) }
+        let hub = Arc::new(InboxHub::new());
+        Self { ports, clock, wake_scheduler, catalog, search_feed, hints: hub.clone(), hub }
     }
 
     /// The feed of the search mirror, for the role that runs its loop and for `herald reindex`.
@@ -111,9 +115,10 @@ impl Herald {
         self.search_feed.clone()
     }
 
-    /// Shares `hub` with whoever else delivers in this process (the consumers).
-    pub fn with_hub(self, hub: Arc<InboxHub>) -> Self {
-        Self { hub, ..self }
+    /// Listens on `hub` (shared with whoever else delivers in this process: the consumers) and
+    /// hints through `hints`, which tells `hub` and, in distributed mode, the other processes.
+    pub fn with_hints(self, hub: Arc<InboxHub>, hints: Arc<dyn InboxHints>) -> Self {
+        Self { hub, hints, ..self }
     }
 
     pub fn inbox_hub(&self) -> &Arc<InboxHub> {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use herald_domain::listing::NotificationFilter;
-use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, TransitionOutcome};
+use herald_domain::ports::{CityProgress, Counters, CreateOutcome, Idempotency, InboxHints, TransitionOutcome};
 use herald_domain::search::SearchCursor;
-use herald_domain::{HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId, Status};
+use herald_domain::{HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId, ReceiverId, Status};
 
 use crate::{AppError, AppResult, Herald};
 
@@ -127,11 +127,27 @@ impl Herald {
         if m.to == Status::Revoked {
             // Closes the gap between a consumer's status check and its inbox write.
             self.ports.inbox.withhold(&id).await?;
+            // It is gone from every inbox that held it: their apps should fetch.
+            self.hint_holders(&n, &*self.hints);
         }
         // The status moved: the inbox reads' cached copy is dropped.
         self.catalog.forget(&id);
         self.wake_scheduler.notify_one();
         self.details_of(n).await
+    }
+
+    /// Tells the apps whose inbox may hold `n` to fetch: an include list's receivers by name, a
+    /// broadcast's whole kind (one hint per process, never one per receiver: a broadcast may hold
+    /// millions).
+    pub(crate) fn hint_holders(&self, n: &Notification, hints: &dyn InboxHints) {
+        let (kind, audience) = (n.content.receiver_kind, &n.content.audience);
+        match &audience.target {
+            Target::Include(ids) => {
+                let ids: Vec<ReceiverId> = ids.difference(&audience.exclude).cloned().collect();
+                hints.changed(kind, &ids);
+            }
+            Target::Selection(_) => hints.everyone(kind),
+        }
     }
 
     /// One notification, with its progress and counters.

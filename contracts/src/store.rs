@@ -686,6 +686,37 @@ async fn page_every_task(ports: SqlPorts, selection: Selection) -> u32 {
 /// Two schedulers on one database (two processes, each its own connections) start and page the
 /// same sends at once: one of them starts each send, and together they write every page once —
 /// no page twice, no receiver twice, none left out.
+/// The notifications whose window opens or closes in an interval, once sending began: the moments
+/// their entries appear or vanish by time alone.
+pub async fn window_edges_are_found_by_the_interval_they_fall_in(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let now = Utc::now();
+    let windowed = |from: Option<Duration>, until: Option<Duration>| NewNotification {
+        validity: ValidityWindow::new(from.map(|d| now + d), until.map(|d| now + d)).unwrap(),
+        ..content(r#"{"include": ["r1"]}"#)
+    };
+    let opens = created(&ports, &windowed(Some(Duration::minutes(10)), None)).await;
+    let closes = created(&ports, &windowed(None, Some(Duration::minutes(20)))).await;
+    let both = created(&ports, &windowed(Some(Duration::minutes(15)), Some(Duration::minutes(30)))).await;
+    let never_sent = created(&ports, &windowed(Some(Duration::minutes(10)), None)).await;
+    for n in [&opens, &closes, &both] {
+        assert!(ports.ledger.start_sending(&n.id, &[], now).await.unwrap());
+    }
+    let edging = async |after: Duration, until: Duration| {
+        let found = ports.notifications.window_edges(now + after, now + until, 100).await.unwrap();
+        found.into_iter().map(|n| n.id).collect::<BTreeSet<_>>()
+    };
+    let ids = |list: &[&herald_domain::Notification]| list.iter().map(|n| n.id.clone()).collect::<BTreeSet<_>>();
+    assert_eq!(edging(Duration::zero(), Duration::minutes(9)).await, BTreeSet::new(), "nothing edges yet");
+    assert_eq!(edging(Duration::minutes(9), Duration::minutes(10)).await, ids(&[&opens]), "an end is in");
+    assert_eq!(edging(Duration::minutes(10), Duration::minutes(11)).await, BTreeSet::new(), "a start is out");
+    assert_eq!(edging(Duration::minutes(11), Duration::minutes(20)).await, ids(&[&closes, &both]));
+    assert_eq!(edging(Duration::minutes(20), Duration::minutes(60)).await, ids(&[&both]), "its close too");
+    assert!(!edging(Duration::zero(), Duration::minutes(60)).await.contains(&never_sent.id), "only once sending");
+    let few = ports.notifications.window_edges(now, now + Duration::minutes(60), 2).await.unwrap();
+    assert_eq!(few.len(), 2, "at most the limit");
+}
+
 pub async fn two_schedulers_on_one_database_write_each_page_once(h: &dyn StoreHarness) {
     let (first, second) = (h.open().await, h.open().await);
     let cities = ["c0", "c1", "c2", "c3"];
@@ -754,4 +785,5 @@ crate::suite!($ store, store_contract, [
     every_change_the_search_shows_moves_the_notification_up_the_change_log,
     a_reader_following_the_change_log_misses_nothing_written_concurrently,
     two_schedulers_on_one_database_write_each_page_once,
+    window_edges_are_found_by_the_interval_they_fall_in,
 ]);

@@ -170,6 +170,14 @@ pub trait NotificationStore: Send + Sync {
     async fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     /// The highest change-log position (0 when the log is empty).
     async fn change_head(&self) -> PortResult<u64>;
+    /// Notifications sending or sent whose validity window opens or closes in `(after, until]`
+    /// (their entries appear or vanish by time alone, with nothing written), at most `limit`.
+    async fn window_edges(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Notification>>;
     /// Whether the backend answers.
     async fn ping(&self) -> PortResult<()>;
 }
@@ -508,9 +516,14 @@ pub trait InboxStore: Send + Sync {
 
 /// Where "this inbox changed" goes: a hint to the apps connected to any API process that they
 /// should fetch (the inbox, the unread count), never the data itself. Best effort and never
-/// waited on: a lost hint costs an app its next poll, never a message. In-process today
-/// (`herald_app::InboxHub`); a Redis pub/sub adapter carries it across processes.
+/// waited on: a lost hint costs an app its next poll, never a message. In-process:
+/// `herald_app::InboxHub`; across processes: `herald_redis::RedisHints` (pub/sub), which tells
+/// this process's hub at once and every other process's through its subscription.
 pub trait InboxHints: Send + Sync {
     /// These receivers' inboxes or unread counts changed.
     fn changed(&self, kind: ReceiverKind, receivers: &[ReceiverId]);
+    /// Any inbox of this kind may have changed (a broadcast revoked, or hints possibly missed):
+    /// every app of that kind listening should fetch. One call however many receivers that is;
+    /// each process tells only the apps listening to it.
+    fn everyone(&self, kind: ReceiverKind);
 }

@@ -115,9 +115,15 @@ impl TestHerald {
     /// A second API process on the same data dir, as distributed mode runs several; stop it with
     /// `Running::stop`.
     pub async fn second_api(&self) -> (Running, TestHerald) {
+        self.second_api_with(|_| {}).await
+    }
+
+    /// A second API process whose settings `configure` adjusts first.
+    pub async fn second_api_with(&self, configure: impl FnOnce(&mut Settings)) -> (Running, TestHerald) {
         let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
         settings.secrets.current = Some(SECRET.to_string());
         inbox_on_redis(&mut settings, self.data_dir.path());
+        configure(&mut settings);
         let roles = Roles { api: true, scheduler: false, consumer: false };
         let running = start(&settings, roles).await.expect("second api starts");
         let other = TestHerald::attach(&format!("http://{}", running.addr.expect("api role")));

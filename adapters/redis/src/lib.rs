@@ -30,9 +30,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
 
 mod config;
+mod hints;
 mod scripts;
 
 pub use config::{RedisConfig, RedisConfigError, RedisServer};
+pub use hints::RedisHints;
 use scripts::PINNED_UNREAD;
 
 const BACKEND: &str = "redis inbox";
@@ -81,6 +83,25 @@ impl ConnectionLike for Conn {
             Conn::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// A connection to the server or cluster, failing if it does not answer within the timeout.
+async fn connect(server: &RedisServer) -> anyhow::Result<Conn> {
+    let connect = async {
+        anyhow::Ok(match server {
+            RedisServer::Single(url) => {
+                Conn::Single(redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?)
+            }
+            RedisServer::Cluster(nodes) => {
+                Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
+            }
+        })
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
+        .and_then(|c| c)
+        .context("cannot reach Redis")
 }
 
 /// Key names under one prefix.
@@ -209,21 +230,7 @@ pub struct RedisInbox {
 impl RedisInbox {
     /// Connects to the server (or cluster) `config` names, failing if it does not answer.
     pub async fn open(config: &RedisConfig) -> anyhow::Result<Self> {
-        let connect = async {
-            anyhow::Ok(match &config.server {
-                RedisServer::Single(url) => {
-                    Conn::Single(redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?)
-                }
-                RedisServer::Cluster(nodes) => {
-                    Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
-                }
-            })
-        };
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
-            .and_then(|c| c)
-            .context("cannot reach Redis")?;
+        let conn = connect(&config.server).await?;
         let inbox = Self {
             conn,
             keys: Keys { prefix: config.prefix.clone() },

@@ -25,6 +25,7 @@ const CHUNK: usize = 500;
 static MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../sql/sqlite/0001_init.sql")),
     (2, include_str!("../../../sql/sqlite/0002_search_changes.sql")),
+    (3, include_str!("../../../sql/sqlite/0003_window_edges.sql")),
 ];
 
 macro_rules! notification_columns {
@@ -766,6 +767,29 @@ impl NotificationStore for SqliteStore {
 
     async fn change_head(&self) -> PortResult<u64> {
         self.log_head("SELECT COALESCE(MAX(position), 0) FROM search_changes").await
+    }
+
+    async fn window_edges(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> PortResult<Vec<Notification>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            notification_columns!(),
+            " FROM notifications WHERE status IN ('sending', 'sent') \
+             AND ((valid_from > ? AND valid_from <= ?) OR (valid_until > ? AND valid_until <= ?)) LIMIT ?"
+        ))
+        .bind(millis(after))
+        .bind(millis(until))
+        .bind(millis(after))
+        .bind(millis(until))
+        .bind(limit as i64)
+        .fetch_all(&self.db.read)
+        .await
+        .map_err(err)?;
+        rows.iter().map(notification_from_row).collect()
     }
 
     async fn ping(&self) -> PortResult<()> {
