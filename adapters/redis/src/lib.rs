@@ -13,7 +13,8 @@
 //!   notifications with a window start, by it) and `revocations` (the applied log position).
 //!
 //! A page is one script in the notification's slot (decides who is new, counts exactly them), then
-//! one script per new receiver in that receiver's slot, sent concurrently so they share round trips.
+//! its new entries: on one server all in one script, on a cluster one script per receivers' slot,
+//! sent concurrently so they share round trips.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
@@ -42,6 +43,9 @@ const BACKEND: &str = "redis inbox";
 /// for Redis's compact encoding (listpack, ≤ 128 fields by default) up to about half a million
 /// receivers, at roughly a third of what one set would cost per receiver.
 const HOLDER_BUCKETS: u64 = 4096;
+/// Most entries one script writes: a page's, so a script holds the server for about a
+/// millisecond at most.
+const ENTRIES_PER_SCRIPT: usize = 500;
 /// How long opening the store waits for the server before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,6 +59,12 @@ fn err(e: RedisError) -> PortError {
 enum Conn {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -117,8 +127,13 @@ struct ReceiverKeys {
 }
 
 impl Keys {
+    /// What a receiver's keys hash by (their hash tag's content).
+    fn receiver_tag(&self, receiver: &str) -> String {
+        format!("r:{receiver}")
+    }
+
     fn receiver(&self, receiver: &str) -> ReceiverKeys {
-        let tag = format!("{}:{{r:{receiver}}}", self.prefix);
+        let tag = format!("{}:{{{}}}", self.prefix, self.receiver_tag(receiver));
         ReceiverKeys { list: format!("{tag}:l"), versions: format!("{tag}:v"), trims: format!("{tag}:t") }
     }
 
@@ -177,6 +192,14 @@ impl Raw {
 /// breaks ties: Redis orders equal scores by member).
 fn list_score(pinned_unread: bool, sent_ms: i64) -> i64 {
     if pinned_unread { PINNED_UNREAD as i64 + sent_ms } else { sent_ms }
+}
+
+/// The cluster slot of keys whose hash tag holds `tag`: CRC16 (XMODEM) of it, mod 16384.
+fn slot_of(tag: &str) -> u16 {
+    let crc = tag.bytes().fold(0u16, |crc, b| {
+        (0..8).fold(crc ^ (u16::from(b) << 8), |c, _| if c & 0x8000 != 0 { (c << 1) ^ 0x1021 } else { c << 1 })
+    });
+    crc % 16384
 }
 
 /// A hash that stays the same across processes and versions (std's does not promise to).
@@ -373,20 +396,34 @@ impl RedisInbox {
         raws.iter().map(|r| r.entry(metas.get(&r.id))).collect()
     }
 
-    /// Writes one receiver's entry of a delivered page; answers the inbox's size if it was added.
-    async fn add_entry(&self, receiver: &str, id: &str, score: i64, sent_ms: i64) -> PortResult<Option<u64>> {
-        let k = self.keys.receiver(receiver);
-        let size: i64 = scripts::ADD_ENTRY
-            .key(&k.list)
-            .key(&k.versions)
-            .key(&k.trims)
-            .arg(member(id))
-            .arg(score)
-            .arg(sent_ms)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        Ok(u64::try_from(size).ok())
+    /// Writes a delivered page's entries into `receivers`' inboxes: one script per slot (on one
+    /// server, all in one; at most `ENTRIES_PER_SCRIPT` each), sent concurrently. Answers the
+    /// receivers whose inbox it took past the cap.
+    async fn add_entries<'r>(
+        &self,
+        receivers: &'r [String],
+        id: &str,
+        score: i64,
+        sent_ms: i64,
+    ) -> PortResult<Vec<&'r str>> {
+        let mut by_slot: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+        for receiver in receivers {
+            let slot = if self.conn.is_cluster() { slot_of(&self.keys.receiver_tag(receiver)) } else { 0 };
+            by_slot.entry(slot).or_default().push(receiver);
+        }
+        let groups: Vec<&[&str]> = by_slot.values().flat_map(|g| g.chunks(ENTRIES_PER_SCRIPT)).collect();
+        let over = try_join_all(groups.iter().map(|group| async move {
+            let mut add = scripts::ADD_ENTRIES.prepare_invoke();
+            for receiver in *group {
+                let k = self.keys.receiver(receiver);
+                add.key(k.list).key(k.versions).key(k.trims);
+            }
+            add.arg(member(id)).arg(score).arg(sent_ms).arg(self.cap.get());
+            let over: Vec<usize> = add.invoke_async(&mut self.conn()).await.map_err(err)?;
+            PortResult::Ok(over.into_iter().filter_map(|i| group.get(i.checked_sub(1)?).copied()).collect::<Vec<_>>())
+        }))
+        .await?;
+        Ok(over.into_iter().flatten().collect())
     }
 
     /// Trims an inbox found past the cap back to `cap.after_trim()`, in `InboxCap`'s order.
@@ -529,12 +566,9 @@ impl InboxStore for RedisInbox {
                     .await
                     .map_err(err)?;
             }
-            let score = list_score(pinned == 1, sent_ms);
-            let sizes =
-                try_join_all(pending.iter().map(|receiver| self.add_entry(receiver, id, score, sent_ms))).await?;
+            let over = self.add_entries(&pending, id, list_score(pinned == 1, sent_ms), sent_ms).await?;
             let now_ms = millis(Utc::now());
-            let over = pending.iter().zip(sizes).filter(|(_, size)| size.is_some_and(|s| s > self.cap.get() as u64));
-            try_join_all(over.map(|(receiver, _)| self.trim(receiver, now_ms))).await?;
+            try_join_all(over.into_iter().map(|receiver| self.trim(receiver, now_ms))).await?;
             let _: () = redis::cmd("DEL").arg(&pending_key).query_async(&mut self.conn()).await.map_err(err)?;
         }
         Ok(PageDelivery { added, repeated: repeated == 1 })
@@ -779,5 +813,18 @@ impl InboxStore for RedisInbox {
     async fn ping(&self) -> PortResult<()> {
         redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map_err(err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_of;
+
+    #[test]
+    fn slots_are_redis_clusters() {
+        // CLUSTER KEYSLOT's answers.
+        assert_eq!(slot_of("123456789"), 0x31c3);
+        assert_eq!(slot_of("foo"), 12182);
+        assert_eq!(slot_of("r:rider:r1"), 15343);
     }
 }

@@ -55,29 +55,39 @@ return {0, #added, m[1], m[2], added}
     )
 });
 
-/// The highest version one receiver's entries hold or held (`floor` remembers those trimmed),
-/// at the start of a receiver script. KEYS: list, versions, trims.
+/// A Lua function: the highest version one receiver's entries hold or held (`floor`, the trims'
+/// field, remembers those trimmed or erased), given its versions key and that field.
 const TOP_VERSION: &str = r#"
-local trims = redis.call('HGET', KEYS[3], 'floor')
-local top = tonumber(trims or '0')
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-if last[2] then top = math.max(top, math.floor(tonumber(last[2]) / 2)) end
+local function top_version(versions, floor)
+  local top = tonumber(floor or '0')
+  local last = redis.call('ZRANGE', versions, -1, -1, 'WITHSCORES')
+  if last[2] then top = math.max(top, math.floor(tonumber(last[2]) / 2)) end
+  return top
+end
 "#;
 
-/// One entry, in the receiver's slot. KEYS: list, versions, trims; ARGV: notification, list score,
-/// sent_ms. Adds it unless present or older than what the cap dropped here; its version is above
-/// every version this inbox ever had, so sync never misses it. Answers the inbox's size, or -1 when
-/// nothing was added.
-pub static ADD_ENTRY: LazyLock<Script> = LazyLock::new(|| {
+/// One entry in each of several inboxes, all in one slot (on one server, any). KEYS: triples
+/// (list, versions, trims), one per receiver; ARGV: notification, list score, sent_ms, cap. Adds it
+/// to each inbox unless present or older than what the cap dropped there; its version is above
+/// every version that inbox ever had, so sync never misses it. Answers the positions (from 1) of
+/// the receivers whose inbox it took past the cap. An inbox holds at most as many entries as
+/// versions it ever gave out, so one whose new version is within the cap is not counted.
+pub static ADD_ENTRIES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -1 end
-local upto = redis.call('HGET', KEYS[3], 'upto')
-if upto and tonumber(upto) >= tonumber(ARGV[3]) then return -1 end
 {TOP_VERSION}
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[2], string.format('%.0f', (top + 1) * 2), ARGV[1])
-return redis.call('ZCARD', KEYS[1])
+local sent_ms, cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local over = {{}}
+for i = 1, #KEYS, 3 do
+  local list, versions = KEYS[i], KEYS[i + 1]
+  local trims = redis.call('HMGET', KEYS[i + 2], 'upto', 'floor')
+  if not (trims[1] and tonumber(trims[1]) >= sent_ms) and redis.call('ZADD', list, 'NX', ARGV[2], ARGV[1]) == 1 then
+    local version = top_version(versions, trims[2]) + 1
+    redis.call('ZADD', versions, string.format('%.0f', version * 2), ARGV[1])
+    if version > cap and redis.call('ZCARD', list) > cap then over[#over + 1] = (i + 2) / 3 end
+  end
+end
+return over
 "#
     ))
 });
@@ -89,6 +99,7 @@ pub static MARK_READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
 {TOP_VERSION}
+local top = top_version(KEYS[2], redis.call('HGET', KEYS[3], 'floor'))
 local newly = {{}}
 for _, id in ipairs(ARGV) do
   local v = redis.call('ZSCORE', KEYS[2], id)
@@ -151,6 +162,7 @@ pub static ERASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r#"
 {TOP_VERSION}
+local top = top_version(KEYS[2], redis.call('HGET', KEYS[3], 'floor'))
 local erased = redis.call('ZCARD', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if top > 0 then redis.call('HSET', KEYS[3], 'floor', string.format('%.0f', top)) end

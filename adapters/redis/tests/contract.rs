@@ -101,11 +101,54 @@ async fn an_interrupted_delivery_is_finished_by_the_next(redis: &Redis) {
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10);
 }
 
+/// A page's entries are written by one script per slot (on one server, one for the whole page),
+/// which answers which of its receivers' inboxes went past the cap: only those are trimmed, and
+/// each exactly, wherever it stands in the page.
+async fn a_page_trims_exactly_the_inboxes_it_took_past_the_cap(redis: &Redis) {
+    let inbox = redis.open_capped(InboxCap::new("cap", 10).unwrap()).await;
+    let rider = |i: usize| ReceiverId::parse("id", &format!("r{i:05}")).unwrap();
+    let page_to = |n: &NotificationId, receivers: Vec<ReceiverId>| Page {
+        key: PageKey { notification_id: n.clone(), city: City::parse("city", "sh").unwrap(), page_no: 0 },
+        receiver_kind: ReceiverKind::Rider,
+        receivers,
+    };
+    let meta_at = |minute: i64| EntryMeta {
+        pinned: false,
+        force_read: false,
+        sent_at_ms: 1_700_000_000_000 + minute * 60_000,
+        valid_from_ms: None,
+        valid_until_ms: None,
+    };
+    let mut sent = Vec::new();
+    for minute in 0..10 {
+        let n = NotificationId::generate();
+        inbox.deliver(&page_to(&n, vec![rider(1)]), &meta_at(minute)).await.unwrap();
+        sent.push(n);
+    }
+    let last = NotificationId::generate();
+    let delivery = inbox.deliver(&page_to(&last, (0..3).map(rider).collect()), &meta_at(10)).await.unwrap();
+    assert_eq!(delivery, PageDelivery { added: 3, repeated: false });
+    sent.push(last.clone());
+    let me = |i: usize| ReceiverRef { kind: ReceiverKind::Rider, id: rider(i) };
+    let full = inbox.entries_of(&me(1), &sent).await.unwrap();
+    assert_eq!(full.len(), 9, "the full inbox is trimmed to nine tenths of the cap");
+    assert!(full.iter().any(|e| e.notification_id == last), "keeping the newest");
+    for i in [0, 2] {
+        assert_eq!(inbox.entries_of(&me(i), &sent).await.unwrap().len(), 1, "r{i:05} holds the new one");
+    }
+}
+
 mod single {
     herald_contracts::inbox_contract!({
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
         redis
     });
+
+    #[tokio::test]
+    async fn a_page_trims_exactly_the_inboxes_it_took_past_the_cap() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_URL") else { return };
+        super::a_page_trims_exactly_the_inboxes_it_took_past_the_cap(&redis).await;
+    }
 
     #[tokio::test]
     async fn an_interrupted_delivery_is_finished_by_the_next() {
@@ -131,6 +174,12 @@ mod cluster {
         let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
         redis
     });
+
+    #[tokio::test]
+    async fn a_page_trims_exactly_the_inboxes_it_took_past_the_cap() {
+        let Some(redis) = super::redis_from("HERALD_TEST_REDIS_CLUSTER_URL") else { return };
+        super::a_page_trims_exactly_the_inboxes_it_took_past_the_cap(&redis).await;
+    }
 
     #[tokio::test]
     async fn an_interrupted_delivery_is_finished_by_the_next() {
