@@ -82,10 +82,11 @@ async fn embedded_sql_truth(_settings: &Settings) -> anyhow::Result<SqlTruth> {
     anyhow::bail!("this build has no adapter for the SQL truth: build with `--features sqlite`")
 }
 
-/// The queue: in `data_dir` (`queue.db`) unless `HERALD_MQ_NAMESRV` names a broker.
+/// The queue: in `data_dir` (`queue.db`) unless `HERALD_MQ_NAMESRV` names a broker (its topics and
+/// group under `HERALD_MQ_PREFIX`).
 pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
     if let Some((namesrv, origin)) = &settings.servers.mq_namesrv {
-        return rocketmq_queue(namesrv, origin).await;
+        return rocketmq_queue(namesrv, origin, &settings.servers.mq_prefix).await;
     }
     embedded_queue(&settings.data_dir).await
 }
@@ -95,8 +96,11 @@ pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
 const MQ_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[cfg(feature = "rocketmq")]
-async fn rocketmq_queue(namesrv: &str, origin: &Origin) -> anyhow::Result<Arc<dyn Queue>> {
-    let settings = herald_rocketmq::RocketMqSettings::new(namesrv);
+async fn rocketmq_queue(namesrv: &str, origin: &Origin, prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
+    let settings = herald_rocketmq::RocketMqSettings {
+        prefix: prefix.to_string(),
+        ..herald_rocketmq::RocketMqSettings::new(namesrv)
+    };
     match tokio::time::timeout(MQ_CONNECT_TIMEOUT, herald_rocketmq::RocketMqQueue::connect(settings)).await {
         Ok(Ok(queue)) => Ok(Arc::new(queue)),
         Ok(Err(e)) => Err(anyhow::anyhow!("{origin}: no RocketMQ broker reachable through that name server: {e}")),
@@ -105,7 +109,7 @@ async fn rocketmq_queue(namesrv: &str, origin: &Origin) -> anyhow::Result<Arc<dy
 }
 
 #[cfg(not(feature = "rocketmq"))]
-async fn rocketmq_queue(_namesrv: &str, origin: &Origin) -> anyhow::Result<Arc<dyn Queue>> {
+async fn rocketmq_queue(_namesrv: &str, origin: &Origin, _prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
     anyhow::bail!("{origin} is set, but this build has no RocketMQ queue: build with `--features rocketmq`")
 }
 
@@ -202,12 +206,13 @@ async fn embedded_inbox(_data_dir: &Path, _cap: InboxCap) -> anyhow::Result<Arc<
     anyhow::bail!("this build has no adapter for the inbox store: build with `--features embedded-inbox`")
 }
 
-/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server.
+/// The admin search mirror: in `data_dir` (`search/`) unless `HERALD_SEARCH_URL` names a server
+/// (its names under `HERALD_SEARCH_PREFIX`).
 /// Opening a server sends nothing yet: a server that is down fails searches (503) and the feed
 /// retries, but Herald starts.
 pub async fn search(settings: &Settings) -> anyhow::Result<Arc<dyn SearchIndex>> {
     if let Some((url, origin)) = &settings.servers.search {
-        return server_search_index(url, origin);
+        return server_search_index(url, origin, &settings.servers.search_prefix);
     }
     embedded_search(&settings.data_dir).await
 }
@@ -226,14 +231,17 @@ async fn embedded_search(_data_dir: &Path) -> anyhow::Result<Arc<dyn SearchIndex
 }
 
 #[cfg(feature = "elasticsearch")]
-fn server_search_index(url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
-    let config = herald_elasticsearch::ElasticsearchConfig::new(url);
+fn server_search_index(url: &str, origin: &Origin, prefix: &str) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    let config = herald_elasticsearch::ElasticsearchConfig {
+        prefix: prefix.to_string(),
+        ..herald_elasticsearch::ElasticsearchConfig::new(url)
+    };
     let index = herald_elasticsearch::ElasticsearchIndex::new(config).map_err(|e| e.context(origin.to_string()))?;
     Ok(Arc::new(index))
 }
 
 #[cfg(not(feature = "elasticsearch"))]
-fn server_search_index(_url: &str, origin: &Origin) -> anyhow::Result<Arc<dyn SearchIndex>> {
+fn server_search_index(_url: &str, origin: &Origin, _prefix: &str) -> anyhow::Result<Arc<dyn SearchIndex>> {
     anyhow::bail!(
         "{origin} is set, but this build has no adapter for admin search on that server: build with \
          `--features elasticsearch`, or unset it"

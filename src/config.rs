@@ -238,6 +238,15 @@ pub const MQ_NAMESRV: Setting = setting(
     "the queue on RocketMQ: its name servers, `host:port[;host:port…]` (a build with `--features rocketmq`; \
      a name server that does not answer within 15 s stops the start)",
 );
+pub const MQ_PREFIX: Setting = setting(
+    "mq-prefix",
+    "HERALD_MQ_PREFIX",
+    Flag::None,
+    true,
+    "none (topics `herald_bulk`, `herald_direct`; group `herald_inbox`)",
+    "starts the name of every RocketMQ topic and consumer group of this Herald (`<prefix>herald_bulk`), so \
+     several Heralds (or test runs) share one broker: 1 to 64 letters, digits, `_` or `-`",
+);
 pub const SEARCH_URL: Setting = setting(
     "search-url",
     "HERALD_SEARCH_URL",
@@ -245,8 +254,18 @@ pub const SEARCH_URL: Setting = setting(
     true,
     "unset (the embedded index in `search/` of the data dir)",
     "the admin search mirror on an Elasticsearch- or OpenSearch-compatible server (`http://…`, `https://…`), \
-     under the alias `herald-notifications`. Needs a build with `--features elasticsearch`: without it Herald \
+     under the alias `<prefix>notifications` (`HERALD_SEARCH_PREFIX`). Needs a build with `--features elasticsearch`: without it Herald \
      refuses to start when this is set",
+);
+pub const SEARCH_PREFIX: Setting = setting(
+    "search-prefix",
+    "HERALD_SEARCH_PREFIX",
+    Flag::None,
+    true,
+    "`herald-`",
+    "starts the name of every index and alias of this Herald on the search server (the alias \
+     `<prefix>notifications`), so several Heralds (or test runs) share one server: 1 to 64 lowercase letters, \
+     digits, `_`, `-` or `.`, starting with a letter or digit",
 );
 
 /// Every setting, in the order the docs list them.
@@ -272,7 +291,9 @@ pub const SETTINGS: &[Setting] = &[
     REDIS_URL,
     REDIS_PREFIX,
     MQ_NAMESRV,
+    MQ_PREFIX,
     SEARCH_URL,
+    SEARCH_PREFIX,
 ];
 
 /// Where a value came from: what an error names.
@@ -311,11 +332,23 @@ pub struct ServerUrls {
     pub search: Option<(String, Origin)>,
     /// What this Herald's Redis keys start with (checked by the adapter, which knows what breaks slots).
     pub redis_prefix: String,
+    /// What this Herald's RocketMQ topics and consumer groups start with (empty: none).
+    pub mq_prefix: String,
+    /// What this Herald's index and alias names on the search server start with.
+    pub search_prefix: String,
 }
 
 impl Default for ServerUrls {
     fn default() -> Self {
-        Self { sql: None, redis: None, mq_namesrv: None, search: None, redis_prefix: "herald".to_string() }
+        Self {
+            sql: None,
+            redis: None,
+            mq_namesrv: None,
+            search: None,
+            redis_prefix: "herald".to_string(),
+            mq_prefix: String::new(),
+            search_prefix: "herald-".to_string(),
+        }
     }
 }
 
@@ -501,6 +534,10 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
             mq_namesrv: sources.parse_with_origin(&MQ_NAMESRV, parse_name_servers)?,
             search: sources.server(&SEARCH_URL, &["http://", "https://"])?,
             redis_prefix: sources.get(&REDIS_PREFIX).map_or(defaults.servers.redis_prefix, |(raw, _)| raw),
+            mq_prefix: sources.parse(&MQ_PREFIX, parse_mq_prefix)?.unwrap_or(defaults.servers.mq_prefix),
+            search_prefix: sources
+                .parse(&SEARCH_PREFIX, parse_search_prefix)?
+                .unwrap_or(defaults.servers.search_prefix),
         },
         scheduler: SchedulerConfig {
             max_pages_per_second: sources.parse(&MAX_PAGES_PER_SECOND, parse_count)?,
@@ -650,6 +687,31 @@ fn parse_name_servers(raw: &str) -> Result<String, String> {
     raw.split(';').try_for_each(|one| host_port(one.trim())).map(|()| raw.to_string())
 }
 
+/// A RocketMQ name's start: the broker takes letters, digits, `_` and `-` in topic and group names
+/// (`%` and `|` are its own), and the longest topic (`%RETRY%<prefix>herald_inbox`) stays far
+/// under its 127 characters.
+fn parse_mq_prefix(raw: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if raw.is_empty() || raw.len() > 64 || !raw.chars().all(allowed) {
+        return Err(format!("expected 1 to 64 letters, digits, `_` or `-`, not {raw:?}"));
+    }
+    Ok(raw.to_string())
+}
+
+/// An index name's start: Elasticsearch takes lowercase names without `\ / * ? " < > | , # :` or
+/// spaces, not starting with `-`, `_`, `+` or `.`.
+fn parse_search_prefix(raw: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c);
+    let starts_well = raw.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !starts_well || raw.len() > 64 || !raw.chars().all(allowed) {
+        return Err(format!(
+            "expected 1 to 64 lowercase letters, digits, `_`, `-` or `.`, starting with a letter or digit, not \
+             {raw:?}"
+        ));
+    }
+    Ok(raw.to_string())
+}
+
 /// The table of every setting, as `docs/configuration.md` shows it.
 pub fn markdown_table() -> String {
     let mut table =
@@ -726,6 +788,13 @@ mod tests {
         let sql = err(&[], &[("HERALD_SQL_URL", "postgres://db/herald")]);
         assert!(sql.starts_with("HERALD_SQL_URL: unknown backend \"postgres://db/herald\""), "{sql}");
         assert!(err(&[], &[("HERALD_MQ_NAMESRV", "a:9876;b")]).starts_with("HERALD_MQ_NAMESRV: expected host:port"));
+        let mq = err(&[], &[("HERALD_MQ_PREFIX", "run%1")]);
+        assert!(mq.starts_with("HERALD_MQ_PREFIX: expected 1 to 64 letters"), "{mq}");
+        assert!(err(&[], &[("HERALD_MQ_PREFIX", &"p".repeat(65))]).starts_with("HERALD_MQ_PREFIX: "));
+        for bad in ["Herald-", "_herald", "a b", "a/b", "a:b"] {
+            let search = err(&[], &[("HERALD_SEARCH_PREFIX", bad)]);
+            assert!(search.starts_with("HERALD_SEARCH_PREFIX: expected 1 to 64 lowercase"), "{bad}: {search}");
+        }
         let cluster = err(&[], &[("HERALD_REDIS_URL", "redis://a:7000,b:7001")]);
         assert!(cluster.starts_with("HERALD_REDIS_URL: unknown backend \"b:7001\""), "{cluster}");
     }

@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, TestHerald};
-use herald::startup::{Roles, Settings, start};
+use common::{SECRET, TestHerald, TestServers, test_settings};
+use herald::startup::{Roles, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -22,15 +22,23 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn serve(data_dir: &std::path::Path, port: u16, extra: &[&str]) -> Child {
-    serve_logging_to(data_dir, port, extra, Stdio::inherit(), "warn")
+fn serve(data_dir: &std::path::Path, servers: &TestServers, port: u16, extra: &[&str]) -> Child {
+    serve_logging_to(data_dir, servers, port, extra, Stdio::inherit(), "warn")
 }
 
-fn serve_logging_to(data_dir: &std::path::Path, port: u16, extra: &[&str], log: Stdio, filter: &str) -> Child {
+fn serve_logging_to(
+    data_dir: &std::path::Path,
+    servers: &TestServers,
+    port: u16,
+    extra: &[&str],
+    log: Stdio,
+    filter: &str,
+) -> Child {
     herald()
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("HERALD_DATA_DIR", data_dir)
+        .envs(servers.env())
         .env("HERALD_SECRET", SECRET)
         .env("RUST_LOG", filter)
         .stdout(Stdio::null())
@@ -67,9 +75,31 @@ async fn inbox_entries(data_dir: &std::path::Path, id: &str) -> (i64, i64) {
     (row.get("n"), row.get("d"))
 }
 
+/// Each of `receivers` holds the message exactly once: counted in the embedded inbox file (every
+/// entry of it, and the distinct receivers), or, with the inbox store on a server, read through
+/// the API for every 400th receiver.
+async fn each_holds_it_once(
+    t: &TestHerald,
+    servers: &TestServers,
+    data_dir: &std::path::Path,
+    id: &str,
+    receivers: &[String],
+) {
+    if !servers.inbox_on_server() {
+        let n = receivers.len() as i64;
+        assert_eq!(inbox_entries(data_dir, id).await, (n, n), "every rider holds it exactly once");
+        return;
+    }
+    for rider in receivers.iter().step_by(400) {
+        let held = t.inbox_ids(&t.app_token("rider", rider)).await;
+        assert_eq!(held.iter().filter(|h| *h == id).count(), 1, "{rider} holds it once: {held:?}");
+    }
+}
+
 #[tokio::test]
 async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
     let csv = dir.path().join("riders.csv");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
@@ -79,7 +109,13 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
         }
     }
     let data = dir.path().join("data");
-    let import = herald().args(["receivers", "import"]).arg(&csv).env("HERALD_DATA_DIR", &data).output().unwrap();
+    let import = herald()
+        .args(["receivers", "import"])
+        .arg(&csv)
+        .env("HERALD_DATA_DIR", &data)
+        .envs(servers.env())
+        .output()
+        .unwrap();
     assert!(import.status.success(), "import failed: {}", String::from_utf8_lossy(&import.stderr));
     assert!(String::from_utf8_lossy(&import.stdout).contains(&format!("imported {RIDERS} receivers")));
 
@@ -89,7 +125,7 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // Throttled so that the kill lands mid-send: 400 pages at 100 pages/s.
-    let mut first = serve(&data, port, &["--max-pages-per-second", "100"]);
+    let mut first = serve(&data, &servers, port, &["--max-pages-per-second", "100"]);
     wait_up(&client, &base).await;
     let body = TestHerald::notification("全国骑手通知", json!({"all": true}), json!({}));
     let created = client.post(format!("{base}/admin/v1/notifications")).bearer_auth(&admin).json(&body).send().await;
@@ -112,7 +148,7 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
 
     let log_path = dir.path().join("second.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut second = serve_logging_to(&data, port, &[], log.into(), "info");
+    let mut second = serve_logging_to(&data, &servers, port, &[], log.into(), "info");
     wait_up(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {
@@ -123,6 +159,8 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
         assert!(Instant::now() < deadline, "never finished after restart: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let riders: Vec<String> = (0..RIDERS).map(|i| format!("r{i:07}")).collect();
+    each_holds_it_once(&TestHerald::attach(&base), &servers, &data, &id, &riders).await;
     second.kill().unwrap();
     second.wait().unwrap();
     let said = std::fs::read_to_string(&log_path).unwrap();
@@ -138,14 +176,13 @@ async fn kill_9_mid_send_then_restart_delivers_each_receiver_exactly_once() {
         assert_eq!(c["matched"], json!(RIDERS / CITIES), "{c}");
         assert_eq!(c["done"], json!(true));
     }
-    assert_eq!(inbox_entries(&data, &id).await, (RIDERS as i64, RIDERS as i64), "every rider holds it exactly once");
 }
 
 #[tokio::test]
 async fn graceful_stop_mid_send_then_restart_completes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::embedded(dir.path(), "127.0.0.1:0");
-    settings.secrets.current = Some(SECRET.to_string());
+    let servers = TestServers::new().await;
+    let mut settings = test_settings(dir.path(), &servers);
     settings.scheduler.max_pages_per_second = Some(50);
     let running = start(&settings, Roles::ALL).await.unwrap();
     let base = format!("http://{}", running.addr.unwrap());
@@ -164,6 +201,7 @@ async fn graceful_stop_mid_send_then_restart_completes_exactly() {
     let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     let v = t.wait_status(&id, "sent").await;
     assert_eq!((v["stats"]["matched"].clone(), v["stats"]["sent"].clone()), (json!(30_000), json!(30_000)));
+    let riders: Vec<String> = (0..30_000).map(|i| format!("g{i:06}")).collect();
+    each_holds_it_once(&t, &servers, dir.path(), &id, &riders).await;
     running.stop().await.unwrap();
-    assert_eq!(inbox_entries(dir.path(), &id).await, (30_000, 30_000));
 }

@@ -1,10 +1,13 @@
 //! The consumer role around one page: what becomes of a page that can never be delivered, of a
 //! revoked notification's pages, and of a revocation the inbox store never heard of.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use herald::startup::{Ports, Roles, Settings, start_with};
+use common::{TestServers, test_settings};
+use herald::startup::{Ports, Roles, open_ports, start_with};
 use herald_consumers::{Deliverer, Outcome};
 use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
 use herald_domain::{
@@ -56,7 +59,9 @@ fn deliverer(ports: &Ports) -> Deliverer {
 #[tokio::test]
 async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
+    let servers = TestServers::new().await;
+    let settings = test_settings(dir.path(), &servers);
+    let ports = open_ports(&settings).await.unwrap();
     let n = sending(&ports).await;
     let key = format!("{}/sh/0", n.id);
     ports.queue.declare(&herald_consumers::subscription()).await.unwrap();
@@ -68,7 +73,6 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
     };
     ports.queue.publish(&[garbage]).await.unwrap();
 
-    let settings = Settings::embedded(dir.path(), "127.0.0.1:0");
     let running =
         start_with(&settings, Roles { api: true, scheduler: false, consumer: true }, ports.clone()).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -86,20 +90,22 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
     assert!(last.detail.contains(&key) && last.detail.contains("dead-letter"), "{history:?}");
     assert_eq!(last.status, Status::Sending, "the notification is not silently done");
 
-    use sqlx::Row as _;
-    let url = format!("sqlite://{}?mode=ro", dir.path().join("herald.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows = sqlx::query("SELECT msg_key, reason, body FROM dead_letters").fetch_all(&pool).await.unwrap();
+    let sql = servers.sql_by_hand(dir.path()).await;
+    let rows = sql.dead_letters().await;
+    sql.close().await;
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].get::<String, _>("msg_key"), key);
-    assert!(!rows[0].get::<String, _>("reason").is_empty());
-    assert_eq!(rows[0].get::<Vec<u8>, _>("body"), b"not a page");
+    let (msg_key, reason, body) = &rows[0];
+    assert_eq!(msg_key, &key);
+    assert!(!reason.is_empty());
+    assert_eq!(body, b"not a page");
 }
 
 #[tokio::test]
 async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
+    let servers = TestServers::new().await;
+    let settings = test_settings(dir.path(), &servers);
+    let ports = open_ports(&settings).await.unwrap();
     let n = sending(&ports).await;
     revoke(&ports, &n).await;
     let page = page_of(&n, 0);
@@ -116,7 +122,9 @@ async fn a_revoked_notifications_page_is_recorded_alike_by_the_inbox_and_the_led
 #[tokio::test]
 async fn a_revocation_the_inbox_never_heard_of_is_applied_by_the_reconciler() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
+    let servers = TestServers::new().await;
+    let settings = test_settings(dir.path(), &servers);
+    let ports = open_ports(&settings).await.unwrap();
     let n = sending(&ports).await;
     // Logged in SQL, never withheld: the API's withhold failed after the revoke committed.
     revoke(&ports, &n).await;

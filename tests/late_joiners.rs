@@ -122,18 +122,13 @@ async fn expired_revoked_and_include_list_notifications_are_not_delivered_late()
 
 #[tokio::test]
 async fn a_receiver_joining_behind_the_cursor_of_a_send_in_progress_gets_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = herald::startup::Settings::embedded(dir.path(), "127.0.0.1:0");
-    settings.secrets.current = Some(common::SECRET.to_string());
-    settings.scheduler.tick = Duration::from_millis(50);
-    settings.scheduler.max_pages_per_second = Some(4); // b's 4 pages take about a second
-    let running = herald::startup::start(&settings, herald::startup::Roles::ALL).await.unwrap();
-    let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    // b's 4 pages take about a second
+    let t = TestHerald::spawn_with(|settings| settings.scheduler.max_pages_per_second = Some(4)).await;
     t.riders("r", 2000, &["b"]).await;
     let id = t.create(&TestHerald::notification("in progress", json!({"all": true}), json!({}))).await;
     let nid = NotificationId::parse("", &id).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while running.ports.ledger.progress(&nid).await.unwrap().iter().all(|p| p.pages_published == 0) {
+    while t.ports().ledger.progress(&nid).await.unwrap().iter().all(|p| p.pages_published == 0) {
         assert!(Instant::now() < deadline, "b never paged");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -141,5 +136,5 @@ async fn a_receiver_joining_behind_the_cursor_of_a_send_in_progress_gets_it() {
     t.receivers(&[("rider", "r000000a", "b", &[]), ("rider", "z1", "c", &[])]).await;
     let v = settled(&t, &id, 2002).await;
     assert_eq!((city(&v, "b")["sent"].clone(), city(&v, "c")["sent"].clone()), (json!(2001), json!(1)), "{v}");
-    running.stop().await.unwrap();
+    t.stop().await;
 }

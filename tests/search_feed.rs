@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use common::*;
-use herald::startup::{Roles, Settings, open_ports, start};
+use herald::startup::{Roles, open_ports, start};
 use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::{PortError, PortResult};
 use herald_domain::search::{SearchCursor, SearchDocument, SearchHits, SearchIndex, SearchRebuild};
@@ -187,16 +187,9 @@ async fn the_console_reads_its_own_writes() {
     h.stop().await;
 }
 
-/// Settings for a Herald on `dir`, as `TestHerald` makes them.
-fn settings_on(dir: &std::path::Path) -> Settings {
-    let mut settings = Settings::embedded(dir, "127.0.0.1:0");
-    settings.secrets.current = Some(SECRET.to_string());
-    settings
-}
-
 /// Creates `n` drafts through the API of a Herald on `dir`, then stops it.
-async fn drafts_on(dir: &std::path::Path, n: usize) -> Vec<String> {
-    let running = start(&settings_on(dir), Roles::ALL).await.unwrap();
+async fn drafts_on(dir: &std::path::Path, servers: &TestServers, n: usize) -> Vec<String> {
+    let running = start(&test_settings(dir, servers), Roles::ALL).await.unwrap();
     let h = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     let mut made = Vec::new();
     for i in 0..n {
@@ -214,10 +207,15 @@ async fn drafts_on(dir: &std::path::Path, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn a_lost_index_is_rebuilt_from_sql() {
     let dir = tempfile::tempdir().unwrap();
-    let mut made = drafts_on(dir.path(), 3).await;
+    let servers = TestServers::new().await;
+    if servers.search_on_server() {
+        eprintln!("skipped on a search server: this test loses the embedded index by deleting search/");
+        return;
+    }
+    let mut made = drafts_on(dir.path(), &servers, 3).await;
     std::fs::remove_dir_all(dir.path().join("search")).unwrap();
 
-    let running = start(&settings_on(dir.path()), Roles::ALL).await.unwrap();
+    let running = start(&test_settings(dir.path(), &servers), Roles::ALL).await.unwrap();
     let h = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     made.reverse();
     let listed = h.admin_get("/admin/v1/notifications?q=停电").await;
@@ -230,7 +228,12 @@ async fn a_lost_index_is_rebuilt_from_sql() {
 #[tokio::test]
 async fn herald_reindex_rebuilds_the_mirror_from_sql() {
     let dir = tempfile::tempdir().unwrap();
-    drafts_on(dir.path(), 4).await;
+    let servers = TestServers::new().await;
+    if servers.search_on_server() {
+        eprintln!("skipped on a search server: this test loses the embedded index by deleting search/");
+        return;
+    }
+    drafts_on(dir.path(), &servers, 4).await;
     std::fs::remove_dir_all(dir.path().join("search")).unwrap();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -238,6 +241,7 @@ async fn herald_reindex_rebuilds_the_mirror_from_sql() {
         .env("HERALD_DATA_DIR", dir.path())
         .env_remove("HERALD_SEARCH_URL")
         .env_remove("HERALD_SQL_URL")
+        .envs(servers.env())
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
@@ -245,7 +249,7 @@ async fn herald_reindex_rebuilds_the_mirror_from_sql() {
     assert!(said.contains("rebuilt from SQL: 4 notifications"), "{said}");
 
     // Read without any feed running: what is there is what the reindex wrote.
-    let ports = open_ports(&settings_on(dir.path())).await.unwrap();
+    let ports = open_ports(&test_settings(dir.path(), &servers)).await.unwrap();
     let head = ports.notifications.change_head().await.unwrap();
     assert_eq!(ports.search.applied().await.unwrap(), head);
     let text = NotificationFilter { text: Some("停电".into()), ..Default::default() };

@@ -4,13 +4,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SECRET, TestHerald};
-use herald::startup::{Roles, Settings, start, start_with};
+use common::{TestHerald, TestServers, test_settings};
+use herald::startup::{Roles, Settings, open_ports, start, start_with};
 use serde_json::json;
 
-fn settings(dir: &std::path::Path, pages_per_second: Option<u32>) -> Settings {
-    let mut s = Settings::embedded(dir, "127.0.0.1:0");
-    s.secrets.current = Some(SECRET.to_string());
+fn settings(dir: &std::path::Path, servers: &TestServers, pages_per_second: Option<u32>) -> Settings {
+    let mut s = test_settings(dir, servers);
     s.scheduler.tick = Duration::from_millis(50);
     s.scheduler.max_pages_per_second = pages_per_second;
     s
@@ -27,8 +26,9 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
     let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
     // Paced at 2 pages/s: `a` pages at 0 s, then `b` at 0.5, 1.0 (up to r0999), 1.5 s (from r1005 on).
-    let running = start(&settings(dir.path(), Some(2)), Roles::ALL).await.unwrap();
+    let running = start(&settings(dir.path(), &servers, Some(2)), Roles::ALL).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     // r0000..r1999: r1000..r1009 live in `a`, everyone else in `b` (4 pages there).
     let batch: Vec<_> = (0..2000)
@@ -61,8 +61,9 @@ async fn a_receiver_moving_city_mid_send_gets_it_once_and_counts_once() {
 #[tokio::test]
 async fn pages_wait_for_a_consumer_that_starts_after_the_scheduler() {
     let dir = tempfile::tempdir().unwrap();
-    let s = settings(dir.path(), None);
-    let ports = herald::startup::embedded_ports(dir.path()).await.unwrap();
+    let servers = TestServers::new().await;
+    let s = settings(dir.path(), &servers, None);
+    let ports = open_ports(&s).await.unwrap();
     let api_and_scheduler =
         start_with(&s, Roles { api: true, scheduler: true, consumer: false }, ports.clone()).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", api_and_scheduler.addr.unwrap()));
@@ -85,7 +86,8 @@ async fn pages_wait_for_a_consumer_that_starts_after_the_scheduler() {
 #[tokio::test]
 async fn a_point_to_point_message_overtakes_a_paced_broadcast() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(&settings(dir.path(), Some(5)), Roles::ALL).await.unwrap();
+    let servers = TestServers::new().await;
+    let running = start(&settings(dir.path(), &servers, Some(5)), Roles::ALL).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
     t.riders("p", 20_000, &["sh", "bj", "gz", "sz"]).await;
     let broadcast = t.create(&TestHerald::notification("nationwide", json!({"all": true}), json!({}))).await;
@@ -106,7 +108,8 @@ async fn a_point_to_point_message_overtakes_a_paced_broadcast() {
 #[tokio::test]
 async fn a_later_broadcast_progresses_while_earlier_ones_hold_more_tasks_than_a_round_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = settings(dir.path(), Some(20));
+    let servers = TestServers::new().await;
+    let mut s = settings(dir.path(), &servers, Some(20));
     s.scheduler.tasks_per_round = 2; // as if 1,000 tasks of earlier sends were open
     let running = start(&s, Roles::ALL).await.unwrap();
     let t = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
@@ -134,9 +137,8 @@ async fn metrics(t: &TestHerald) -> String {
 /// Runs one statement on Herald's SQL truth by hand, as an outside tool or an old bug could: how
 /// these tests plant a row that does not parse, a real cause of failure for one send only.
 async fn by_hand(t: &TestHerald, sql: &'static str) {
-    let url = format!("sqlite://{}", t.data_dir.path().join("herald.db").display());
-    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query(sql).execute(&db).await.unwrap();
+    let db = t.servers.sql_by_hand(t.data_dir.path()).await;
+    db.execute(sql).await;
     db.close().await;
 }
 
@@ -158,7 +160,7 @@ async fn a_notification_that_cannot_be_planned_holds_back_no_later_one_and_says_
     // Planning a notification that excludes this receiver fails, for that notification only.
     by_hand(
         &t,
-        "INSERT INTO receivers (kind, id, city, groups, updated_at) VALUES ('rider', 'broken', 'no city', '', 0)",
+        "INSERT INTO receivers (kind, id, city, `groups`, updated_at) VALUES ('rider', 'broken', 'no city', '', 0)",
     )
     .await;
     let failing = t
@@ -187,7 +189,7 @@ async fn a_city_that_cannot_be_paged_holds_back_no_other_city_or_send() {
     let t = TestHerald::spawn().await;
     t.riders("p", 20, &["sh", "bj"]).await;
     // An id that does not parse in bj: paging bj fails, for that task only.
-    by_hand(&t, "INSERT INTO receivers (kind, id, city, groups, updated_at) VALUES ('rider', 'no id', 'bj', '', 0)")
+    by_hand(&t, "INSERT INTO receivers (kind, id, city, `groups`, updated_at) VALUES ('rider', 'no id', 'bj', '', 0)")
         .await;
     let stuck = t.create(&TestHerald::notification("both", json!({"cities": ["bj", "sh"]}), json!({}))).await;
     let (_, later) = t.send_and_wait(&TestHerald::notification("later", json!({"cities": ["sh"]}), json!({}))).await;

@@ -1,5 +1,6 @@
-//! `TestHerald`: a real Herald (every role, embedded parts, fresh data dir) on a random port, and
-//! helpers that speak its HTTP API the way the console and the apps do.
+//! `TestHerald`: a real Herald (every role, fresh data dir; on the servers `TestServers` names, else
+//! embedded) on a random port, and helpers that speak its HTTP API the way the console and the apps
+//! do.
 #![allow(dead_code)] // each test binary uses its own subset of the helpers
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub struct TestHerald {
     pub viewer: String,
     pub data_dir: tempfile::TempDir,
     running: Option<Running>,
+    /// Last: removed once Herald stopped (fields drop in order).
+    pub servers: TestServers,
 }
 
 /// A response's status and JSON body (Null when empty or not JSON).
@@ -39,29 +42,250 @@ impl Reply {
     }
 }
 
-/// With `HERALD_TEST_INBOX_REDIS_URL` set (and Herald built with `--features redis`), the inbox
-/// store is on that Redis, under a prefix of this data dir's own (so a restart finds it again).
-fn inbox_on_redis(settings: &mut Settings, data_dir: &std::path::Path) {
-    if let Ok(url) = std::env::var("HERALD_TEST_INBOX_REDIS_URL") {
-        settings.servers.redis = Some((url, herald::config::Origin::Env("HERALD_TEST_INBOX_REDIS_URL")));
-        settings.servers.redis_prefix = redis_prefix(data_dir);
+/// This test's own places on the servers the `HERALD_TEST_*` variables name, each made fresh for it
+/// and removed when it is dropped: a database on `HERALD_TEST_MYSQL_URL` (the SQL truth), a key
+/// prefix on `HERALD_TEST_INBOX_REDIS_URL` (the inbox store), a topic and group prefix on
+/// `HERALD_TEST_MQ_NAMESRV` (the queue) and an index prefix on `HERALD_TEST_SEARCH_URL` (admin
+/// search). Unset, that part stays embedded. Every Herald a test starts on one data dir, restarts
+/// included, takes the same `TestServers`, so it finds the same data again. A variable set in a
+/// build without that server's adapter stops the test, naming the feature (CI builds the tests with
+/// `--features distributed` for these runs), never running embedded in its place.
+pub struct TestServers {
+    sql: Option<(String, String)>,
+    redis: Option<(String, String)>,
+    mq: Option<(String, String)>,
+    search: Option<(String, String)>,
+}
+
+/// A variable's value, if set; set in a build without `feature`, the test stops.
+fn server_variable(name: &str, built: bool, feature: &str) -> Option<String> {
+    let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    assert!(built, "{name} is set, but these tests are built without `--features {feature}`: build them with it");
+    Some(value)
+}
+
+impl TestServers {
+    /// Fresh places on every server set.
+    pub async fn new() -> Self {
+        let run = format!("{:016x}", rand::random::<u64>());
+        let sql = server_variable("HERALD_TEST_MYSQL_URL", cfg!(feature = "mariadb"), "mariadb");
+        let redis = server_variable("HERALD_TEST_INBOX_REDIS_URL", cfg!(feature = "redis"), "redis");
+        let mq = server_variable("HERALD_TEST_MQ_NAMESRV", cfg!(feature = "rocketmq"), "rocketmq");
+        let search = server_variable("HERALD_TEST_SEARCH_URL", cfg!(feature = "elasticsearch"), "elasticsearch");
+        let servers = Self {
+            sql: sql.map(|url| (url, format!("herald_h_{run}"))),
+            redis: redis.map(|url| (url, format!("herald-http:{run}"))),
+            mq: mq.map(|namesrv| (namesrv, format!("h{run}_"))),
+            search: search.map(|url| (url, format!("herald-http-{run}-"))),
+        };
+        servers.create_database().await;
+        servers
+    }
+
+    #[cfg(feature = "mariadb")]
+    async fn create_database(&self) {
+        if let Some((url, database)) = &self.sql {
+            herald_mariadb::create_database(url, database).await.expect("a database of this test's own");
+        }
+    }
+
+    #[cfg(not(feature = "mariadb"))]
+    async fn create_database(&self) {}
+
+    /// Points `settings` at this test's places (the embedded parts stay in its data dir).
+    pub fn apply(&self, settings: &mut Settings) {
+        use herald::config::Origin::Env;
+        let servers = &mut settings.servers;
+        if let Some((url, database)) = &self.sql {
+            servers.sql = Some((database_url(url, database), Env("HERALD_TEST_MYSQL_URL")));
+        }
+        if let Some((url, prefix)) = &self.redis {
+            servers.redis = Some((url.clone(), Env("HERALD_TEST_INBOX_REDIS_URL")));
+            servers.redis_prefix = prefix.clone();
+        }
+        if let Some((namesrv, prefix)) = &self.mq {
+            servers.mq_namesrv = Some((namesrv.clone(), Env("HERALD_TEST_MQ_NAMESRV")));
+            servers.mq_prefix = prefix.clone();
+        }
+        if let Some((url, prefix)) = &self.search {
+            servers.search = Some((url.clone(), Env("HERALD_TEST_SEARCH_URL")));
+            servers.search_prefix = prefix.clone();
+        }
+    }
+
+    /// The same, as the variables of a `herald` process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some((url, database)) = &self.sql {
+            env.push(("HERALD_SQL_URL", database_url(url, database)));
+        }
+        if let Some((url, prefix)) = &self.redis {
+            env.extend([("HERALD_REDIS_URL", url.clone()), ("HERALD_REDIS_PREFIX", prefix.clone())]);
+        }
+        if let Some((namesrv, prefix)) = &self.mq {
+            env.extend([("HERALD_MQ_NAMESRV", namesrv.clone()), ("HERALD_MQ_PREFIX", prefix.clone())]);
+        }
+        if let Some((url, prefix)) = &self.search {
+            env.extend([("HERALD_SEARCH_URL", url.clone()), ("HERALD_SEARCH_PREFIX", prefix.clone())]);
+        }
+        env
+    }
+
+    /// Whether the SQL truth is on a server (no `herald.db` in the data dir).
+    pub fn sql_on_server(&self) -> bool {
+        self.sql.is_some()
+    }
+
+    /// Whether the inbox store is on a server (no `inbox.db`).
+    pub fn inbox_on_server(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Whether the queue is on a broker (no `queue.db`).
+    pub fn queue_on_server(&self) -> bool {
+        self.mq.is_some()
+    }
+
+    /// Whether admin search is on a server (no `search/`).
+    pub fn search_on_server(&self) -> bool {
+        self.search.is_some()
+    }
+
+    /// Removes what this test left on the servers; blocking, on a runtime of its own (a test's
+    /// runtime cannot block on itself). The broker's topics stay: RocketMQ keeps them, empty of
+    /// anything a later test reads, as no later test uses this prefix.
+    fn clean_up(&self) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            self.drop_database().await?;
+            self.erase_redis()?;
+            self.delete_indices().await
+        })
+    }
+
+    #[cfg(feature = "mariadb")]
+    async fn drop_database(&self) -> anyhow::Result<()> {
+        match &self.sql {
+            Some((url, database)) => herald_mariadb::drop_database(url, database).await,
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(not(feature = "mariadb"))]
+    async fn drop_database(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(feature = "redis")]
+    fn erase_redis(&self) -> anyhow::Result<()> {
+        match &self.redis {
+            Some((url, prefix)) => herald_redis::erase_prefix(url, prefix).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    fn erase_redis(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    #[cfg(feature = "elasticsearch")]
+    async fn delete_indices(&self) -> anyhow::Result<()> {
+        let Some((url, prefix)) = &self.search else { return Ok(()) };
+        let config = herald_elasticsearch::ElasticsearchConfig {
+            prefix: prefix.clone(),
+            ..herald_elasticsearch::ElasticsearchConfig::new(url)
+        };
+        Ok(herald_elasticsearch::ElasticsearchIndex::new(config)?.delete_all().await?)
+    }
+
+    #[cfg(not(feature = "elasticsearch"))]
+    async fn delete_indices(&self) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
-fn redis_prefix(data_dir: &std::path::Path) -> String {
-    format!("herald-http:{}", data_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+#[cfg(feature = "mariadb")]
+fn database_url(url: &str, database: &str) -> String {
+    herald_mariadb::database_url(url, database)
 }
 
-/// A Herald on Redis leaves nothing there.
-#[cfg(feature = "redis")]
-impl Drop for TestHerald {
+#[cfg(not(feature = "mariadb"))]
+fn database_url(_url: &str, _database: &str) -> String {
+    unreachable!("no database without the mariadb feature: `TestServers::new` stops first")
+}
+
+impl Drop for TestServers {
     fn drop(&mut self) {
-        if let Ok(url) = std::env::var("HERALD_TEST_INBOX_REDIS_URL") {
-            if let Err(e) = herald_redis::erase_prefix(&url, &redis_prefix(self.data_dir.path())) {
-                eprintln!("could not erase this test's Redis keys: {e:#}");
+        if self.sql.is_none() && self.redis.is_none() && self.search.is_none() {
+            return;
+        }
+        let cleaned = std::thread::scope(|scope| scope.spawn(|| self.clean_up()).join());
+        match cleaned {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not remove this test's places on the servers: {e:#}"),
+            Err(_) => eprintln!("removing this test's places on the servers panicked"),
+        }
+    }
+}
+
+/// The SQL truth of a test, opened by hand, as an outside tool (or an old bug) reaches it: how tests
+/// plant a row that does not parse and read what no port returns.
+pub enum SqlByHand {
+    Sqlite(sqlx::SqlitePool),
+    MySql(sqlx::MySqlPool),
+}
+
+impl SqlByHand {
+    /// Runs one statement (in SQL both accept: quote names with backticks).
+    pub async fn execute(&self, sql: &'static str) {
+        match self {
+            Self::Sqlite(db) => sqlx::query(sql).execute(db).await.map(|_| ()),
+            Self::MySql(db) => sqlx::query(sql).execute(db).await.map(|_| ()),
+        }
+        .expect("the statement runs");
+    }
+
+    /// Every dead letter: key, reason, body.
+    pub async fn dead_letters(&self) -> Vec<(String, String, Vec<u8>)> {
+        const SQL: &str = "SELECT msg_key, reason, body FROM dead_letters ORDER BY msg_key";
+        match self {
+            Self::Sqlite(db) => sqlx::query_as(SQL).fetch_all(db).await,
+            Self::MySql(db) => sqlx::query_as(SQL).fetch_all(db).await,
+        }
+        .expect("dead letters read")
+    }
+
+    pub async fn close(self) {
+        match self {
+            Self::Sqlite(db) => db.close().await,
+            Self::MySql(db) => db.close().await,
+        }
+    }
+}
+
+impl TestServers {
+    /// The SQL truth of a Herald on `data_dir` with these servers: its database on the server, else
+    /// `herald.db` there.
+    pub async fn sql_by_hand(&self, data_dir: &std::path::Path) -> SqlByHand {
+        match &self.sql {
+            Some((url, database)) => {
+                SqlByHand::MySql(sqlx::MySqlPool::connect(&database_url(url, database)).await.expect("SQL opens"))
+            }
+            None => {
+                let url = format!("sqlite://{}", data_dir.join("herald.db").display());
+                SqlByHand::Sqlite(sqlx::SqlitePool::connect(&url).await.expect("herald.db opens"))
             }
         }
     }
+}
+
+/// Settings for a Herald on `dir` as `TestHerald` makes them: the test secret, and `servers`.
+pub fn test_settings(dir: &std::path::Path, servers: &TestServers) -> Settings {
+    let mut settings = Settings::embedded(dir, "127.0.0.1:0");
+    settings.secrets.current = Some(SECRET.to_string());
+    servers.apply(&mut settings);
+    settings
 }
 
 impl TestHerald {
@@ -78,10 +302,9 @@ impl TestHerald {
     /// (a port wrapped to fail on demand, say).
     pub async fn spawn_on(configure: impl FnOnce(&mut Settings), adjust: impl FnOnce(&mut Ports)) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings::embedded(data_dir.path(), "127.0.0.1:0");
-        settings.secrets.current = Some(SECRET.to_string());
+        let servers = TestServers::new().await;
+        let mut settings = test_settings(data_dir.path(), &servers);
         settings.scheduler.tick = Duration::from_millis(50);
-        inbox_on_redis(&mut settings, data_dir.path());
         // A test reading a live-update stream to its end (as a plain GET does) waits this long.
         settings.streams.max_age = Duration::from_secs(1);
         configure(&mut settings);
@@ -96,6 +319,7 @@ impl TestHerald {
             viewer: signer.sign(&Claims::Admin { role: AdminRole::Viewer }),
             data_dir,
             running: Some(running),
+            servers,
         }
     }
 
@@ -109,6 +333,7 @@ impl TestHerald {
             viewer: signer.sign(&Claims::Admin { role: AdminRole::Viewer }),
             data_dir: tempfile::tempdir().expect("temp dir"),
             running: None,
+            servers: TestServers { sql: None, redis: None, mq: None, search: None },
         }
     }
 
@@ -120,9 +345,7 @@ impl TestHerald {
 
     /// A second API process whose settings `configure` adjusts first.
     pub async fn second_api_with(&self, configure: impl FnOnce(&mut Settings)) -> (Running, TestHerald) {
-        let mut settings = Settings::embedded(self.data_dir.path(), "127.0.0.1:0");
-        settings.secrets.current = Some(SECRET.to_string());
-        inbox_on_redis(&mut settings, self.data_dir.path());
+        let mut settings = test_settings(self.data_dir.path(), &self.servers);
         configure(&mut settings);
         let roles = Roles { api: true, scheduler: false, consumer: false };
         let running = start(&settings, roles).await.expect("second api starts");

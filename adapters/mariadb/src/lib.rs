@@ -2,9 +2,11 @@
 //! server, so several Herald processes — schedulers included — share one truth.
 
 mod config;
+mod databases;
 mod db;
 mod store;
 
 pub use config::MariaDbConfig;
+pub use databases::{create_database, database_url, drop_database};
 pub use db::ReadLimits;
 pub use store::MariaDbStore;

@@ -8,21 +8,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald_contracts::{SqlPorts, StoreHarness};
 use herald_mariadb::{MariaDbConfig, MariaDbStore};
-use sqlx::Connection as _;
 
 const URL_VARIABLE: &str = "HERALD_TEST_MYSQL_URL";
 
 /// A fresh database on the test server; opening again reopens the same database.
 struct MariaDb {
-    /// The server's URL with the database name left for the end: `mysql://…/`.
-    base: String,
+    /// The server's URL, as the variable gives it.
+    server: String,
     database: String,
 }
 
 impl MariaDb {
     /// `None` when there is no server to test against (and this is not CI).
     async fn new() -> Option<Self> {
-        let Ok(url) = std::env::var(URL_VARIABLE) else {
+        let Ok(server) = std::env::var(URL_VARIABLE) else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{URL_VARIABLE} is not set: CI must run the MariaDB contract (set it from scripts/mariadb-user.sh)"
@@ -30,43 +29,19 @@ impl MariaDb {
             eprintln!("skipped: {URL_VARIABLE} is not set (scripts/mariadb-user.sh prints a URL to set it to)");
             return None;
         };
-        let base = server_base(&url);
         let database = format!("herald_t_{:016x}", rand::random::<u64>());
-        let mut admin = sqlx::MySqlConnection::connect(&url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        )))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        Some(Self { base, database })
-    }
-}
-
-/// `mysql://user:pw@host:port/db?x` → `mysql://user:pw@host:port/`.
-fn server_base(url: &str) -> String {
-    let authority_at = url.find("://").map_or(0, |i| i + 3);
-    match url[authority_at..].find('/') {
-        Some(slash) => url[..authority_at + slash + 1].to_owned(),
-        None => format!("{url}/"),
+        herald_mariadb::create_database(&server, &database).await.unwrap();
+        Some(Self { server, database })
     }
 }
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        let (base, database) = (self.base.clone(), self.database.clone());
+        let (server, database) = (self.server.clone(), self.database.clone());
         // Dropped inside the case's runtime, which cannot block on itself: a runtime of its own.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let mut admin = sqlx::MySqlConnection::connect(&format!("{base}{database}")).await?;
-                // A connection of the case still in a transaction would make the drop wait forever.
-                sqlx::query("SET SESSION lock_wait_timeout = 10").execute(&mut admin).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE `{database}`")))
-                    .execute(&mut admin)
-                    .await
-                    .map(|_| ())
-            })
+            runtime.block_on(herald_mariadb::drop_database(&server, &database))
         })
         .join()
         .unwrap()
@@ -77,7 +52,7 @@ impl Drop for MariaDb {
 #[async_trait]
 impl StoreHarness for MariaDb {
     async fn open(&self) -> SqlPorts {
-        let config = MariaDbConfig::new(&format!("{}{}", self.base, self.database));
+        let config = MariaDbConfig::new(&herald_mariadb::database_url(&self.server, &self.database));
         let store = Arc::new(MariaDbStore::open(&config).await.unwrap());
         SqlPorts { receivers: store.clone(), notifications: store.clone(), ledger: store }
     }

@@ -25,6 +25,8 @@
 //! - topics are created by `declare` (4 queues each); a new group reads from each queue's first
 //!   offset (`CONSUME_FROM_FIRST_OFFSET`), so what is published after `declare` and before any
 //!   consumer runs is kept; tags are RocketMQ tags, subscribed as `rider||merchant`.
+//! - names: every topic and group is the port's name under `RocketMqSettings::prefix` on the
+//!   broker (`<prefix>herald_bulk`), and deliveries carry the port's name again.
 //! - `lag` is, per queue of the topics, `%RETRY%<group>` and `%DLQ%<group>`, the broker's max
 //!   offset minus the group's offset (the later of this process's and the broker's).
 //!
@@ -127,11 +129,21 @@ pub struct RocketMqSettings {
     /// After how many attempts the broker gives a message up into `%DLQ%<group>` (read back and
     /// handed out as given up); `None`: retries go on forever, as the port's contract has it.
     pub give_up_after: Option<u32>,
+    /// Starts every topic and consumer group name on the broker (`HERALD_MQ_PREFIX`): the port's
+    /// `herald_bulk` is the broker's `<prefix>herald_bulk`, so several Heralds (or test runs) share
+    /// one broker without seeing each other's messages. Empty: the port's names as they are.
+    pub prefix: String,
 }
 
 impl RocketMqSettings {
     pub fn new(namesrv: impl Into<String>) -> Self {
-        Self { namesrv: namesrv.into(), lease: Duration::from_secs(60), queues_per_topic: 4, give_up_after: None }
+        Self {
+            namesrv: namesrv.into(),
+            lease: Duration::from_secs(60),
+            queues_per_topic: 4,
+            give_up_after: None,
+            prefix: String::new(),
+        }
     }
 
     /// The client's `maxReconsumeTimes`: retries after the first attempt.
@@ -379,6 +391,16 @@ impl RocketMqQueue {
         Ok(false)
     }
 
+    /// `subscription` as the broker names it: its group and topics under the prefix.
+    fn on_broker(&self, subscription: &Subscription) -> Subscription {
+        let prefix = &self.settings.prefix;
+        Subscription {
+            group: format!("{prefix}{}", subscription.group),
+            topics: subscription.topics.iter().map(|topic| format!("{prefix}{topic}")).collect(),
+            tags: subscription.tags.clone(),
+        }
+    }
+
     async fn group(&self, name: &str) -> Option<Arc<Group>> {
         self.groups.lock().await.get(name).cloned()
     }
@@ -456,7 +478,7 @@ impl Queue for RocketMqQueue {
                     bytes = 0;
                 }
                 bytes += m.body.len();
-                batch.push(to_message(m)?);
+                batch.push(to_message(m, &self.settings.prefix)?);
             }
             if !batch.is_empty() {
                 producer.send_batch(batch).await.map_err(client_failure)?;
@@ -466,11 +488,12 @@ impl Queue for RocketMqQueue {
     }
 
     async fn declare(&self, subscription: &Subscription) -> PortResult<()> {
-        self.ensure_topics(&subscription.topics).await
+        self.ensure_topics(&self.on_broker(subscription).topics).await
     }
 
     async fn subscribe(&self, subscription: &Subscription) -> PortResult<()> {
-        self.declare(subscription).await?;
+        let subscription = &self.on_broker(subscription);
+        self.ensure_topics(&subscription.topics).await?;
         let mut groups = self.groups.lock().await;
         if groups.contains_key(&subscription.group) {
             return Ok(());
@@ -506,6 +529,7 @@ impl Queue for RocketMqQueue {
     }
 
     async fn pull(&self, subscription: &Subscription, max: usize, wait: Duration) -> PortResult<Vec<Delivery>> {
+        let subscription = &self.on_broker(subscription);
         let Some(group) = self.group(&subscription.group).await else { return Ok(Vec::new()) };
         let started = tokio::time::Instant::now();
         let deadline = started + wait;
@@ -519,9 +543,15 @@ impl Queue for RocketMqQueue {
                 group.hand_off.wait(EMPTY_POLL_INTERVAL).await;
                 continue;
             }
-            let got = group.hand_off.take(&subscription.topics, max);
+            let mut got = group.hand_off.take(&subscription.topics, max);
             let now = tokio::time::Instant::now();
             if !got.is_empty() || max == 0 || now >= deadline {
+                // Served on the port's topic names (every topic subscribed starts with the prefix).
+                for delivery in &mut got {
+                    if let Some(topic) = delivery.message.topic.strip_prefix(self.settings.prefix.as_str()) {
+                        delivery.message.topic = topic.to_string();
+                    }
+                }
                 return Ok(got);
             }
             group.hand_off.wait(EMPTY_POLL_INTERVAL.min(deadline - now)).await;
@@ -529,6 +559,7 @@ impl Queue for RocketMqQueue {
     }
 
     async fn ack(&self, subscription: &Subscription, receipts: &[String]) -> PortResult<()> {
+        let subscription = &self.on_broker(subscription);
         let Some(group) = self.group(&subscription.group).await else { return Ok(()) };
         let mut queues: HashMap<MessageQueue, i64> = HashMap::new();
         for held in receipts.iter().filter_map(|r| group.hand_off.release(r)) {
@@ -545,6 +576,7 @@ impl Queue for RocketMqQueue {
     }
 
     async fn retry_later(&self, subscription: &Subscription, receipt: &str, delay: Duration) -> PortResult<()> {
+        let subscription = &self.on_broker(subscription);
         let Some(group) = self.group(&subscription.group).await else { return Ok(()) };
         let Some(held) = group.hand_off.release(receipt) else { return Ok(()) };
         // Sent back by us at the delay asked for, then consumed; if that fails, the listener's
@@ -560,6 +592,7 @@ impl Queue for RocketMqQueue {
     }
 
     async fn lag(&self, subscription: &Subscription) -> PortResult<u64> {
+        let subscription = &self.on_broker(subscription);
         let local = self.group(&subscription.group).await;
         let mut lag = 0;
         for topic in &subscription.topics {
@@ -573,9 +606,10 @@ impl Queue for RocketMqQueue {
     }
 }
 
-fn to_message(m: &QueueMessage) -> PortResult<Message> {
+/// `m` as the broker takes it, on its topic under `prefix`.
+fn to_message(m: &QueueMessage, prefix: &str) -> PortResult<Message> {
     Message::builder()
-        .topic(m.topic.as_str())
+        .topic(format!("{prefix}{}", m.topic).as_str())
         .tags(m.tag.as_str())
         .key(m.key.as_str())
         .body_slice(&m.body)

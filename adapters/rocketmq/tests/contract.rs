@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use herald_contracts::QueueHarness;
-use herald_domain::ports::Queue;
+use herald_domain::ports::{Queue, QueueMessage, Subscription};
 use herald_rocketmq::{RocketMqQueue, RocketMqSettings};
 
 /// Short enough that a dead holder's message is back well within a case's pulls, long enough that a
@@ -93,3 +93,38 @@ impl QueueHarness for Broker {
 }
 
 herald_contracts::queue_contract!(Broker::from_env().await);
+
+/// Two queues under different prefixes use the port's same topic and group names on one broker:
+/// each sees only what it published, served on the port's topic name, and its group's lag is its
+/// own.
+#[tokio::test]
+async fn a_prefix_keeps_two_heralds_apart_on_one_broker() {
+    let broker = Broker::from_env().await;
+    let open = |prefix: String| {
+        RocketMqQueue::connect(RocketMqSettings { lease: LEASE, prefix, ..RocketMqSettings::new(&broker.namesrv) })
+    };
+    let a = open(format!("a{}_", broker.run)).await.expect("the broker is reachable");
+    let b = open(format!("b{}_", broker.run)).await.expect("the broker is reachable");
+    let subscription =
+        Subscription { group: "herald_inbox".into(), topics: vec!["herald_bulk".into()], tags: vec!["rider".into()] };
+    let message = |key: &str| QueueMessage {
+        topic: "herald_bulk".into(),
+        tag: "rider".into(),
+        key: key.into(),
+        body: key.as_bytes().to_vec(),
+    };
+    for (queue, key) in [(&a, "for-a"), (&b, "for-b")] {
+        queue.subscribe(&subscription).await.unwrap();
+        queue.publish(&[message(key)]).await.unwrap();
+    }
+    for (queue, key) in [(&a, "for-a"), (&b, "for-b")] {
+        let got = queue.pull(&subscription, 10, Duration::from_secs(30)).await.unwrap();
+        let seen: Vec<(&str, &str)> = got.iter().map(|d| (d.message.topic.as_str(), d.message.key.as_str())).collect();
+        assert_eq!(seen, [("herald_bulk", key)]);
+        assert_eq!(queue.lag(&subscription).await.unwrap(), 1, "{key}: its own message, held");
+        queue.ack(&subscription, &[got[0].receipt.clone()]).await.unwrap();
+        assert_eq!(queue.lag(&subscription).await.unwrap(), 0, "{key}: acked");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
