@@ -522,14 +522,12 @@ impl SearchIndex for TantivySearch {
             created_ms: c.last.created_ms,
             id: id_bits(&c.last.id),
         });
-        // The highest score a match can have: every word in the title and the body.
-        let best = filter.text.as_deref().map_or(0.0, |t| text::words(t).len() as f32 * (IN_TITLE + IN_BODY));
         let within = (filter.from.map(|t| t.timestamp_millis()), filter.to.map(|t| t.timestamp_millis()));
         let found = blocking(move || {
             shared.follow();
             let searcher = shared.live().reader.searcher();
             let page = Page { ranked, after, limit };
-            collect::page(&searcher, shared.fields.created, &*query, &page, best, within).map_err(err)
+            collect::page(&searcher, shared.fields.created, &*query, &page, within).map_err(err)
         })
         .await?;
         let ids = found.keys.iter().take(limit).map(|k| id_of(k.id)).collect::<PortResult<Vec<_>>>()?;

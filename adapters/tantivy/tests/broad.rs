@@ -1,6 +1,6 @@
-//! Broad searches (more matches than a page weighs at once, so they are paged through windows of
-//! creation times): every page is the one a sort of every match gives, with cursors, filters and
-//! replaced documents, and the total is exact.
+//! Broad searches (newest first, matching most of the index, so paged through windows of creation
+//! times; and ranked ones): every page is the one a sort of every match gives, with cursors,
+//! filters and replaced documents, and the total is exact.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use herald_contracts::search::document;
