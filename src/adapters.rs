@@ -260,6 +260,58 @@ pub async fn raw_inbox_write_seconds(_path: &Path, _entries: u64) -> anyhow::Res
     anyhow::bail!("this build has no embedded inbox store to measure: build with `--features embedded-inbox`")
 }
 
+/// A search index of its own for `herald bench search`: the embedded one in `dir`, or, given a
+/// server's `url`, a mirror on it under a prefix of its own (never the alias Herald serves),
+/// deleted by `remove`.
+pub struct ScratchSearch {
+    pub index: Arc<dyn SearchIndex>,
+    /// Which adapter, as a report names it.
+    pub backend: String,
+    #[cfg(feature = "elasticsearch")]
+    server: Option<Arc<herald_elasticsearch::ElasticsearchIndex>>,
+}
+
+impl ScratchSearch {
+    pub async fn open(dir: &Path, url: Option<&str>) -> anyhow::Result<Self> {
+        match url {
+            Some(url) => Self::on_server(url),
+            None => Ok(Self {
+                index: embedded_search(dir).await?,
+                backend: "tantivy (embedded)".to_string(),
+                #[cfg(feature = "elasticsearch")]
+                server: None,
+            }),
+        }
+    }
+
+    #[cfg(feature = "elasticsearch")]
+    fn on_server(url: &str) -> anyhow::Result<Self> {
+        let config = herald_elasticsearch::ElasticsearchConfig {
+            prefix: format!("herald-bench-{}-", std::process::id()),
+            search_timeout: std::time::Duration::from_secs(30),
+            ..herald_elasticsearch::ElasticsearchConfig::new(url)
+        };
+        let server = Arc::new(herald_elasticsearch::ElasticsearchIndex::new(config)?);
+        Ok(Self { index: server.clone(), backend: format!("Elasticsearch API at {url}"), server: Some(server) })
+    }
+
+    #[cfg(not(feature = "elasticsearch"))]
+    fn on_server(_url: &str) -> anyhow::Result<Self> {
+        anyhow::bail!(
+            "a search server is given, but this build has no adapter for it: build with `--features elasticsearch`"
+        )
+    }
+
+    /// Deletes what it made on a server (the embedded one goes with its directory).
+    pub async fn remove(self) -> anyhow::Result<()> {
+        #[cfg(feature = "elasticsearch")]
+        if let Some(server) = self.server {
+            server.delete_all().await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

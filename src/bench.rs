@@ -1,11 +1,13 @@
 //! Benchmarks on the embedded parts, measured in-process: `herald bench fanout` (a broadcast to N
 //! receivers in C cities, `POST` → status `sent`, with apps polling meanwhile: `fanout.rs`) and
 //! `herald bench direct` (a message to one rider, `POST` → visible in the inbox, alone and while a
-//! broadcast fans out).
+//! broadcast fans out), and `herald bench search` (the console's search over N notifications through
+//! the `SearchIndex` port: `search.rs`).
 
 mod fanout;
 pub mod polls;
 mod report;
+pub mod search;
 
 pub use fanout::{FanoutOptions, FanoutReport, fanout};
 pub use report::write as write_report;

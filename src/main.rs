@@ -129,6 +129,26 @@ enum BenchWhat {
         #[arg(long, default_value_t = 50)]
         messages: usize,
     },
+    /// The console's search over N notifications (Chinese and English, 300 cities) through the
+    /// search port: indexing docs/s, then p50/p99 of the typical queries; writes JSON and Markdown
+    /// into --out. The embedded index in a temporary directory, or with --search-url (default
+    /// HERALD_SEARCH_URL) a mirror of its own on that server, deleted afterwards.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        notifications: usize,
+        /// How many of the newest are then indexed again the feed's way (batches of 500).
+        #[arg(long, default_value_t = 100_000)]
+        fed: usize,
+        /// Times each query runs (a fifth of it for the deep pages).
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// An Elasticsearch- or OpenSearch-compatible server (a build with `--features elasticsearch`).
+        #[arg(long)]
+        search_url: Option<String>,
+        /// Where the results go.
+        #[arg(long, default_value = "bench/results")]
+        out: PathBuf,
+    },
 }
 
 impl Command {
@@ -233,6 +253,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { what: BenchWhat::Direct { receivers, messages } } => {
             bench_direct(config.chosen_data_dir.as_deref(), receivers, messages).await
         }
+        Command::Bench { what: BenchWhat::Search { notifications, fed, rounds, search_url, out } } => {
+            let url = search_url.or_else(|| settings.servers.search.as_ref().map(|(url, _)| url.clone()));
+            let options = herald::bench::search::SearchOptions { notifications, fed, rounds };
+            bench_search(config.chosen_data_dir.as_deref(), url.as_deref(), &options, &out).await
+        }
     }
 }
 
@@ -299,6 +324,24 @@ async fn bench_fanout(
         reports.push(r);
     }
     let (markdown, files) = herald::bench::write_report(out, &reports)?;
+    println!("{markdown}");
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+async fn bench_search(
+    within: Option<&std::path::Path>,
+    url: Option<&str>,
+    options: &herald::bench::search::SearchOptions,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let dir = bench_dir(within)?;
+    let scratch = herald::adapters::ScratchSearch::open(dir.path(), url).await?;
+    let measured = herald::bench::search::search(scratch.index.as_ref(), &scratch.backend, options).await;
+    scratch.remove().await?;
+    let (markdown, files) = herald::bench::search::write(out, &measured?)?;
     println!("{markdown}");
     for f in files {
         eprintln!("wrote {}", f.display());

@@ -255,3 +255,48 @@ async fn herald_reindex_rebuilds_the_mirror_from_sql() {
     let text = NotificationFilter { text: Some("停电".into()), ..Default::default() };
     assert_eq!(ports.search.search(&text, None, 10).await.unwrap().total, 4);
 }
+
+/// `herald reindex` on the data dir of a running api refuses, naming the process that writes the
+/// embedded index, and leaves that process's mirror serving and fed; once it stops, it rebuilds.
+#[tokio::test]
+async fn herald_reindex_refuses_while_a_running_api_writes_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
+    if servers.search_on_server() {
+        eprintln!("skipped on a search server: only the embedded index has one writing process");
+        return;
+    }
+    let running = start(&test_settings(dir.path(), &servers), Roles::ALL).await.unwrap();
+    let h = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    let draft =
+        |i: usize| TestHerald::notification(&format!("停电通知{i}"), json!({"all": true}), json!({"draft": true}));
+    h.create(&draft(0)).await;
+    // Listed: the api's feed has written the index, so this process is its writer.
+    assert_eq!(h.admin_get("/admin/v1/notifications?q=停电").await.body["total"], json!(1));
+
+    let reindex = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("reindex")
+            .env("HERALD_DATA_DIR", dir.path())
+            .env_remove("HERALD_SEARCH_URL")
+            .env_remove("HERALD_SQL_URL")
+            .envs(servers.env())
+            .output()
+            .unwrap()
+    };
+    let out = reindex();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    let writer = format!("written by another Herald process (pid {})", std::process::id());
+    assert!(said.contains(&writer) && said.contains("stop that process first"), "{said}");
+
+    // The running api still searches and feeds its mirror.
+    h.create(&draft(1)).await;
+    assert_eq!(h.admin_get("/admin/v1/notifications?q=停电").await.body["total"], json!(2));
+    running.stop().await.unwrap();
+
+    let out = reindex();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("rebuilt from SQL: 2 notifications"), "{said}");
+}

@@ -1,13 +1,23 @@
 //! A page of hits in the search's order — (score, created, id), greatest first — strictly after a
-//! cursor (search_after), with the count of every match. The sort keys are read from fast fields,
-//! so a page costs the matches it counts and nothing per hit beyond them.
+//! cursor (search_after), with the count of every match. The sort keys are read from fast fields.
+//!
+//! A broad query newest first (no text) matches much of the index, and weighing every match was
+//! what a page cost (no filter at 1M: 39 / 51 ms p50 / p99 on a quiet machine). So `page` counts
+//! the matches apart (tantivy does it without reading sort keys; unfiltered, from the segment
+//! sizes) and weighs only those in a window of creation times ending at the newest (or at the
+//! cursor), sized by their average density; once it holds a page, no match outside it can come
+//! before any of that page, which is then exactly the one a search over every match gives. A
+//! window that does not is widened once; then every match is weighed.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
+use std::ops::Bound;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, ColumnIndex};
-use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, InvertedIndexRangeQuery, Occur, Query};
+use tantivy::schema::Field;
+use tantivy::{DocId, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 
 use crate::fields;
 
@@ -39,6 +49,69 @@ pub struct Page {
     pub ranked: bool,
     pub after: Option<Key>,
     pub limit: usize,
+}
+
+/// A window pays a term per creation time in it, however few of those notifications match: only a
+/// query matching at least this share of the index (and this many) is paged through windows.
+const WINDOW_SHARE: u32 = 8;
+const WINDOW_FROM: u64 = 10_000;
+/// The first window is sized to hold this many pages of matches at their average density over
+/// time; the second is this many times wider.
+const WIDEN: f64 = 8.0;
+const WINDOWS: usize = 2;
+
+/// A page of `query`'s matches, and how many there are. `within` is the creation times (ms) the
+/// query's own filter allows, from (inclusive) and to (exclusive); `created` the creation time's
+/// field (indexed and fast). A ranked page weighs every match: its best score may be rare or never
+/// reached (no title holds every word), and then no window can hold its page.
+pub fn page(
+    searcher: &Searcher,
+    created: Field,
+    query: &dyn Query,
+    page: &Page,
+    within: (Option<i64>, Option<i64>),
+) -> tantivy::Result<Found> {
+    if page.ranked {
+        return searcher.search(query, page);
+    }
+    let total = query.count(searcher)? as u64;
+    let indexed: u32 = searcher.segment_readers().iter().map(|s| s.max_doc()).sum();
+    if total < WINDOW_FROM.max(u64::from(indexed / WINDOW_SHARE)) {
+        return searcher.search(query, page);
+    }
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    for segment in searcher.segment_readers().iter().filter(|s| s.num_docs() > 0) {
+        let column = segment.fast_fields().i64(fields::CREATED)?;
+        min = min.min(column.min_value());
+        max = max.max(column.max_value());
+    }
+    let min = within.0.map_or(min, |from| from.max(min));
+    let max = within.1.map_or(max, |to| to.saturating_sub(1).min(max));
+    // Newest first: a match after the cursor is no newer than it.
+    let upper = page.after.map_or(max, |after| after.created_ms.min(max)).max(min);
+    let density = total as f64 / ((max - min) as f64 + 1.0);
+    let mut width = ((page.limit + 1) as f64 * WIDEN / density).ceil();
+    for _ in 0..WINDOWS {
+        if (upper - min) as f64 <= width {
+            break;
+        }
+        let lower = upper - width as i64;
+        let at = |ms: i64| Term::from_field_i64(created, ms);
+        let range = InvertedIndexRangeQuery::new(Bound::Included(at(lower)), Bound::Included(at(upper)));
+        let windowed = BooleanQuery::new(vec![
+            (Occur::Must, query.box_clone()),
+            (Occur::Must, Box::new(ConstScoreQuery::new(Box::new(range), 0.0))),
+        ]);
+        let found = searcher.search(&windowed, page)?;
+        // Every match outside the window is older than every key kept (or newer than the cursor,
+        // so before it).
+        if found.keys.len() > page.limit {
+            return Ok(Found { total, keys: found.keys });
+        }
+        width *= WIDEN;
+    }
+    let found = searcher.search(query, page)?;
+    Ok(Found { total, keys: found.keys })
 }
 
 /// Every match counted, and the page's keys, greatest first.

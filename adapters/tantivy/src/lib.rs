@@ -6,6 +6,12 @@
 //! is missing, does not open, fails its checksums or has another schema opens as a fresh empty one
 //! (applied 0), which the feeder then rebuilds from SQL.
 //!
+//! One process at a time writes the index: the first to write (the feed, a rebuild) takes an
+//! exclusive lock on the `LOCK` file, which names it, and holds it while the index is open. Any
+//! other process may open it to search (following the writer's commits), and its writes fail,
+//! naming the writer: a second api process's feed waits its turn, `herald reindex` beside a
+//! running api refuses.
+//!
 //! Relevance is a sum of constants, never corpus statistics: each query word found in the title
 //! counts 2 and in the body 1, so a document's score depends on the query and itself only and a
 //! cursor holds while the mirror changes (see `SearchIndex::search`); ties go to the newest.
@@ -40,6 +46,8 @@ use text::{HeraldTokenizer, TOKENIZER, Word};
 const BACKEND: &str = "tantivy search";
 /// The file naming the generation in use.
 const CURRENT: &str = "CURRENT";
+/// The file whose exclusive lock the one process writing the index holds.
+const LOCK: &str = "LOCK";
 /// Indexing memory of the live index's writer (fed in small batches) and of a rebuild's (bulk).
 const LIVE_WRITER_HEAP: usize = 30_000_000;
 const REBUILD_WRITER_HEAP: usize = 200_000_000;
@@ -321,11 +329,50 @@ struct Shared {
     root: PathBuf,
     fields: Fields,
     live: RwLock<Arc<Generation>>,
+    /// The writer's lock, once this process writes the index.
+    owner: Mutex<Option<std::fs::File>>,
 }
 
 impl Shared {
     fn live(&self) -> Arc<Generation> {
         self.live.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Makes this process the index's one writer, unless it is already: takes the writer's lock
+    /// (held as long as the index is open), follows `CURRENT` if a writer before it moved it
+    /// since this process opened the index, and removes every other generation (what a writer
+    /// before it left unfinished). Another process writing it: an error naming it.
+    fn own(&self) -> PortResult<()> {
+        let mut owner = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        if owner.is_some() {
+            return Ok(());
+        }
+        let file = lock(&self.root)?;
+        self.follow_current()?;
+        remove_leftovers(&self.root, &self.live().name)?;
+        *owner = Some(file);
+        Ok(())
+    }
+
+    /// In a process that does not write the index, searches the generation the writer made
+    /// current (a rebuild moves `CURRENT`; the writer's commits are followed by the reader). One
+    /// that does not open yet (the writer replaced it again meanwhile) leaves the searched one.
+    fn follow(&self) {
+        if self.owner.lock().unwrap_or_else(PoisonError::into_inner).is_some() {
+            return;
+        }
+        if let Err(e) = self.follow_current() {
+            tracing::warn!(error = %e, "search index: the writer's current generation does not open yet");
+        }
+    }
+
+    fn follow_current(&self) -> PortResult<()> {
+        let live = self.live();
+        if let Some(name) = named(&self.root).filter(|name| *name != live.name) {
+            let moved = Generation::open(&self.root, &name).map_err(err)?;
+            *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(moved);
+        }
+        Ok(())
     }
 }
 
@@ -339,15 +386,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> PortResult<T> + Send + 
 }
 
 impl TantivySearch {
-    /// Opens the index in `config.dir`, or a fresh empty one (applied 0) if it is missing or
-    /// unusable, and removes whatever else is there (an unfinished rebuild, an old generation).
+    /// Opens the index in `config.dir` to search it; a process becomes its one writer at its
+    /// first write (`Shared::own`). An index that is missing or unusable opens as a fresh empty
+    /// one (applied 0), made under the writer's lock (or, if another process holds it, the one
+    /// that process made current; failing that, the error names it).
     pub async fn open(config: &TantivyConfig) -> PortResult<Self> {
         let root = config.dir.clone();
         blocking(move || {
             std::fs::create_dir_all(&root).map_err(err)?;
-            let named = std::fs::read_to_string(root.join(CURRENT)).ok().map(|s| s.trim().to_string());
-            let opened = named.as_deref().map(|name| Generation::open(&root, name));
-            let live = match opened {
+            let live = match named(&root).map(|name| Generation::open(&root, &name)) {
                 Some(Ok(generation)) => generation,
                 failed => {
                     if let Some(Err(why)) = failed {
@@ -356,25 +403,71 @@ impl TantivySearch {
                             "search index unusable: starting an empty one, to be rebuilt from SQL"
                         );
                     }
-                    let fresh = Generation::create(&root, new_name()).map_err(err)?;
-                    point_at(&root, &fresh.name).map_err(err)?;
-                    fresh
+                    fresh_or_the_writers(&root)?
                 }
             };
-            for entry in std::fs::read_dir(&root).map_err(err)? {
-                let entry = entry.map_err(err)?;
-                if entry.file_type().map_err(err)?.is_dir()
-                    && entry.file_name() != live.name.as_str()
-                    && let Err(e) = std::fs::remove_dir_all(entry.path())
-                {
-                    tracing::warn!(error = %e, dir = %entry.path().display(), "search index: removing a leftover");
-                }
-            }
             let fields = schema().1;
-            Ok(Self { shared: Arc::new(Shared { root, fields, live: RwLock::new(Arc::new(live)) }) })
+            let shared = Shared { root, fields, live: RwLock::new(Arc::new(live)), owner: Mutex::new(None) };
+            Ok(Self { shared: Arc::new(shared) })
         })
         .await
     }
+}
+
+/// A fresh empty generation made current, under the writer's lock (let go once made: the writer
+/// is whoever writes first); or, if a writer holds the lock, the generation it made current.
+fn fresh_or_the_writers(root: &Path) -> PortResult<Generation> {
+    match lock(root) {
+        Ok(_held_until_made) => {
+            let fresh = Generation::create(root, new_name()).map_err(err)?;
+            point_at(root, &fresh.name).map_err(err)?;
+            remove_leftovers(root, &fresh.name)?;
+            Ok(fresh)
+        }
+        Err(held) => named(root).and_then(|name| Generation::open(root, &name).ok()).ok_or(held),
+    }
+}
+
+/// The generation `CURRENT` names, if it names one.
+fn named(root: &Path) -> Option<String> {
+    std::fs::read_to_string(root.join(CURRENT)).ok().map(|s| s.trim().to_string())
+}
+
+/// Takes the writer's lock of the index in `root` (an exclusive lock on its `LOCK` file, which
+/// names the holder), or says which process holds it.
+fn lock(root: &Path) -> PortResult<std::fs::File> {
+    use fs4::fs_std::FileExt as _;
+    use std::io::Write as _;
+    let path = root.join(LOCK);
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(err)?;
+    if !file.try_lock_exclusive().map_err(err)? {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let holder = holder.trim();
+        return Err(err(format!(
+            "the search index in {} is written by another Herald process ({}): one process at a time writes an \
+             embedded index (the api role's feed does); stop that process first",
+            root.display(),
+            if holder.is_empty() { "unknown" } else { holder }
+        )));
+    }
+    file.set_len(0).map_err(err)?;
+    file.write_all(format!("pid {}", std::process::id()).as_bytes()).map_err(err)?;
+    Ok(file)
+}
+
+/// Removes every generation in `root` but `live`: an unfinished rebuild, an old generation.
+fn remove_leftovers(root: &Path, live: &str) -> PortResult<()> {
+    for entry in std::fs::read_dir(root).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        if entry.file_type().map_err(err)?.is_dir()
+            && entry.file_name() != live
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(error = %e, dir = %entry.path().display(), "search index: removing a leftover");
+        }
+    }
+    Ok(())
 }
 
 fn prepared(fields: &Fields, documents: &[SearchDocument]) -> Vec<(Term, TantivyDocument)> {
@@ -387,6 +480,7 @@ impl SearchIndex for TantivySearch {
         let shared = self.shared.clone();
         let documents = prepared(&shared.fields, documents);
         blocking(move || {
+            shared.own()?;
             // Held while writing, so a rebuild's `finish` never swaps generations mid-batch.
             let live = shared.live.read().unwrap_or_else(PoisonError::into_inner);
             let mut writer = live.writer(LIVE_WRITER_HEAP)?;
@@ -405,8 +499,12 @@ impl SearchIndex for TantivySearch {
     }
 
     async fn applied(&self) -> PortResult<u64> {
-        let live = self.shared.live();
-        blocking(move || live.applied()).await
+        let shared = self.shared.clone();
+        blocking(move || {
+            shared.follow();
+            shared.live().applied()
+        })
+        .await
     }
 
     async fn search(
@@ -424,9 +522,12 @@ impl SearchIndex for TantivySearch {
             created_ms: c.last.created_ms,
             id: id_bits(&c.last.id),
         });
+        let within = (filter.from.map(|t| t.timestamp_millis()), filter.to.map(|t| t.timestamp_millis()));
         let found = blocking(move || {
+            shared.follow();
             let searcher = shared.live().reader.searcher();
-            searcher.search(&query, &Page { ranked, after, limit }).map_err(err)
+            let page = Page { ranked, after, limit };
+            collect::page(&searcher, shared.fields.created, &*query, &page, within).map_err(err)
         })
         .await?;
         let ids = found.keys.iter().take(limit).map(|k| id_of(k.id)).collect::<PortResult<Vec<_>>>()?;
@@ -443,6 +544,7 @@ impl SearchIndex for TantivySearch {
     async fn begin_rebuild(&self) -> PortResult<Box<dyn SearchRebuild>> {
         let shared = self.shared.clone();
         blocking(move || {
+            shared.own()?;
             let generation = Generation::create(&shared.root, new_name()).map_err(err)?;
             let writer = generation.index.writer_with_num_threads(2, REBUILD_WRITER_HEAP).map_err(err)?;
             *generation.writer.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);

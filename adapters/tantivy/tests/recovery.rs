@@ -104,6 +104,9 @@ async fn what_an_unfinished_rebuild_left_is_removed_and_the_index_kept() {
     std::fs::write(data.path().join("search/CURRENT.new"), b"g1").unwrap();
     let index = open(data.path()).await;
     assert_eq!((index.applied().await.unwrap(), total(&index).await), (7, 3));
+    // The process that writes next (the only one that may) removes it.
+    index.index(8, &[]).await.unwrap();
+    assert_eq!((index.applied().await.unwrap(), total(&index).await), (8, 3));
     let dirs = std::fs::read_dir(data.path().join("search")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir());
     assert_eq!(dirs.count(), 1, "only the generation in use is left");
 }
