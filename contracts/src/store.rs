@@ -23,7 +23,13 @@ pub struct SqlPorts {
 pub trait StoreHarness: Send + Sync {
     /// The adapter under test: receivers, notifications and ledger on the same database.
     async fn open(&self) -> SqlPorts;
+    /// The same database as `open`, through the adapter's limited pool (`with_read_limits`): no
+    /// statement may run longer than `statement_timeout`, as for the console.
+    async fn open_within(&self, statement_timeout: std::time::Duration) -> SqlPorts;
 }
+
+/// The console's limit on one statement (herald's default `console.statement_timeout`).
+const CONSOLE_STATEMENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn rid(s: &str) -> ReceiverId {
     ReceiverId::parse("id", s).unwrap()
@@ -135,6 +141,49 @@ pub async fn selections_of_ten_thousand_cities_and_groups_are_answered(h: &dyn S
     let elsewhere = city("elsewhere");
     let unnamed = ports.receivers.page_selection(ReceiverKind::Rider, &wide, &elsewhere, None, 500).await.unwrap();
     assert!(unnamed.is_empty(), "a city the selection does not name is empty");
+}
+
+/// A selection of 10,000 groups over 12,000 receivers is counted, paged by keyset and started
+/// (with a city joined since its plan) within the console's limit on one statement: a plan that
+/// reads the named groups once per receiver is stopped there, and the case fails on its error.
+pub async fn ten_thousand_groups_over_many_receivers_are_answered_within_the_console_limit(h: &dyn StoreHarness) {
+    let ports = h.open_within(CONSOLE_STATEMENT_LIMIT).await;
+    // Every third rider is in a named group, the others each in an unnamed one; bj and sh alternate.
+    let all: Vec<Receiver> = (0..12_000)
+        .map(|i| {
+            let g = if i % 3 == 0 { format!("g{}", i % 10_000) } else { format!("x{i}") };
+            rider(&format!("r{i:05}"), if i % 2 == 0 { "bj" } else { "sh" }, &[&g])
+        })
+        .collect();
+    ports.receivers.upsert_receivers(&all).await.unwrap();
+    let names: Vec<String> = (0..10_000).map(|i| format!("g{i}")).collect();
+    let selection = Selection { cities: None, groups: names.iter().map(|g| group(g)).collect() };
+    let counts = ports.receivers.count_selection(ReceiverKind::Rider, &selection).await.unwrap();
+    assert_eq!(counts, vec![(city("bj"), 2000), (city("sh"), 2000)]);
+
+    // Counted before gz had riders: the send starts with gz's task too, but not xa's (no match).
+    let audience = serde_json::json!({ "groups": names }).to_string();
+    let n = created(&ports, &content(&audience)).await;
+    let joined = [rider("z1", "gz", &["g7"]), rider("z2", "xa", &["x"])];
+    ports.receivers.upsert_receivers(&joined).await.unwrap();
+    let plan: Vec<CityPlan> =
+        counts.iter().map(|(c, m)| CityPlan { city: c.clone(), matched: *m, members: None }).collect();
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    let open = ports.ledger.open_tasks(false, None, 100).await.unwrap();
+    let cities: Vec<String> = open.iter().map(|t| t.city.to_string()).collect();
+    assert_eq!(cities, ["bj", "gz", "sh"]);
+
+    // bj and sh: four pages of 500 each; gz: one.
+    assert_eq!(page_every_task(ports.clone(), selection).await, 9);
+    let mut reached = BTreeSet::new();
+    for m in ports.ledger.outbox("herald_bulk", 100).await.unwrap() {
+        for r in herald_domain::Page::decode(&m.message.body).unwrap().receivers {
+            assert!(reached.insert(r.to_string()), "{r} paged twice");
+        }
+    }
+    let mut expected: BTreeSet<String> = (0..12_000).filter(|i| i % 3 == 0).map(|i| format!("r{i:05}")).collect();
+    expected.insert("z1".to_owned());
+    assert_eq!(reached, expected, "exactly the riders in a named group");
 }
 
 pub async fn upsert_counts_only_new_or_changed_receivers(h: &dyn StoreHarness) {
@@ -767,6 +816,7 @@ crate::suite!($ store, store_contract, [
     upsert_replaces_city_and_groups,
     group_names_are_matched_whole,
     selections_of_ten_thousand_cities_and_groups_are_answered,
+    ten_thousand_groups_over_many_receivers_are_answered_within_the_console_limit,
     upsert_counts_only_new_or_changed_receivers,
     idempotent_create_and_lawful_transitions,
     an_event_is_recorded_under_the_current_status,

@@ -4,10 +4,11 @@
 //! says why it does not run and passes — except under `CI=true`, where it fails.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use herald_contracts::{SqlPorts, StoreHarness};
-use herald_mariadb::{MariaDbConfig, MariaDbStore};
+use herald_mariadb::{MariaDbConfig, MariaDbStore, ReadLimits};
 
 const URL_VARIABLE: &str = "HERALD_TEST_MYSQL_URL";
 
@@ -54,6 +55,14 @@ impl StoreHarness for MariaDb {
     async fn open(&self) -> SqlPorts {
         let config = MariaDbConfig::new(&herald_mariadb::database_url(&self.server, &self.database));
         let store = Arc::new(MariaDbStore::open(&config).await.unwrap());
+        SqlPorts { receivers: store.clone(), notifications: store.clone(), ledger: store }
+    }
+
+    async fn open_within(&self, statement_timeout: Duration) -> SqlPorts {
+        let config = MariaDbConfig::new(&herald_mariadb::database_url(&self.server, &self.database));
+        let store = MariaDbStore::open(&config).await.unwrap();
+        let limits = ReadLimits { connections: 2, wait: Duration::from_secs(10), statement_timeout };
+        let store = Arc::new(store.with_read_limits(&limits).await.unwrap());
         SqlPorts { receivers: store.clone(), notifications: store.clone(), ledger: store }
     }
 }
