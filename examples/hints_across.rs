@@ -21,48 +21,17 @@ use herald_app::InboxHub;
 use herald_domain::ports::InboxHints as _;
 use herald_domain::{InboxCap, ReceiverId, ReceiverKind};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+#[path = "support/sse.rs"]
+mod sse;
+use sse::{open_stream, percentile};
 
 const SECRET: &str = "hints-across-bench-secret-0123456789";
 const PAGE: usize = 500;
 
 fn rider(id: &str) -> ReceiverId {
     ReceiverId::parse("id", id).expect("a valid id")
-}
-
-/// Opens one stream and waits for its `ready`; then tells `hints` of each `hint` it reads.
-async fn listen(addr: &str, token: &str, hints: Option<mpsc::UnboundedSender<Instant>>) -> anyhow::Result<()> {
-    let mut socket = TcpStream::connect(addr).await?;
-    let request = format!("GET /app/v1/inbox/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
-    socket.write_all(request.as_bytes()).await?;
-    let mut buffer = vec![0u8; 4096];
-    let mut seen = String::new();
-    while !seen.contains("event: ready") {
-        let n = socket.read(&mut buffer).await?;
-        anyhow::ensure!(n > 0, "closed before ready: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
-    tokio::spawn(async move {
-        loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if let Some(hints) = &hints
-                        && String::from_utf8_lossy(&buffer[..n]).contains("event: hint")
-                    {
-                        let _ = hints.send(Instant::now());
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(what: &str, mut ms: Vec<f64>) {
@@ -103,11 +72,11 @@ async fn main() -> anyhow::Result<()> {
     let mut arrivals = Vec::with_capacity(samples);
     for id in &ids {
         let (tx, rx) = mpsc::unbounded_channel();
-        listen(&second_addr, &app(id), Some(tx)).await?;
+        open_stream(&second_addr, &app(id), Some(tx)).await?;
         arrivals.push(rx);
     }
     for i in 0..idle {
-        listen(&second_addr, &app(&format!("idle{i:07}")), None).await?;
+        open_stream(&second_addr, &app(&format!("idle{i:07}")), None).await?;
     }
     println!("{} streams open on the API-only Herald ({samples} measured, {idle} idle)", samples + idle);
 

@@ -17,46 +17,16 @@ use futures::StreamExt as _;
 use herald::auth::{AdminRole, Claims, TokenSigner};
 use herald_domain::{ReceiverId, ReceiverKind};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+#[path = "support/sse.rs"]
+mod sse;
+use sse::{open_stream, percentile};
 
 const OPENING_AT_ONCE: usize = 256;
 
 fn app_token(signer: &TokenSigner, id: &str) -> String {
     signer.sign(&Claims::App { kind: ReceiverKind::Rider, id: ReceiverId::parse("id", id).unwrap() })
-}
-
-/// Opens one stream and waits for its `ready`; then reads it for ever, telling `hints` of each hint.
-async fn open(addr: String, token: String, hints: Option<mpsc::UnboundedSender<Instant>>) -> std::io::Result<()> {
-    let mut socket = TcpStream::connect(&addr).await?;
-    let request = format!("GET /app/v1/inbox/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n");
-    socket.write_all(request.as_bytes()).await?;
-    let mut buffer = vec![0u8; 4096];
-    let mut seen = String::new();
-    while !seen.contains("event: ready") {
-        let n = socket.read(&mut buffer).await?;
-        if n == 0 {
-            return Err(std::io::Error::other(format!("closed before ready: {seen}")));
-        }
-        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
-    }
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 1024];
-        loop {
-            match socket.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if let Some(hints) = &hints
-                        && String::from_utf8_lossy(&buffer[..n]).contains("event: hint")
-                    {
-                        let _ = hints.send(Instant::now());
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
 }
 
 fn rss_mib(pid: &str) -> f64 {
@@ -68,10 +38,6 @@ fn rss_mib(pid: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     kib / 1024.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main]
@@ -104,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             let (addr, token, opened) =
                 (addrs[i % addrs.len()].clone(), app_token(&signer, &format!("idle{i:07}")), opened.clone());
             async move {
-                let result = open(addr, token, None).await;
+                let result = open_stream(&addr, &token, None).await;
                 if result.is_ok() {
                     let n = opened.fetch_add(1, Ordering::Relaxed) + 1;
                     if n % 10_000 == 0 {
@@ -142,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(latency_ids.len());
     for id in &latency_ids {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        open(addrs[0].clone(), app_token(&signer, id), Some(tx)).await?;
+        open_stream(&addrs[0], &app_token(&signer, id), Some(tx)).await?;
         let body = json!({"title": "ping", "body": "ping", "category": "system", "receiver_kind": "rider",
             "audience": {"include": [id]}});
         let sent = Instant::now();
