@@ -42,12 +42,14 @@ impl Reply {
     }
 }
 
-/// This test's own places on the servers the `HERALD_TEST_*` variables name, each made fresh for it
-/// and removed when it is dropped: a database on `HERALD_TEST_MYSQL_URL` (the SQL truth), a key
-/// prefix on `HERALD_TEST_INBOX_REDIS_URL` (the inbox store), a topic and group prefix on
-/// `HERALD_TEST_MQ_NAMESRV` (the queue) and an index prefix on `HERALD_TEST_SEARCH_URL` (admin
-/// search). Unset, that part stays embedded. Every Herald a test starts on one data dir, restarts
-/// included, takes the same `TestServers`, so it finds the same data again. A variable set in a
+/// With `HERALD_TEST_HTTP_ON_SERVERS=1`, this test's own places on the servers the `HERALD_TEST_*`
+/// variables name, each made fresh for it and removed when it is dropped: a database on
+/// `HERALD_TEST_MYSQL_URL` (the SQL truth), a key prefix on `HERALD_TEST_INBOX_REDIS_URL` (the inbox
+/// store), a topic and group prefix on `HERALD_TEST_MQ_NAMESRV` (the queue) and an index prefix on
+/// `HERALD_TEST_SEARCH_URL` (admin search). Unset, that part stays embedded. Without the switch
+/// every part is embedded, so the adapters' contract suites can read the same variables in one
+/// `cargo test --workspace`. Every Herald a test starts on one data dir, restarts included, takes
+/// the same `TestServers`, so it finds the same data again. With the switch, a variable set in a
 /// build without that server's adapter stops the test, naming the feature (CI builds the tests with
 /// `--features distributed` for these runs), never running embedded in its place.
 pub struct TestServers {
@@ -57,8 +59,13 @@ pub struct TestServers {
     search: Option<(String, String)>,
 }
 
-/// A variable's value, if set; set in a build without `feature`, the test stops.
+/// Switches the HTTP suites onto the servers the variables below name.
+const ON_SERVERS: &str = "HERALD_TEST_HTTP_ON_SERVERS";
+
+/// A variable's value, if set and the suites run on servers; set in a build without `feature`, the
+/// test stops.
 fn server_variable(name: &str, built: bool, feature: &str) -> Option<String> {
+    std::env::var(ON_SERVERS).is_ok_and(|on| on == "1").then_some(())?;
     let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
     assert!(built, "{name} is set, but these tests are built without `--features {feature}`: build them with it");
     Some(value)
