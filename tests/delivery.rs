@@ -57,7 +57,7 @@ fn deliverer(ports: &Ports) -> Deliverer {
 }
 
 #[tokio::test]
-async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history() {
+async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_history_and_holds_back_no_other() {
     let dir = tempfile::tempdir().unwrap();
     let servers = TestServers::new().await;
     let settings = test_settings(dir.path(), &servers);
@@ -71,7 +71,15 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
         key: key.clone(),
         body: b"not a page".to_vec(),
     };
-    ports.queue.publish(&[garbage]).await.unwrap();
+    // Pulled in one batch with pages that do parse, which are delivered beside it.
+    let good = |page_no| {
+        let page = Page {
+            receivers: vec![ReceiverId::parse("id", &format!("good{page_no}")).unwrap()],
+            ..page_of(&n, page_no)
+        };
+        page.to_message(Topic::Bulk).unwrap()
+    };
+    ports.queue.publish(&[good(1), garbage, good(2)]).await.unwrap();
 
     let running =
         start_with(&settings, Roles { api: true, scheduler: false, consumer: true }, ports.clone()).await.unwrap();
@@ -85,6 +93,8 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
     running.stop().await.unwrap();
 
     assert!(metrics.contains("herald_pages_dead_lettered_total 1"), "{metrics}");
+    assert!(metrics.contains("herald_deliveries_total 2"), "{metrics}");
+    assert_eq!(ports.inbox.counters(&n.id).await.unwrap().sent, 2, "the batch's good pages were delivered");
     let history = ports.notifications.history(&n.id).await.unwrap();
     let last = history.last().unwrap();
     assert!(last.detail.contains(&key) && last.detail.contains("dead-letter"), "{history:?}");
