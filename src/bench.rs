@@ -1,15 +1,18 @@
-//! Benchmarks on the embedded parts, measured in-process: `herald bench fanout` (a broadcast to N
-//! receivers in C cities, `POST` → status `sent`, with apps polling meanwhile: `fanout.rs`) and
+//! Benchmarks, measured in-process: `herald bench fanout` (a broadcast to N receivers in C cities,
+//! `POST` → status `sent`, with apps polling meanwhile, on the embedded parts or on the servers:
+//! `fanout.rs`, `places.rs`) and
 //! `herald bench direct` (a message to one rider, `POST` → visible in the inbox, alone and while a
 //! broadcast fans out), and `herald bench search` (the console's search over N notifications through
 //! the `SearchIndex` port: `search.rs`).
 
 mod fanout;
+#[cfg(feature = "distributed")]
+mod places;
 pub mod polls;
 mod report;
 pub mod search;
 
-pub use fanout::{FanoutOptions, FanoutReport, fanout};
+pub use fanout::{FanoutOptions, FanoutReport, Mode, Peer, fanout};
 pub use report::write as write_report;
 
 use std::net::SocketAddr;

@@ -94,9 +94,17 @@ enum ReceiversAction {
 
 #[derive(Subcommand)]
 enum BenchWhat {
-    /// One broadcast to N riders over C cities (Zipf sizes) on the embedded parts, POST → sent,
-    /// while apps poll; writes JSON, Markdown and an SVG chart into --out.
+    /// One broadcast to N riders over C cities (Zipf sizes), POST → sent, while apps poll; writes
+    /// JSON, Markdown and an SVG chart into --out.
     Fanout {
+        /// `embedded`: every port in the run's data dir; `distributed`: every port on its server
+        /// (HERALD_SQL_URL, HERALD_REDIS_URL, HERALD_MQ_NAMESRV, HERALD_SEARCH_URL), on places of
+        /// each run's own, removed after it.
+        #[arg(long, value_enum, default_value = "embedded")]
+        mode: herald::bench::Mode,
+        /// Also measure another design writing as many inbox rows, in the same run.
+        #[arg(long, value_enum)]
+        peer: Option<herald::bench::Peer>,
         #[arg(long, default_value_t = 1_000_000)]
         receivers: u64,
         #[arg(long, default_value_t = 300)]
@@ -243,9 +251,9 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Fanout { receivers, cities, runs, poll_connections, out } } => {
-            let options = herald::bench::FanoutOptions { receivers, cities, poll_connections };
-            bench_fanout(config.chosen_data_dir.as_deref(), &options, runs, &out).await
+        Command::Bench { what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, out } } => {
+            let options = herald::bench::FanoutOptions { receivers, cities, poll_connections, mode, peer };
+            bench_fanout(config.chosen_data_dir.as_deref(), &settings.servers, &options, runs, &out).await
         }
         Command::Bench { what: BenchWhat::Polls { api, riders, connections } } => {
             herald::bench::polls::run(api, riders, connections).await
@@ -298,6 +306,7 @@ fn bench_dir(within: Option<&std::path::Path>) -> anyhow::Result<tempfile::TempD
 
 async fn bench_fanout(
     within: Option<&std::path::Path>,
+    servers: &herald::config::ServerUrls,
     options: &herald::bench::FanoutOptions,
     runs: usize,
     out: &std::path::Path,
@@ -305,7 +314,7 @@ async fn bench_fanout(
     let mut reports = Vec::new();
     for run in 1..=runs.max(1) {
         let dir = bench_dir(within)?;
-        let r = herald::bench::fanout(dir.path(), options).await?;
+        let r = herald::bench::fanout(dir.path(), servers, options).await?;
         let polls = r.polls_during.as_ref().map_or(String::new(), |p| {
             format!("; polls meanwhile {:.0}/s, p50 {:.1} ms, p99 {:.1} ms", p.per_second, p.p50_ms, p.p99_ms)
         });
@@ -321,6 +330,18 @@ async fn bench_fanout(
             r.times_raw(),
             r.raw_seconds
         );
+        if let Some(bytes) = r.redis_bytes_per_receiver {
+            eprintln!("  Redis used_memory grew by {bytes:.0} B per receiver");
+        }
+        if let Some(p) = &r.peer {
+            eprintln!(
+                "  peer {:?}: {:.2} s = {:.0} rows/s; Herald ÷ peer {:.2}",
+                p.peer,
+                p.seconds,
+                p.rows_per_second(r.receivers),
+                r.times_peer().unwrap_or_default()
+            );
+        }
         reports.push(r);
     }
     let (markdown, files) = herald::bench::write_report(out, &reports)?;

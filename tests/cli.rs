@@ -161,6 +161,28 @@ fn bench_fanout_runs_inside_the_given_data_dir() {
     assert!(latest.contains("| 1 |") && latest.contains("raw limit"), "{latest}");
 }
 
+/// `bench fanout` stops before measuring when a server it needs is not set, naming the setting (or,
+/// in a build without the server adapters, the feature to build with).
+#[test]
+fn bench_fanout_names_the_missing_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["bench", "fanout", "--receivers", "10", "--cities", "2", "--poll-connections", "0"];
+        args.extend(["--out", results.to_str().unwrap()]);
+        args.extend(extra);
+        let out = herald(&dir.path().join("bench"), &args);
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let distributed = run(&["--mode", "distributed"]);
+    let expected = if cfg!(feature = "distributed") { "set HERALD_SQL_URL" } else { "--features distributed" };
+    assert!(distributed.contains(expected), "{distributed}");
+    let peer = run(&["--peer", "naive-mysql"]);
+    assert!(peer.contains("--peer naive-mysql writes into HERALD_SQL_URL"), "{peer}");
+    assert!(!results.exists(), "nothing was measured");
+}
+
 #[test]
 fn server_urls_are_refused_until_their_adapters_exist() {
     let dir = tempfile::tempdir().unwrap();

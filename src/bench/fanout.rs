@@ -20,6 +20,7 @@ use serde_json::json;
 use super::polls::{PollLoad, PollPhase};
 use super::{post_json, rider_name};
 use crate::auth::{AdminRole, Claims, TokenSigner};
+use crate::config::{SQL_URL, ServerUrls};
 use crate::startup::{self, Roles, Settings, start_with};
 
 /// Zipf exponent of the city sizes: the k-th city holds ∝ 1/k of the riders.
@@ -31,12 +32,42 @@ const IDLE: Duration = Duration::from_secs(2);
 const SAMPLE: Duration = Duration::from_millis(100);
 const SECRET: &str = "herald-bench-secret-0123456789abcdef";
 
+/// Where the ports of the run are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every port on its embedded adapter in the run's data dir.
+    Embedded,
+    /// Every port on its server adapter, on places of the run's own on the servers the settings
+    /// name (a build with `--features distributed`).
+    Distributed,
+}
+
+/// Another design, measured in the same run beside Herald.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Peer {
+    /// The design the seed systems abandoned: one InnoDB row per receiver, 500-row multi-row
+    /// `INSERT`s into the MariaDB/MySQL `HERALD_SQL_URL` names.
+    #[value(name = "naive-mysql")]
+    #[serde(rename = "naive-mysql")]
+    NaiveMysql,
+}
+
 #[derive(Debug, Clone)]
 pub struct FanoutOptions {
     pub receivers: u64,
     pub cities: u32,
     /// Keep-alive connections of the poll load; 0 runs without it.
     pub poll_connections: usize,
+    pub mode: Mode,
+    pub peer: Option<Peer>,
+}
+
+/// A peer's writes of the same number of inbox rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRun {
+    pub peer: Peer,
+    pub seconds: f64,
 }
 
 /// One city's share of the send and when it was done, from the `POST`.
@@ -57,6 +88,7 @@ pub struct Progress {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
+    pub mode: Mode,
     pub receivers: u64,
     pub cities: u32,
     pub load_seconds: f64,
@@ -64,8 +96,12 @@ pub struct FanoutReport {
     pub post_ms: f64,
     /// `POST` → `sent`, with `sent == matched == receivers` checked.
     pub send_seconds: f64,
-    /// The same number of inbox rows, written by the most direct path of the embedded store.
+    /// The same number of inbox writes by the most direct path of the store in use: grouped
+    /// commits of the embedded store, or a raw pipelined Redis client (`ZADD`, no Lua).
     pub raw_seconds: f64,
+    /// In distributed mode, Redis `used_memory` after the send less before it, per receiver.
+    pub redis_bytes_per_receiver: Option<f64>,
+    pub peer: Option<PeerRun>,
     pub cities_done: Vec<CityDone>,
     pub progress: Vec<Progress>,
     pub polls_idle: Option<PollPhase>,
@@ -82,6 +118,17 @@ impl FanoutReport {
     /// Herald end to end ÷ the raw limit.
     pub fn times_raw(&self) -> f64 {
         self.send_seconds / self.raw_seconds
+    }
+
+    /// Herald end to end ÷ the peer's writes (below 1: Herald is faster).
+    pub fn times_peer(&self) -> Option<f64> {
+        self.peer.as_ref().map(|p| self.send_seconds / p.seconds)
+    }
+}
+
+impl PeerRun {
+    pub fn rows_per_second(&self, rows: u64) -> f64 {
+        rows as f64 / self.seconds
     }
 }
 
@@ -130,10 +177,105 @@ fn peak_rss_mib() -> f64 {
     kib.map_or(0.0, |k: f64| k / 1024.0)
 }
 
-pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<FanoutReport> {
-    let FanoutOptions { receivers, cities, poll_connections } = *options;
-    ensure!(cities > 0 && receivers > 0, "need at least one receiver and one city");
-    let ports = startup::embedded_ports(data_dir).await?;
+/// One run in `data_dir`; in distributed mode on fresh places on the servers `servers` names,
+/// removed afterwards (also when the run fails).
+pub async fn fanout(data_dir: &Path, servers: &ServerUrls, options: &FanoutOptions) -> anyhow::Result<FanoutReport> {
+    ensure!(options.cities > 0 && options.receivers > 0, "need at least one receiver and one city");
+    let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
+    settings.secrets.current = Some(SECRET.to_string());
+    match options.mode {
+        Mode::Embedded => {
+            let peer = Store::peer(options.peer, servers.sql.as_ref().map(|(url, _)| url.clone()))?;
+            run(&settings, options, Store::Embedded, peer).await
+        }
+        Mode::Distributed => distributed(settings, servers, options).await,
+    }
+}
+
+/// The store of the run's inbox, for its raw limit and memory.
+enum Store {
+    Embedded,
+    #[cfg(feature = "distributed")]
+    Redis {
+        url: String,
+        prefix: String,
+    },
+}
+
+impl Store {
+    /// Where the peer writes: the database of `sql_url`, which the peer needs.
+    fn peer(peer: Option<Peer>, sql_url: Option<String>) -> anyhow::Result<Option<(Peer, String)>> {
+        match peer {
+            None => Ok(None),
+            Some(peer) => {
+                let url = sql_url.with_context(|| format!("--peer naive-mysql writes into {}: set it", SQL_URL.env))?;
+                Ok(Some((peer, url)))
+            }
+        }
+    }
+
+    async fn raw_seconds(&self, data_dir: &Path, entries: u64) -> anyhow::Result<f64> {
+        match self {
+            Store::Embedded => crate::adapters::raw_inbox_write_seconds(&data_dir.join("raw.db"), entries).await,
+            #[cfg(feature = "distributed")]
+            Store::Redis { url, prefix } => herald_redis::raw_write_seconds(url, prefix, entries).await,
+        }
+    }
+
+    async fn used_memory(&self) -> anyhow::Result<Option<u64>> {
+        match self {
+            Store::Embedded => Ok(None),
+            #[cfg(feature = "distributed")]
+            Store::Redis { url, .. } => Ok(Some(herald_redis::used_memory(url).await?)),
+        }
+    }
+}
+
+#[cfg(feature = "distributed")]
+async fn distributed(
+    mut settings: Settings,
+    servers: &ServerUrls,
+    options: &FanoutOptions,
+) -> anyhow::Result<FanoutReport> {
+    let places = super::places::Places::fresh(servers).await?;
+    settings.servers = places.servers();
+    let store = Store::Redis { url: places.redis_url().to_string(), prefix: places.redis_prefix() };
+    let peer = options.peer.map(|peer| (peer, places.sql_url()));
+    let report = run(&settings, options, store, peer).await;
+    let removed = places.remove().await.context("removing the run's places on the servers");
+    let report = report?;
+    removed?;
+    Ok(report)
+}
+
+#[cfg(not(feature = "distributed"))]
+async fn distributed(_: Settings, _: &ServerUrls, _: &FanoutOptions) -> anyhow::Result<FanoutReport> {
+    anyhow::bail!("--mode distributed needs a build with `--features distributed`")
+}
+
+#[cfg(feature = "mariadb")]
+async fn peer_seconds(peer: Peer, url: &str, rows: u64) -> anyhow::Result<f64> {
+    match peer {
+        Peer::NaiveMysql => herald_mariadb::naive_inbox_write_seconds(url, rows)
+            .await
+            .with_context(|| format!("--peer naive-mysql on the server {} names", SQL_URL.env)),
+    }
+}
+
+#[cfg(not(feature = "mariadb"))]
+async fn peer_seconds(_: Peer, _: &str, _: u64) -> anyhow::Result<f64> {
+    anyhow::bail!("--peer naive-mysql needs a build with `--features mariadb`")
+}
+
+async fn run(
+    settings: &Settings,
+    options: &FanoutOptions,
+    store: Store,
+    peer: Option<(Peer, String)>,
+) -> anyhow::Result<FanoutReport> {
+    let FanoutOptions { receivers, cities, poll_connections, mode, .. } = *options;
+    let data_dir = settings.data_dir.as_path();
+    let ports = startup::open_ports(settings).await?;
     let csv = data_dir.join("riders.csv");
     let sizes = write_csv(&csv, &zipf_cities(receivers, cities))?;
     let importer = Herald::new(ports.clone(), Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
@@ -142,9 +284,7 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
     let load_seconds = started.elapsed().as_secs_f64();
     ensure!(imported.imported == receivers, "imported {} of {receivers} riders", imported.imported);
 
-    let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
-    settings.secrets.current = Some(SECRET.to_string());
-    let running = start_with(&settings, Roles::ALL, ports.clone()).await?;
+    let running = start_with(settings, Roles::ALL, ports.clone()).await?;
     let api = running.addr.context("the API role listens")?;
     let mut load = match poll_connections {
         0 => None,
@@ -158,6 +298,7 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
     let admin = TokenSigner::new(SECRET).sign(&Claims::Admin { role: AdminRole::Operator });
     let body = json!({"title": "系统通知 benchmark", "body": "fan-out benchmark", "category": "system",
         "receiver_kind": "rider", "audience": {"all": true}});
+    let memory_before = store.used_memory().await?;
     let started = Instant::now();
     let (status, reply) = post_json(api, "/admin/v1/notifications", &admin, &body).await?;
     let post_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -182,6 +323,7 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
         Some(load) => load.finish().await?,
         None => Vec::new(),
     };
+    let memory_after = store.used_memory().await?;
     running.stop().await?;
     let sent = ports.inbox.counters(&id).await?.sent;
     let matched: u64 = ports.ledger.progress(&id).await?.iter().map(|c| c.matched).sum();
@@ -194,15 +336,24 @@ pub async fn fanout(data_dir: &Path, options: &FanoutOptions) -> anyhow::Result<
             seconds: done_at.get(city).copied().unwrap_or(send_seconds),
         })
         .collect();
-    let raw_seconds = crate::adapters::raw_inbox_write_seconds(&data_dir.join("raw.db"), receivers).await?;
+    let raw_seconds = store.raw_seconds(data_dir, receivers).await?;
+    let redis_bytes_per_receiver =
+        memory_before.zip(memory_after).map(|(before, after)| (after as f64 - before as f64) / receivers as f64);
+    let peer = match peer {
+        Some((peer, url)) => Some(PeerRun { peer, seconds: peer_seconds(peer, &url, receivers).await? }),
+        None => None,
+    };
     let mut phases = phases.into_iter();
     Ok(FanoutReport {
+        mode,
         receivers,
         cities,
         load_seconds,
         post_ms,
         send_seconds,
         raw_seconds,
+        redis_bytes_per_receiver,
+        peer,
         cities_done,
         progress,
         polls_idle: phases.next(),

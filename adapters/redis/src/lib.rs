@@ -32,10 +32,12 @@ use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture
 
 mod config;
 mod hints;
+mod raw;
 mod scripts;
 
 pub use config::{RedisConfig, RedisConfigError, RedisServer};
 pub use hints::RedisHints;
+pub use raw::{raw_write_seconds, used_memory};
 use scripts::PINNED_UNREAD;
 
 const BACKEND: &str = "redis inbox";
