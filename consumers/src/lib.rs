@@ -244,11 +244,16 @@ async fn lane(
 ) {
     let sub = lane_subscription(topic);
     let batch = (slots / 2).max(1);
+    // Each batch in hand and its size: a batch that ends, even by a panic, gives its pages back.
     let mut in_flight = JoinSet::new();
+    let mut sizes: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut held = 0;
+    let ended = |id: tokio::task::Id, sizes: &mut HashMap<tokio::task::Id, usize>| sizes.remove(&id).unwrap_or(0);
+    let id_of = |r: Result<(tokio::task::Id, ()), tokio::task::JoinError>| r.map_or_else(|e| e.id(), |(id, ())| id);
     while !shutdown.is_cancelled() {
         while held >= slots {
-            held -= in_flight.join_next().await.and_then(Result::ok).unwrap_or(0);
+            let Some(result) = in_flight.join_next_with_id().await else { break };
+            held -= ended(id_of(result), &mut sizes);
         }
         let deliveries = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -262,19 +267,17 @@ async fn lane(
                 continue;
             }
         };
-        while let Some(finished) = in_flight.try_join_next() {
-            held -= finished.unwrap_or(0);
+        while let Some(result) = in_flight.try_join_next_with_id() {
+            held -= ended(id_of(result), &mut sizes);
         }
         if deliveries.is_empty() {
             continue;
         }
-        held += deliveries.len();
+        let pages = deliveries.len();
+        held += pages;
         let (queue, deliverer, metrics, sub) = (queue.clone(), deliverer.clone(), metrics.clone(), sub.clone());
-        in_flight.spawn(async move {
-            let pages = deliveries.len();
-            handle(&*queue, &deliverer, &metrics, &sub, topic, deliveries).await;
-            pages
-        });
+        let task = in_flight.spawn(async move { handle(&*queue, &deliverer, &metrics, &sub, topic, deliveries).await });
+        sizes.insert(task.id(), pages);
     }
     while in_flight.join_next().await.is_some() {}
 }
