@@ -47,13 +47,7 @@ pub fn write(dir: &Path, runs: &[FanoutReport]) -> anyhow::Result<(String, Vec<P
         (format!("{name}-latest.md"), markdown.clone()),
         (format!("{name}-latest.svg"), svg),
     ];
-    let mut written = Vec::new();
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
-    }
-    Ok((markdown, written))
+    Ok((markdown, write_files(dir, files)?))
 }
 
 fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
@@ -226,4 +220,18 @@ fn svg(r: &FanoutReport) -> String {
     }
     s += "</svg>\n";
     s
+}
+
+/// Writes each `(name, text)` into `dir`, answering the paths written.
+pub(crate) fn write_files(
+    dir: &std::path::Path,
+    files: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -344,11 +344,5 @@ pub fn write(dir: &Path, report: &SearchReport) -> anyhow::Result<(String, Vec<P
         (format!("search-{stamp}.md"), markdown.clone()),
         ("search-latest.md".to_string(), markdown.clone()),
     ];
-    let mut written = Vec::new();
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
-    }
-    Ok((markdown, written))
+    Ok((markdown, crate::bench::report::write_files(dir, files)?))
 }
