@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 #[path = "support/sse.rs"]
 mod sse;
-use sse::{open_stream, percentile};
+use sse::{open_stream, percentile, post_to_hint_ms};
 
 const SECRET: &str = "hints-across-bench-secret-0123456789";
 const PAGE: usize = 500;
@@ -110,17 +110,7 @@ async fn main() -> anyhow::Result<()> {
         .error_for_status()?;
     let mut posted = Vec::new();
     for (id, arrived) in ids.iter().zip(&mut arrivals).take(samples.min(50)) {
-        let body = json!({"title": "ping", "body": "ping", "category": "system", "receiver_kind": "rider",
-            "audience": {"include": [id]}});
-        let sent = Instant::now();
-        http.post(format!("{base}/admin/v1/notifications"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
-        let at = tokio::time::timeout(Duration::from_secs(30), arrived.recv()).await?.expect("stream open");
-        posted.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+        posted.push(post_to_hint_ms(&http, &base, &admin, id, arrived).await?);
     }
     report("POST → hint across processes (a direct message)", posted);
 

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt as _;
 use herald::auth::{AdminRole, Claims, TokenSigner};
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 #[path = "support/sse.rs"]
 mod sse;
-use sse::{open_stream, percentile};
+use sse::{open_stream, percentile, post_to_hint_ms};
 
 const OPENING_AT_ONCE: usize = 256;
 
@@ -109,17 +109,7 @@ async fn main() -> anyhow::Result<()> {
     for id in &latency_ids {
         let (tx, mut rx) = mpsc::unbounded_channel();
         open_stream(&addrs[0], &app_token(&signer, id), Some(tx)).await?;
-        let body = json!({"title": "ping", "body": "ping", "category": "system", "receiver_kind": "rider",
-            "audience": {"include": [id]}});
-        let sent = Instant::now();
-        http.post(format!("{base}/admin/v1/notifications"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?;
-        let hinted = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await?.expect("stream open");
-        latencies.push(hinted.duration_since(sent).as_secs_f64() * 1000.0);
+        latencies.push(post_to_hint_ms(&http, &base, &admin, id, &mut rx).await?);
     }
     latencies.sort_by(f64::total_cmp);
     println!(

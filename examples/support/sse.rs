@@ -48,3 +48,25 @@ pub async fn open_stream(
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
+
+/// Sends a direct message to `rider` through the admin API and answers the milliseconds until
+/// `hints` (that rider's stream) hears of it.
+pub async fn post_to_hint_ms(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    rider: &str,
+    hints: &mut mpsc::UnboundedReceiver<Instant>,
+) -> anyhow::Result<f64> {
+    let body = serde_json::json!({"title": "ping", "body": "ping", "category": "system", "receiver_kind": "rider",
+        "audience": {"include": [rider]}});
+    let sent = Instant::now();
+    http.post(format!("{base}/admin/v1/notifications"))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?;
+    let hinted = tokio::time::timeout(std::time::Duration::from_secs(30), hints.recv()).await?.expect("stream open");
+    Ok(hinted.duration_since(sent).as_secs_f64() * 1000.0)
+}
