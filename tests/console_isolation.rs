@@ -67,7 +67,9 @@ async fn a_console_query_past_its_time_limit_answers_503_and_app_reads_go_on() {
 
 /// Console queries beyond the console's connections wait their turn (up to the time limit): they
 /// never take a connection the apps read with. An inbox read made while eight full-directory
-/// previews are queued on one console connection answers before the first of them does.
+/// previews are queued on one console connection answers while most of them still wait: one
+/// queued behind them would come after all eight. (Not "before the first": on a loaded machine
+/// the first preview may finish while the read is on its way.)
 #[tokio::test]
 async fn app_reads_answer_while_the_console_is_saturated() {
     let (h, rider) = herald_with_riders(|s| s.console.connections = 1).await;
@@ -94,7 +96,10 @@ async fn app_reads_answer_while_the_console_is_saturated() {
     let finished_first = previews.iter().filter(|p| p.is_finished()).count();
     assert_eq!((inbox.status, count.status), (StatusCode::OK, StatusCode::OK));
     assert_eq!(inbox.body["items"].as_array().map(Vec::len), Some(1), "{:?}", inbox.body);
-    assert_eq!(finished_first, 0, "the inbox read waited for a console query");
+    assert!(
+        finished_first < previews.len() / 2,
+        "the inbox read waited behind the console's queue: {finished_first} done"
+    );
 
     for p in previews {
         assert_eq!(p.await.unwrap(), StatusCode::OK, "every queued preview is answered in turn");
