@@ -811,6 +811,68 @@ pub async fn two_schedulers_on_one_database_write_each_page_once(h: &dyn StoreHa
     }
 }
 
+/// Consumers record their batches at once, each page in two of them (a redelivery), in orders
+/// that cross: every batch is recorded whole (none fails on a lock another holds), each page
+/// counts once, and each send becomes sent exactly once.
+pub async fn consumers_recording_crossing_batches_at_once_count_each_page_once(h: &dyn StoreHarness) {
+    let scheduler = h.open().await;
+    let cities = ["c0", "c1", "c2", "c3"];
+    let all: Vec<Receiver> = (0..2600).map(|i| rider(&format!("r{i:05}"), cities[i % 4], &[])).collect();
+    scheduler.receivers.upsert_receivers(&all).await.unwrap();
+    let mut sends = Vec::new();
+    for _ in 0..3 {
+        let n = created(&scheduler, &content(r#"{"all": true}"#)).await;
+        let plan: Vec<CityPlan> =
+            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None }).collect();
+        assert!(scheduler.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+        sends.push(n.id);
+    }
+    page_every_task(scheduler.clone(), Selection::everyone()).await;
+    let pages: Vec<(PageKey, u64)> = scheduler
+        .ledger
+        .outbox("herald_bulk", 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let page = herald_domain::Page::decode(&m.message.body).unwrap();
+            (page.key, page.receivers.len() as u64)
+        })
+        .collect();
+    assert_eq!(pages.len(), 3 * 4 * 2);
+
+    // Four consumers, batches of six: forwards, backwards, and both again shifted by half a batch,
+    // so every page is in two batches and neighbouring batches lock in opposite orders.
+    let mut batches = Vec::new();
+    for (n, shift) in [(0usize, 0usize), (1, 0), (2, 3), (3, 3)] {
+        let mut order: Vec<(PageKey, u64)> = pages.clone();
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        order.rotate_left(shift);
+        for chunk in order.chunks(6) {
+            batches.push((n, chunk.to_vec()));
+        }
+    }
+    let consumers = [h.open().await, h.open().await, h.open().await, h.open().await];
+    let mut recording = tokio::task::JoinSet::new();
+    for (n, batch) in batches {
+        let ledger = consumers[n].ledger.clone();
+        recording.spawn(async move { ledger.pages_delivered(&batch, Utc::now()).await });
+    }
+    let mut became_sent = 0;
+    for outcome in recording.join_all().await {
+        became_sent += outcome.expect("a batch is recorded whole").into_iter().filter(|sent| *sent).count();
+    }
+    assert_eq!(became_sent, sends.len(), "each send becomes sent once");
+    for id in &sends {
+        let progress = scheduler.ledger.progress(id).await.unwrap();
+        assert!(progress.iter().all(|p| (p.matched, p.pages_delivered, p.done) == (650, 2, true)), "{progress:?}");
+        let status = scheduler.notifications.notification(id).await.unwrap().unwrap().status;
+        assert_eq!(status, Status::Sent);
+    }
+}
+
 crate::suite!($ store, store_contract, [
     keyset_pages_cover_a_city_exactly_once,
     upsert_replaces_city_and_groups,
@@ -835,5 +897,6 @@ crate::suite!($ store, store_contract, [
     every_change_the_search_shows_moves_the_notification_up_the_change_log,
     a_reader_following_the_change_log_misses_nothing_written_concurrently,
     two_schedulers_on_one_database_write_each_page_once,
+    consumers_recording_crossing_batches_at_once_count_each_page_once,
     window_edges_are_found_by_the_interval_they_fall_in,
 ]);

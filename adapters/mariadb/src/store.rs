@@ -226,9 +226,15 @@ async fn settle(
     city: Option<&City>,
     now: DateTime<Utc>,
 ) -> PortResult<bool> {
-    if let Some(city) = city
-        && city_state(tx, id, city).await?.is_some_and(|state| state.completes())
-    {
+    if let Some(city) = city {
+        settle_city(tx, id, city).await?;
+    }
+    settle_notification(tx, id, now).await
+}
+
+/// The city part of `settle`: marks the city done if it completes now.
+async fn settle_city(tx: &mut Transaction<'static, MySql>, id: &NotificationId, city: &City) -> PortResult<()> {
+    if city_state(tx, id, city).await?.is_some_and(|state| state.completes()) {
         // Done: `matched` becomes the receivers its pages actually reached.
         sqlx::query(
             "UPDATE send_tasks SET done = 1, matched = (SELECT COALESCE(SUM(d.added), 0) FROM delivered_pages d \
@@ -241,6 +247,15 @@ async fn settle(
         .await
         .map_err(err)?;
     }
+    Ok(())
+}
+
+/// The notification part of `settle`: moves it from sending to sent once no city is open.
+async fn settle_notification(
+    tx: &mut Transaction<'static, MySql>,
+    id: &NotificationId,
+    now: DateTime<Utc>,
+) -> PortResult<bool> {
     // Taken last, by every transaction that settles: the count below then sees every other city
     // that settled before this one got the lock (READ COMMITTED reads the latest commits).
     sqlx::query("SELECT id FROM notifications WHERE id = ? FOR UPDATE")
@@ -1105,33 +1120,64 @@ impl SendLedger for MariaDbStore {
     }
 
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool> {
+        Ok(self.pages_delivered(&[(key.clone(), added)], now).await?.remove(0))
+    }
+
+    /// One transaction for a consumer's batch. Rows are locked in one order by every batch, so
+    /// consumers delivering pages of the same sends at once never deadlock: pages by notification,
+    /// then city; within a notification every task row first, then the notification's row once
+    /// (the lock `settle` takes last), then the change log's head.
+    async fn pages_delivered(&self, pages: &[(PageKey, u64)], now: DateTime<Utc>) -> PortResult<Vec<bool>> {
+        let mut order: Vec<usize> = (0..pages.len()).collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&pages[*a].0, &pages[*b].0);
+            (&a.notification_id, a.city.as_str(), a.page_no).cmp(&(&b.notification_id, b.city.as_str(), b.page_no))
+        });
         let mut tx = self.write().await?;
-        let first = sqlx::query(
-            "INSERT IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .bind(key.page_no as i64)
-        .bind(added as i64)
-        .bind(millis(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
-        if first == 0 {
-            tx.rollback().await.map_err(err)?;
-            return Ok(false);
+        let mut sent = vec![false; pages.len()];
+        let mut changed = Vec::new();
+        for sends in order.chunk_by(|a, b| pages[*a].0.notification_id == pages[*b].0.notification_id) {
+            let id = &pages[sends[0]].0.notification_id;
+            let mut cities: Vec<&City> = Vec::new();
+            let mut last_new = None;
+            for &i in sends {
+                let (key, added) = &pages[i];
+                let first = sqlx::query(
+                    "INSERT IGNORE INTO delivered_pages (notification_id, city, page_no, added, at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(id.as_str())
+                .bind(key.city.as_str())
+                .bind(key.page_no as i64)
+                .bind(*added as i64)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+                if first == 0 {
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
+                )
+                .bind(id.as_str())
+                .bind(key.city.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                if cities.last() != Some(&&key.city) {
+                    cities.push(&key.city);
+                }
+                last_new = Some(i);
+            }
+            let Some(last_new) = last_new else { continue };
+            for city in cities {
+                settle_city(&mut tx, id, city).await?;
+            }
+            sent[last_new] = settle_notification(&mut tx, id, now).await?;
+            changed.push(id.clone());
         }
-        sqlx::query(
-            "UPDATE send_tasks SET pages_delivered = pages_delivered + 1 WHERE notification_id = ? AND city = ?",
-        )
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        let sent = settle(&mut tx, &key.notification_id, Some(&key.city), now).await?;
-        log_changes(&mut tx, std::slice::from_ref(&key.notification_id)).await?;
+        log_changes(&mut tx, &changed).await?;
         tx.commit().await.map_err(err)?;
         Ok(sent)
     }
