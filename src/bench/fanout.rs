@@ -99,8 +99,12 @@ pub struct FanoutReport {
     /// The same number of inbox writes by the most direct path of the store in use: grouped
     /// commits of the embedded store, or a raw pipelined Redis client (`ZADD`, no Lua).
     pub raw_seconds: f64,
-    /// In distributed mode, Redis `used_memory` after the send less before it, per receiver.
+    /// In distributed mode, Redis `used_memory` after the send less before it, per receiver: a
+    /// receiver's first inbox entry, its inbox's own keys, and the send's share of the counters.
     pub redis_bytes_per_receiver: Option<f64>,
+    /// In distributed mode, the same for a second broadcast to the same riders, sent after the
+    /// measured one (untimed): what one more entry in an inbox costs.
+    pub redis_bytes_per_entry: Option<f64>,
     pub peer: Option<PeerRun>,
     pub cities_done: Vec<CityDone>,
     pub progress: Vec<Progress>,
@@ -324,10 +328,23 @@ async fn run(
         None => Vec::new(),
     };
     let memory_after = store.used_memory().await?;
+    exactly_sent(&ports, &id, receivers).await?;
+    let memory_after_second = match memory_after {
+        Some(_) => {
+            let (status, reply) = post_json(api, "/admin/v1/notifications", &admin, &body).await?;
+            ensure!(status == 201, "creating the second answered {status}: {reply}");
+            let second = NotificationId::parse("id", reply["id"].as_str().context("no id in the reply")?)?;
+            while ports.notifications.notification(&second).await?.context("the notification vanished")?.status
+                != Status::Sent
+            {
+                tokio::time::sleep(SAMPLE).await;
+            }
+            exactly_sent(&ports, &second, receivers).await?;
+            store.used_memory().await?
+        }
+        None => None,
+    };
     running.stop().await?;
-    let sent = ports.inbox.counters(&id).await?.sent;
-    let matched: u64 = ports.ledger.progress(&id).await?.iter().map(|c| c.matched).sum();
-    ensure!(sent == receivers && matched == receivers, "sent {sent}, matched {matched}, expected {receivers}");
     let cities_done = sizes
         .iter()
         .map(|(city, &n)| CityDone {
@@ -337,8 +354,11 @@ async fn run(
         })
         .collect();
     let raw_seconds = store.raw_seconds(data_dir, receivers).await?;
-    let redis_bytes_per_receiver =
-        memory_before.zip(memory_after).map(|(before, after)| (after as f64 - before as f64) / receivers as f64);
+    let grown = |before: Option<u64>, after: Option<u64>| {
+        before.zip(after).map(|(before, after)| (after as f64 - before as f64) / receivers as f64)
+    };
+    let redis_bytes_per_receiver = grown(memory_before, memory_after);
+    let redis_bytes_per_entry = grown(memory_after, memory_after_second);
     let peer = match peer {
         Some((peer, url)) => Some(PeerRun { peer, seconds: peer_seconds(peer, &url, receivers).await? }),
         None => None,
@@ -353,6 +373,7 @@ async fn run(
         send_seconds,
         raw_seconds,
         redis_bytes_per_receiver,
+        redis_bytes_per_entry,
         peer,
         cities_done,
         progress,
@@ -360,4 +381,12 @@ async fn run(
         polls_during: phases.next(),
         peak_rss_mib: peak_rss_mib(),
     })
+}
+
+/// Checks the send reached every receiver exactly: `sent == matched == receivers`.
+async fn exactly_sent(ports: &startup::Ports, id: &NotificationId, receivers: u64) -> anyhow::Result<()> {
+    let sent = ports.inbox.counters(id).await?.sent;
+    let matched: u64 = ports.ledger.progress(id).await?.iter().map(|c| c.matched).sum();
+    ensure!(sent == receivers && matched == receivers, "sent {sent}, matched {matched}, expected {receivers}");
+    Ok(())
 }

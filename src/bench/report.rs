@@ -104,6 +104,12 @@ fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
         let _ =
             writeln!(md, "Redis `used_memory` grew by {bytes:.0} B per receiver during the send (a shared server).");
     }
+    if let Some(bytes) = m.redis_bytes_per_entry {
+        let _ = writeln!(
+            md,
+            "A second broadcast to the same riders (untimed) grew it by {bytes:.0} B per receiver: one more inbox entry."
+        );
+    }
     if let Some(peer) = &m.peer {
         let _ = writeln!(
             md,
