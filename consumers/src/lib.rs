@@ -385,7 +385,12 @@ async fn consume(
     if pages.is_empty() {
         return Ok(());
     }
-    for outcome in deliverer.deliver_pages(&pages, topic).await? {
+    let outcomes = deliverer.deliver_pages(&pages, topic).await?;
+    // Which process delivered what, and how much of it came again (a redelivery after a holder
+    // died), for an operator following a send and for tests/processes.rs.
+    let repeated = outcomes.iter().filter(|o| matches!(o, Outcome::Repeated)).count();
+    tracing::debug!(pages = outcomes.len(), repeated, topic = topic.name(), "pages delivered");
+    for outcome in outcomes {
         if let Outcome::Delivered(added) = outcome {
             metrics.deliveries.inc_by(added);
         }

@@ -153,6 +153,11 @@ impl TestServers {
         self.mq.is_some()
     }
 
+    /// The inbox store's server and this test's key prefix on it, when it is on one.
+    pub fn redis_place(&self) -> Option<(&str, &str)> {
+        self.redis.as_ref().map(|(url, prefix)| (url.as_str(), prefix.as_str()))
+    }
+
     /// Whether admin search is on a server (no `search/`).
     pub fn search_on_server(&self) -> bool {
         self.search.is_some()
@@ -261,6 +266,35 @@ impl SqlByHand {
             Self::MySql(db) => sqlx::query_as(SQL).fetch_all(db).await,
         }
         .expect("dead letters read")
+    }
+
+    /// A notification's delivered pages as the ledger recorded them: per city, how many pages and
+    /// what they added in all.
+    pub async fn delivered_by_city(&self, id: &str) -> std::collections::BTreeMap<String, (u64, u64)> {
+        const SQL: &str = "SELECT city, added FROM delivered_pages WHERE notification_id = ?";
+        let rows: Vec<(String, i64)> = match self {
+            Self::Sqlite(db) => sqlx::query_as(SQL).bind(id).fetch_all(db).await,
+            Self::MySql(db) => sqlx::query_as(SQL).bind(id).fetch_all(db).await,
+        }
+        .expect("delivered pages read");
+        let mut by_city = std::collections::BTreeMap::new();
+        for (city, added) in rows {
+            let (pages, sum) = by_city.entry(city).or_insert((0, 0));
+            *pages += 1;
+            *sum += u64::try_from(added).expect("a page adds zero or more");
+        }
+        by_city
+    }
+
+    /// How many pages the scheduler has written for a notification, over all its cities.
+    pub async fn pages_published(&self, id: &str) -> u64 {
+        const SQL: &str = "SELECT pages_published FROM send_tasks WHERE notification_id = ?";
+        let rows: Vec<(i64,)> = match self {
+            Self::Sqlite(db) => sqlx::query_as(SQL).bind(id).fetch_all(db).await,
+            Self::MySql(db) => sqlx::query_as(SQL).bind(id).fetch_all(db).await,
+        }
+        .expect("send tasks read");
+        rows.into_iter().map(|(n,)| u64::try_from(n).expect("a count")).sum()
     }
 
     pub async fn close(self) {

@@ -1,0 +1,366 @@
+//! Herald deployed as its roles, each a process of its own — `herald api`, `herald scheduler` and
+//! two `herald consumer`s sharing only the servers (MariaDB, Redis, RocketMQ, the search server) —
+//! sending one nationwide notice to riders across 50 cities, and kill -9 of a consumer or of the
+//! scheduler in the middle of it. Each case ends exact: `sent == matched` in all and per city in
+//! the API, in SQL's ledger of delivered pages and in the Redis counters hash, every receiver in
+//! the notification's holders once, and every sampled inbox holding the message once.
+//!
+//! Only meaningful on the servers: it runs with `HERALD_TEST_HTTP_ON_SERVERS=1` (built with
+//! `--features distributed`, as `.ci/run` does), and otherwise says why it skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SECRET, TestHerald, TestServers};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CITIES: usize = 50;
+/// How long a send, or a process coming up, may take on a loaded 2-core machine (debug build).
+const PATIENCE: Duration = Duration::from_secs(240);
+
+/// One `herald <role>` process on the test's servers with a data dir of its own, logging to a
+/// file; killed (SIGKILL) and reaped when dropped, so a failing test leaves no process behind.
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(dir: &Path, name: &str, args: &[&str], servers: &TestServers) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .env("HERALD_DATA_DIR", dir.join(name))
+            .envs(servers.env())
+            .env("HERALD_SECRET", SECRET)
+            // The consumers say which pages each delivered (debug), so a kill can wait for it.
+            .env("RUST_LOG", "warn,herald=info,herald_consumers=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("herald starts");
+        Self { name: name.to_string(), child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its state and the last lines of its log, for a failure message.
+    fn report(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(None) => "running".to_string(),
+            Ok(Some(status)) => format!("ended: {status}"),
+            Err(e) => format!("unknown: {e}"),
+        };
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("--- {} ({state}):\n{}", self.name, tail.join("\n"))
+    }
+
+    /// Waits until its log has a line containing `what` and answers that line; fails, with the
+    /// log, when the process ends first or `PATIENCE` passes.
+    async fn until_logged(&mut self, what: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| l.contains(what)) {
+                return line.to_string();
+            }
+            let ended = !matches!(self.child.try_wait(), Ok(None));
+            assert!(!ended && Instant::now() < deadline, "never logged {what:?}\n{}", self.report());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, nothing in hand is acked or finished.
+    fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// A deployment of this test's own: receivers imported, then the four role processes up. Fields
+/// drop in order: the processes end before the servers' places are removed.
+struct Deployment {
+    api: Process,
+    scheduler: Process,
+    consumers: Vec<Process>,
+    t: TestHerald,
+    riders: usize,
+    servers: TestServers,
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    /// `riders` riders `r000000…` round-robin over `CITIES` cities, imported with `herald receivers
+    /// import`; then the roles, the scheduler with `scheduler_args`. None (the reason printed) when
+    /// this run is not on the servers.
+    async fn start(riders: usize, scheduler_args: &[&str]) -> Option<Self> {
+        let servers = TestServers::new().await;
+        if !on_servers(&servers) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let took = Instant::now();
+        import(dir.path(), &servers, riders);
+        eprintln!("imported {riders} riders in {:.1} s", took.elapsed().as_secs_f64());
+
+        let took = Instant::now();
+        let mut scheduler =
+            Process::start(dir.path(), "scheduler", &[&["scheduler"][..], scheduler_args].concat(), &servers);
+        let mut consumers: Vec<Process> =
+            (1..=2).map(|n| Process::start(dir.path(), &format!("consumer-{n}"), &["consumer"], &servers)).collect();
+        let mut api = Process::start(dir.path(), "api", &["api", "--listen", "127.0.0.1:0"], &servers);
+        scheduler.until_logged("herald scheduler running").await;
+        for c in &mut consumers {
+            c.until_logged("herald consumer running").await;
+        }
+        let line = api.until_logged("herald api running on http://").await;
+        let base = line.split("running on ").nth(1).and_then(|s| s.split_whitespace().next()).expect("the address");
+        let t = TestHerald::attach(base);
+        let deadline = Instant::now() + PATIENCE;
+        while t.client.get(format!("{base}/readyz")).send().await.map(|r| r.status()).ok() != Some(StatusCode::OK) {
+            assert!(Instant::now() < deadline, "the API never became ready\n{}", api.report());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("4 processes up in {:.1} s", took.elapsed().as_secs_f64());
+        Some(Self { api, scheduler, consumers, t, riders, servers, dir })
+    }
+
+    fn process(&self, name: &str, args: &[&str]) -> Process {
+        Process::start(self.dir.path(), name, args, &self.servers)
+    }
+
+    /// One notice to every rider, through the API.
+    async fn broadcast(&self) -> String {
+        self.t.create(&TestHerald::notification("全国骑手通知", json!({"all": true}), json!({}))).await
+    }
+
+    async fn view(&self, id: &str) -> Value {
+        self.t.notification_view(id).await
+    }
+
+    async fn pages_published(&self, id: &str) -> u64 {
+        let sql = self.servers.sql_by_hand(self.dir.path()).await;
+        let published = sql.pages_published(id).await;
+        sql.close().await;
+        published
+    }
+
+    /// Everything a failure should show: the view, SQL's paging, and each process's log.
+    async fn report(&mut self, id: &str) -> String {
+        let view = self.view(id).await;
+        let published = self.pages_published(id).await;
+        let mut out = format!("status {}, stats {}, pages published {published}\n", view["status"], view["stats"]);
+        for p in [&mut self.api, &mut self.scheduler].into_iter().chain(self.consumers.iter_mut()) {
+            out.push_str(&p.report());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Polls the view until `done` holds of it; fails with the whole state after `PATIENCE`.
+    async fn until(&mut self, what: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let view = self.view(id).await;
+            if done(&view) {
+                return view;
+            }
+            if Instant::now() > deadline {
+                panic!("{what}: not within {PATIENCE:?}\n{}", self.report(id).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn until_sent(&mut self, id: &str) -> Value {
+        let took = Instant::now();
+        let view = self.until("the send ends", id, |v| v["status"] == "sent").await;
+        eprintln!("sent {} riders in {:.1} s", self.riders, took.elapsed().as_secs_f64());
+        view
+    }
+
+    /// The end state is exact everywhere it is kept.
+    async fn assert_exact(&self, id: &str, view: &Value) {
+        let (all, per_city) = (self.riders as u64, (self.riders / CITIES) as u64);
+        let pages_per_city = per_city.div_ceil(herald_domain::PAGE_SIZE as u64);
+        // The API: matched from SQL's send tasks, sent from the inbox store's counters.
+        assert_eq!(view["status"], "sent", "{view}");
+        assert_eq!((&view["stats"]["matched"], &view["stats"]["sent"]), (&json!(all), &json!(all)), "{view}");
+        let cities = view["cities"].as_array().expect("cities");
+        assert_eq!(cities.len(), CITIES, "{view}");
+        for c in cities {
+            assert_eq!(
+                (&c["matched"], &c["sent"], &c["done"]),
+                (&json!(per_city), &json!(per_city), &json!(true)),
+                "{c}"
+            );
+        }
+        // SQL: every page of every city recorded once, with what it added.
+        let sql = self.servers.sql_by_hand(self.dir.path()).await;
+        let delivered = sql.delivered_by_city(id).await;
+        sql.close().await;
+        assert_eq!(delivered.len(), CITIES, "{delivered:?}");
+        for (city, pages_and_added) in &delivered {
+            assert_eq!(*pages_and_added, (pages_per_city, per_city), "SQL's delivered pages of {city}");
+        }
+        // Redis, read by hand: the counters hash, and who holds it.
+        let (counters, holders) = redis_counts(&self.servers, id);
+        assert_eq!(counters.get("sent"), Some(&all), "{counters:?}");
+        for city in delivered.keys() {
+            assert_eq!(counters.get(&format!("sent:{city}")), Some(&per_city), "{counters:?}");
+        }
+        assert_eq!(counters.keys().filter(|k| k.starts_with("sent:")).count(), CITIES, "{counters:?}");
+        assert_eq!(holders, all, "every rider in the notification's holders once");
+        // The inboxes, through the API, as the apps read them: about 200 riders, spread evenly.
+        for i in (0..self.riders).step_by(self.riders / 200) {
+            let rider = format!("r{i:06}");
+            let held = self.t.inbox_ids(&self.t.app_token("rider", &rider)).await;
+            assert_eq!(held.iter().filter(|h| *h == id).count(), 1, "{rider} holds it once: {held:?}");
+        }
+    }
+}
+
+/// Whether this run is on the servers; when not, says why it skips (with CI=true a run asked to
+/// be on the servers must have each of them).
+fn on_servers(servers: &TestServers) -> bool {
+    if std::env::var("HERALD_TEST_HTTP_ON_SERVERS").as_deref() != Ok("1") {
+        eprintln!("skipped: the roles as processes run only on the servers (HERALD_TEST_HTTP_ON_SERVERS=1)");
+        return false;
+    }
+    let missing: Vec<&str> = [
+        (servers.sql_on_server(), "HERALD_TEST_MYSQL_URL"),
+        (servers.inbox_on_server(), "HERALD_TEST_INBOX_REDIS_URL"),
+        (servers.queue_on_server(), "HERALD_TEST_MQ_NAMESRV"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| (!on).then_some(name))
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and these are unset: {missing:?}");
+    eprintln!("skipped: processes share only servers, and these are unset: {missing:?}");
+    false
+}
+
+/// Imports `riders` riders over `CITIES` cities with `herald receivers import`.
+fn import(dir: &Path, servers: &TestServers, riders: usize) {
+    use std::io::Write as _;
+    let csv = dir.join("riders.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    writeln!(f, "kind,id,city,groups").unwrap();
+    for i in 0..riders {
+        writeln!(f, "rider,r{i:06},city{:02},", i % CITIES).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["receivers", "import"])
+        .arg(&csv)
+        .env("HERALD_DATA_DIR", dir.join("import"))
+        .envs(servers.env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("imported {riders} receivers")));
+}
+
+/// The notification's counters hash (`P:{n:<id>}:c`) and how many receivers its holder buckets
+/// (`P:{n:<id>}:h:0..4095`) hold, read from Redis under the test's prefix (adapters/redis's keys).
+#[cfg(feature = "redis")]
+fn redis_counts(servers: &TestServers, id: &str) -> (std::collections::BTreeMap<String, u64>, u64) {
+    use herald_redis::RedisServer;
+    let (url, prefix) = servers.redis_place().expect("the inboxes on Redis");
+    let mut conn: Box<dyn redis::ConnectionLike> = match RedisServer::parse(url).expect("a Redis URL") {
+        RedisServer::Single(url) => Box::new(redis::Client::open(url.as_str()).unwrap().get_connection().unwrap()),
+        RedisServer::Cluster(nodes) => {
+            Box::new(redis::cluster::ClusterClient::new(nodes).unwrap().get_connection().unwrap())
+        }
+    };
+    let key = |what: &str| format!("{prefix}:{{n:{id}}}:{what}");
+    let counters: std::collections::BTreeMap<String, u64> =
+        redis::cmd("HGETALL").arg(key("c")).query(conn.as_mut()).expect("the counters");
+    // One slot (the notification's hash tag): one pipeline, on a cluster too.
+    let mut pipe = redis::pipe();
+    for bucket in 0..4096 {
+        pipe.cmd("HLEN").arg(key(&format!("h:{bucket}")));
+    }
+    let lengths: Vec<u64> = pipe.query(conn.as_mut()).expect("the holders");
+    (counters, lengths.into_iter().sum())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_counts(_servers: &TestServers, _id: &str) -> (std::collections::BTreeMap<String, u64>, u64) {
+    unreachable!("the inboxes are on Redis only with the redis feature: `TestServers::new` stops first")
+}
+
+#[tokio::test]
+async fn api_scheduler_and_two_consumers_send_to_100k_riders_in_50_cities_exactly() {
+    let Some(mut d) = Deployment::start(100_000, &[]).await else { return };
+    let id = d.broadcast().await;
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view).await;
+}
+
+#[tokio::test]
+async fn kill_9_of_a_consumer_mid_send_ends_exact() {
+    // Paced, so that the kill lands mid-send: 100 pages at 5 pages/s.
+    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    let id = d.broadcast().await;
+    // The first pages are in inboxes, some of them delivered by the consumer about to die.
+    d.consumers[0].until_logged("pages delivered").await;
+    d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
+    d.consumers[0].kill_9();
+    let sent = d.view(&id).await["stats"]["sent"].as_u64().unwrap();
+    assert!(sent < d.riders as u64, "the send finished before the kill; the test proves nothing");
+    eprintln!("consumer-1 killed at {sent} of {} sent", d.riders);
+    // The other consumer takes over its queues and reads again what it held and never acked.
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view).await;
+    let survivor = d.consumers[1].log();
+    assert!(survivor.contains("pages delivered"), "the surviving consumer delivered nothing");
+    // Informative only: the dead consumer may have had nothing in hand when it died.
+    let repeated: u64 = survivor
+        .lines()
+        .filter_map(|l| l.split("repeated=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("the surviving consumer found {repeated} pages delivered before (read again after the kill)");
+}
+
+#[tokio::test]
+async fn kill_9_of_the_scheduler_mid_paging_then_a_restart_ends_exact() {
+    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    let id = d.broadcast().await;
+    let total_pages = (d.riders / herald_domain::PAGE_SIZE) as u64;
+    let deadline = Instant::now() + PATIENCE;
+    while d.pages_published(&id).await < 10 {
+        if Instant::now() > deadline {
+            panic!("the scheduler never paged\n{}", d.report(&id).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    d.scheduler.kill_9();
+    let published = d.pages_published(&id).await;
+    assert!(published < total_pages, "every page was written before the kill; the test proves nothing");
+    eprintln!("scheduler killed at {published} of {total_pages} pages");
+    d.scheduler = d.process("scheduler-2", &["scheduler"]);
+    let said = d.scheduler.until_logged("resuming 1 sends where they stopped").await;
+    assert!(said.contains(&id), "{said}");
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view).await;
+}
