@@ -56,6 +56,9 @@ enum Command {
     /// Rebuild the admin search mirror from SQL beside the one in use, which keeps answering
     /// until the rebuilt one takes over; then exit.
     Reindex,
+    /// Restore the inbox store (inboxes, read flags, counters, delivered pages, revocations)
+    /// from SQL, idempotently; run it with the consumers stopped. Then exit.
+    Rebuild,
     /// Measure Herald.
     Bench {
         #[command(subcommand)]
@@ -249,6 +252,38 @@ async fn main() -> anyhow::Result<()> {
                 "search mirror rebuilt from SQL: {} notifications, change log applied to {}",
                 fed.indexed, fed.applied
             );
+            Ok(())
+        }
+        Command::Rebuild => {
+            let ports = startup::open_ports(settings).await?;
+            // Nothing is scheduled by a rebuild: the bell rings for no one.
+            let herald = Herald::new(ports, Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
+            let mut shown = 0;
+            let report = herald
+                .rebuild_inbox(|so_far| {
+                    if so_far.notifications >= shown + 100 {
+                        shown = so_far.notifications;
+                        eprintln!(
+                            "… {} notifications looked at, {} entries, {} reads restored",
+                            so_far.notifications, so_far.entries, so_far.reads
+                        );
+                    }
+                })
+                .await?;
+            eprintln!(
+                "inbox store rebuilt from SQL: {} notifications sent of {}, {} entries added, {} reads, \
+                 {} delivered pages, {} revocations",
+                report.restored, report.notifications, report.entries, report.reads, report.pages, report.revocations
+            );
+            if !report.pending.is_empty() {
+                let ids: Vec<&str> = report.pending.iter().map(|id| id.as_str()).collect();
+                eprintln!(
+                    "{} notifications still delivering, their inboxes not restored yet (run rebuild again once \
+                     they are done): {}",
+                    ids.len(),
+                    ids.join(", ")
+                );
+            }
             Ok(())
         }
         Command::Bench { what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, out } } => {

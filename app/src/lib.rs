@@ -7,7 +7,8 @@
 //! list, delete, upsert, import), `health` (readiness, backlog), `inbox` (the apps' page, unread
 //! count, force-read list, read one, read all, sync), whose reads go through `catalog`, a
 //! short-lived notification cache that catches up with the revocation log first; `search` (the
-//! feed that keeps the search mirror applying SQL's change log, and its rebuild).
+//! feed that keeps the search mirror applying SQL's change log, and its rebuild); `rebuild` (the
+//! inbox store restored from SQL: `herald rebuild`).
 
 mod audience;
 mod catalog;
@@ -16,6 +17,7 @@ mod health;
 mod hints;
 mod inbox;
 mod notifications;
+mod rebuild;
 mod receivers;
 mod search;
 mod windows;
@@ -38,6 +40,7 @@ pub use health::{Backlog, Readiness};
 pub use hints::{HintId, HintListener, InboxHub};
 pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
+pub use rebuild::RebuildReport;
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
 pub use search::{Fed, SearchFeed};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use herald_domain::ports::{InboxStore, PageDelivery, UnreadCount};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, UnreadCount};
 use herald_domain::{
     City, EntryMeta, InboxCap, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef,
 };
@@ -514,6 +514,63 @@ pub async fn pages_delivered_together_are_delivered_as_one_by_one(h: &dyn InboxH
     assert_eq!(inbox.deliver_pages(&[]).await.unwrap(), vec![], "no pages, nothing to do");
 }
 
+/// A rebuild from SQL restores entries page by page without recording pages or moving counters;
+/// a later page of the same notification counts only the receivers that were not restored.
+pub async fn a_restored_page_adds_entries_and_moves_no_counter(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let n = NotificationId::generate();
+    let meta = EntryMeta { pinned: true, ..plain() };
+    let sh = page(&n, "sh", 0, 0..10);
+    assert_eq!(inbox.restore(&sh, &meta).await.unwrap(), 10);
+    assert_eq!(inbox.restore(&sh, &meta).await.unwrap(), 0, "restoring again changes nothing");
+    let me = rider("r00003");
+    let listed = inbox.page(&me, Utc::now(), None, 10).await.unwrap();
+    assert_eq!(ids_of(&listed), vec![n.clone()]);
+    assert!(listed[0].position.pinned_unread, "the restored entry is ordered by its meta");
+    assert_eq!(inbox.unread_count(&me, Utc::now()).await.unwrap().unread, 1);
+    assert!(inbox.counters_of(std::slice::from_ref(&n)).await.unwrap().is_empty(), "no counter moved");
+    assert_eq!(inbox.page_outcome(&sh.key).await.unwrap(), None, "no page recorded");
+    assert_eq!(inbox.deliver(&page(&n, "sh", 1, 5..15), &meta).await.unwrap(), first(5), "only the new ones count");
+    assert_eq!(inbox.mark_read(&me, std::slice::from_ref(&n)).await.unwrap(), vec![n.clone()]);
+    assert_eq!(inbox.restore(&sh, &meta).await.unwrap(), 0);
+    assert!(inbox.entries_of(&me, std::slice::from_ref(&n)).await.unwrap()[0].read, "a restore keeps a read flag");
+
+    let revoked = NotificationId::generate();
+    inbox.withhold(&revoked).await.unwrap();
+    assert_eq!(inbox.restore(&page(&revoked, "sh", 0, 0..10), &plain()).await.unwrap(), 10);
+    assert_eq!(held(&*inbox, &me, std::slice::from_ref(&revoked)).await, vec![revoked.clone()], "held, as before");
+    assert_eq!(ids_of(&inbox.page(&me, Utc::now(), None, 10).await.unwrap()), vec![n.clone()], "but not shown");
+    assert!(inbox.counters_of(std::slice::from_ref(&revoked)).await.unwrap().is_empty());
+}
+
+/// A rebuild gives the counters and the delivered pages exactly the ledger's values.
+pub async fn restored_counters_and_pages_are_exactly_the_ledgers(h: &dyn InboxHarness) {
+    let inbox = h.open().await;
+    let n = NotificationId::generate();
+    let (sh, bj) = (page(&n, "sh", 0, 0..10), page(&n, "bj", 0, 10..14));
+    inbox.deliver(&bj, &plain()).await.unwrap();
+    inbox.mark_read(&rider("r00010"), std::slice::from_ref(&n)).await.unwrap();
+    let exact = Counters { sent: 12, read: 3, sent_by_city: [("sh".to_string(), 12)].into() };
+    inbox.set_counters(&n, &exact).await.unwrap();
+    assert_eq!(inbox.counters(&n).await.unwrap(), exact, "bj's count is gone: the ledger has none");
+    inbox.set_counters(&n, &exact).await.unwrap();
+    assert_eq!(inbox.counters(&n).await.unwrap(), exact, "idempotent");
+    let other = NotificationId::generate();
+    inbox
+        .restore_pages(&[(sh.key.clone(), 12), (bj.key.clone(), 0), (page(&other, "sh", 3, 0..1).key, 1)])
+        .await
+        .unwrap();
+    assert_eq!(inbox.page_outcome(&sh.key).await.unwrap(), Some(12));
+    assert_eq!(inbox.page_outcome(&bj.key).await.unwrap(), Some(0), "what was recorded is replaced");
+    assert_eq!(inbox.page_outcome(&page(&other, "sh", 3, 0..1).key).await.unwrap(), Some(1));
+    assert_eq!(inbox.deliver(&sh, &plain()).await.unwrap(), PageDelivery { added: 12, repeated: true });
+    assert!(
+        held(&*inbox, &rider("r00001"), std::slice::from_ref(&n)).await.is_empty(),
+        "a restored page writes nothing"
+    );
+    assert_eq!(inbox.counters(&n).await.unwrap(), exact);
+}
+
 crate::suite!($ inbox, inbox_contract, [
     redelivery_changes_nothing,
     pages_delivered_together_are_delivered_as_one_by_one,
@@ -533,4 +590,6 @@ crate::suite!($ inbox, inbox_contract, [
     a_full_inbox_drops_gone_then_read_then_unread_oldest_first,
     pinned_and_unread_force_read_entries_are_kept_past_the_cap,
     a_dropped_entry_never_comes_back_nor_counts_again,
+    a_restored_page_adds_entries_and_moves_no_counter,
+    restored_counters_and_pages_are_exactly_the_ledgers,
 ]);

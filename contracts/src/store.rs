@@ -281,6 +281,51 @@ pub async fn read_receipts_count_new_ones(h: &dyn StoreHarness) {
     assert_eq!(ports.notifications.record_reads(&me, &[a, b], Utc::now()).await.unwrap(), 1);
 }
 
+/// What a rebuild of the inbox store reads: who read a notification, and each page the ledger
+/// recorded with what it added, both by keyset (page numbers compared as numbers).
+pub async fn read_receipts_and_delivered_pages_are_listed_by_keyset(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"cities": ["bj", "sh"]}"#)).await;
+    let other = created(&ports, &content(r#"{"cities": ["bj", "sh"]}"#)).await;
+    let plan = [
+        CityPlan { city: city("bj"), matched: 5000, members: None },
+        CityPlan { city: city("sh"), matched: 5000, members: None },
+    ];
+    for id in [&n.id, &other.id] {
+        assert!(ports.ledger.start_sending(id, &plan, Utc::now()).await.unwrap());
+    }
+    let key = |id: &NotificationId, c: &str, page_no| PageKey { notification_id: id.clone(), city: city(c), page_no };
+    let pages =
+        [(key(&n.id, "sh", 10), 7), (key(&n.id, "bj", 0), 500), (key(&n.id, "sh", 2), 3), (key(&n.id, "sh", 0), 1)];
+    ports.ledger.pages_delivered(&pages, Utc::now()).await.unwrap();
+    ports.ledger.page_delivered(&key(&other.id, "bj", 1), 9, Utc::now()).await.unwrap();
+    let mut listed = Vec::new();
+    let mut after: Option<(City, u32)> = None;
+    loop {
+        let batch = ports.ledger.delivered_pages(&n.id, after.as_ref().map(|(c, p)| (c, *p)), 2).await.unwrap();
+        let Some((last, _)) = batch.last() else { break };
+        after = Some((last.city.clone(), last.page_no));
+        listed.extend(batch);
+    }
+    let expected =
+        [(key(&n.id, "bj", 0), 500), (key(&n.id, "sh", 0), 1), (key(&n.id, "sh", 2), 3), (key(&n.id, "sh", 10), 7)];
+    assert_eq!(listed, expected, "each page once, by (city, page number), with what it added");
+    assert!(ports.ledger.delivered_pages(&NotificationId::generate(), None, 10).await.unwrap().is_empty());
+
+    let reader = |kind, id: &str| ReceiverRef { kind, id: rid(id) };
+    let (r1, r2, m1) =
+        (reader(ReceiverKind::Rider, "r1"), reader(ReceiverKind::Rider, "r2"), reader(ReceiverKind::Merchant, "m1"));
+    ports.notifications.record_reads(&r2, std::slice::from_ref(&n.id), Utc::now()).await.unwrap();
+    ports.notifications.record_reads(&r1, &[n.id.clone(), other.id.clone()], Utc::now()).await.unwrap();
+    ports.notifications.record_reads(&m1, std::slice::from_ref(&n.id), Utc::now()).await.unwrap();
+    let first = ports.notifications.read_receipts(&n.id, None, 2).await.unwrap();
+    assert_eq!(first, [m1.clone(), r1.clone()], "by (kind, id)");
+    let rest = ports.notifications.read_receipts(&n.id, first.last(), 2).await.unwrap();
+    assert_eq!(rest, std::slice::from_ref(&r2));
+    assert!(ports.notifications.read_receipts(&n.id, Some(&r2), 2).await.unwrap().is_empty());
+    assert_eq!(ports.notifications.read_receipts(&other.id, None, 10).await.unwrap(), [r1]);
+}
+
 fn page_message(n: &NotificationId, c: &str, page_no: u32) -> QueueMessage {
     let key = PageKey { notification_id: n.clone(), city: city(c), page_no };
     QueueMessage { topic: "t".into(), tag: "rider".into(), key: key.to_string(), body: b"{}".to_vec() }
@@ -884,6 +929,7 @@ crate::suite!($ store, store_contract, [
     an_event_is_recorded_under_the_current_status,
     revocations_are_logged_in_order,
     read_receipts_count_new_ones,
+    read_receipts_and_delivered_pages_are_listed_by_keyset,
     a_send_is_resumable_and_completes_once,
     the_outbox_is_read_per_topic_oldest_first,
     a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,

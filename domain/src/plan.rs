@@ -73,6 +73,35 @@ pub async fn plan_audience(
     }
 }
 
+/// One step of paging a selection through one city by keyset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectionPage {
+    /// The receivers of this step, in id order, the excluded left out.
+    pub receivers: Vec<ReceiverId>,
+    /// The keyset position after it (`after` when nothing was read).
+    pub last: Option<ReceiverId>,
+    /// No receiver of the city remains after it.
+    pub finished: bool,
+}
+
+/// The next up to `PAGE_SIZE` receivers of `kind` in `city` that `selection` matches, strictly
+/// after `after`, minus those `audience` excludes: how a send pages a city, and how a rebuild of
+/// the inbox store re-pages it.
+pub async fn page_selection(
+    directory: &dyn ReceiverDirectory,
+    kind: ReceiverKind,
+    audience: &Audience,
+    selection: &Selection,
+    city: &City,
+    after: Option<&ReceiverId>,
+) -> PortResult<SelectionPage> {
+    let raw = directory.page_selection(kind, selection, city, after, PAGE_SIZE).await?;
+    let finished = raw.len() < PAGE_SIZE;
+    let last = raw.last().or(after).cloned();
+    let receivers = raw.into_iter().filter(|id| !audience.excludes(id)).collect();
+    Ok(SelectionPage { receivers, last, finished })
+}
+
 /// Receivers a broadcast reaches late in one city, in id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LateDelivery {

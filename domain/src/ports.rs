@@ -149,6 +149,14 @@ pub trait NotificationStore: Send + Sync {
     async fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
     /// Records read receipts; returns how many were new.
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
+    /// Who read the notification (its read receipts), by (kind, id), strictly after `after`
+    /// (keyset): what a rebuild of the inbox store restores read flags and `read` from.
+    async fn read_receipts(
+        &self,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverRef>>;
     /// Revocations after log position `after`, oldest first: (position, notification).
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     /// The newest revocation log position (0 when the log is empty).
@@ -317,6 +325,15 @@ pub trait SendLedger: Send + Sync {
     async fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>> {
         Ok(self.progress_of(std::slice::from_ref(id)).await?.remove(id).unwrap_or_default())
     }
+    /// The notification's delivered pages with what each added, by (city, page number), strictly
+    /// after `after` (keyset): the ledger's record of the sent counters, for a rebuild of the inbox
+    /// store.
+    async fn delivered_pages(
+        &self,
+        id: &NotificationId,
+        after: Option<(&City, u32)>,
+        limit: usize,
+    ) -> PortResult<Vec<(PageKey, u64)>>;
     /// Keeps an undeliverable message (once per key) and, when its key names a notification
     /// (`DeadLetter::notification`), writes to that notification's history why a page of it will
     /// never arrive (`DeadLetter::event`), so a send it leaves unfinished is never silently stuck.
@@ -453,6 +470,20 @@ pub trait InboxStore: Send + Sync {
         }
         Ok(deliveries)
     }
+    /// Rebuilding from SQL: adds the notification to each receiver's inbox unless already there
+    /// (or dropped from it by the cap before), as `deliver` does — keeping `meta`, marking the
+    /// receivers as holding it, trimming past the cap — but records no page and moves no counter
+    /// (`restore_pages` and `set_counters` give those the ledger's values). Answers how many
+    /// receivers did not hold it yet. A withheld notification's entries are restored too, hidden
+    /// as they were before (so sync still tells a device that held one of its revocation).
+    /// Idempotent.
+    async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64>;
+    /// Rebuilding from SQL: records each page as delivered with what it added (replacing what was
+    /// recorded), so a redelivery of it changes nothing and reports that.
+    async fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()>;
+    /// Rebuilding from SQL: the notification's counters become exactly `counters` (a city not in
+    /// `sent_by_city` has none), atomically.
+    async fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()>;
     /// What a page added when it was delivered, if it was.
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
     /// Withholds the notification from now on (it was revoked): a page delivered afterwards adds

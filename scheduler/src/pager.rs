@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald_domain::audience::Target;
-use herald_domain::plan::plan_audience;
+use herald_domain::plan::{page_selection, plan_audience};
 use herald_domain::ports::{PageStep, PortError, PortResult, SendTask};
 use herald_domain::{City, HistoryEvent, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Topic};
 use tokio::time::Instant;
@@ -271,11 +271,9 @@ impl Scheduler {
         let after = task.last_receiver.as_ref();
         let (receivers, last_receiver, finished) = match &audience.target {
             Target::Selection(selection) => {
-                let raw = self.ports.receivers.page_selection(kind, selection, &task.city, after, PAGE_SIZE).await?;
-                let finished = raw.len() < PAGE_SIZE;
-                let last = raw.last().cloned().or_else(|| task.last_receiver.clone());
-                let kept: Vec<_> = raw.into_iter().filter(|id| !audience.excludes(id)).collect();
-                (kept, last, finished)
+                let step =
+                    page_selection(self.ports.receivers.as_ref(), kind, audience, selection, &task.city, after).await?;
+                (step.receivers, step.last, step.finished)
             }
             Target::Include(_) => {
                 let members = task.members.as_deref().unwrap_or_default();

@@ -163,6 +163,22 @@ impl TestServers {
         self.search.is_some()
     }
 
+    /// Loses the inbox store of a stopped Herald on `data_dir`, as a Redis FLUSHALL would: this
+    /// test's keys on the server (never the whole server, which others share), else `inbox.db`.
+    pub fn erase_inbox(&self, data_dir: &std::path::Path) {
+        match &self.redis {
+            Some(_) => self.erase_redis().expect("this test's keys erased"),
+            None => {
+                for file in ["inbox.db", "inbox.db-wal", "inbox.db-shm"] {
+                    match std::fs::remove_file(data_dir.join(file)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("removing {file}: {e}"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes what this test left on the servers; blocking, on a runtime of its own (a test's
     /// runtime cannot block on itself). The broker's topics stay: RocketMQ keeps them, empty of
     /// anything a later test reads, as no later test uses this prefix.

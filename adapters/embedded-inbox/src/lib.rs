@@ -287,19 +287,29 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
     Ok(())
 }
 
-/// Delivers one page inside `tx` (see `InboxStore::deliver`).
+/// How a page's entries are written: delivered (recorded and counted) or restored by a rebuild
+/// (neither: the ledger's record is restored apart).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Deliver,
+    Restore,
+}
+
+/// Delivers (or restores) one page inside `tx` (see `InboxStore::deliver` and `restore`).
 async fn deliver_in(
     tx: &mut Transaction<'static, Sqlite>,
     page: &Page,
     meta: &EntryMeta,
     cap: InboxCap,
+    write: Write,
 ) -> PortResult<PageDelivery> {
     let key = &page.key;
     let (delivered, withheld, stored) = before_delivery(tx, key).await?;
-    if let Some(added) = delivered {
+    if let Some(added) = delivered.filter(|_| write == Write::Deliver) {
         return Ok(PageDelivery { added, repeated: true });
     }
-    let receivers: &[ReceiverId] = if withheld { &[] } else { &page.receivers };
+    // A rebuild restores a revoked notification's entries too (hidden): sync tells their devices.
+    let receivers: &[ReceiverId] = if withheld && write == Write::Deliver { &[] } else { &page.receivers };
     let mut added = 0;
     if !receivers.is_empty() {
         let Stored { pinned, sent_ms, seq } = match stored {
@@ -340,7 +350,9 @@ async fn deliver_in(
             added += qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected();
         }
         if added > 0 {
-            bump(tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
+            if write == Write::Deliver {
+                bump(tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
+            }
             sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
                 .bind(first + keys.len() as i64 - 1)
                 .bind(key.notification_id.as_str())
@@ -351,15 +363,26 @@ async fn deliver_in(
             trim(tx, &due, cap, sqlite::millis(Utc::now())).await?;
         }
     }
-    sqlx::query("INSERT INTO pages (notification_id, city, page_no, added) VALUES (?, ?, ?, ?)")
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .bind(key.page_no as i64)
-        .bind(added as i64)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    if write == Write::Deliver {
+        record_pages(tx, &[(key.clone(), added)]).await?;
+    }
     Ok(PageDelivery { added, repeated: false })
+}
+
+/// Records pages as delivered with what each added, replacing what was recorded.
+async fn record_pages(tx: &mut Transaction<'static, Sqlite>, pages: &[(PageKey, u64)]) -> PortResult<()> {
+    for chunk in pages.chunks(500) {
+        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO pages (notification_id, city, page_no, added) ");
+        qb.push_values(chunk, |mut row, (key, added)| {
+            row.push_bind(key.notification_id.as_str())
+                .push_bind(key.city.as_str())
+                .push_bind(key.page_no as i64)
+                .push_bind(*added as i64);
+        });
+        qb.push(" ON CONFLICT (notification_id, city, page_no) DO UPDATE SET added = excluded.added");
+        qb.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -372,10 +395,42 @@ impl InboxStore for EmbeddedInbox {
         let mut tx = self.db.begin_write().await.map_err(err)?;
         let mut deliveries = Vec::with_capacity(pages.len());
         for (page, meta) in pages {
-            deliveries.push(deliver_in(&mut tx, page, meta, self.cap).await?);
+            deliveries.push(deliver_in(&mut tx, page, meta, self.cap, Write::Deliver).await?);
         }
         tx.commit().await.map_err(err)?;
         Ok(deliveries)
+    }
+
+    async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64> {
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        let restored = deliver_in(&mut tx, page, meta, self.cap, Write::Restore).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(restored.added)
+    }
+
+    async fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()> {
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        record_pages(&mut tx, pages).await?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()> {
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        sqlx::query("DELETE FROM counters WHERE notification_id = ?")
+            .bind(notification.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let mut fields = vec![("sent".to_string(), counters.sent), ("read".to_string(), counters.read)];
+        fields.extend(counters.sent_by_city.iter().map(|(city, n)| (format!("sent:{city}"), *n)));
+        for chunk in fields.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO counters (notification_id, field, value) ");
+            qb.push_values(chunk, |mut row, (field, value)| {
+                row.push_bind(notification.as_str()).push_bind(field.as_str()).push_bind(*value as i64);
+            });
+            qb.build().execute(&mut *tx).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
     }
 
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {

@@ -845,6 +845,32 @@ impl NotificationStore for MariaDbStore {
         Ok(added)
     }
 
+    async fn read_receipts(
+        &self,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverRef>> {
+        // A range of the primary key (notification_id, receiver_kind, receiver_id).
+        let mut qb =
+            QueryBuilder::<MySql>::new("SELECT receiver_kind, receiver_id FROM read_receipts WHERE notification_id = ");
+        qb.push_bind(id.as_str().to_owned());
+        if let Some(after) = after {
+            qb.push(" AND (receiver_kind > ").push_bind(after.kind.as_str());
+            qb.push(" OR (receiver_kind = ").push_bind(after.kind.as_str());
+            qb.push(" AND receiver_id > ").push_bind(after.id.as_str().to_owned()).push("))");
+        }
+        qb.push(" ORDER BY receiver_kind, receiver_id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let kind = ReceiverKind::parse("kind", row.try_get("receiver_kind").map_err(err)?).map_err(corrupt)?;
+                let id = ReceiverId::parse("id", row.try_get("receiver_id").map_err(err)?).map_err(corrupt)?;
+                Ok(ReceiverRef { kind, id })
+            })
+            .collect()
+    }
+
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
         self.log_after(
             "SELECT seq AS position, notification_id FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -1209,6 +1235,33 @@ impl SendLedger for MariaDbStore {
             .map_err(err)?;
         }
         tx.commit().await.map_err(err)
+    }
+
+    async fn delivered_pages(
+        &self,
+        id: &NotificationId,
+        after: Option<(&City, u32)>,
+        limit: usize,
+    ) -> PortResult<Vec<(PageKey, u64)>> {
+        // A range of the primary key (notification_id, city, page_no).
+        let mut qb =
+            QueryBuilder::<MySql>::new("SELECT city, page_no, added FROM delivered_pages WHERE notification_id = ");
+        qb.push_bind(id.as_str().to_owned());
+        if let Some((city, page_no)) = after {
+            qb.push(" AND (city > ").push_bind(city.as_str().to_owned());
+            qb.push(" OR (city = ").push_bind(city.as_str().to_owned());
+            qb.push(" AND page_no > ").push_bind(i64::from(page_no)).push("))");
+        }
+        qb.push(" ORDER BY city, page_no LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let city = City::parse("city", row.try_get("city").map_err(err)?).map_err(corrupt)?;
+                let page_no: i64 = row.try_get("page_no").map_err(err)?;
+                let added: i64 = row.try_get("added").map_err(err)?;
+                Ok((PageKey { notification_id: id.clone(), city, page_no: page_no as u32 }, added as u64))
+            })
+            .collect()
     }
 
     async fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>> {

@@ -464,6 +464,33 @@ impl RedisInbox {
         Ok(())
     }
 
+    /// Writes a notification's entries into `receivers`' inboxes (a page's, after its script in
+    /// the notification's slot decided them), registering its window's start for sync, and trims
+    /// the inboxes this took past the cap.
+    async fn write_entries(
+        &self,
+        receivers: &[String],
+        id: &str,
+        meta: &EntryMeta,
+        pinned: bool,
+        sent_ms: i64,
+    ) -> PortResult<()> {
+        if let Some(from) = meta.valid_from_ms {
+            let _: () = redis::cmd("ZADD")
+                .arg(self.keys.global("opening"))
+                .arg("NX")
+                .arg(from)
+                .arg(id)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+        }
+        let over = self.add_entries(receivers, id, list_score(pinned, sent_ms), sent_ms).await?;
+        let now_ms = millis(Utc::now());
+        try_join_all(over.into_iter().map(|receiver| self.trim(receiver, now_ms))).await?;
+        Ok(())
+    }
+
     async fn withhold_now(&self, notification: &NotificationId) -> PortResult<()> {
         let id = notification.as_str();
         // The flag deliveries check first, then the set reads check.
@@ -482,6 +509,22 @@ impl RedisInbox {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// The holder buckets `receivers` fall in, each once in order of first appearance, and for each
+/// receiver the position (from 1) of its bucket in that list.
+fn holder_buckets(receivers: &[String]) -> (Vec<u64>, Vec<usize>) {
+    let mut buckets: BTreeMap<u64, usize> = BTreeMap::new();
+    let bucket_of: Vec<usize> = receivers
+        .iter()
+        .map(|r| {
+            let next = buckets.len() + 1;
+            *buckets.entry(fnv1a(r.as_bytes()) % HOLDER_BUCKETS).or_insert(next)
+        })
+        .collect();
+    let mut ordered: Vec<(usize, u64)> = buckets.iter().map(|(b, i)| (*i, *b)).collect();
+    ordered.sort_unstable();
+    (ordered.into_iter().map(|(_, b)| b).collect(), bucket_of)
 }
 
 /// Deletes every key under `prefix` from the server or cluster `url` names (on each node it lists:
@@ -528,19 +571,10 @@ impl InboxStore for RedisInbox {
         let pending_key = self.keys.notification(id, &format!("w:{field}"));
         let receivers: Vec<String> =
             page.receivers.iter().map(|r| ReceiverRef::key_of(page.receiver_kind, r)).collect();
-        let mut buckets: BTreeMap<u64, usize> = BTreeMap::new();
-        let bucket_of: Vec<usize> = receivers
-            .iter()
-            .map(|r| {
-                let next = buckets.len() + 1;
-                *buckets.entry(fnv1a(r.as_bytes()) % HOLDER_BUCKETS).or_insert(next)
-            })
-            .collect();
-        let mut ordered: Vec<(usize, u64)> = buckets.iter().map(|(b, i)| (*i, *b)).collect();
-        ordered.sort_unstable();
+        let (buckets, bucket_of) = holder_buckets(&receivers);
         let mut deliver = scripts::DELIVER.key(self.keys.notification(id, "m"));
         deliver.key(self.keys.notification(id, "c")).key(self.keys.notification(id, "p")).key(&pending_key);
-        for (_, bucket) in &ordered {
+        for bucket in &buckets {
             deliver.key(self.keys.notification(id, &format!("h:{bucket}")));
         }
         deliver
@@ -558,19 +592,7 @@ impl InboxStore for RedisInbox {
         let (repeated, added, pinned, sent_ms, pending): (i64, u64, i64, i64, Vec<String>) =
             deliver.invoke_async(&mut self.conn()).await.map_err(err)?;
         if !pending.is_empty() {
-            if let Some(from) = meta.valid_from_ms {
-                let _: () = redis::cmd("ZADD")
-                    .arg(self.keys.global("opening"))
-                    .arg("NX")
-                    .arg(from)
-                    .arg(id)
-                    .query_async(&mut self.conn())
-                    .await
-                    .map_err(err)?;
-            }
-            let over = self.add_entries(&pending, id, list_score(pinned == 1, sent_ms), sent_ms).await?;
-            let now_ms = millis(Utc::now());
-            try_join_all(over.into_iter().map(|receiver| self.trim(receiver, now_ms))).await?;
+            self.write_entries(&pending, id, meta, pinned == 1, sent_ms).await?;
             let _: () = redis::cmd("DEL").arg(&pending_key).query_async(&mut self.conn()).await.map_err(err)?;
         }
         Ok(PageDelivery { added, repeated: repeated == 1 })
@@ -600,6 +622,64 @@ impl InboxStore for RedisInbox {
                 PageDelivery { added: delivered[n].added, repeated: delivered[n].repeated || again }
             })
             .collect())
+    }
+
+    async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64> {
+        let id = page.key.notification_id.as_str();
+        let receivers: Vec<String> =
+            page.receivers.iter().map(|r| ReceiverRef::key_of(page.receiver_kind, r)).collect();
+        let (buckets, bucket_of) = holder_buckets(&receivers);
+        let mut restore = scripts::RESTORE.key(self.keys.notification(id, "m"));
+        for bucket in &buckets {
+            restore.key(self.keys.notification(id, &format!("h:{bucket}")));
+        }
+        restore
+            .arg(u8::from(meta.pinned))
+            .arg(u8::from(meta.force_read))
+            .arg(meta.sent_at_ms)
+            .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
+            .arg(receivers.len());
+        for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
+            // The holder buckets follow the meta among KEYS: from 2.
+            restore.arg(receiver).arg(*bucket + 1);
+        }
+        let (new, pinned, sent_ms, write): (u64, i64, i64, Vec<String>) =
+            restore.invoke_async(&mut self.conn()).await.map_err(err)?;
+        if !write.is_empty() {
+            self.write_entries(&write, id, meta, pinned == 1, sent_ms).await?;
+        }
+        Ok(new)
+    }
+
+    async fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()> {
+        let mut by_notification: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        for (key, added) in pages {
+            by_notification
+                .entry(key.notification_id.as_str())
+                .or_default()
+                .push((format!("{}/{}", key.city, key.page_no), *added));
+        }
+        try_join_all(by_notification.iter().map(|(id, fields)| async move {
+            redis::cmd("HSET")
+                .arg(self.keys.notification(id, "p"))
+                .arg(fields)
+                .query_async::<i64>(&mut self.conn())
+                .await
+                .map_err(err)
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()> {
+        let mut set = scripts::SET_COUNTERS.key(self.keys.notification(notification.as_str(), "c"));
+        set.arg("sent").arg(counters.sent).arg("read").arg(counters.read);
+        for (city, n) in &counters.sent_by_city {
+            set.arg(format!("sent:{city}")).arg(*n);
+        }
+        let _: i64 = set.invoke_async(&mut self.conn()).await.map_err(err)?;
+        Ok(())
     }
 
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>> {

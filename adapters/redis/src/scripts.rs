@@ -55,6 +55,45 @@ return {0, #added, m[1], m[2], added}
     )
 });
 
+/// A rebuild's page, in the notification's slot. KEYS: meta, holder buckets…; ARGV: pinned,
+/// force_read, sent_ms, valid_from ('' open), valid_until ('' open), n, then n pairs (receiver,
+/// index of its bucket among KEYS, from 2). Keeps the meta as `DELIVER` does and adds each receiver
+/// to the holders, but records no page and moves no counter; a withheld notification's entries are
+/// restored too (hidden by reads). Answers {how many were not holders yet, pinned, sent_ms, every receiver}: all of their
+/// entries are written (idempotently), so a restore interrupted before its entries is finished by
+/// running it again.
+pub static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local meta = KEYS[1]
+if redis.call('HEXISTS', meta, 'sent_ms') == 0 then
+  redis.call('HSET', meta, 'pinned', ARGV[1], 'force_read', ARGV[2], 'sent_ms', ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSET', meta, 'valid_from', ARGV[4]) end
+  if ARGV[5] ~= '' then redis.call('HSET', meta, 'valid_until', ARGV[5]) end
+end
+local new, all = 0, {}
+for i = 1, tonumber(ARGV[6]) do
+  local receiver = ARGV[5 + 2 * i]
+  new = new + redis.call('HSETNX', KEYS[tonumber(ARGV[6 + 2 * i])], receiver, '')
+  all[#all + 1] = receiver
+end
+local m = redis.call('HMGET', meta, 'pinned', 'sent_ms')
+return {new, m[1], m[2], all}
+"#,
+    )
+});
+
+/// Replaces a notification's counters, in its slot. KEYS: counters; ARGV: field, value pairs.
+pub static SET_COUNTERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+"#,
+    )
+});
+
 /// A Lua function: the highest version one receiver's entries hold or held (`floor`, the trims'
 /// field, remembers those trimmed or erased), given its versions key and that field.
 const TOP_VERSION: &str = r#"
