@@ -7,6 +7,7 @@ pub mod config;
 pub mod duration;
 pub mod http;
 pub mod import;
+pub mod observed;
 pub mod private_files;
 pub mod server;
 pub mod startup;

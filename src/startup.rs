@@ -101,6 +101,8 @@ pub async fn start(settings: &Settings, roles: Roles) -> anyhow::Result<Running>
 
 pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyhow::Result<Running> {
     let telemetry = Arc::new(Telemetry::new()?);
+    // Every role reaches its backends through ports that count their failures.
+    let ports = telemetry.backend_errors.observe(ports);
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
@@ -132,14 +134,15 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
     }
 
     if roles.consumer {
+        let metrics = ConsumerMetrics::register(&telemetry.registry)?;
         let deliverer = Deliverer::new(
             ports.notifications.clone(),
             ports.ledger.clone(),
             ports.inbox.clone(),
             settings.consumer.bulk_writes,
         )
-        .hinting(hints.clone());
-        let metrics = ConsumerMetrics::register(&telemetry.registry)?;
+        .hinting(hints.clone())
+        .measuring(metrics.send_delay.clone());
         let (queue, config, token) = (ports.queue.clone(), settings.consumer.clone(), shutdown.clone());
         tasks.spawn(async move {
             herald_consumers::run(queue, deliverer, metrics, config, token).await.context("consumer stopped")

@@ -1,6 +1,8 @@
 //! Logs (tracing) and metrics (Prometheus) set up once per process.
 
-use prometheus::{HistogramOpts, HistogramVec, IntGauge, Registry};
+use prometheus::{Gauge, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::observed::BackendErrors;
 
 /// Installs the log subscriber: `RUST_LOG` filters (default `info`), plain text to stderr.
 pub fn init_logging() {
@@ -17,9 +19,13 @@ pub fn init_logging() {
 pub struct Telemetry {
     pub registry: Registry,
     pub http_duration: HistogramVec,
-    pub queue_lag: IntGauge,
+    /// By consumer group, read at scrape time.
+    pub queue_lag: IntGaugeVec,
     pub outbox_len: IntGauge,
     pub search_lag: IntGauge,
+    /// Seconds since the oldest send still open began (`SendLedger::oldest_open_send`); 0 when none is.
+    pub oldest_open_send: Gauge,
+    pub backend_errors: BackendErrors,
 }
 
 impl Telemetry {
@@ -30,7 +36,10 @@ impl Telemetry {
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["method", "route", "status"],
         )?;
-        let queue_lag = IntGauge::new("herald_queue_lag_pages", "Pages published and not yet consumed")?;
+        let queue_lag = IntGaugeVec::new(
+            Opts::new("herald_queue_lag_pages", "Pages published and not yet consumed, by consumer group"),
+            &["group"],
+        )?;
         let outbox_len = IntGauge::new("herald_outbox_pages", "Pages committed and not yet published")?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(queue_lag.clone()))?;
@@ -38,7 +47,13 @@ impl Telemetry {
         let search_lag =
             IntGauge::new("herald_search_lag_changes", "Changes logged in SQL that the search mirror has not applied")?;
         registry.register(Box::new(search_lag.clone()))?;
-        Ok(Self { registry, http_duration, queue_lag, outbox_len, search_lag })
+        let oldest_open_send = Gauge::new(
+            "herald_oldest_open_send_seconds",
+            "Seconds since the oldest send with a city not delivered yet began (0 when none is open)",
+        )?;
+        registry.register(Box::new(oldest_open_send.clone()))?;
+        let backend_errors = BackendErrors::register(&registry)?;
+        Ok(Self { registry, http_duration, queue_lag, outbox_len, search_lag, oldest_open_send, backend_errors })
     }
 
     pub fn render(&self) -> String {

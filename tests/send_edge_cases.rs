@@ -154,8 +154,10 @@ async fn failures(t: &TestHerald, id: &str) -> Vec<serde_json::Value> {
     items.iter().filter(|h| h["detail"].as_str().unwrap().contains("failed")).cloned().collect()
 }
 
+/// Whether `herald_send_failures_total` counted a failure at `stage` (its series exist from the start, at 0).
 fn counted(metrics: &str, stage: &str) -> bool {
-    metrics.lines().any(|l| l.starts_with(&format!("herald_send_failures_total{{stage=\"{stage}\"}}")))
+    let series = format!("herald_send_failures_total{{stage=\"{stage}\"}} ");
+    metrics.lines().filter_map(|l| l.strip_prefix(&series)).any(|v| v.trim().parse::<f64>().is_ok_and(|n| n > 0.0))
 }
 
 #[tokio::test]

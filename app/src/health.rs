@@ -1,5 +1,6 @@
 //! What operations ask of a running Herald: does every backend answer, and how much is waiting.
 
+use chrono::{DateTime, Utc};
 use herald_domain::ports::{PortResult, Subscription};
 
 use crate::Herald;
@@ -25,12 +26,13 @@ impl Readiness {
 }
 
 /// Work not done yet: pages in the queue for the consumers, rows in the outbox for the relay,
-/// changes the search mirror has not applied.
+/// changes the search mirror has not applied, and when the oldest send still open began.
 #[derive(Debug)]
 pub struct Backlog {
     pub queue_lag: PortResult<u64>,
     pub outbox: PortResult<u64>,
     pub search_lag: PortResult<u64>,
+    pub oldest_open_send: PortResult<Option<DateTime<Utc>>>,
 }
 
 impl Herald {
@@ -50,6 +52,7 @@ impl Herald {
             queue_lag: self.ports.queue.lag(subscription).await,
             outbox: self.ports.ledger.outbox_len().await,
             search_lag: self.search_feed.lag().await,
+            oldest_open_send: self.ports.ledger.oldest_open_send().await,
         }
     }
 }

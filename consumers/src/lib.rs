@@ -15,7 +15,7 @@ use herald_domain::ports::{
     SendLedger, Subscription,
 };
 use herald_domain::{EntryMeta, Notification, NotificationId, Page, PageKey, ReceiverKind, Status, Topic};
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,13 @@ pub struct ConsumerMetrics {
     pub pages: IntCounterVec,
     pub deliveries: IntCounter,
     pub dead_lettered: IntCounter,
+    /// Seconds from when a notification was due (`Notification::due_at`) to a city's first page in
+    /// its inboxes (`stage="first_page"`) and to the whole send delivered (`stage="sent"`), by topic.
+    pub send_delay: HistogramVec,
 }
+
+/// `herald_send_delay_seconds`' stages.
+const DELAY_STAGES: [&str; 2] = ["first_page", "sent"];
 
 impl ConsumerMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
@@ -61,10 +67,28 @@ impl ConsumerMetrics {
                 "herald_pages_dead_lettered_total",
                 "Pages that can never be delivered (kept as dead letters)",
             )?,
+            send_delay: HistogramVec::new(
+                HistogramOpts::new(
+                    "herald_send_delay_seconds",
+                    "Seconds from when a notification was due to a city's first page delivered, and to it all sent",
+                )
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0]),
+                &["stage", "topic"],
+            )?,
         };
         registry.register(Box::new(m.pages.clone()))?;
         registry.register(Box::new(m.deliveries.clone()))?;
         registry.register(Box::new(m.dead_lettered.clone()))?;
+        registry.register(Box::new(m.send_delay.clone()))?;
+        // Every series exists from the start, so a rule over it has data before the first sample.
+        for outcome in ["delivered", "repeated", "withheld", "dead_lettered", "retried"] {
+            m.pages.with_label_values(&[outcome]);
+        }
+        for stage in DELAY_STAGES {
+            for topic in Topic::ALL {
+                m.send_delay.with_label_values(&[stage, topic.name()]);
+            }
+        }
         Ok(m)
     }
 }
@@ -80,6 +104,8 @@ pub struct Deliverer {
     bulk_writes: Arc<Semaphore>,
     /// Told which inboxes a page added to, so apps listening anywhere fetch; none by default.
     hints: Option<Arc<dyn InboxHints>>,
+    /// Where the send delays are observed; none by default.
+    send_delay: Option<HistogramVec>,
 }
 
 impl Deliverer {
@@ -89,7 +115,19 @@ impl Deliverer {
         inbox: Arc<dyn InboxStore>,
         bulk_writes: usize,
     ) -> Self {
-        Self { notifications, ledger, inbox, bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))), hints: None }
+        Self {
+            notifications,
+            ledger,
+            inbox,
+            bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))),
+            hints: None,
+            send_delay: None,
+        }
+    }
+
+    /// Observes each send's delays (`ConsumerMetrics::send_delay`).
+    pub fn measuring(self, send_delay: HistogramVec) -> Self {
+        Self { send_delay: Some(send_delay), ..self }
     }
 
     /// Hints each inbox a page added to, once the page is recorded.
@@ -144,9 +182,21 @@ impl Deliverer {
             outcomes[*i] = if delivery.repeated { Outcome::Repeated } else { Outcome::Delivered(delivery.added) };
         }
         let records: Vec<(PageKey, u64)> = pages.iter().zip(&added).map(|(p, added)| (p.key.clone(), *added)).collect();
-        for (page, sent) in pages.iter().zip(self.ledger.pages_delivered(&records, Utc::now()).await?) {
+        let now = Utc::now();
+        let sent = self.ledger.pages_delivered(&records, now).await?;
+        for ((page, sent), outcome) in pages.iter().zip(sent).zip(&outcomes) {
+            let n = notifications[&page.key.notification_id].as_ref();
+            // A city's first page, delivered now while its send is on (a late joiner's page of a
+            // sent broadcast is not its send's delay).
+            let first = page.key.page_no == 0
+                && matches!(outcome, Outcome::Delivered(_))
+                && n.is_some_and(|n| n.status == Status::Sending);
+            if first {
+                self.observe_delay("first_page", n, topic, now);
+            }
             if sent {
                 tracing::info!(notification = %page.key.notification_id, "every page delivered");
+                self.observe_delay("sent", n, topic, now);
             }
         }
         if let Some(hints) = &self.hints {
@@ -158,6 +208,13 @@ impl Deliverer {
             }
         }
         Ok(outcomes)
+    }
+
+    fn observe_delay(&self, stage: &str, n: Option<&Notification>, topic: Topic, now: chrono::DateTime<Utc>) {
+        if let (Some(histogram), Some(due)) = (&self.send_delay, n.and_then(Notification::due_at)) {
+            let seconds = (now - due).num_milliseconds().max(0) as f64 / 1000.0;
+            histogram.with_label_values(&[stage, topic.name()]).observe(seconds);
+        }
     }
 
     /// The inbox writes, a broadcast's waiting its turn.

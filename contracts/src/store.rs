@@ -559,6 +559,43 @@ pub async fn open_tasks_page_by_keyset(h: &dyn StoreHarness) {
     assert!(mine(ports.ledger.open_tasks(false, Some((&n.id, &city("c"))), 1000).await.unwrap()).is_empty());
 }
 
+/// The age operations watch: the oldest send with a city not done, until that city is done.
+pub async fn the_oldest_open_send_is_the_earliest_started_with_a_city_not_done(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    // Earlier than every send this case started before (on a database kept between runs, one a
+    // failed run left open too): the later the run, the earlier this time.
+    let epoch = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
+    let began = epoch - (Utc::now() - epoch);
+    let began = chrono::DateTime::from_timestamp_millis(began.timestamp_millis()).unwrap();
+    let old = created(&ports, &content(r#"{"cities": ["sh", "bj"]}"#)).await;
+    let plan = [
+        CityPlan { city: city("bj"), matched: 0, members: None },
+        CityPlan { city: city("sh"), matched: 1, members: None },
+    ];
+    assert!(ports.ledger.start_sending(&old.id, &plan, began).await.unwrap());
+    let newer = created(&ports, &content(r#"{"all": true}"#)).await;
+    let one = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    assert!(ports.ledger.start_sending(&newer.id, &one, began + Duration::seconds(1)).await.unwrap());
+    assert_eq!(ports.ledger.oldest_open_send().await.unwrap(), Some(began));
+
+    // bj finishes at once with nothing to page; sh is still open, paged but not delivered.
+    let tasks = ports.ledger.open_tasks(false, None, 10_000).await.unwrap();
+    let task = |c: &str| tasks.iter().find(|t| t.notification_id == old.id && t.city == city(c)).unwrap();
+    assert!(
+        ports.ledger.advance(task("bj"), &PageStep { page: None, last_receiver: None, finished: true }).await.unwrap()
+    );
+    let page =
+        PageStep { page: Some((page_message(&old.id, "sh", 0), 1)), last_receiver: Some(rid("r1")), finished: true };
+    assert!(ports.ledger.advance(task("sh"), &page).await.unwrap());
+    assert_eq!(ports.ledger.oldest_open_send().await.unwrap(), Some(began), "paged is not done");
+
+    let key = PageKey { notification_id: old.id.clone(), city: city("sh"), page_no: 0 };
+    assert!(ports.ledger.page_delivered(&key, 1, Utc::now()).await.unwrap(), "its last city is done");
+    let oldest = ports.ledger.oldest_open_send().await.unwrap();
+    assert!(oldest.is_some_and(|t| t > began), "the sent one is no longer the oldest: {oldest:?}");
+    assert!(oldest.is_some_and(|t| t <= began + Duration::seconds(1)), "the newer one is open: {oldest:?}");
+}
+
 /// The console looks receivers up and pages through them by id, in one city or all.
 pub async fn receivers_are_listed_by_id_in_pages(h: &dyn StoreHarness) {
     let ports = h.open().await;
@@ -938,6 +975,7 @@ crate::suite!($ store, store_contract, [
     state_survives_a_restart,
     include_snapshots_are_kept_and_listed_apart,
     open_tasks_page_by_keyset,
+    the_oldest_open_send_is_the_earliest_started_with_a_city_not_done,
     receivers_are_listed_by_id_in_pages,
     a_deleted_receiver_is_gone_with_its_groups_and_read_receipts,
     every_change_the_search_shows_moves_the_notification_up_the_change_log,

@@ -270,6 +270,17 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// When it was due to send: its `send_at` (not before it was created), or its creation when it
+    /// sends at once. `None` for a draft sent without a `send_at`: the time it was released is not
+    /// kept, so nothing can be measured from it.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        match self.content.send_at {
+            Some(at) => Some(at.max(self.created_at)),
+            None if !self.content.draft => Some(self.created_at),
+            None => None,
+        }
+    }
+
     /// Whether an inbox shows it at `now`.
     pub fn visible_at(&self, now: DateTime<Utc>) -> bool {
         self.status != Status::Revoked && self.content.validity.contains(now)
@@ -319,6 +330,35 @@ mod tests {
         assert_eq!(n.check_visible_some_time(t(8)).unwrap_err().field, "send_at");
         n.validity = ValidityWindow::new(None, None).unwrap();
         assert!(n.check_visible_some_time(t(23)).is_ok(), "a permanent one is always fine");
+    }
+
+    #[test]
+    fn due_at_is_send_at_or_creation_and_unknown_for_a_released_draft() {
+        let t = |h| Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap();
+        let n = |send_at, draft| Notification {
+            id: NotificationId::generate(),
+            content: NewNotification {
+                title: Title::parse("", "t").unwrap(),
+                body: Body::parse("", "b").unwrap(),
+                category: Category::System,
+                receiver_kind: ReceiverKind::Rider,
+                audience: serde_json::from_str(r#"{"all": true}"#).unwrap(),
+                pinned: false,
+                force_read: false,
+                validity: ValidityWindow::new(None, None).unwrap(),
+                send_at,
+                draft,
+            },
+            status: Status::Sending,
+            created_at: t(5),
+            sent_at: Some(t(9)),
+            revoked_at: None,
+        };
+        assert_eq!(n(Some(t(8)), false).due_at(), Some(t(8)));
+        assert_eq!(n(Some(t(8)), true).due_at(), Some(t(8)), "a draft with a time is due then");
+        assert_eq!(n(Some(t(1)), false).due_at(), Some(t(5)), "never before it was created");
+        assert_eq!(n(None, false).due_at(), Some(t(5)));
+        assert_eq!(n(None, true).due_at(), None);
     }
 
     #[test]

@@ -304,6 +304,10 @@ pub trait SendLedger: Send + Sync {
     async fn outbox(&self, topic: &str, limit: usize) -> PortResult<Vec<OutboxMessage>>;
     async fn outbox_published(&self, ids: &[i64]) -> PortResult<()>;
     async fn outbox_len(&self) -> PortResult<u64>;
+    /// When the longest-running send still open began (its notification's `sent_at`): the
+    /// earliest among notifications sending with a city not done yet; `None` when none is open.
+    /// Operations watch its age (the slowest city still sending).
+    async fn oldest_open_send(&self) -> PortResult<Option<DateTime<Utc>>>;
     /// Records that a page reached its inboxes, adding `added` new entries (idempotent). In the
     /// same transaction it applies `completion`: the city may become done, and when every city is,
     /// the notification moves from sending to sent (`HistoryEvent::Delivered`). Returns true when

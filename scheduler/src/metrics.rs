@@ -25,6 +25,10 @@ impl SchedulerMetrics {
         registry.register(Box::new(m.receivers_paged.clone()))?;
         registry.register(Box::new(m.sends_started.clone()))?;
         registry.register(Box::new(m.send_failures.clone()))?;
+        // Both series exist from the start, so a rule over them has data before the first failure.
+        for stage in ["plan", "page"] {
+            m.send_failures.with_label_values(&[stage]);
+        }
         Ok(m)
     }
 }

@@ -73,9 +73,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 ))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Gauges of other components' state are read at scrape time.
-    let backlog = state.herald.backlog(&herald_consumers::subscription()).await;
+    let subscription = herald_consumers::subscription();
+    let backlog = state.herald.backlog(&subscription).await;
     if let Ok(lag) = backlog.queue_lag {
-        state.telemetry.queue_lag.set(lag as i64);
+        state.telemetry.queue_lag.with_label_values(&[subscription.group.as_str()]).set(lag as i64);
+    }
+    if let Ok(began) = backlog.oldest_open_send {
+        let age = began.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+        state.telemetry.oldest_open_send.set(age);
     }
     if let Ok(n) = backlog.outbox {
         state.telemetry.outbox_len.set(n as i64);

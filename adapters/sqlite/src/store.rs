@@ -1012,6 +1012,17 @@ impl SendLedger for SqliteStore {
         Ok(n as u64)
     }
 
+    async fn oldest_open_send(&self) -> PortResult<Option<DateTime<Utc>>> {
+        let began: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(n.sent_at) FROM send_tasks t JOIN notifications n ON n.id = t.notification_id \
+             WHERE t.done = 0 AND n.status = 'sending'",
+        )
+        .fetch_one(&self.db.read)
+        .await
+        .map_err(err)?;
+        Ok(began.map(from_millis))
+    }
+
     async fn page_delivered(&self, key: &PageKey, added: u64, now: DateTime<Utc>) -> PortResult<bool> {
         Ok(self.pages_delivered(&[(key.clone(), added)], now).await?.remove(0))
     }
