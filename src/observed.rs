@@ -142,6 +142,12 @@ observed!(NotificationStore {
     fn history(&self, id: &NotificationId) -> PortResult<Vec<HistoryEntry>>;
     fn record_event(&self, id: &NotificationId, event: &HistoryEvent, now: DateTime<Utc>) -> PortResult<bool>;
     fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
+    fn read_receipts(
+        &self,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize
+    ) -> PortResult<Vec<ReceiverRef>>;
     fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     fn revocation_head(&self) -> PortResult<u64>;
     fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
@@ -168,6 +174,12 @@ observed!(SendLedger {
     fn pages_delivered(&self, pages: &[(PageKey, u64)], now: DateTime<Utc>) -> PortResult<Vec<bool>>;
     fn progress_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Vec<CityProgress>>>;
     fn progress(&self, id: &NotificationId) -> PortResult<Vec<CityProgress>>;
+    fn delivered_pages(
+        &self,
+        id: &NotificationId,
+        after: Option<(&City, u32)>,
+        limit: usize
+    ) -> PortResult<Vec<(PageKey, u64)>>;
     fn dead_letter(&self, letter: &DeadLetter, now: DateTime<Utc>) -> PortResult<()>;
 });
 
@@ -185,6 +197,9 @@ observed!(Queue {
 observed!(InboxStore {
     fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;
     fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>>;
+    fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64>;
+    fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()>;
+    fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()>;
     fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
     fn withhold(&self, notification: &NotificationId) -> PortResult<()>;
     fn apply_revocation(&self, position: u64, notification: &NotificationId) -> PortResult<()>;
