@@ -86,9 +86,9 @@ impl Herald {
         let now = self.now_caught_up().await?;
         let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
         let entry = entry.ok_or(AppError::NotFound("message"))?;
-        let shown =
-            self.items(me, std::slice::from_ref(&entry)).await?.pop().filter(|i| i.notification.visible_at(now));
-        if shown.is_none() {
+        // Only whether it is shown: nothing to render, so no lookup of the receiver.
+        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
+        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
             return Err(AppError::NotFound("message"));
         }
         if !entry.read {
