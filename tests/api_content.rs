@@ -3,10 +3,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use common::*;
-use herald_domain::AppSchemes;
+use herald_domain::ports::{PortResult, ReceiverDirectory};
+use herald_domain::{AppSchemes, City, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -261,4 +265,84 @@ async fn a_csv_row_with_bad_attributes_is_reported_and_the_others_imported() {
         assert!(Instant::now() < deadline, "r1 never imported: {:?}", r1.body);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The directory, counting the receiver lookups made through it.
+struct CountingLookups {
+    inner: Arc<dyn ReceiverDirectory>,
+    lookups: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl ReceiverDirectory for CountingLookups {
+    async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
+        self.inner.upsert_receivers(receivers).await
+    }
+
+    async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.lookup_receivers(kind, ids).await
+    }
+
+    async fn count_selection(&self, kind: ReceiverKind, selection: &Selection) -> PortResult<Vec<(City, u64)>> {
+        self.inner.count_selection(kind, selection).await
+    }
+
+    async fn page_selection(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        city: &City,
+        after: Option<&ReceiverId>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverId>> {
+        self.inner.page_selection(kind, selection, city, after, limit).await
+    }
+
+    async fn list_receivers(
+        &self,
+        kind: Option<ReceiverKind>,
+        city: Option<&City>,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<Receiver>> {
+        self.inner.list_receivers(kind, city, after, limit).await
+    }
+
+    async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool> {
+        self.inner.delete_receiver(kind, id).await
+    }
+}
+
+#[tokio::test]
+async fn a_read_looks_the_receiver_up_once_and_only_when_a_message_has_placeholders() {
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let counter = lookups.clone();
+    let h = TestHerald::spawn_on(
+        |_| {},
+        |ports| ports.receivers = Arc::new(CountingLookups { inner: ports.receivers.clone(), lookups: counter }),
+    )
+    .await;
+    riders_with_attributes(&h).await;
+    let token = h.app_token("rider", "r1");
+    for i in 0..3 {
+        h.send_and_wait(&TestHerald::notification(&format!("plain {i}"), all(), json!({}))).await;
+    }
+    let before = lookups.load(Ordering::SeqCst);
+    let page = h.app_get(&token, "/app/v1/inbox?limit=50").await;
+    assert_eq!(items(&page).len(), 3);
+    assert_eq!(lookups.load(Ordering::SeqCst), before, "no placeholder: no lookup");
+
+    for _ in 0..5 {
+        h.send_and_wait(&TestHerald::notification("t", all(), templated())).await;
+    }
+    let before = lookups.load(Ordering::SeqCst);
+    let page = h.app_get(&token, "/app/v1/inbox?limit=50").await;
+    assert_eq!(items(&page).len(), 8);
+    assert!(items(&page).iter().take(5).all(|i| i["title"] == "小王, your level"), "{:?}", page.body);
+    assert_eq!(lookups.load(Ordering::SeqCst), before + 1, "one lookup for a page of five templated messages");
+    let before = lookups.load(Ordering::SeqCst);
+    let synced = h.app_get(&token, "/app/v1/inbox/sync").await;
+    assert_eq!(items(&synced).len(), 8);
+    assert_eq!(lookups.load(Ordering::SeqCst), before + 1, "and one for a sync");
 }
