@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Arg, ArgMatches, Command};
 use herald_consumers::ConsumerConfig;
-use herald_domain::InboxCap;
+use herald_domain::{AppSchemes, InboxCap};
 use herald_scheduler::SchedulerConfig;
 
 use crate::auth::SecretSettings;
@@ -139,6 +139,15 @@ pub const INBOX_CAP: Setting = setting(
     "`1000`",
     "messages one inbox keeps (at least 10); past it the oldest read ones go first, pinned and unread force-read \
      ones never while they can be shown (docs/http-api.md)",
+);
+pub const APP_SCHEMES: Setting = setting(
+    "app-schemes",
+    "HERALD_APP_SCHEMES",
+    Flag::Run,
+    true,
+    "`herald`",
+    "the apps' own URI schemes, comma-separated: the only ones a notification's `deep_link` action may open \
+     (`url` actions and images are always `https`; docs/http-api.md)",
 );
 pub const MAX_PAGES_PER_SECOND: Setting = setting(
     "max-pages-per-second",
@@ -280,6 +289,7 @@ pub const SETTINGS: &[Setting] = &[
     CONSOLE_WAIT,
     CONSOLE_STATEMENT_TIMEOUT,
     INBOX_CAP,
+    APP_SCHEMES,
     MAX_PAGES_PER_SECOND,
     CONSUMER_CONCURRENCY,
     EVENTS_HEARTBEAT,
@@ -381,6 +391,8 @@ pub struct Settings {
     pub console: ConsoleLimits,
     /// Entries one inbox keeps (see `InboxCap`).
     pub inbox_cap: InboxCap,
+    /// The schemes deep links may use.
+    pub app_schemes: AppSchemes,
     pub servers: ServerUrls,
     pub scheduler: SchedulerConfig,
     pub consumer: ConsumerConfig,
@@ -397,6 +409,7 @@ impl Settings {
             http: HttpLimits::default(),
             console: ConsoleLimits::default(),
             inbox_cap: InboxCap::default(),
+            app_schemes: AppSchemes::default(),
             servers: ServerUrls::default(),
             scheduler: SchedulerConfig::default(),
             consumer: ConsumerConfig::default(),
@@ -527,6 +540,9 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
                 .unwrap_or(defaults.console.statement_timeout),
         },
         inbox_cap: sources.parse(&INBOX_CAP, parse_inbox_cap)?.unwrap_or(defaults.inbox_cap),
+        app_schemes: sources
+            .parse(&APP_SCHEMES, |raw| AppSchemes::parse("app-schemes", raw).map_err(|e| e.message))?
+            .unwrap_or(defaults.app_schemes),
         servers: ServerUrls {
             sql: sources.server(&SQL_URL, &["mysql://", "mariadb://"])?,
             redis: sources
@@ -844,6 +860,7 @@ mod tests {
             "mq-namesrv" => "mq:9876",
             "search-url" => "http://search:9200",
             "secret" | "secret-previous" | "data-dir" => "a-value-nobody-would-default-to",
+            "app-schemes" => "courier,herald",
             _ => "3",
         };
         let baseline = format!("{:?}", load(&Flags::default(), env_of(&[])).unwrap().settings);

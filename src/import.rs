@@ -1,4 +1,5 @@
-//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups` into the import use case
+//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups[,attributes]` (attributes a
+//! JSON object of strings, `"{""name"": ""小王""}"` in CSV quoting) into the import use case
 //! (`herald_app::ReceiverImport`, which batches and counts), in bounded memory, however many
 //! millions of rows the file holds. Parsing the CSV is this edge's part.
 
@@ -6,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use herald_app::{Herald, ImportReport, Rejected};
-use herald_domain::Receiver;
+use herald_domain::{Attributes, Receiver};
 use tokio::sync::mpsc;
 
 /// Rows the reader hands over at a time (the import batches its transactions itself).
@@ -18,7 +19,7 @@ enum Chunk {
 }
 
 /// Reads `path` on a blocking thread and feeds the rows to the import use case as they come.
-/// `progress` gets the bytes read so far. A header line (`kind,id,city,groups`) is skipped; bad
+/// `progress` gets the bytes read so far. A header line (`kind,id,city,groups[,attributes]`) is skipped; bad
 /// rows are reported, not fatal.
 pub async fn import_csv(path: &Path, herald: &Herald, progress: impl Fn(u64)) -> anyhow::Result<ImportReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -71,7 +72,9 @@ fn read_rows(source: impl std::io::Read, tx: &mpsc::Sender<anyhow::Result<Chunk>
         }
         let field = |i| record.get(i).unwrap_or("");
         match record.len() {
-            3 | 4 => match Receiver::parse_fields(field(0), field(1), field(2), field(3)) {
+            3..=5 => match Receiver::parse_fields(field(0), field(1), field(2), field(3))
+                .and_then(|r| Ok(r.with_attributes(Attributes::parse_json("attributes", field(4))?)))
+            {
                 Ok(r) => batch.push(r),
                 Err(e) => {
                     if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason: e.to_string() }))).is_err() {
@@ -80,7 +83,7 @@ fn read_rows(source: impl std::io::Read, tx: &mpsc::Sender<anyhow::Result<Chunk>
                 }
             },
             n => {
-                let reason = format!("expected 4 columns kind,id,city,groups; found {n}");
+                let reason = format!("expected 4 or 5 columns kind,id,city,groups[,attributes]; found {n}");
                 if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason }))).is_err() {
                     return;
                 }

@@ -172,7 +172,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             Ok(())
         });
         let streams = Streams::new(settings.streams.clone(), shutdown.clone());
-        let app = router(AppState::new(herald, tokens, telemetry.clone(), streams));
+        let app = router(AppState::new(herald, tokens, telemetry.clone(), streams, settings.app_schemes.clone()));
         let (token, limits) = (shutdown.clone(), settings.http.clone());
         tasks.spawn(async move {
             crate::server::serve(listener, app, limits, token).await;

@@ -20,7 +20,10 @@ async fn a_receiver_is_looked_up_and_receivers_are_paged_by_id() {
 
     let one = h.call(Method::GET, "/admin/v1/receivers/rider/r3", Some(&h.viewer), None).await;
     assert_eq!(one.status, StatusCode::OK, "a viewer may look: {:?}", one.body);
-    assert_eq!(one.body, json!({"kind": "rider", "id": "r3", "city": "shanghai", "groups": ["new", "vip"]}));
+    assert_eq!(
+        one.body,
+        json!({"kind": "rider", "id": "r3", "city": "shanghai", "groups": ["new", "vip"], "attributes": {}})
+    );
     let missing = h.admin_get("/admin/v1/receivers/rider/nobody").await;
     assert_eq!((missing.status, missing.code()), (StatusCode::NOT_FOUND, Some("not_found")), "{:?}", missing.body);
     let bad = h.admin_get("/admin/v1/receivers/driver/r1").await;

@@ -28,6 +28,8 @@ async fn sending(ports: &Ports) -> Notification {
         validity: ValidityWindow::new(None, None).unwrap(),
         send_at: None,
         draft: false,
+        image: None,
+        actions: Default::default(),
     };
     let CreateOutcome::Created(n) = ports.notifications.create_notification(&content, None, Utc::now()).await.unwrap()
     else {

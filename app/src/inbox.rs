@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_domain::ports::UnreadCount;
+use herald_domain::template::{self, Fields};
 use herald_domain::{
-    InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, ReceiverRef, Status, SyncCursor,
+    InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, Receiver, ReceiverRef, Status, SyncCursor,
 };
 
 use crate::{AppError, AppResult, Herald};
@@ -18,6 +19,11 @@ use crate::{AppError, AppResult, Herald};
 const SYNC_BATCH: usize = 100;
 /// Revocations read per sync call.
 const REVOCATION_BATCH: usize = 1000;
+
+/// What `me`'s placeholders are filled with: its record when the directory has it, else its id.
+fn fields_of<'a>(me: &'a ReceiverRef, reader: Option<&'a Receiver>) -> Fields<'a> {
+    Fields { id: &me.id, city: reader.map(|r| &r.city), attributes: reader.map(|r| &r.attributes) }
+}
 
 /// A page of an inbox.
 #[derive(Debug, Clone)]
@@ -59,7 +65,7 @@ impl Herald {
         let has_more = entries.len() > limit;
         entries.truncate(limit);
         let next = if has_more { entries.last().map(|e| e.position.clone()) } else { None };
-        Ok(InboxPage { items: self.items(&entries).await?, next, has_more })
+        Ok(InboxPage { items: self.items(me, &entries).await?, next, has_more })
     }
 
     /// How many visible messages are unread, and how many of them must be read.
@@ -72,7 +78,7 @@ impl Herald {
     pub async fn force_read_pending(&self, me: &ReceiverRef) -> AppResult<Vec<InboxItem>> {
         let now = self.now_caught_up().await?;
         let pending = self.ports.inbox.unread(me, now, true).await?;
-        self.items(&pending).await
+        self.items(me, &pending).await
     }
 
     /// Marks one visible message of the inbox read; idempotent.
@@ -80,8 +86,9 @@ impl Herald {
         let now = self.now_caught_up().await?;
         let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
         let entry = entry.ok_or(AppError::NotFound("message"))?;
-        let shown = self.items(std::slice::from_ref(&entry)).await?.pop().filter(|i| i.notification.visible_at(now));
-        if shown.is_none() {
+        // Only whether it is shown: nothing to render, so no lookup of the receiver.
+        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
+        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
             return Err(AppError::NotFound("message"));
         }
         if !entry.read {
@@ -140,6 +147,8 @@ impl Herald {
             fresh.into_iter().map(|n| (n.id.clone(), Arc::new(n))).collect()
         };
 
+        let reader = self.reader(me, notifications.values().map(|n| &**n)).await;
+        let fields = fields_of(me, reader.as_ref());
         let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
         let mut out: BTreeMap<NotificationId, SyncNews> = BTreeMap::new();
         let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, SyncNews>| {
@@ -147,7 +156,7 @@ impl Herald {
             if n.status == Status::Revoked {
                 out.insert(n.id.clone(), SyncNews::Revoked(n.id.clone()));
             } else if n.visible_at(now) {
-                let item = InboxItem { notification: n.clone(), read: entry.read, version: entry.version };
+                let item = InboxItem::new(n.clone(), entry.read, entry.version, &fields);
                 out.insert(n.id.clone(), SyncNews::Message(item));
             }
         };
@@ -175,17 +184,42 @@ impl Herald {
         Ok(self.clock.now())
     }
 
-    /// The entries with their notifications, in the entries' order.
-    async fn items(&self, entries: &[InboxEntry]) -> AppResult<Vec<InboxItem>> {
+    /// The entries with their notifications, in the entries' order, rendered for `me`.
+    async fn items(&self, me: &ReceiverRef, entries: &[InboxEntry]) -> AppResult<Vec<InboxItem>> {
         let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
         let notifications = self.catalog.get_many(&ids).await?;
+        let reader = self.reader(me, notifications.values().map(|n| &**n)).await;
+        let fields = fields_of(me, reader.as_ref());
         Ok(entries
             .iter()
             .filter_map(|e| {
                 let notification = notifications.get(&e.notification_id)?.clone();
-                Some(InboxItem { notification, read: e.read, version: e.version })
+                Some(InboxItem::new(notification, e.read, e.version, &fields))
             })
             .collect())
+    }
+
+    /// The reader's directory record, which placeholders are filled from: one lookup per read, and
+    /// only when a notification read has placeholders. A lookup that fails renders with the id
+    /// alone (city and attributes empty) rather than failing the read.
+    async fn reader<'n>(
+        &self,
+        me: &ReceiverRef,
+        mut notifications: impl Iterator<Item = &'n Notification>,
+    ) -> Option<Receiver> {
+        let templated = notifications.any(|n| {
+            template::has_placeholders(n.content.title.as_str()) || template::has_placeholders(n.content.body.as_str())
+        });
+        if !templated {
+            return None;
+        }
+        match self.ports.receivers.lookup_receivers(me.kind, std::slice::from_ref(&me.id)).await {
+            Ok(mut found) => found.pop(),
+            Err(e) => {
+                tracing::warn!(receiver = %me.key(), error = %e, "placeholders rendered without the receiver's record");
+                None
+            }
+        }
     }
 
     /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for

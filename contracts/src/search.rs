@@ -52,6 +52,8 @@ pub fn document(title: &str, body: &str, created_at: DateTime<Utc>) -> SearchDoc
                 validity: ValidityWindow::default(),
                 send_at: None,
                 draft: false,
+                image: None,
+                actions: Default::default(),
             },
             status: Status::Sent,
             created_at,

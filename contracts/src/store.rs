@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEvent, NewNotification, NotificationId, PageKey, Receiver,
-    ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, HistoryEvent, ImageUrl,
+    NewNotification, NotificationId, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status,
+    Title, ValidityWindow,
 };
 
 /// The three ports of the SQL truth, as one adapter implements them (on one database).
@@ -59,6 +60,8 @@ fn content(audience: &str) -> NewNotification {
         validity: ValidityWindow::new(None, Some(Utc::now() + Duration::days(1))).unwrap(),
         send_at: None,
         draft: false,
+        image: None,
+        actions: Default::default(),
     }
 }
 
@@ -491,6 +494,56 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     let progress = ports.ledger.progress(&n.id).await.unwrap();
     let shown: Vec<_> = progress.iter().map(|p| (p.city.as_str(), p.matched, p.done)).collect();
     assert_eq!(shown, [("bj", 1, true), ("sh", 1, true)], "matched = what the pages added");
+
+    // New attributes alone are written and counted, but reach no one new: no late page.
+    let renamed = [rider("late2", "sh", &[]).with_attributes(attributes(r#"{"name": "L2"}"#))];
+    assert_eq!(ports.receivers.upsert_receivers(&renamed).await.unwrap(), 1);
+    assert_eq!(ports.ledger.outbox_len().await.unwrap(), 2, "an attribute change pages nothing");
+}
+
+fn attributes(json: &str) -> Attributes {
+    Attributes::parse_json("attributes", json).unwrap()
+}
+
+pub async fn receivers_keep_their_attributes(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let named = rider("a1", "sh", &["vip"]).with_attributes(attributes(r#"{"name": "小王", "level": "3"}"#));
+    let plain = rider("a2", "sh", &[]);
+    assert_eq!(ports.receivers.upsert_receivers(&[named.clone(), plain.clone()]).await.unwrap(), 2);
+    assert_eq!(ports.receivers.upsert_receivers(&[named.clone(), plain.clone()]).await.unwrap(), 0, "unchanged");
+    let found = ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("a1"), rid("a2")]).await.unwrap();
+    assert_eq!(found, vec![named.clone(), plain.clone()]);
+    let listed = ports.receivers.list_receivers(Some(ReceiverKind::Rider), None, None, 10).await.unwrap();
+    assert_eq!(listed, vec![named.clone(), plain], "listing reads them too");
+    // An upsert replaces them whole; none is none.
+    let renamed = rider("a1", "sh", &["vip"]).with_attributes(attributes(r#"{"name": "Wang"}"#));
+    assert_eq!(ports.receivers.upsert_receivers(std::slice::from_ref(&renamed)).await.unwrap(), 1);
+    let cleared = rider("a1", "sh", &["vip"]);
+    let found = ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("a1")]).await.unwrap();
+    assert_eq!(found, vec![renamed]);
+    assert_eq!(ports.receivers.upsert_receivers(std::slice::from_ref(&cleared)).await.unwrap(), 1);
+    assert_eq!(ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("a1")]).await.unwrap(), vec![cleared]);
+}
+
+pub async fn notifications_keep_their_image_and_actions(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let schemes = AppSchemes::default();
+    let mut rich = content(r#"{"all": true}"#);
+    rich.title = Title::parse("title", "{{receiver.attr.name}}，您好").unwrap();
+    rich.image = Some(ImageUrl::parse("image", "https://cdn.example.com/a.png").unwrap());
+    let actions = vec![
+        Action::parse("url", "https://example.com/promo", Some("查看"), &schemes).unwrap(),
+        Action::parse("deep_link", "herald://orders/42", None, &schemes).unwrap(),
+    ];
+    rich.actions = Actions::new("actions", actions).unwrap();
+    let n = created(&ports, &rich).await;
+    assert_eq!(n.content, rich);
+    let stored = ports.notifications.notification(&n.id).await.unwrap().unwrap();
+    assert_eq!(stored.content, rich, "image, actions and the template read back as written");
+    let plain = created(&ports, &content(r#"{"all": true}"#)).await;
+    let both = ports.notifications.notifications(&[n.id.clone(), plain.id.clone()]).await.unwrap();
+    let plain_read = both.iter().find(|x| x.id == plain.id).unwrap();
+    assert_eq!((plain_read.content.image.as_ref(), plain_read.content.actions.is_empty()), (None, true));
 }
 
 pub async fn a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts(h: &dyn StoreHarness) {
@@ -983,4 +1036,6 @@ crate::suite!($ store, store_contract, [
     two_schedulers_on_one_database_write_each_page_once,
     consumers_recording_crossing_batches_at_once_count_each_page_once,
     window_edges_are_found_by_the_interval_they_fall_in,
+    receivers_keep_their_attributes,
+    notifications_keep_their_image_and_actions,
 ]);

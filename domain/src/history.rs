@@ -95,6 +95,8 @@ mod tests {
             validity: ValidityWindow::new(None, None).unwrap(),
             send_at,
             draft,
+            image: None,
+            actions: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::InvalidInput;
 use crate::notification::{Notification, NotificationId};
+use crate::template::{self, Fields};
 
 /// Entries one inbox keeps by default (see [`InboxCap`]).
 pub const DEFAULT_INBOX_CAP: usize = 1_000;
@@ -102,12 +103,24 @@ pub struct InboxEntry {
     pub position: InboxCursor,
 }
 
-/// An entry with its notification.
+/// An entry with its notification, and its title and body as this inbox's receiver reads them
+/// (placeholders filled in, `crate::template`).
 #[derive(Debug, Clone)]
 pub struct InboxItem {
     pub notification: Arc<Notification>,
     pub read: bool,
     pub version: u64,
+    pub title: String,
+    pub body: String,
+}
+
+impl InboxItem {
+    /// The item for the receiver `fields` describe: the notification shared, only its texts rendered.
+    pub fn new(notification: Arc<Notification>, read: bool, version: u64, fields: &Fields<'_>) -> Self {
+        let title = template::render(notification.content.title.as_str(), fields).into_owned();
+        let body = template::render(notification.content.body.as_str(), fields).into_owned();
+        Self { notification, read, version, title, body }
+    }
 }
 
 /// Position in the inbox list: the sort key of the last item returned. The list runs
@@ -202,6 +215,8 @@ mod tests {
                 validity: ValidityWindow::new(None, until).unwrap(),
                 send_at: None,
                 draft: false,
+                image: None,
+                actions: Default::default(),
             },
             status: Status::Sent,
             created_at: sent,

@@ -5,6 +5,7 @@
 
 pub mod audience;
 pub mod completion;
+pub mod content;
 pub mod history;
 pub mod inbox;
 pub mod listing;
@@ -14,16 +15,19 @@ pub mod plan;
 pub mod ports;
 pub mod receiver;
 pub mod search;
+pub mod template;
 mod text;
 
 pub use audience::{Audience, Selection};
+pub use content::{Action, ActionKind, Actions, AppSchemes, ImageUrl};
 pub use history::HistoryEvent;
 pub use inbox::{DEFAULT_INBOX_CAP, EntryMeta, InboxCap, InboxCursor, InboxEntry, InboxItem, SyncCursor};
 pub use notification::{
-    Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title, ValidityWindow,
+    ActionLabel, Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title,
+    ValidityWindow,
 };
 pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
-pub use receiver::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+pub use receiver::{AttributeName, Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
 
 /// A value that failed to parse, with the path of the field at fault (`audience.cities[2]`).

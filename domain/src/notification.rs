@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
 use crate::audience::Audience;
+use crate::content::{Actions, ImageUrl};
 use crate::receiver::ReceiverKind;
 
 /// Time-ordered (UUID v7), so ids sort by creation and index well.
@@ -39,7 +40,7 @@ impl std::fmt::Display for NotificationId {
 
 /// Characters that change how the text around them is shown without being seen themselves: bidi
 /// embeddings, overrides and isolates (which can make `gpj.exe` read as `exe.jpg`).
-fn is_bidi_control(c: char) -> bool {
+pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
@@ -66,7 +67,7 @@ fn check_text(field: &str, raw: &str, multiline: bool) -> Result<(), InvalidInpu
 
 /// Declares a bounded text type with something visible in it that parses on deserialization.
 macro_rules! bounded_text {
-    ($(#[$meta:meta])* $name:ident, $max:expr, multiline: $multiline:expr) => {
+    ($(#[$meta:meta])* $name:ident, $max:expr, multiline: $multiline:expr, templated: $templated:expr) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(transparent)]
@@ -77,6 +78,9 @@ macro_rules! bounded_text {
 
             pub fn parse(field: &str, raw: &str) -> Result<Self, InvalidInput> {
                 check_text(field, raw, $multiline)?;
+                if $templated {
+                    crate::template::check(field, raw)?;
+                }
                 if raw.chars().count() > Self::MAX_CHARS {
                     return Err(InvalidInput::new(
                         field,
@@ -101,16 +105,27 @@ macro_rules! bounded_text {
 }
 
 bounded_text!(
-    /// A notification's title, as the inbox list shows it: one line.
+    /// A notification's title, as the inbox list shows it: one line, with placeholders
+    /// (`crate::template`) filled in per receiver.
     Title,
     200,
-    multiline: false
+    multiline: false,
+    templated: true
 );
 bounded_text!(
-    /// A notification's text: plain text, line breaks and tabs allowed.
+    /// A notification's text: plain text (never markup: apps and the console show it as text), line
+    /// breaks and tabs allowed, with placeholders (`crate::template`) filled in per receiver.
     Body,
     10_000,
-    multiline: true
+    multiline: true,
+    templated: true
+);
+bounded_text!(
+    /// An action button's label: one short line.
+    ActionLabel,
+    40,
+    multiline: false,
+    templated: false
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -235,6 +250,10 @@ pub struct NewNotification {
     /// `None` sends now.
     pub send_at: Option<DateTime<Utc>>,
     pub draft: bool,
+    /// An image the apps show with it.
+    pub image: Option<ImageUrl>,
+    /// Up to two buttons.
+    pub actions: Actions,
 }
 
 impl NewNotification {
@@ -323,6 +342,8 @@ mod tests {
             validity: ValidityWindow::new(None, Some(t(10))).unwrap(),
             send_at: Some(t(9)),
             draft: false,
+            image: None,
+            actions: Actions::default(),
         };
         assert!(n.check_visible_some_time(t(8)).is_ok());
         assert_eq!(n.check_visible_some_time(t(10)).unwrap_err().field, "valid_until");

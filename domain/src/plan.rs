@@ -204,6 +204,8 @@ mod tests {
                 validity: ValidityWindow::new(None, until).unwrap(),
                 send_at: None,
                 draft: false,
+                image: None,
+                actions: Default::default(),
             },
             status,
             created_at: Utc::now(),

@@ -175,6 +175,8 @@ fn notification(rng: &mut StdRng, cities: &[City], i: usize, n: usize) -> anyhow
                 validity: ValidityWindow::default(),
                 send_at: None,
                 draft: status == Status::Draft,
+                image: None,
+                actions: Default::default(),
             },
             status,
             created_at,

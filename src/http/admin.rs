@@ -10,8 +10,8 @@ use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::Idempotency;
 use herald_domain::search::SearchCursor;
 use herald_domain::{
-    Audience, Body, Category, City, Group, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status,
-    Title, ValidityWindow,
+    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, ImageUrl, NewNotification,
+    NotificationId, Receiver, ReceiverId, ReceiverKind, Status, Title, ValidityWindow,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Admin, Operator};
 use super::error::{ApiError, ApiResult, ValidJson};
+use super::inbox::ActionView;
 use super::openapi::{
     self as doc, Conflicts, NeedsToken, ReadsBody, ReadsPath, ReadsQuery, RefusesContent, UsesBackend,
 };
@@ -38,6 +39,11 @@ pub struct ReceiverIn {
     #[serde(default)]
     #[schema(schema_with = doc::groups)]
     groups: Vec<Group>,
+    /// Named fields that notifications' `{{receiver.attr.NAME}}` placeholders fill in; replaces
+    /// what the receiver had (absent: none).
+    #[serde(default)]
+    #[schema(schema_with = doc::attributes)]
+    attributes: Attributes,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -54,10 +60,10 @@ pub async fn upsert_receivers(
     _: Operator,
     ValidJson(batch, _): ValidJson<Vec<ReceiverIn>>,
 ) -> ApiResult<Json<Upserted>> {
-    let receivers = batch
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]"))));
+    let receivers = batch.into_iter().enumerate().map(|(i, r)| {
+        let receiver = Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]")))?;
+        Ok(receiver.with_attributes(r.attributes))
+    });
     let upserted = state.herald.upsert_receivers(receivers).await?;
     Ok(Json(Upserted { upserted }))
 }
@@ -87,6 +93,43 @@ pub struct NotificationIn {
     send_at: Option<DateTime<Utc>>,
     #[serde(default)]
     draft: bool,
+    /// An image the apps show with it: an `https://` URL.
+    #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
+    image: Option<String>,
+    /// Up to two buttons.
+    #[serde(default)]
+    #[schema(max_items = 2)]
+    actions: Vec<ActionIn>,
+}
+
+/// A button of a notification.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionIn {
+    /// `url`: a web page, `https://` only; `deep_link`: a screen of the app, one of its own schemes
+    /// (`HERALD_APP_SCHEMES`, default `herald`). `javascript:`, `data:`, `http:` and the like are refused.
+    #[schema(schema_with = doc::action_kind)]
+    kind: String,
+    /// The link it opens.
+    #[schema(max_length = 2048)]
+    target: String,
+    /// The button's text, one line of at most 40 characters; absent lets the app choose.
+    #[serde(default)]
+    #[schema(max_length = 40)]
+    label: Option<String>,
+}
+
+fn parse_actions(actions: Vec<ActionIn>, schemes: &AppSchemes) -> ApiResult<Actions> {
+    let actions = actions
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Action::parse(&a.kind, &a.target, a.label.as_deref(), schemes)
+                .map_err(|e| e.within(&format!("actions[{i}]")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Actions::new("actions", actions)?)
 }
 
 fn parse_audience(spec: AudienceSpec) -> ApiResult<Audience> {
@@ -94,7 +137,7 @@ fn parse_audience(spec: AudienceSpec) -> ApiResult<Audience> {
 }
 
 impl NotificationIn {
-    fn into_domain(self) -> ApiResult<NewNotification> {
+    fn into_domain(self, schemes: &AppSchemes) -> ApiResult<NewNotification> {
         Ok(NewNotification {
             title: self.title,
             body: self.body,
@@ -106,6 +149,8 @@ impl NotificationIn {
             validity: ValidityWindow::new(self.valid_from, self.valid_until)?,
             send_at: self.send_at.map(herald_domain::notification::to_millis),
             draft: self.draft,
+            image: self.image.as_deref().map(|raw| ImageUrl::parse("image", raw)).transpose()?,
+            actions: parse_actions(self.actions, schemes)?,
         })
     }
 }
@@ -147,7 +192,8 @@ pub async fn create_notification(
     ValidJson(req, raw): ValidJson<NotificationIn>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let idem = idempotency(&headers, &raw)?;
-    let Creation { notification: n, replayed } = state.herald.create_notification(req.into_domain()?, idem).await?;
+    let Creation { notification: n, replayed } =
+        state.herald.create_notification(req.into_domain(&state.app_schemes)?, idem).await?;
     // `201` for a new notification, `200` for a replay.
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, Json(Created { id: n.id, status: n.status })))
@@ -185,6 +231,11 @@ pub struct NotificationView {
     #[schema(format = DateTime)]
     send_at: Option<String>,
     draft: bool,
+    /// Absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
+    image: Option<String>,
+    actions: Vec<ActionView>,
     #[schema(schema_with = doc::status)]
     status: Status,
     #[schema(format = DateTime)]
@@ -243,6 +294,8 @@ impl From<NotificationDetails> for NotificationView {
             send_at: time(c.send_at),
             // As submitted, like the other content fields; `status` says where it is now.
             draft: c.draft,
+            image: c.image.as_ref().map(|i| i.as_str().to_owned()),
+            actions: c.actions.as_slice().iter().map(ActionView::from).collect(),
             status: n.status,
             created_at: n.created_at.to_rfc3339(),
             sent_at: time(n.sent_at),

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use herald_app::SyncNews;
-use herald_domain::{Body, Category, InboxCursor, InboxItem, NotificationId, SyncCursor, Title};
+use herald_domain::{Action, ActionKind, Category, InboxCursor, InboxItem, NotificationId, SyncCursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -37,15 +37,39 @@ pub struct SyncParams {
     since: Option<String>,
 }
 
+/// A button as an app shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ActionView {
+    /// `url` (an `https://` page) or `deep_link` (one of the app's own schemes).
+    #[schema(schema_with = doc::action_kind)]
+    kind: ActionKind,
+    target: String,
+    /// Absent when the operator gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+}
+
+impl From<&Action> for ActionView {
+    fn from(a: &Action) -> Self {
+        Self { kind: a.kind(), target: a.target().to_owned(), label: a.label().map(|l| l.as_str().to_owned()) }
+    }
+}
+
 /// A message as an app shows it.
 #[derive(Serialize, ToSchema)]
 pub struct Message {
     #[schema(value_type = String)]
     id: NotificationId,
-    #[schema(schema_with = doc::title)]
-    title: Title,
-    #[schema(schema_with = doc::body)]
-    body: Body,
+    /// The title, its placeholders filled in for this receiver (plain text).
+    title: String,
+    /// The body, its placeholders filled in for this receiver (plain text, never markup).
+    body: String,
+    /// Absent when it has none: an `https://` URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
+    image: Option<String>,
+    /// Up to two buttons, in order (empty when none).
+    actions: Vec<ActionView>,
     #[schema(schema_with = doc::category)]
     category: Category,
     pinned: bool,
@@ -62,8 +86,10 @@ impl From<&InboxItem> for Message {
         let n = &item.notification;
         Self {
             id: n.id.clone(),
-            title: n.content.title.clone(),
-            body: n.content.body.clone(),
+            title: item.title.clone(),
+            body: item.body.clone(),
+            image: n.content.image.as_ref().map(|i| i.as_str().to_owned()),
+            actions: n.content.actions.as_slice().iter().map(ActionView::from).collect(),
             category: n.content.category,
             pinned: n.content.pinned,
             force_read: n.content.force_read,

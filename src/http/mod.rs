@@ -29,6 +29,7 @@ pub use error::ApiError;
 pub use events::{StreamLimits, Streams};
 
 use herald_app::Herald;
+use herald_domain::AppSchemes;
 
 use crate::auth::TokenSigner;
 use crate::telemetry::Telemetry;
@@ -43,11 +44,19 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     /// The live-update streams open in this process.
     pub streams: Arc<Streams>,
+    /// The schemes a notification's deep links may use (`HERALD_APP_SCHEMES`).
+    pub app_schemes: Arc<AppSchemes>,
 }
 
 impl AppState {
-    pub fn new(herald: Herald, tokens: TokenSigner, telemetry: Arc<Telemetry>, streams: Streams) -> Self {
-        Self { herald, tokens, telemetry, streams: Arc::new(streams) }
+    pub fn new(
+        herald: Herald,
+        tokens: TokenSigner,
+        telemetry: Arc<Telemetry>,
+        streams: Streams,
+        app_schemes: AppSchemes,
+    ) -> Self {
+        Self { herald, tokens, telemetry, streams: Arc::new(streams), app_schemes: Arc::new(app_schemes) }
     }
 }
 

@@ -50,12 +50,22 @@ fn text(max: usize, what: &str) -> ObjectBuilder {
         .description(Some(format!("{what}: 1 to {max} characters, not blank")))
 }
 
+const PLACEHOLDERS: &str = "; placeholders `{{receiver.id}}`, `{{receiver.city}}` and `{{receiver.attr.NAME}}` are \
+                            filled in per receiver when an inbox is read (any other `{{…}}` is refused)";
+
 pub fn title() -> Schema {
-    text(Title::MAX_CHARS, "A title").into()
+    text(Title::MAX_CHARS, "A title")
+        .description(Some(format!("A title: 1 to {} characters, not blank{PLACEHOLDERS}", Title::MAX_CHARS)))
+        .into()
 }
 
 pub fn body() -> Schema {
-    text(Body::MAX_CHARS, "A body").into()
+    text(Body::MAX_CHARS, "A body")
+        .description(Some(format!(
+            "A body: 1 to {} characters of plain text, not blank{PLACEHOLDERS}",
+            Body::MAX_CHARS
+        )))
+        .into()
 }
 
 /// Receiver ids, cities and groups.
@@ -88,6 +98,22 @@ pub fn search_text() -> Schema {
 
 fn one_of(values: impl IntoIterator<Item = &'static str>) -> Schema {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).into()
+}
+
+pub fn action_kind() -> Schema {
+    one_of(["url", "deep_link"])
+}
+
+/// A receiver's attributes: names a-z, 0-9, `_` (a letter first), values one line.
+pub fn attributes() -> Schema {
+    let value =
+        ObjectBuilder::new().schema_type(Type::String).max_length(Some(herald_domain::receiver::MAX_ATTRIBUTE_CHARS));
+    ObjectBuilder::new()
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(value.into()))))
+        .max_properties(Some(herald_domain::receiver::MAX_ATTRIBUTES))
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z][a-z0-9_]{0,31}$"))))
+        .description(Some("Named fields for `{{receiver.attr.NAME}}` placeholders, e.g. `{\"name\": \"小王\"}`"))
+        .into()
 }
 
 pub fn category() -> Schema {

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_domain::{City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::{Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -24,11 +24,19 @@ pub struct ReceiverView {
     city: City,
     #[schema(schema_with = doc::groups)]
     groups: Vec<Group>,
+    #[schema(schema_with = doc::attributes)]
+    attributes: Attributes,
 }
 
 impl From<&Receiver> for ReceiverView {
     fn from(r: &Receiver) -> Self {
-        Self { kind: r.kind, id: r.id.clone(), city: r.city.clone(), groups: r.groups().to_vec() }
+        Self {
+            kind: r.kind,
+            id: r.id.clone(),
+            city: r.city.clone(),
+            groups: r.groups().to_vec(),
+            attributes: r.attributes.clone(),
+        }
     }
 }
 
@@ -45,7 +53,7 @@ impl ReceiverPath {
     }
 }
 
-/// One receiver: its city and groups.
+/// One receiver: its city, groups and attributes.
 #[utoipa::path(get, path = "/admin/v1/receivers/{kind}/{id}", tag = "admin", security(("admin_token" = [])),
     params(("kind" = String, Path, description = "`rider` or `merchant`"), ("id" = String, Path, description = "The receiver's id")),
     responses((status = 200, body = ReceiverView), NeedsToken, ParsesPath, UsesBackend))]
@@ -155,8 +163,8 @@ pub struct RejectedRow {
     reason: String,
 }
 
-/// Imports a CSV of receivers (`kind,id,city,groups`, groups `;`-separated, an optional header
-/// line), as `herald receivers import` does: bad rows are reported by line, the others upserted.
+/// Imports a CSV of receivers (`kind,id,city,groups[,attributes]`, groups `;`-separated,
+/// attributes a JSON object of strings, an optional header line), as `herald receivers import` does: bad rows are reported by line, the others upserted.
 #[utoipa::path(post, path = "/admin/v1/receivers/import", tag = "admin", security(("admin_token" = [])),
     request_body(content = String, content_type = "text/csv", description = "At most 64 MiB"),
     responses((status = 200, body = ImportReport), NeedsToken, ReadsCsv, UsesBackend))]

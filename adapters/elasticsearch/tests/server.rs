@@ -31,6 +31,8 @@ fn document(n: i64, title: &str) -> SearchDocument {
         validity: ValidityWindow::new(None, None).unwrap(),
         send_at: None,
         draft: false,
+        image: None,
+        actions: Default::default(),
     };
     let created_at = Utc.timestamp_millis_opt(1_700_000_000_000 + n).unwrap();
     let notification = Notification {

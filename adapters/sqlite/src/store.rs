@@ -9,8 +9,9 @@ use herald_domain::completion::{CityState, send_completes};
 use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
-    Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, NewNotification, Notification, NotificationId,
-    PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title, ValidityWindow,
+    Actions, Attributes, Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, ImageUrl, NewNotification,
+    Notification, NotificationId, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title,
+    ValidityWindow,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -26,12 +27,13 @@ static MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../../sql/sqlite/0001_init.sql")),
     (2, include_str!("../../../sql/sqlite/0002_search_changes.sql")),
     (3, include_str!("../../../sql/sqlite/0003_window_edges.sql")),
+    (4, include_str!("../../../sql/sqlite/0004_rich_content.sql")),
 ];
 
 macro_rules! notification_columns {
     () => {
         "id, title, body, category, receiver_kind, audience, pinned, force_read, valid_from, valid_until, \
-         send_at, draft, status, created_at, sent_at, revoked_at"
+         send_at, draft, status, created_at, sent_at, revoked_at, image, actions"
     };
 }
 
@@ -77,7 +79,14 @@ fn receiver_from_row(row: &SqliteRow) -> PortResult<Receiver> {
     let id: String = row.try_get("id").map_err(err)?;
     let city: String = row.try_get("city").map_err(err)?;
     let groups: String = row.try_get("groups").map_err(err)?;
-    Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)
+    let attributes: Option<String> = row.try_get("attributes").map_err(err)?;
+    let attributes = Attributes::parse_json("attributes", attributes.as_deref().unwrap_or("")).map_err(corrupt)?;
+    Ok(Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)?.with_attributes(attributes))
+}
+
+/// The attributes column: NULL for none, else their JSON.
+fn attributes_column(r: &Receiver) -> Option<String> {
+    (!r.attributes.is_empty()).then(|| r.attributes.to_json())
 }
 
 /// A JSON array of strings: however many cities or groups a selection names, they travel as one
@@ -131,6 +140,16 @@ fn notification_from_row(row: &SqliteRow) -> PortResult<Notification> {
             validity: ValidityWindow::new(time("valid_from")?, time("valid_until")?).map_err(corrupt)?,
             send_at: time("send_at")?,
             draft: flag("draft")?,
+            image: row
+                .try_get::<Option<String>, _>("image")
+                .map_err(err)?
+                .map(|raw| ImageUrl::parse("image", &raw))
+                .transpose()
+                .map_err(corrupt)?,
+            actions: match row.try_get::<Option<String>, _>("actions").map_err(err)? {
+                Some(raw) => serde_json::from_str(&raw).map_err(corrupt)?,
+                None => Actions::default(),
+            },
         },
         status: Status::parse("status", &text("status")?).map_err(corrupt)?,
         created_at: from_millis(row.try_get("created_at").map_err(err)?),
@@ -261,8 +280,9 @@ async fn city_state(
     .transpose()
 }
 
-/// Writes the receivers (the last of repeated ids wins) that are new or whose city or groups
-/// changed, and returns them; an unchanged one is not rewritten. The stored rows are read first,
+/// Writes the receivers (the last of repeated ids wins) that are new or whose city, groups or
+/// attributes changed, and returns them with those whose city or groups changed (what late
+/// deliveries look at: new attributes alone reach no one new); an unchanged one is not rewritten. The stored rows are read first,
 /// inside the write transaction, so a fresh import reads nothing back and a re-import compares
 /// in memory (the same works on MySQL, which has no RETURNING on an upsert). Their
 /// `receiver_groups` rows are replaced in the same transaction.
@@ -270,15 +290,15 @@ async fn write_receivers(
     tx: &mut Transaction<'static, Sqlite>,
     receivers: &[Receiver],
     now: DateTime<Utc>,
-) -> PortResult<Vec<Receiver>> {
+) -> PortResult<Written> {
     let latest: BTreeMap<(ReceiverKind, &ReceiverId), &Receiver> =
         receivers.iter().map(|r| ((r.kind, &r.id), r)).collect();
-    // Per kind: id → (city, groups) as stored.
-    let mut stored: HashMap<ReceiverKind, HashMap<String, (String, String)>> = HashMap::new();
+    // Per kind: id → its row as stored.
+    let mut stored: HashMap<ReceiverKind, HashMap<String, StoredReceiver>> = HashMap::new();
     for kind in ReceiverKind::ALL {
         let ids = json_list(latest.keys().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()));
         let rows = sqlx::query(
-            "SELECT id, city, groups FROM receivers WHERE kind = ? AND id IN (SELECT value FROM json_each(?))",
+            "SELECT id, city, groups, attributes FROM receivers WHERE kind = ? AND id IN (SELECT value FROM json_each(?))",
         )
         .bind(kind.as_str())
         .bind(ids)
@@ -287,32 +307,39 @@ async fn write_receivers(
         .map_err(err)?;
         let of_kind = stored.entry(kind).or_default();
         for row in rows {
-            let fields = (row.try_get("city").map_err(err)?, row.try_get("groups").map_err(err)?);
+            let fields = (
+                row.try_get("city").map_err(err)?,
+                row.try_get("groups").map_err(err)?,
+                row.try_get("attributes").map_err(err)?,
+            );
             of_kind.insert(row.try_get("id").map_err(err)?, fields);
         }
     }
     let before = |r: &Receiver| stored.get(&r.kind).and_then(|of_kind| of_kind.get(r.id.as_str()));
+    let moved = |r: &Receiver| {
+        before(r).is_none_or(|(city, groups, _)| {
+            city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
+        })
+    };
     let changed: Vec<Receiver> = latest
         .into_values()
-        .filter(|r| {
-            before(r).is_none_or(|(city, groups)| {
-                city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
-            })
-        })
+        .filter(|r| moved(r) || before(r).is_some_and(|(_, _, attributes)| *attributes != attributes_column(r)))
         .cloned()
         .collect();
     for chunk in changed.chunks(CHUNK) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, updated_at) ");
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("INSERT INTO receivers (kind, id, city, groups, attributes, updated_at) ");
         qb.push_values(chunk, |mut row, r| {
             row.push_bind(r.kind.as_str())
                 .push_bind(r.id.as_str().to_owned())
                 .push_bind(r.city.as_str().to_owned())
                 .push_bind(delimited(r.groups().iter().map(Group::as_str)))
+                .push_bind(attributes_column(r))
                 .push_bind(millis(now));
         });
         qb.push(
             " ON CONFLICT (kind, id) DO UPDATE SET city = excluded.city, groups = excluded.groups, \
-             updated_at = excluded.updated_at",
+             attributes = excluded.attributes, updated_at = excluded.updated_at",
         );
         qb.build().execute(&mut **tx).await.map_err(err)?;
     }
@@ -336,7 +363,17 @@ async fn write_receivers(
         });
         qb.build().execute(&mut **tx).await.map_err(err)?;
     }
-    Ok(changed)
+    let moved = changed.iter().filter(|r| moved(r)).cloned().collect();
+    Ok(Written { moved, count: changed.len() })
+}
+
+/// A receiver's city, groups and attributes columns, as stored.
+type StoredReceiver = (String, String, Option<String>);
+
+/// What `write_receivers` wrote: how many, and those whose city or groups changed.
+struct Written {
+    count: usize,
+    moved: Vec<Receiver>,
 }
 
 /// The broadcasts a receiver may get late (`plan::reaches_late` decides; this only narrows): one
@@ -449,7 +486,8 @@ impl ReceiverDirectory for SqliteStore {
     async fn upsert_receivers(&self, receivers: &[Receiver]) -> PortResult<u64> {
         let now = Utc::now();
         let mut tx = self.write().await?;
-        let changed = write_receivers(&mut tx, receivers, now).await?;
+        let written = write_receivers(&mut tx, receivers, now).await?;
+        let changed = written.moved;
         if !changed.is_empty() {
             let broadcasts = late_broadcasts(&mut tx, now).await?;
             let mut pages = Vec::new();
@@ -462,13 +500,14 @@ impl ReceiverDirectory for SqliteStore {
             log_changes(&mut tx, &paged).await?;
         }
         tx.commit().await.map_err(err)?;
-        Ok(changed.len() as u64)
+        Ok(written.count as u64)
     }
 
     async fn lookup_receivers(&self, kind: ReceiverKind, ids: &[ReceiverId]) -> PortResult<Vec<Receiver>> {
         let mut found = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups FROM receivers WHERE kind = ");
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups, attributes FROM receivers WHERE kind = ");
             qb.push_bind(kind.as_str()).push(" AND id IN ");
             push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
             for row in qb.build().fetch_all(&self.db.read).await.map_err(err)? {
@@ -524,7 +563,8 @@ impl ReceiverDirectory for SqliteStore {
         limit: usize,
     ) -> PortResult<Vec<Receiver>> {
         // By the primary key (kind, id), or by `receivers_by_city` (kind, city, id) in one city.
-        let mut qb = QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups FROM receivers WHERE 1 = 1");
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("SELECT kind, id, city, groups, attributes FROM receivers WHERE 1 = 1");
         if let Some(kind) = kind {
             qb.push(" AND kind = ").push_bind(kind.as_str());
         }
@@ -584,11 +624,16 @@ impl NotificationStore for SqliteStore {
             revoked_at: None,
         };
         let audience = serde_json::to_string(&content.audience).map_err(|e| PortError::new(BACKEND, e))?;
+        let actions = if content.actions.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&content.actions).map_err(|e| PortError::new(BACKEND, e))?)
+        };
         sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_columns!(),
             ", direct, cities, idempotency_key, request_fingerprint) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(notification.id.as_str())
         .bind(content.title.as_str())
@@ -606,6 +651,8 @@ impl NotificationStore for SqliteStore {
         .bind(millis(notification.created_at))
         .bind(None::<i64>)
         .bind(None::<i64>)
+        .bind(content.image.as_ref().map(|i| i.as_str().to_owned()))
+        .bind(actions)
         .bind(content.audience.is_direct())
         .bind(delimited(content.audience.named_cities().map(City::as_str)))
         .bind(idempotency.map(|i| i.key.clone()))
