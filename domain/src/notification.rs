@@ -369,6 +369,8 @@ mod tests {
                 validity: ValidityWindow::new(None, None).unwrap(),
                 send_at,
                 draft,
+                image: None,
+                actions: Default::default(),
             },
             status: Status::Sending,
             created_at: t(5),
