@@ -53,18 +53,6 @@ async fn read(h: &TestHerald, token: &str, id: &str) -> Reply {
     h.app_post(token, &format!("/app/v1/inbox/{id}/read")).await
 }
 
-async fn sync(h: &TestHerald, token: &str, since: Option<&str>) -> Value {
-    let path = match since {
-        Some(c) => format!("/app/v1/inbox/sync?since={c}"),
-        None => "/app/v1/inbox/sync".to_string(),
-    };
-    let r = h.app_get(token, &path).await;
-    assert_eq!(r.status, StatusCode::OK, "GET {path}: {:?}", r.body);
-    assert!(r.body["cursor"].is_string(), "{:?}", r.body);
-    assert!(r.body["has_more"].is_boolean(), "{:?}", r.body);
-    r.body
-}
-
 fn item<'a>(items: &'a Value, id: &str) -> Option<&'a Value> {
     items.as_array().expect("items array").iter().find(|i| i["id"] == id)
 }
@@ -276,7 +264,7 @@ async fn messages_outside_their_validity_window_are_hidden_everywhere() {
     assert_eq!(unread(&h, &t).await, json!({"unread": 2, "force_read_pending": 1}));
     let forced = h.app_get(&t, "/app/v1/inbox/force-read").await;
     assert_eq!(ids_of(&forced.body["items"]), vec![bounded.clone()]);
-    let all_synced = sync(&h, &t, None).await;
+    let all_synced = h.sync(&t, None).await;
     let synced: HashSet<String> = ids_of(&all_synced["items"]).into_iter().collect();
     assert!(!synced.contains(&expired) && !synced.contains(&future), "sync shows hidden messages: {all_synced}");
     assert!(synced.contains(&permanent) && synced.contains(&bounded), "{all_synced}");
@@ -461,7 +449,7 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
     let b = send(&h, "b", json!({})).await;
     let t = h.app_token("rider", "r1");
 
-    let first = sync(&h, &t, None).await;
+    let first = h.sync(&t, None).await;
     let got: HashSet<String> = ids_of(&first["items"]).into_iter().collect();
     assert_eq!(got, HashSet::from([a.clone(), b.clone()]));
     assert_eq!(first["has_more"], json!(false));
@@ -470,7 +458,7 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
     assert_eq!(item_a["read"], json!(false));
     let cursor = first["cursor"].as_str().unwrap().to_string();
 
-    let unchanged = sync(&h, &t, Some(&cursor)).await;
+    let unchanged = h.sync(&t, Some(&cursor)).await;
     assert_eq!(unchanged["items"], json!([]), "{unchanged}");
     let cursor = unchanged["cursor"].as_str().unwrap().to_string();
 
@@ -479,17 +467,17 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
     let c = send(&h, "c", json!({})).await;
     assert_eq!(read(&h, &t, &a).await.status, StatusCode::NO_CONTENT);
 
-    let delta = sync(&h, &t, Some(&cursor)).await;
+    let delta = h.sync(&t, Some(&cursor)).await;
     let got: HashSet<String> = ids_of(&delta["items"]).into_iter().collect();
     assert_eq!(got, HashSet::from([a.clone(), c.clone()]), "{delta}");
     assert_eq!(item(&delta["items"], &a).unwrap()["read"], json!(true));
     assert_eq!(item(&delta["items"], &c).unwrap()["read"], json!(false));
     assert_eq!(item(&delta["items"], &c).unwrap()["title"], "c");
 
-    let after = sync(&h, &t, Some(delta["cursor"].as_str().unwrap())).await;
+    let after = h.sync(&t, Some(delta["cursor"].as_str().unwrap())).await;
     assert_eq!(after["items"], json!([]), "{after}");
     // an old cursor still replays from where it was
-    let replay = sync(&h, &t, Some(&cursor)).await;
+    let replay = h.sync(&t, Some(&cursor)).await;
     assert_eq!(ids_of(&replay["items"]).len(), 2, "{replay}");
     h.stop().await;
 }
@@ -502,17 +490,17 @@ async fn a_revoke_made_by_another_api_process_shows_at_once_in_list_and_sync() {
     let t = h.app_token("rider", "r1");
     // The other process caches the notification and hands out a cursor past it.
     assert_eq!(other.inbox_ids(&t).await, vec![gone.clone()]);
-    let cursor = sync(&other, &t, None).await["cursor"].as_str().unwrap().to_string();
+    let cursor = other.sync(&t, None).await["cursor"].as_str().unwrap().to_string();
 
     let r = h.admin_post(&format!("/admin/v1/notifications/{gone}/revoke"), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
     assert_eq!(other.inbox_ids(&t).await, Vec::<String>::new(), "a cached copy hid the revoke");
     assert_eq!(unread(&other, &t).await["unread"], json!(0));
-    let delta = sync(&other, &t, Some(&cursor)).await;
+    let delta = other.sync(&t, Some(&cursor)).await;
     assert_eq!(delta["items"], json!([{"id": gone, "revoked": true}]), "{delta}");
     // Once told, a later sync never brings it back.
-    let after = sync(&other, &t, Some(delta["cursor"].as_str().unwrap())).await;
+    let after = other.sync(&t, Some(delta["cursor"].as_str().unwrap())).await;
     assert_eq!(after["items"], json!([]), "{after}");
     second.stop().await.unwrap();
     h.stop().await;
@@ -527,8 +515,8 @@ async fn revoke_removes_the_message_and_sync_reports_it_once() {
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
     assert_eq!(read(&h, &t1, &gone).await.status, StatusCode::NO_CONTENT);
-    let c1 = sync(&h, &t1, None).await["cursor"].as_str().unwrap().to_string();
-    let c2 = sync(&h, &t2, None).await["cursor"].as_str().unwrap().to_string();
+    let c1 = h.sync(&t1, None).await["cursor"].as_str().unwrap().to_string();
+    let c2 = h.sync(&t2, None).await["cursor"].as_str().unwrap().to_string();
 
     let r = h.admin_post(&format!("/admin/v1/notifications/{gone}/revoke"), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -538,16 +526,16 @@ async fn revoke_removes_the_message_and_sync_reports_it_once() {
     assert_eq!(unread(&h, &t1).await, json!({"unread": 1, "force_read_pending": 1}));
     assert_eq!(read(&h, &t1, &gone).await.status, StatusCode::NOT_FOUND);
 
-    let delta = sync(&h, &t1, Some(&c1)).await;
+    let delta = h.sync(&t1, Some(&c1)).await;
     assert_eq!(delta["items"], json!([{"id": gone, "revoked": true}]), "{delta}");
-    let after = sync(&h, &t1, Some(delta["cursor"].as_str().unwrap())).await;
+    let after = h.sync(&t1, Some(delta["cursor"].as_str().unwrap())).await;
     assert_eq!(after["items"], json!([]), "revocation reported again: {after}");
-    let fresh = sync(&h, &t1, None).await;
+    let fresh = h.sync(&t1, None).await;
     assert!(
         !ids_of(&fresh["items"]).contains(&gone) || item(&fresh["items"], &gone).unwrap()["revoked"] == json!(true),
         "a full sync must not show a revoked message as live: {fresh}"
     );
-    let other = sync(&h, &t2, Some(&c2)).await;
+    let other = h.sync(&t2, Some(&c2)).await;
     assert_eq!(other["items"], json!([]), "r2 never had it: {other}");
 
     let s = stats(&h, &gone).await;
@@ -571,7 +559,7 @@ async fn each_rider_sees_only_their_own_inbox() {
     assert_eq!(unread(&h, &t1).await, json!({"unread": 2, "force_read_pending": 0}));
     assert_eq!(unread(&h, &t2).await, json!({"unread": 2, "force_read_pending": 1}));
     assert_eq!(h.app_get(&t1, "/app/v1/inbox/force-read").await.body, json!({"items": []}));
-    let synced: HashSet<String> = ids_of(&sync(&h, &t1, None).await["items"]).into_iter().collect();
+    let synced: HashSet<String> = ids_of(&h.sync(&t1, None).await["items"]).into_iter().collect();
     assert_eq!(synced, HashSet::from([both.clone(), to_r1.clone()]));
 
     assert_eq!(h.app_post(&t1, "/app/v1/inbox/read-all").await.body, json!({"marked": 2}));
@@ -607,7 +595,7 @@ async fn a_merchant_and_a_rider_with_the_same_id_have_separate_inboxes() {
     assert_eq!(unread(&h, &merchant).await["unread"], json!(0));
     assert_eq!(stats(&h, &for_merchants).await["read"], json!(1));
     assert_eq!(stats(&h, &for_riders).await["read"], json!(0));
-    let synced = sync(&h, &rider, None).await;
+    let synced = h.sync(&rider, None).await;
     assert_eq!(ids_of(&synced["items"]), vec![for_riders.clone()], "{synced}");
     h.stop().await;
 }
@@ -700,7 +688,7 @@ async fn drafts_cancelled_and_future_notifications_never_reach_the_inbox() {
 
     assert_eq!(h.inbox_ids(&t).await, vec![now.clone()]);
     assert_eq!(unread(&h, &t).await["unread"], json!(1));
-    assert_eq!(ids_of(&sync(&h, &t, None).await["items"]), vec![now]);
+    assert_eq!(ids_of(&h.sync(&t, None).await["items"]), vec![now]);
     for id in [&draft, &scheduled, &cancelled] {
         assert_eq!(read(&h, &t, id).await.status, StatusCode::NOT_FOUND, "{id}");
         assert_eq!(stats(&h, id).await["sent"], json!(0), "{id}");
@@ -717,7 +705,7 @@ async fn sync_delivers_a_message_once_its_window_opens() {
         let later = send(&h, "later", json!({"valid_from": opens.to_rfc3339()})).await;
         let t = h.app_token("rider", "r1");
         // a device syncs before the window opens: it gets only what it may show now
-        let first = sync(&h, &t, None).await;
+        let first = h.sync(&t, None).await;
         if Utc::now() >= opens {
             h.stop().await;
             return None;
@@ -730,7 +718,7 @@ async fn sync_delivers_a_message_once_its_window_opens() {
 
     until_past(opens).await;
     assert_eq!(h.inbox_ids(&t).await, vec![later.clone(), plain], "the list shows it now");
-    let delta = sync(&h, &t, Some(&cursor)).await;
+    let delta = h.sync(&t, Some(&cursor)).await;
     assert_eq!(ids_of(&delta["items"]), vec![later], "sync must bring what became visible since: {delta}");
     h.stop().await;
 }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -128,16 +129,17 @@ impl Deployment {
         for c in &mut consumers {
             c.until_logged("herald consumer running").await;
         }
-        let line = api.until_logged("herald api running on http://").await;
-        let base = line.split("running on ").nth(1).and_then(|s| s.split_whitespace().next()).expect("the address");
-        let t = TestHerald::attach(base);
-        let deadline = Instant::now() + PATIENCE;
-        while t.client.get(format!("{base}/readyz")).send().await.map(|r| r.status()).ok() != Some(StatusCode::OK) {
-            assert!(Instant::now() < deadline, "the API never became ready\n{}", api.report());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let t = ready(&mut api).await;
         eprintln!("4 processes up in {:.1} s", took.elapsed().as_secs_f64());
         Some(Self { api, scheduler, consumers, t, riders, servers, dir })
+    }
+
+    /// A new `herald api` on the address the first one had, once it is ready; clients keep
+    /// theirs.
+    async fn restart_api(&mut self, name: &str) {
+        let listen = self.t.base.trim_start_matches("http://").to_string();
+        self.api = self.process(name, &["api", "--listen", &listen]);
+        self.t = ready(&mut self.api).await;
     }
 
     fn process(&self, name: &str, args: &[&str]) -> Process {
@@ -194,16 +196,26 @@ impl Deployment {
         view
     }
 
-    /// The end state is exact everywhere it is kept.
-    async fn assert_exact(&self, id: &str, view: &Value) {
-        let (all, per_city) = (self.riders as u64, (self.riders / CITIES) as u64);
+    /// About 4 riders of each of `cities`, spread evenly over each city's riders.
+    fn sample(&self, cities: Range<usize>) -> Vec<String> {
+        let per_city = self.riders / CITIES;
+        cities.flat_map(|c| (0..4).map(move |j| format!("r{:06}", c + CITIES * (j * per_city / 4)))).collect()
+    }
+
+    /// The end state of a notice to every rider of `cities` is exact everywhere it is kept.
+    async fn assert_exact(&self, id: &str, view: &Value, cities: Range<usize>) {
+        let per_city = (self.riders / CITIES) as u64;
+        let all = per_city * cities.len() as u64;
+        let names: std::collections::BTreeSet<String> = cities.clone().map(city).collect();
         let pages_per_city = per_city.div_ceil(herald_domain::PAGE_SIZE as u64);
         // The API: matched from SQL's send tasks, sent from the inbox store's counters.
         assert_eq!(view["status"], "sent", "{view}");
         assert_eq!((&view["stats"]["matched"], &view["stats"]["sent"]), (&json!(all), &json!(all)), "{view}");
-        let cities = view["cities"].as_array().expect("cities");
-        assert_eq!(cities.len(), CITIES, "{view}");
-        for c in cities {
+        let listed = view["cities"].as_array().expect("cities");
+        let listed_names: std::collections::BTreeSet<String> =
+            listed.iter().map(|c| c["city"].as_str().expect("a city").to_string()).collect();
+        assert_eq!(listed_names, names, "{view}");
+        for c in listed {
             assert_eq!(
                 (&c["matched"], &c["sent"], &c["done"]),
                 (&json!(per_city), &json!(per_city), &json!(true)),
@@ -214,7 +226,7 @@ impl Deployment {
         let sql = self.servers.sql_by_hand(self.dir.path()).await;
         let delivered = sql.delivered_by_city(id).await;
         sql.close().await;
-        assert_eq!(delivered.len(), CITIES, "{delivered:?}");
+        assert_eq!(delivered.keys().cloned().collect::<std::collections::BTreeSet<_>>(), names, "{delivered:?}");
         for (city, pages_and_added) in &delivered {
             assert_eq!(*pages_and_added, (pages_per_city, per_city), "SQL's delivered pages of {city}");
         }
@@ -224,15 +236,27 @@ impl Deployment {
         for city in delivered.keys() {
             assert_eq!(counters.get(&format!("sent:{city}")), Some(&per_city), "{counters:?}");
         }
-        assert_eq!(counters.keys().filter(|k| k.starts_with("sent:")).count(), CITIES, "{counters:?}");
+        assert_eq!(counters.keys().filter(|k| k.starts_with("sent:")).count(), names.len(), "{counters:?}");
         assert_eq!(holders, all, "every rider in the notification's holders once");
-        // The inboxes, through the API, as the apps read them: about 200 riders, spread evenly.
-        for i in (0..self.riders).step_by(self.riders / 200) {
-            let rider = format!("r{i:06}");
+        // The inboxes, through the API, as the apps read them: 4 riders of each city.
+        for rider in self.sample(cities) {
             let held = self.t.inbox_ids(&self.t.app_token("rider", &rider)).await;
             assert_eq!(held.iter().filter(|h| *h == id).count(), 1, "{rider} holds it once: {held:?}");
         }
     }
+}
+
+/// Waits until `api` says where it listens and answers `/readyz`; a client for it.
+async fn ready(api: &mut Process) -> TestHerald {
+    let line = api.until_logged("herald api running on http://").await;
+    let base = line.split("running on ").nth(1).and_then(|s| s.split_whitespace().next()).expect("the address");
+    let t = TestHerald::attach(base);
+    let deadline = Instant::now() + PATIENCE;
+    while t.client.get(format!("{base}/readyz")).send().await.map(|r| r.status()).ok() != Some(StatusCode::OK) {
+        assert!(Instant::now() < deadline, "the API never became ready\n{}", api.report());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    t
 }
 
 /// Whether this run is on the servers; when not, says why it skips (with CI=true a run asked to
@@ -258,6 +282,11 @@ fn on_servers(servers: &TestServers) -> bool {
     false
 }
 
+/// The name of city `n` (`city00…`).
+fn city(n: usize) -> String {
+    format!("city{n:02}")
+}
+
 /// Imports `riders` riders over `CITIES` cities with `herald receivers import`.
 fn import(dir: &Path, servers: &TestServers, riders: usize) {
     use std::io::Write as _;
@@ -265,7 +294,7 @@ fn import(dir: &Path, servers: &TestServers, riders: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
     writeln!(f, "kind,id,city,groups").unwrap();
     for i in 0..riders {
-        writeln!(f, "rider,r{i:06},city{:02},", i % CITIES).unwrap();
+        writeln!(f, "rider,r{i:06},{},", city(i % CITIES)).unwrap();
     }
     f.flush().unwrap();
     drop(f);
@@ -314,7 +343,7 @@ async fn api_scheduler_and_two_consumers_send_to_100k_riders_in_50_cities_exactl
     let Some(mut d) = Deployment::start(100_000, &[]).await else { return };
     let id = d.broadcast().await;
     let view = d.until_sent(&id).await;
-    d.assert_exact(&id, &view).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
 }
 
 #[tokio::test]
@@ -331,7 +360,7 @@ async fn kill_9_of_a_consumer_mid_send_ends_exact() {
     eprintln!("consumer-1 killed at {sent} of {} sent", d.riders);
     // The other consumer takes over its queues and reads again what it held and never acked.
     let view = d.until_sent(&id).await;
-    d.assert_exact(&id, &view).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
     let survivor = d.consumers[1].log();
     assert!(survivor.contains("pages delivered"), "the surviving consumer delivered nothing");
     // Informative only: the dead consumer may have had nothing in hand when it died.
@@ -362,5 +391,195 @@ async fn kill_9_of_the_scheduler_mid_paging_then_a_restart_ends_exact() {
     let said = d.scheduler.until_logged("resuming 1 sends where they stopped").await;
     assert!(said.contains(&id), "{said}");
     let view = d.until_sent(&id).await;
-    d.assert_exact(&id, &view).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
+}
+
+/// `POST /admin/v1/notifications` of `body` under `key`, sent again — same key, same body — while
+/// no answer comes or the answer is a 5xx, as a client of a dying API does. Answers the id, the
+/// status that finally came (201, or 200: an earlier attempt created it and its answer was lost)
+/// and how many attempts it took.
+async fn create_until_answered(t: &TestHerald, key: &str, body: &Value) -> (String, StatusCode, u32) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let sent = t
+            .client
+            .post(format!("{}/admin/v1/notifications", t.base))
+            .bearer_auth(&t.admin)
+            .header("idempotency-key", key)
+            .json(body)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            let status = r.status();
+            if let Ok(answer) = r.json::<Value>().await {
+                if status == StatusCode::CREATED || status == StatusCode::OK {
+                    return (answer["id"].as_str().expect("an id").to_string(), status, attempts);
+                }
+                assert!(status.is_server_error(), "{key}: {status} {answer}");
+            }
+        }
+        assert!(Instant::now() < deadline, "{key}: no answer within {PATIENCE:?} ({attempts} attempts)");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_of_the_api_during_a_burst_of_creates_with_idempotency_keys_makes_each_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(mut d) = Deployment::start(50_000, &[]).await else { return };
+    // Five clients, ten creates each one after another: key `burst-NN` a notice to city NN.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..5)
+        .map(|client| {
+            let (t, answered) = (TestHerald::attach(&d.t.base), answered.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for c in (client..CITIES).step_by(5) {
+                    let key = format!("burst-{c:02}");
+                    let body =
+                        TestHerald::notification(&format!("{} 通知", city(c)), json!({"cities": [city(c)]}), json!({}));
+                    outcomes.push((c, create_until_answered(&t, &key, &body).await));
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while answered.load(Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "the burst never got 10 answers\n{}", d.api.report());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    d.api.kill_9();
+    eprintln!("api killed with {} of {CITIES} creates answered", answered.load(Ordering::SeqCst));
+    d.restart_api("api-2").await;
+
+    let mut outcomes = Vec::new();
+    for client in clients {
+        outcomes.extend(client.await.expect("a client"));
+    }
+    let retried = outcomes.iter().filter(|(_, (_, _, attempts))| *attempts > 1).count();
+    let replayed = outcomes.iter().filter(|(_, (_, status, _))| *status == StatusCode::OK).count();
+    eprintln!("{retried} creates retried across the restart, {replayed} of them answered 200 (made before the kill)");
+    assert!(retried > 0, "no create was in flight at the kill; the test proves nothing");
+    let ids: std::collections::BTreeSet<String> = outcomes.iter().map(|(_, (id, _, _))| id.clone()).collect();
+    assert_eq!(ids.len(), CITIES, "each key its own notification: {outcomes:?}");
+
+    let took = Instant::now();
+    for (c, (id, _, _)) in &outcomes {
+        let view = d.until("the send ends", id, |v| v["status"] == "sent").await;
+        d.assert_exact(id, &view, *c..*c + 1).await;
+    }
+    eprintln!("{CITIES} notices sent exactly, the last within {:.1} s of the burst", took.elapsed().as_secs_f64());
+    // The admin list (the search mirror, fed in order): once it shows every notice sent, it
+    // shows every notification there is, and there are no others.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r = d.t.admin_get(&format!("/admin/v1/notifications?status=sent&limit={CITIES}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let listed: std::collections::BTreeSet<String> =
+            r.body["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+        if ids.is_subset(&listed) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the admin list never showed every notice sent: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = d.t.admin_get("/admin/v1/notifications?limit=100").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let listed: std::collections::BTreeSet<String> =
+        r.body["items"].as_array().expect("items").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!((&r.body["total"], &listed), (&json!(CITIES), &ids), "one notification per key: {}", r.body);
+}
+
+#[tokio::test]
+async fn a_revoke_while_both_consumers_are_down_holds_once_a_consumer_is_back() {
+    // Paced, so that the consumers die mid-send: 100 pages at 5 pages/s.
+    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    let id = d.broadcast().await;
+    d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
+    for c in &mut d.consumers {
+        c.kill_9();
+    }
+    // Who holds it now, each with a sync cursor past it.
+    let mut holding = Vec::new();
+    for rider in d.sample(0..CITIES) {
+        let token = d.t.app_token("rider", &rider);
+        if d.t.inbox_ids(&token).await.contains(&id) {
+            let cursor = d.t.sync(&token, None).await["cursor"].as_str().expect("a cursor").to_string();
+            holding.push((rider, token, cursor));
+        }
+    }
+    assert!(!holding.is_empty(), "no sampled rider holds it; the test proves nothing");
+
+    let r = d.t.admin_post(&format!("/admin/v1/notifications/{id}/revoke"), &json!({})).await;
+    assert_eq!((r.status, &r.body["status"]), (StatusCode::OK, &json!("revoked")), "{:?}", r.body);
+    // What counts there were at the revoke (no consumer runs, so none moves before it is read).
+    let at_revoke = d.view(&id).await;
+    let sent = at_revoke["stats"]["sent"].as_u64().unwrap();
+    assert!(sent < d.riders as u64, "the send finished before the revoke; the test proves nothing");
+    let counters_at_revoke = redis_counts(&d.servers, &id);
+    let sql = d.servers.sql_by_hand(d.dir.path()).await;
+    let pages_at_revoke: u64 = sql.delivered_by_city(&id).await.values().map(|(pages, _)| pages).sum();
+    sql.close().await;
+    eprintln!(
+        "revoked at {sent} of {} sent, {pages_at_revoke} pages recorded, {} of 200 sampled holding it",
+        d.riders,
+        holding.len()
+    );
+
+    // A consumer again: it takes every page left in the queue (the dead ones' unacked included)
+    // and records each as the inbox store answers for a withheld notification.
+    let took = Instant::now();
+    d.consumers.push(d.process("consumer-3", &["consumer"]));
+    d.consumers[2].until_logged("herald consumer running").await;
+    let deadline = Instant::now() + PATIENCE;
+    let (published, by_city) = loop {
+        let sql = d.servers.sql_by_hand(d.dir.path()).await;
+        let (published, by_city) = (sql.pages_published(&id).await, sql.delivered_by_city(&id).await);
+        sql.close().await;
+        if by_city.values().map(|(pages, _)| pages).sum::<u64>() == published {
+            break (published, by_city);
+        }
+        if Instant::now() > deadline {
+            panic!("the pages left were never recorded: {by_city:?}\n{}", d.report(&id).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "the new consumer recorded {} pages after the revoke in {:.1} s",
+        published - pages_at_revoke,
+        took.elapsed().as_secs_f64()
+    );
+    assert!(published > pages_at_revoke, "no page was left for after the revoke; the test proves nothing");
+    assert!(d.consumers[2].log().contains("pages delivered"), "the new consumer handled no page");
+
+    // InboxStore::withhold: a page delivered afterwards adds nothing and moves no counter; counts
+    // from before stay. The API, the Redis counters and holders are what they were at the revoke,
+    // and SQL's ledger agrees with the inbox store city by city.
+    let view = d.view(&id).await;
+    assert_eq!(view["status"], "revoked", "{view}");
+    assert_eq!(view["stats"]["sent"], at_revoke["stats"]["sent"], "{view}");
+    let sent_by_city = |v: &Value| -> Vec<(Value, Value)> {
+        v["cities"].as_array().expect("cities").iter().map(|c| (c["city"].clone(), c["sent"].clone())).collect()
+    };
+    assert_eq!(sent_by_city(&view), sent_by_city(&at_revoke), "{view}");
+    let (counters, holders) = redis_counts(&d.servers, &id);
+    assert_eq!((&counters, holders), (&counters_at_revoke.0, counters_at_revoke.1), "the Redis counters and holders");
+    for (city, (_, added)) in &by_city {
+        assert_eq!(counters.get(&format!("sent:{city}")).copied().unwrap_or(0), *added, "{city}: {counters:?}");
+    }
+    // Gone from every sampled inbox, and each rider that held it is told by sync.
+    for rider in d.sample(0..CITIES) {
+        let held = d.t.inbox_ids(&d.t.app_token("rider", &rider)).await;
+        assert!(!held.contains(&id), "{rider} still shows the revoked message: {held:?}");
+    }
+    for (rider, token, cursor) in &holding {
+        let delta = d.t.sync(token, Some(cursor)).await;
+        assert_eq!(delta["items"], json!([{"id": id, "revoked": true}]), "{rider}: {delta}");
+    }
 }

@@ -545,6 +545,19 @@ impl TestHerald {
         (id, view)
     }
 
+    /// `GET /app/v1/inbox/sync`, from `since` when given: what arrived, changed or was revoked.
+    pub async fn sync(&self, token: &str, since: Option<&str>) -> Value {
+        let path = match since {
+            Some(c) => format!("/app/v1/inbox/sync?since={c}"),
+            None => "/app/v1/inbox/sync".to_string(),
+        };
+        let r = self.app_get(token, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "GET {path}: {:?}", r.body);
+        assert!(r.body["cursor"].is_string(), "{:?}", r.body);
+        assert!(r.body["has_more"].is_boolean(), "{:?}", r.body);
+        r.body
+    }
+
     pub async fn inbox_ids(&self, token: &str) -> Vec<String> {
         let r = self.app_get(token, "/app/v1/inbox?limit=50").await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
