@@ -598,32 +598,6 @@ impl InboxStore for RedisInbox {
         Ok(PageDelivery { added, repeated: repeated == 1 })
     }
 
-    /// Each page is scripts on its own notification's keys, so a batch's distinct pages go out at
-    /// once on the multiplexed connection (one round trip's wait for the batch, not one per page);
-    /// a page listed again is answered from its first listing, as repeated.
-    async fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>> {
-        let mut first_listed: HashMap<&PageKey, usize> = HashMap::new();
-        let mut distinct: Vec<(&Page, &EntryMeta)> = Vec::with_capacity(pages.len());
-        let listing: Vec<usize> = pages
-            .iter()
-            .map(|(page, meta)| {
-                *first_listed.entry(&page.key).or_insert_with(|| {
-                    distinct.push((page, meta));
-                    distinct.len() - 1
-                })
-            })
-            .collect();
-        let delivered = try_join_all(distinct.iter().map(|(page, meta)| self.deliver(page, meta))).await?;
-        let mut answered = vec![false; delivered.len()];
-        Ok(listing
-            .into_iter()
-            .map(|n| {
-                let again = std::mem::replace(&mut answered[n], true);
-                PageDelivery { added: delivered[n].added, repeated: delivered[n].repeated || again }
-            })
-            .collect())
-    }
-
     async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64> {
         let id = page.key.notification_id.as_str();
         let receivers: Vec<String> =
