@@ -511,6 +511,19 @@ impl RedisInbox {
     }
 }
 
+/// What the DELIVER and RESTORE scripts read of a notification's `EntryMeta`, in their ARGV order.
+fn meta_args<'a, 'b>(
+    script: &'b mut redis::ScriptInvocation<'a>,
+    meta: &EntryMeta,
+) -> &'b mut redis::ScriptInvocation<'a> {
+    script
+        .arg(u8::from(meta.pinned))
+        .arg(u8::from(meta.force_read))
+        .arg(meta.sent_at_ms)
+        .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
+        .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
+}
+
 /// The holder buckets `receivers` fall in, each once in order of first appearance, and for each
 /// receiver the position (from 1) of its bucket in that list.
 fn holder_buckets(receivers: &[String]) -> (Vec<u64>, Vec<usize>) {
@@ -577,15 +590,8 @@ impl InboxStore for RedisInbox {
         for bucket in &buckets {
             deliver.key(self.keys.notification(id, &format!("h:{bucket}")));
         }
-        deliver
-            .arg(&field)
-            .arg(key.city.as_str())
-            .arg(u8::from(meta.pinned))
-            .arg(u8::from(meta.force_read))
-            .arg(meta.sent_at_ms)
-            .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(receivers.len());
+        deliver.arg(&field).arg(key.city.as_str());
+        meta_args(&mut deliver, meta).arg(receivers.len());
         for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
             deliver.arg(receiver).arg(*bucket);
         }
@@ -607,13 +613,7 @@ impl InboxStore for RedisInbox {
         for bucket in &buckets {
             restore.key(self.keys.notification(id, &format!("h:{bucket}")));
         }
-        restore
-            .arg(u8::from(meta.pinned))
-            .arg(u8::from(meta.force_read))
-            .arg(meta.sent_at_ms)
-            .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
-            .arg(receivers.len());
+        meta_args(&mut restore, meta).arg(receivers.len());
         for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
             // The holder buckets follow the meta among KEYS: from 2.
             restore.arg(receiver).arg(*bucket + 1);
