@@ -206,6 +206,27 @@ pub async fn earlier_topics_are_served_first_so_a_backlog_never_delays_them(h: &
     assert_eq!(keys, ["urgent0", "urgent1", "b0"], "the first-listed topic is served before any later one");
 }
 
+/// Each topic pulled on its own (a lane per topic, as the consumers do): a later topic's backlog,
+/// far larger than what its slow puller takes, never keeps an earlier topic's message from the
+/// puller asking for it. (A client that queues every fetched message for the same worker threads
+/// hands the urgent one out only after the backlog ahead of it.)
+pub async fn a_backlog_pulled_slowly_never_holds_back_another_topics_message(h: &dyn QueueHarness) {
+    let q = h.open().await;
+    let (bulk, direct) = (h.topic("bulk"), h.topic("direct"));
+    let group = sub(h, "g", &[&direct, &bulk], &["rider"]);
+    let (bulk_lane, direct_lane) = (sub(h, "g", &[&bulk], &["rider"]), sub(h, "g", &[&direct], &["rider"]));
+    q.subscribe(&group).await.unwrap();
+    let backlog: Vec<_> = (0..1_000).map(|i| msg(&bulk, "rider", &format!("b{i}"))).collect();
+    q.publish(&backlog).await.unwrap();
+    // The bulk lane holds one message, acking nothing: the rest of the backlog waits.
+    let held = pull_n(h, q.as_ref(), &bulk_lane, 1).await;
+    assert_eq!(held.len(), 1, "the backlog is served");
+    q.publish(&[msg(&direct, "rider", "urgent")]).await.unwrap();
+    let urgent = pull_n(h, q.as_ref(), &direct_lane, 1).await;
+    let keys: Vec<_> = urgent.iter().map(|d| d.message.key.as_str()).collect();
+    assert_eq!(keys, ["urgent"], "the earlier topic's message is handed out while the backlog waits");
+}
+
 pub async fn a_declared_group_keeps_what_is_published_before_its_consumer_runs(h: &dyn QueueHarness) {
     let t = h.topic("bulk");
     let s = sub(h, "late-consumer", &[&t], &["rider"]);
@@ -316,6 +337,7 @@ crate::suite!($ queue, queue_contract, [
     unacked_messages_survive_a_restart,
     pull_waits_for_a_publish,
     earlier_topics_are_served_first_so_a_backlog_never_delays_them,
+    a_backlog_pulled_slowly_never_holds_back_another_topics_message,
     a_declared_group_keeps_what_is_published_before_its_consumer_runs,
     retries_never_give_up_silently,
     a_second_subscriber_leaves_what_the_first_holds,
