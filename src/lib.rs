@@ -9,6 +9,7 @@ pub mod http;
 pub mod import;
 pub mod observed;
 pub mod private_files;
+pub mod reindex;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

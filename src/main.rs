@@ -55,7 +55,12 @@ enum Command {
     Migrate,
     /// Rebuild the admin search mirror from SQL beside the one in use, which keeps answering
     /// until the rebuilt one takes over; then exit.
-    Reindex,
+    Reindex {
+        /// Have the api process at this address (`http://host:port`) rebuild it, and follow it
+        /// until done: the way beside a running api, which is the embedded index's one writer.
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Restore the inbox store (inboxes, read flags, counters, delivered pages, revocations)
     /// from SQL, idempotently; run it with the consumers stopped. Then exit.
     Rebuild,
@@ -243,11 +248,19 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Reindex => {
+        Command::Reindex { server: Some(server) } => {
+            let signer = TokenSigner::existing(&settings.secrets, &settings.data_dir)?;
+            let token = signer.sign(&Claims::Admin { role: AdminRole::Operator });
+            herald::reindex::through_server(&server, &token).await
+        }
+        Command::Reindex { server: None } => {
             let ports = startup::open_ports(settings).await?;
             // Nothing is scheduled by a rebuild: the bell rings for no one.
             let herald = Herald::new(ports, Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
-            let fed = herald.search_feed().rebuild().await?;
+            let fed = herald.search_feed().rebuild().await.context(
+                "rebuilding the search mirror in this process; beside a running api, have it rebuild the mirror: \
+                 herald reindex --server http://HOST:PORT",
+            )?;
             eprintln!(
                 "search mirror rebuilt from SQL: {} notifications, change log applied to {}",
                 fed.indexed, fed.applied

@@ -1089,7 +1089,11 @@ async fn auth_rules_for_admin_endpoints() {
     let foreign = TokenSigner::new("another-secret").sign(&Claims::Admin { role: AdminRole::Operator });
     let app = th.app_token("rider", "w1");
 
-    let gets = [format!("/admin/v1/notifications/{id}"), format!("/admin/v1/notifications/{id}/history")];
+    let gets = [
+        format!("/admin/v1/notifications/{id}"),
+        format!("/admin/v1/notifications/{id}/history"),
+        "/admin/v1/search/reindex".into(),
+    ];
     let posts: Vec<(String, String)> = vec![
         ("/admin/v1/notifications".into(), valid.to_string()),
         ("/admin/v1/receivers/batch".into(), json!([{"kind": "rider", "id": "w2", "city": "sh"}]).to_string()),
@@ -1097,6 +1101,7 @@ async fn auth_rules_for_admin_endpoints() {
         (format!("/admin/v1/notifications/{id}/send"), "{}".into()),
         (format!("/admin/v1/notifications/{id}/cancel"), "{}".into()),
         (format!("/admin/v1/notifications/{id}/revoke"), "{}".into()),
+        ("/admin/v1/search/reindex".into(), "{}".into()),
     ];
 
     // 401: no token, a token from another secret, garbage, the wrong scheme.

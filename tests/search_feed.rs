@@ -274,29 +274,90 @@ async fn herald_reindex_refuses_while_a_running_api_writes_the_index() {
     // Listed: the api's feed has written the index, so this process is its writer.
     assert_eq!(h.admin_get("/admin/v1/notifications?q=停电").await.body["total"], json!(1));
 
-    let reindex = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+    // Awaited, not blocking: the api it may ask runs on this test's runtime.
+    let reindex = async |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("reindex")
+            .args(args)
             .env("HERALD_DATA_DIR", dir.path())
+            .env("HERALD_SECRET", SECRET)
             .env_remove("HERALD_SEARCH_URL")
             .env_remove("HERALD_SQL_URL")
             .envs(servers.env())
             .output()
+            .await
             .unwrap()
     };
-    let out = reindex();
+    let out = reindex(&[]).await;
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{said}");
     let writer = format!("written by another Herald process (pid {})", std::process::id());
     assert!(said.contains(&writer) && said.contains("stop that process first"), "{said}");
+    assert!(said.contains("herald reindex --server"), "it says how to rebuild beside the api: {said}");
 
     // The running api still searches and feeds its mirror.
     h.create(&draft(1)).await;
     assert_eq!(h.admin_get("/admin/v1/notifications?q=停电").await.body["total"], json!(2));
+
+    // Through the running api, which writes the index, the rebuild runs.
+    let server = format!("http://{}", running.addr.unwrap());
+    let out = reindex(&["--server", &server]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("rebuilt from SQL by") && said.contains(": 2 notifications"), "{said}");
+    assert_eq!(h.admin_get("/admin/v1/search/reindex").await.body["state"], json!("done"));
     running.stop().await.unwrap();
 
-    let out = reindex();
+    let out = reindex(&[]).await;
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("rebuilt from SQL: 2 notifications"), "{said}");
+}
+
+/// A rebuild asked of the running api (`POST /admin/v1/search/reindex`, as `herald reindex
+/// --server` does) answers every search meanwhile from the mirror in use, which stays fed — a
+/// notification created during the rebuild is found at once — and then takes over with all of
+/// them. On both search adapters.
+#[tokio::test]
+async fn a_rebuild_through_the_running_api_never_fails_a_search_and_misses_nothing() {
+    const NOTIFICATIONS: usize = 1_200;
+    let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
+    drafts_on(dir.path(), &servers, NOTIFICATIONS).await;
+    let running = start(&test_settings(dir.path(), &servers), Roles::ALL).await.unwrap();
+    let h = TestHerald::attach(&format!("http://{}", running.addr.unwrap()));
+    let total = async |want: usize| {
+        let r = h.admin_get("/admin/v1/notifications?q=停电&limit=5").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert_eq!(r.body["total"], json!(want), "every notification is found: {}", r.body);
+    };
+    total(NOTIFICATIONS).await;
+    assert_eq!(h.admin_get("/admin/v1/search/reindex").await.body["state"], json!("never_run"));
+
+    let started = h.admin_post("/admin/v1/search/reindex", &json!({})).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let mut want = NOTIFICATIONS;
+    let (mut searched_while_running, mut created_while_running) = (0, false);
+    let done = loop {
+        let state = h.admin_get("/admin/v1/search/reindex").await.body;
+        if state["state"] != json!("running") {
+            break state;
+        }
+        if !created_while_running {
+            h.create(&TestHerald::notification("停电通知 重建期间", json!({"all": true}), json!({"draft": true})))
+                .await;
+            (want, created_while_running) = (want + 1, true);
+        }
+        total(want).await;
+        searched_while_running += 1;
+    };
+    assert_eq!(done["state"], json!("done"), "{done}");
+    assert!(done["indexed"].as_u64().unwrap() >= NOTIFICATIONS as u64, "{done}");
+    eprintln!("{searched_while_running} searches answered while the rebuild ran");
+    if !created_while_running {
+        h.create(&TestHerald::notification("停电通知 重建之后", json!({"all": true}), json!({"draft": true}))).await;
+        want += 1;
+    }
+    total(want).await;
+    running.stop().await.unwrap();
 }

@@ -42,7 +42,7 @@ pub use inbox::{InboxPage, SyncBatch, SyncNews};
 pub use notifications::{Creation, NotificationDetails, NotificationList};
 pub use rebuild::RebuildReport;
 pub use receivers::{IMPORT_BATCH, ImportReport, MAX_BATCH, ReceiverImport, Rejected};
-pub use search::{Fed, SearchFeed};
+pub use search::{Fed, Reindex, SearchFeed};
 
 /// Every port, each behind whichever adapter the wiring picked.
 #[derive(Clone)]
@@ -108,6 +108,7 @@ impl Herald {
             ports.notifications.clone(),
             ports.ledger.clone(),
             ports.inbox.clone(),
+            clock.clone(),
         ));
         let hub = Arc::new(InboxHub::new());
         Self { ports, clock, wake_scheduler, catalog, search_feed, hints: hub.clone(), hub }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use herald_app::{Creation, NotificationDetails};
+use herald_app::{Creation, NotificationDetails, Reindex};
 use herald_domain::audience::AudienceSpec;
 use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::Idempotency;
@@ -527,4 +527,73 @@ pub async fn preview(
     let cities = plan.cities.iter().map(|c| CityMatch { city: c.city.clone(), matched: c.matched }).collect();
     let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
     Ok(Json(Preview { matched: plan.matched(), cities, unknown }))
+}
+
+/// The rebuild of the admin search mirror that this api process runs (`POST` starts it).
+#[derive(Serialize, ToSchema)]
+pub struct ReindexView {
+    /// `never_run` (since this process started), `running`, `done` or `failed`.
+    state: &'static str,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// Notifications written into the new index (so far, while it runs).
+    indexed: u64,
+    /// The change-log position the rebuilt index has applied (once done); the feed applies what
+    /// changed after it.
+    applied: Option<u64>,
+    /// Why it failed; the index in use stays.
+    error: Option<String>,
+}
+
+impl From<Reindex> for ReindexView {
+    fn from(r: Reindex) -> Self {
+        let at = |t: DateTime<Utc>| Some(t.to_rfc3339());
+        let never = ReindexView {
+            state: "never_run",
+            started_at: None,
+            finished_at: None,
+            indexed: 0,
+            applied: None,
+            error: None,
+        };
+        match r {
+            Reindex::NeverRun => never,
+            Reindex::Running { started_at, indexed } => {
+                ReindexView { state: "running", started_at: at(started_at), indexed, ..never }
+            }
+            Reindex::Done { started_at, finished_at, fed } => ReindexView {
+                state: "done",
+                started_at: at(started_at),
+                finished_at: at(finished_at),
+                indexed: fed.indexed,
+                applied: Some(fed.applied),
+                ..never
+            },
+            Reindex::Failed { started_at, finished_at, error } => ReindexView {
+                state: "failed",
+                started_at: at(started_at),
+                finished_at: at(finished_at),
+                error: Some(error),
+                ..never
+            },
+        }
+    }
+}
+
+/// Rebuilds the admin search mirror from SQL beside the one in use, in the background: searches
+/// keep answering from the old one, which keeps being fed, until the rebuilt one takes over. A
+/// rebuild already running is not started twice (its state is returned).
+#[utoipa::path(post, path = "/admin/v1/search/reindex", tag = "admin", security(("admin_token" = [])),
+    responses((status = 202, description = "Started, or running already", body = ReindexView), NeedsToken))]
+pub async fn start_reindex(State(state): State<AppState>, _: Operator) -> (StatusCode, Json<ReindexView>) {
+    (StatusCode::ACCEPTED, Json(state.herald.search_feed().start_rebuild().into()))
+}
+
+/// How the rebuild of the search mirror that this api process runs stands.
+#[utoipa::path(get, path = "/admin/v1/search/reindex", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, body = ReindexView), NeedsToken))]
+pub async fn reindex_status(State(state): State<AppState>, _: Admin) -> Json<ReindexView> {
+    Json(state.herald.search_feed().reindex().into())
 }

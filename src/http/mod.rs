@@ -81,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::cancel))
         .routes(routes!(admin::revoke))
         .routes(routes!(admin::preview))
+        .routes(routes!(admin::start_reindex, admin::reindex_status))
         .routes(routes!(events::notification_events))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::unread_count))
