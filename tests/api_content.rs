@@ -144,20 +144,10 @@ async fn riders_with_attributes(h: &TestHerald) {
     let r = h.admin_post("/admin/v1/receivers/batch", &batch).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let csv = "kind,id,city,groups,attributes\nrider,r3,hangzhou,vip,\"{\"\"name\"\": \"\"Zhao\"\", \"\"level\"\": \"\"5\"\"}\"\n";
-    let resp = h
-        .client
-        .post(format!("{}/admin/v1/receivers/import", h.base))
-        .bearer_auth(&h.admin)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .expect("import sent");
-    let status = resp.status();
-    let report: Value = resp.json().await.expect("a JSON report");
-    assert_eq!(status, StatusCode::OK, "{report}");
+    let report = h.import_csv(csv).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
     let stored = h.admin_get("/admin/v1/receivers/rider/r3").await;
-    assert_eq!(stored.body["attributes"], json!({"name": "Zhao", "level": "5"}), "{report} {:?}", stored.body);
+    assert_eq!(stored.body["attributes"], json!({"name": "Zhao", "level": "5"}), "{} {:?}", report.body, stored.body);
 }
 
 fn templated() -> Value {
@@ -240,17 +230,9 @@ async fn bad_attributes_are_refused_naming_the_field() {
 async fn a_csv_row_with_bad_attributes_is_reported_and_the_others_imported() {
     let h = TestHerald::spawn().await;
     let csv = "rider,r1,shanghai,,\"{\"\"name\"\": \"\"A\"\"}\"\nrider,r2,shanghai,,not json\n";
-    let resp = h
-        .client
-        .post(format!("{}/admin/v1/receivers/import", h.base))
-        .bearer_auth(&h.admin)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .expect("import sent");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let report: Value = resp.json().await.expect("a JSON report");
+    let reply = h.import_csv(csv).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let report = reply.body;
     let rejected = report["rejected"].as_array().unwrap_or_else(|| panic!("{report}"));
     assert_eq!(rejected.len(), 1, "{report}");
     assert_eq!(rejected[0]["line"], 2, "{report}");

@@ -457,6 +457,22 @@ impl TestHerald {
         Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
     }
 
+    /// `POST /admin/v1/receivers/import` with `csv` as the body, as an operator.
+    pub async fn import_csv(&self, csv: &str) -> Reply {
+        let resp = self
+            .client
+            .post(format!("{}/admin/v1/receivers/import", self.base))
+            .bearer_auth(&self.admin)
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await
+            .expect("import sent");
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
     pub async fn admin_get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, Some(&self.admin), None).await
     }
