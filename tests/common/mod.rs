@@ -32,6 +32,13 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A response's status and JSON body (`Null` when it is not JSON).
+    pub async fn of(resp: reqwest::Response) -> Self {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+    }
+
     /// The `error.field` of an error reply.
     pub fn field(&self) -> Option<&str> {
         self.body["error"]["field"].as_str()
@@ -436,10 +443,7 @@ impl TestHerald {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+        Reply::of(req.send().await.expect("request sent")).await
     }
 
     pub async fn raw(&self, method: Method, path: &str, token: &str, body: impl Into<reqwest::Body>) -> Reply {
@@ -452,9 +456,7 @@ impl TestHerald {
             .send()
             .await
             .expect("request sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+        Reply::of(resp).await
     }
 
     /// `POST /admin/v1/receivers/import` with `csv` as the body, as an operator.
@@ -468,9 +470,7 @@ impl TestHerald {
             .send()
             .await
             .expect("import sent");
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+        Reply::of(resp).await
     }
 
     pub async fn admin_get(&self, path: &str) -> Reply {
@@ -657,9 +657,7 @@ impl TestHerald {
         }
         let response = req.send().await.expect("request sent");
         if response.status() != StatusCode::OK {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            return Err(Reply { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) });
+            return Err(Reply::of(response).await);
         }
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(content_type.starts_with("text/event-stream"), "{content_type}");
