@@ -187,9 +187,9 @@ impl Deployment {
             .join(" ")
     }
 
-    /// Waits until a rider of the sample holds `id` in its inbox; answers the sampled riders that
-    /// do then.
-    async fn until_held(&mut self, id: &str) -> Vec<String> {
+    /// Waits until at least `riders` of the sample hold `id` in their inbox; answers the sampled
+    /// riders that do then.
+    async fn until_held(&mut self, id: &str, riders: usize) -> Vec<String> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let mut holding = Vec::new();
@@ -198,11 +198,11 @@ impl Deployment {
                     holding.push(rider);
                 }
             }
-            if !holding.is_empty() {
+            if holding.len() >= riders {
                 return holding;
             }
             if Instant::now() > deadline {
-                panic!("no sampled rider got it within {PATIENCE:?}\n{}", self.report(id).await);
+                panic!("not {riders} sampled riders got it within {PATIENCE:?}\n{}", self.report(id).await);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -982,7 +982,7 @@ async fn a_redis_flushall_mid_send_then_herald_rebuild_restores_inboxes_counts_a
     let Some(mut d) = Deployment::start_on(RIDERS, PACED, &own).await else { return };
     let id = d.broadcast().await;
     // Some riders hold it, and read it, before the flush.
-    let read = d.until_held(&id).await;
+    let read = d.until_held(&id, 10).await;
     for rider in &read {
         let r = d.t.app_post(&d.t.app_token("rider", rider), &format!("/app/v1/inbox/{id}/read")).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{rider}: {:?}", r.body);
