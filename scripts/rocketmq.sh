@@ -5,10 +5,13 @@
 #   scripts/rocketmq.sh start  [HOME]   start both (or say they already run); prints the name server
 #   scripts/rocketmq.sh stop   [HOME]   stop what `start` started, by pid
 #   scripts/rocketmq.sh status [HOME]   say what runs; exit 0 only when both do
+#   scripts/rocketmq.sh start-broker [HOME]   start the broker alone again (after it died, the name
+#                                       server still running), on HOME's config and store
 #
 # HOME (default .rocketmq in the repository) holds conf/, store/, logs/ and the pid files; the store
 # survives a restart with the same HOME. Ports: ROCKETMQ_NAMESRV_PORT (9876), ROCKETMQ_BROKER_PORT
-# (10911; the broker also takes the next port for HA).
+# (10911; the broker also takes the next port for HA and the port 2 below it): a second instance
+# (tests/processes.rs's broker restart) takes a HOME and ports of its own.
 #
 # Binaries: ../shared/bin beside the repository when present (prebuilt, same crates), else
 # .cache/rocketmq/bin, installed there on first use with
@@ -23,7 +26,7 @@ version=1.0.0
 shared_bin=$repo/../shared/bin
 local_root=$repo/.cache/rocketmq
 
-usage() { echo "usage: $0 start|stop|status [HOME]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status|start-broker [HOME]" >&2; exit 2; }
 
 # The directory holding both binaries: shared/ when it has them, else the project-local install.
 binaries() {
@@ -41,8 +44,11 @@ binaries() {
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Alive: the pid file names a running process.
-alive() { [ -f "$home/$1.pid" ] && kill -0 "$(cat "$home/$1.pid")" 2>/dev/null; }
+# Alive: the pid file names a running process (a killed one not yet reaped is a zombie: not alive).
+alive() {
+    local state
+    [ -f "$home/$1.pid" ] && state=$(ps -o stat= -p "$(cat "$home/$1.pid")" 2>/dev/null) && [ "${state:0:1}" != Z ]
+}
 
 # Waits until `check` succeeds, up to $2 tenths of a second.
 wait_for() {
@@ -113,16 +119,35 @@ start() {
         echo "name server did not open port $ns_port; see $home/logs/namesrv.log" >&2; tail -5 "$home/logs/namesrv.log" >&2
         stop; exit 1
     fi
+    if ! start_broker "$bin"; then stop; exit 1; fi
+    echo "127.0.0.1:$ns_port" > "$home/namesrv.addr"
+    echo "namesrv=127.0.0.1:$ns_port"
+}
+
+# Starts the broker on HOME's config (binaries in $1) and waits until it registered.
+start_broker() {
+    local bin=$1
+    export ROCKETMQ_HOME="$home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
     nohup "$bin/rocketmq-broker-rust" -c "$home/conf/broker.toml" -n "127.0.0.1:$ns_port" \
         > "$home/logs/broker.log" 2>&1 &
     echo $! > "$home/broker.pid"
     if ! wait_for "port_open $br_port && registered" 300; then
         echo "broker did not register with the name server; see $home/logs/broker.log" >&2
         tail -5 "$home/logs/broker.log" >&2
-        stop; exit 1
+        return 1
     fi
-    echo "127.0.0.1:$ns_port" > "$home/namesrv.addr"
-    echo "namesrv=127.0.0.1:$ns_port"
+}
+
+# The broker again, after it died: its config and store are HOME's, the name server still runs.
+restart_broker() {
+    if alive broker; then echo "the broker runs (pid $(cat "$home/broker.pid"))" >&2; exit 1; fi
+    if ! alive namesrv || ! [ -f "$home/conf/broker.toml" ]; then
+        echo "no name server started from $home: run start first" >&2; exit 1
+    fi
+    ns_port=$(sed -n 's/^namesrvAddr = "127.0.0.1:\([0-9]*\)"/\1/p' "$home/conf/broker.toml")
+    br_port=$(sed -n 's/^listenPort = //p' "$home/conf/broker.toml")
+    start_broker "$(binaries)" || exit 1
+    echo "broker started again (pid $(cat "$home/broker.pid"))"
 }
 
 stop() {
@@ -153,5 +178,6 @@ case "$cmd" in
 start) start ;;
 stop) stop ;;
 status) status ;;
+start-broker) restart_broker ;;
 *) usage ;;
 esac

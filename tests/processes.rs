@@ -23,8 +23,14 @@ const CITIES: usize = 50;
 /// How long a send, or a process coming up, may take on a loaded 2-core machine (debug build).
 const PATIENCE: Duration = Duration::from_secs(240);
 
-/// One `herald <role>` process on the test's servers with a data dir of its own, logging to a
-/// file; killed (SIGKILL) and reaped when dropped, so a failing test leaves no process behind.
+/// Riders of each fault case: the issue asks for ≥ 100k over 50 cities in every one.
+const RIDERS: usize = 100_000;
+/// The scheduler's pace in the fault cases, so that the fault lands mid-send: 200 pages at 10/s.
+const PACED: &[&str] = &["--max-pages-per-second", "10"];
+
+/// One process of the test's — a `herald <role>` on the test's servers with a data dir of its own,
+/// or a server the test started itself — logging to a file; killed (SIGKILL) and reaped when
+/// dropped, so a failing test leaves no process behind.
 struct Process {
     name: String,
     child: Child,
@@ -33,20 +39,32 @@ struct Process {
 
 impl Process {
     fn start(dir: &Path, name: &str, args: &[&str], servers: &TestServers) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut herald = Command::new(env!("CARGO_BIN_EXE_herald"));
+        herald
             .args(args)
             .env("HERALD_DATA_DIR", dir.join(name))
             .envs(servers.env())
             .env("HERALD_SECRET", SECRET)
             // The consumers say which pages each delivered (debug), so a kill can wait for it.
-            .env("RUST_LOG", "warn,herald=info,herald_consumers=debug")
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "warn,herald=info,herald_consumers=debug");
+        Self::spawn(dir, name, herald)
+    }
+
+    /// `command` as the process `name`, its output to `<dir>/<name>.log`.
+    fn spawn(dir: &Path, name: &str, mut command: Command) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
             .stderr(file)
             .spawn()
-            .expect("herald starts");
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
         Self { name: name.to_string(), child, log }
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn log(&self) -> String {
@@ -110,7 +128,12 @@ impl Deployment {
     /// import`; then the roles, the scheduler with `scheduler_args`. None (the reason printed) when
     /// this run is not on the servers.
     async fn start(riders: usize, scheduler_args: &[&str]) -> Option<Self> {
-        let servers = TestServers::new().await;
+        Self::start_on(riders, scheduler_args, &[]).await
+    }
+
+    /// As `start`, with the servers of `own` (`TestServers::with_own`) in place of the shared ones.
+    async fn start_on(riders: usize, scheduler_args: &[&str], own: &[(&str, String)]) -> Option<Self> {
+        let servers = TestServers::with_own(own).await;
         if !on_servers(&servers) {
             return None;
         }
@@ -140,6 +163,64 @@ impl Deployment {
         let listen = self.t.base.trim_start_matches("http://").to_string();
         self.api = self.process(name, &["api", "--listen", &listen]);
         self.t = ready(&mut self.api).await;
+    }
+
+    /// Waits until the api answers `/readyz` again (after a server it needs came back).
+    async fn until_ready(&mut self) {
+        self.t = ready(&mut self.api).await;
+    }
+
+    /// Every role process still runs: each rode the fault out (none ended, none was restarted).
+    fn assert_all_running(&mut self) {
+        for p in [&mut self.api, &mut self.scheduler].into_iter().chain(self.consumers.iter_mut()) {
+            assert!(p.running(), "a role ended\n{}", p.report());
+        }
+    }
+
+    /// How many lines of each role's log contain `what`, as `name=count` (informative).
+    fn logged(&self, what: &str) -> String {
+        [&self.api, &self.scheduler]
+            .into_iter()
+            .chain(self.consumers.iter())
+            .map(|p| format!("{}={}", p.name, p.log().lines().filter(|l| l.contains(what)).count()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Waits until at least `riders` of the sample hold `id` in their inbox; answers the sampled
+    /// riders that do then.
+    async fn until_held(&mut self, id: &str, riders: usize) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut holding = Vec::new();
+            for rider in self.sample(0..CITIES) {
+                if self.t.inbox_ids(&self.t.app_token("rider", &rider)).await.iter().any(|h| h == id) {
+                    holding.push(rider);
+                }
+            }
+            if holding.len() >= riders {
+                return holding;
+            }
+            if Instant::now() > deadline {
+                panic!("not {riders} sampled riders got it within {PATIENCE:?}\n{}", self.report(id).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `herald rebuild` on the deployment's servers, as an operator runs it; answers its report.
+    fn rebuild(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .arg("rebuild")
+            .env("HERALD_DATA_DIR", self.dir.path().join("rebuild"))
+            .envs(self.servers.env())
+            .env("HERALD_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("herald rebuild runs");
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "herald rebuild failed: {said}");
+        said.lines().filter(|l| l.contains("rebuilt from SQL") || l.contains("still delivering")).collect()
     }
 
     fn process(&self, name: &str, args: &[&str]) -> Process {
@@ -204,6 +285,12 @@ impl Deployment {
 
     /// The end state of a notice to every rider of `cities` is exact everywhere it is kept.
     async fn assert_exact(&self, id: &str, view: &Value, cities: Range<usize>) {
+        let took = Instant::now();
+        self.assert_exact_now(id, view, cities).await;
+        eprintln!("checked exact in {:.1} s", took.elapsed().as_secs_f64());
+    }
+
+    async fn assert_exact_now(&self, id: &str, view: &Value, cities: Range<usize>) {
         let per_city = (self.riders / CITIES) as u64;
         let all = per_city * cities.len() as u64;
         let names: std::collections::BTreeSet<String> = cities.clone().map(city).collect();
@@ -324,18 +411,224 @@ fn redis_counts(servers: &TestServers, id: &str) -> (std::collections::BTreeMap<
     let key = |what: &str| format!("{prefix}:{{n:{id}}}:{what}");
     let counters: std::collections::BTreeMap<String, u64> =
         redis::cmd("HGETALL").arg(key("c")).query(conn.as_mut()).expect("the counters");
-    // One command each: a cluster connection of the sync client takes no pipeline.
-    let mut holders = 0;
-    for bucket in 0..4096 {
-        holders +=
-            redis::cmd("HLEN").arg(key(&format!("h:{bucket}"))).query::<u64>(conn.as_mut()).expect("the holders");
-    }
+    // One script over the 4096 buckets (they share the notification's hash tag, so one slot): one
+    // round trip instead of 4096 (the sync cluster connection takes no pipeline).
+    let buckets: Vec<String> = (0..4096).map(|bucket| key(&format!("h:{bucket}"))).collect();
+    let holders = redis::cmd("EVAL")
+        .arg("local n = 0 for _, k in ipairs(KEYS) do n = n + redis.call('HLEN', k) end return n")
+        .arg(buckets.len())
+        .arg(&buckets)
+        .query::<u64>(conn.as_mut())
+        .expect("the holders");
     (counters, holders)
 }
 
 #[cfg(not(feature = "redis"))]
 fn redis_counts(_servers: &TestServers, _id: &str) -> (std::collections::BTreeMap<String, u64>, u64) {
     unreachable!("the inboxes are on Redis only with the redis feature: `TestServers::new` stops first")
+}
+
+/// Whether this run is asked to be on the servers (before a test starts servers of its own for it);
+/// when not, says why it skips.
+fn asked_for_servers() -> bool {
+    let asked = std::env::var("HERALD_TEST_HTTP_ON_SERVERS").as_deref() == Ok("1");
+    if !asked {
+        eprintln!("skipped: the roles as processes run only on the servers (HERALD_TEST_HTTP_ON_SERVERS=1)");
+    }
+    asked
+}
+
+/// A port nothing listens on now (the system's pick).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Waits until `server` accepts connections on `port`; fails, with its log, when it ends first or
+/// `PATIENCE` passes.
+async fn until_listening(server: &mut Process, port: u16) {
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(server.running() && Instant::now() < deadline, "never listened on {port}\n{}", server.report());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A redis-server of this test's own on a port of its own, its files in a directory of its own
+/// (the shared 6379 is never restarted nor flushed). With `appendonly` every write goes to the
+/// append-only file before its reply, so a kill -9 and a start on the same directory keep them all;
+/// without, nothing is kept (`--save ""`): a restart comes back empty, as after a FLUSHALL.
+struct OwnRedis {
+    server: Process,
+    port: u16,
+    appendonly: bool,
+    restarts: usize,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    async fn start(appendonly: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let server = Self::launch(dir.path(), "redis", port, appendonly);
+        let mut own = Self { server, port, appendonly, restarts: 0, dir };
+        until_listening(&mut own.server, port).await;
+        own
+    }
+
+    fn launch(dir: &Path, name: &str, port: u16, appendonly: bool) -> Process {
+        let mut redis = Command::new("redis-server");
+        redis.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"]);
+        redis.args(["--appendonly", if appendonly { "yes" } else { "no" }]).arg("--dir").arg(dir);
+        Process::spawn(dir, name, redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill_9(&mut self) {
+        self.server.kill_9();
+    }
+
+    /// A new redis-server on the same port and directory.
+    async fn restart(&mut self) {
+        self.restarts += 1;
+        self.server = Self::launch(self.dir.path(), &format!("redis-{}", self.restarts), self.port, self.appendonly);
+        until_listening(&mut self.server, self.port).await;
+    }
+
+    fn flushall(&self) {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "FLUSHALL"]).output().unwrap();
+        assert!(out.status.success() && out.stdout.starts_with(b"OK"), "FLUSHALL: {out:?}");
+    }
+}
+
+/// A mariadbd of this test's own: a data directory made by `mariadb-install-db`, its own port and
+/// socket, run as root, grants skipped (it listens on loopback only, for this test alone). The
+/// machine's MariaDB on 3306 is never restarted.
+struct OwnMariaDb {
+    server: Process,
+    port: u16,
+    restarts: usize,
+    dir: tempfile::TempDir,
+}
+
+impl OwnMariaDb {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .output()
+            .expect("mariadb-install-db runs");
+        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port();
+        let server = Self::launch(dir.path(), "mariadb", port);
+        let mut own = Self { server, port, restarts: 0, dir };
+        until_listening(&mut own.server, port).await;
+        own
+    }
+
+    fn launch(dir: &Path, name: &str, port: u16) -> Process {
+        let mut mariadbd = Command::new("mariadbd");
+        mariadbd
+            .args(["--no-defaults", "--user=root", "--bind-address=127.0.0.1", "--skip-grant-tables"])
+            .args(["--innodb-buffer-pool-size=256M", "--max-connections=500"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--socket={}", dir.join("mariadbd.sock").display()))
+            .arg(format!("--pid-file={}", dir.join("mariadbd.pid").display()));
+        Process::spawn(dir, name, mariadbd)
+    }
+
+    fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}/mysql", self.port)
+    }
+
+    fn kill_9(&mut self) {
+        self.server.kill_9();
+    }
+
+    /// mariadbd again on the same data directory (InnoDB recovers what was committed).
+    async fn restart(&mut self) {
+        self.restarts += 1;
+        self.server = Self::launch(self.dir.path(), &format!("mariadb-{}", self.restarts), self.port);
+        until_listening(&mut self.server, self.port).await;
+    }
+}
+
+/// A RocketMQ name server + broker of this test's own (`scripts/rocketmq.sh` with a home and ports
+/// of its own; the shared one on 9876 is never restarted), stopped by pid when dropped.
+struct OwnBroker {
+    home: tempfile::TempDir,
+    namesrv: String,
+}
+
+impl OwnBroker {
+    fn script() -> Command {
+        let mut bash = Command::new("bash");
+        bash.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rocketmq.sh"));
+        bash
+    }
+
+    fn start() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let namesrv_port = free_port();
+        // The broker listens on its port, the next (HA) and the port 2 below it.
+        let broker_port = loop {
+            let port = free_port();
+            if port > 1026 && port != namesrv_port + 2 && port_free(port - 2) && port_free(port + 1) {
+                break port;
+            }
+        };
+        let out = Self::script()
+            .args(["start"])
+            .arg(home.path())
+            .env("ROCKETMQ_NAMESRV_PORT", namesrv_port.to_string())
+            .env("ROCKETMQ_BROKER_PORT", broker_port.to_string())
+            .output()
+            .expect("scripts/rocketmq.sh runs");
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        let namesrv = said.lines().find_map(|l| l.strip_prefix("namesrv=")).map(str::to_string);
+        let own = Self { home, namesrv: namesrv.clone().unwrap_or_default() };
+        assert!(
+            out.status.success() && namesrv.is_some(),
+            "the broker did not start: {said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        own
+    }
+
+    /// SIGKILL of the broker (the name server stays), and waits until it is gone.
+    async fn kill_9_broker(&self) {
+        let pid = std::fs::read_to_string(self.home.path().join("broker.pid")).expect("the broker's pid");
+        let pid = pid.trim();
+        assert!(Command::new("kill").args(["-9", pid]).status().unwrap().success(), "kill -9 {pid}");
+        let deadline = Instant::now() + PATIENCE;
+        // Gone, or a zombie its reaper has not collected yet.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split(") ").nth(1).is_some_and(|rest| !rest.starts_with('Z')))
+        {
+            assert!(Instant::now() < deadline, "the broker {pid} survived kill -9");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The broker again on the same home (its store kept), once it registered with the name server.
+    fn restart_broker(&self) {
+        let out = Self::script().arg("start-broker").arg(self.home.path()).output().expect("scripts/rocketmq.sh runs");
+        assert!(out.status.success(), "the broker did not start again: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = Self::script().arg("stop").arg(self.home.path()).output();
+    }
 }
 
 #[tokio::test]
@@ -348,8 +641,8 @@ async fn api_scheduler_and_two_consumers_send_to_100k_riders_in_50_cities_exactl
 
 #[tokio::test]
 async fn kill_9_of_a_consumer_mid_send_ends_exact() {
-    // Paced, so that the kill lands mid-send: 100 pages at 5 pages/s.
-    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    // Paced, so that the kill lands mid-send.
+    let Some(mut d) = Deployment::start(RIDERS, PACED).await else { return };
     let id = d.broadcast().await;
     // The first pages are in inboxes, some of them delivered by the consumer about to die.
     d.consumers[0].until_logged("pages delivered").await;
@@ -373,7 +666,7 @@ async fn kill_9_of_a_consumer_mid_send_ends_exact() {
 
 #[tokio::test]
 async fn kill_9_of_the_scheduler_mid_paging_then_a_restart_ends_exact() {
-    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    let Some(mut d) = Deployment::start(RIDERS, PACED).await else { return };
     let id = d.broadcast().await;
     let total_pages = (d.riders / herald_domain::PAGE_SIZE) as u64;
     let deadline = Instant::now() + PATIENCE;
@@ -430,7 +723,7 @@ async fn create_until_answered(t: &TestHerald, key: &str, body: &Value) -> (Stri
 async fn kill_9_of_the_api_during_a_burst_of_creates_with_idempotency_keys_makes_each_once() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let Some(mut d) = Deployment::start(50_000, &[]).await else { return };
+    let Some(mut d) = Deployment::start(RIDERS, &[]).await else { return };
     // Five clients, ten creates each one after another: key `burst-NN` a notice to city NN.
     let answered = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..5)
@@ -498,8 +791,8 @@ async fn kill_9_of_the_api_during_a_burst_of_creates_with_idempotency_keys_makes
 
 #[tokio::test]
 async fn a_revoke_while_both_consumers_are_down_holds_once_a_consumer_is_back() {
-    // Paced, so that the consumers die mid-send: 100 pages at 5 pages/s.
-    let Some(mut d) = Deployment::start(50_000, &["--max-pages-per-second", "5"]).await else { return };
+    // Paced, so that the consumers die mid-send.
+    let Some(mut d) = Deployment::start(RIDERS, PACED).await else { return };
     let id = d.broadcast().await;
     d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
     // A page counts before its entries are all written (on a cluster, one script per slot after
@@ -594,5 +887,134 @@ async fn a_revoke_while_both_consumers_are_down_holds_once_a_consumer_is_back() 
     for (rider, token, cursor) in &holding {
         let delta = d.t.sync(token, Some(cursor)).await;
         assert_eq!(delta["items"], json!([{"id": id, "revoked": true}]), "{rider}: {delta}");
+    }
+}
+
+/// Waits `outage`, the server down, so that every role meets it (not an assertion: how long the
+/// outage lasts is the fault, what follows is checked).
+async fn outage() {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+#[tokio::test]
+async fn a_broker_restart_mid_send_ends_exact() {
+    if !asked_for_servers() {
+        return;
+    }
+    let broker = OwnBroker::start();
+    let own = [("HERALD_TEST_MQ_NAMESRV", broker.namesrv.clone())];
+    let Some(mut d) = Deployment::start_on(RIDERS, PACED, &own).await else { return };
+    let id = d.broadcast().await;
+    d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
+    broker.kill_9_broker().await;
+    let published = d.pages_published(&id).await;
+    // The broker down, the pager goes on: its pages wait in SQL's outbox, committed with the
+    // task's position, until the relay can publish them.
+    let deadline = Instant::now() + PATIENCE;
+    while d.pages_published(&id).await < published + 10 {
+        if Instant::now() > deadline {
+            panic!("the pager stopped with the broker\n{}", d.report(&id).await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = d.view(&id).await["stats"]["sent"].as_u64().unwrap();
+    assert!(sent < d.riders as u64, "the send finished before the broker died; the test proves nothing");
+    eprintln!("broker killed at {sent} of {} sent, {published} pages written", d.riders);
+    broker.restart_broker();
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
+    d.assert_all_running();
+    eprintln!("outbox publishes failed (lines per role): {}", d.logged("publishing the outbox failed"));
+}
+
+#[tokio::test]
+async fn a_mariadb_restart_mid_send_ends_exact() {
+    if !asked_for_servers() {
+        return;
+    }
+    let mut sql = OwnMariaDb::start().await;
+    let own = [("HERALD_TEST_MYSQL_URL", sql.url())];
+    let Some(mut d) = Deployment::start_on(RIDERS, PACED, &own).await else { return };
+    let id = d.broadcast().await;
+    d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
+    let published = d.pages_published(&id).await;
+    sql.kill_9();
+    outage().await;
+    assert!(published < (d.riders / herald_domain::PAGE_SIZE) as u64, "every page was written before the kill");
+    eprintln!("mariadbd killed at {published} pages written");
+    sql.restart().await;
+    d.until_ready().await;
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
+    // Every role rode it out in place: the same processes, none ended.
+    d.assert_all_running();
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_send_with_appendonly_ends_exact() {
+    if !asked_for_servers() {
+        return;
+    }
+    let mut redis = OwnRedis::start(true).await;
+    let own = [("HERALD_TEST_INBOX_REDIS_URL", redis.url())];
+    let Some(mut d) = Deployment::start_on(RIDERS, PACED, &own).await else { return };
+    let id = d.broadcast().await;
+    d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
+    redis.kill_9();
+    let published = d.pages_published(&id).await;
+    outage().await;
+    assert!(published < (d.riders / herald_domain::PAGE_SIZE) as u64, "every page was written before the kill");
+    eprintln!("redis-server killed at {published} pages written");
+    redis.restart().await;
+    d.until_ready().await;
+    let view = d.until_sent(&id).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
+    d.assert_all_running();
+}
+
+#[tokio::test]
+async fn a_redis_flushall_mid_send_then_herald_rebuild_restores_inboxes_counts_and_reads() {
+    if !asked_for_servers() {
+        return;
+    }
+    let redis = OwnRedis::start(false).await;
+    let own = [("HERALD_TEST_INBOX_REDIS_URL", redis.url())];
+    let Some(mut d) = Deployment::start_on(RIDERS, PACED, &own).await else { return };
+    let id = d.broadcast().await;
+    // Some riders hold it, and read it, before the flush.
+    let read = d.until_held(&id, 10).await;
+    for rider in &read {
+        let r = d.t.app_post(&d.t.app_token("rider", rider), &format!("/app/v1/inbox/{id}/read")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{rider}: {:?}", r.body);
+    }
+    let published = d.pages_published(&id).await;
+    redis.flushall();
+    assert!(published < (d.riders / herald_domain::PAGE_SIZE) as u64, "every page was written before the flush");
+    eprintln!("FLUSHALL at {published} pages written, {} sampled riders read it before", read.len());
+    // The consumers deliver the rest onto the emptied store; SQL's ledger records every page.
+    d.until("the send ends", &id, |v| v["status"] == "sent").await;
+    // Rebuild with the consumers stopped, then start them again.
+    for c in &mut d.consumers {
+        c.kill_9();
+    }
+    let took = Instant::now();
+    let said = d.rebuild();
+    eprintln!("herald rebuild in {:.1} s: {}", took.elapsed().as_secs_f64(), said.trim());
+    d.consumers = (3..=4).map(|n| d.process(&format!("consumer-{n}"), &["consumer"])).collect();
+    for c in &mut d.consumers {
+        c.until_logged("herald consumer running").await;
+    }
+    let view = d.view(&id).await;
+    d.assert_exact(&id, &view, 0..CITIES).await;
+    // Read state as SQL's receipts hold it: the count, each reader's flag and unread count.
+    assert_eq!(view["stats"]["read"], json!(read.len()), "{view}");
+    for rider in d.sample(0..CITIES) {
+        let token = d.t.app_token("rider", &rider);
+        let inbox = d.t.app_get(&token, "/app/v1/inbox?limit=50").await;
+        let item = inbox.body["items"].as_array().unwrap().iter().find(|i| i["id"] == id.as_str()).cloned();
+        let was_read = read.contains(&rider);
+        assert_eq!(item.map(|i| i["read"].clone()), Some(json!(was_read)), "{rider}: {:?}", inbox.body);
+        let unread = d.t.app_get(&token, "/app/v1/inbox/unread-count").await;
+        assert_eq!(unread.body["unread"], json!(if was_read { 0 } else { 1 }), "{rider}: {:?}", unread.body);
     }
 }

@@ -71,9 +71,12 @@ const ON_SERVERS: &str = "HERALD_TEST_HTTP_ON_SERVERS";
 
 /// A variable's value, if set and the suites run on servers; set in a build without `feature`, the
 /// test stops.
-fn server_variable(name: &str, built: bool, feature: &str) -> Option<String> {
+fn server_variable(name: &str, built: bool, feature: &str, own: &[(&str, String)]) -> Option<String> {
     std::env::var(ON_SERVERS).is_ok_and(|on| on == "1").then_some(())?;
-    let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+    let value = match own.iter().find(|(n, _)| *n == name) {
+        Some((_, value)) => value.clone(),
+        None => std::env::var(name).ok().filter(|v| !v.is_empty())?,
+    };
     assert!(built, "{name} is set, but these tests are built without `--features {feature}`: build them with it");
     Some(value)
 }
@@ -81,11 +84,18 @@ fn server_variable(name: &str, built: bool, feature: &str) -> Option<String> {
 impl TestServers {
     /// Fresh places on every server set.
     pub async fn new() -> Self {
+        Self::with_own(&[]).await
+    }
+
+    /// As `new`, but each `(variable, value)` of `own` in place of that variable: a server the test
+    /// started itself (so that it may kill it), used only when the suites run on servers.
+    #[allow(dead_code)] // Only the fault tests start servers of their own.
+    pub async fn with_own(own: &[(&str, String)]) -> Self {
         let run = format!("{:016x}", rand::random::<u64>());
-        let sql = server_variable("HERALD_TEST_MYSQL_URL", cfg!(feature = "mariadb"), "mariadb");
-        let redis = server_variable("HERALD_TEST_INBOX_REDIS_URL", cfg!(feature = "redis"), "redis");
-        let mq = server_variable("HERALD_TEST_MQ_NAMESRV", cfg!(feature = "rocketmq"), "rocketmq");
-        let search = server_variable("HERALD_TEST_SEARCH_URL", cfg!(feature = "elasticsearch"), "elasticsearch");
+        let sql = server_variable("HERALD_TEST_MYSQL_URL", cfg!(feature = "mariadb"), "mariadb", own);
+        let redis = server_variable("HERALD_TEST_INBOX_REDIS_URL", cfg!(feature = "redis"), "redis", own);
+        let mq = server_variable("HERALD_TEST_MQ_NAMESRV", cfg!(feature = "rocketmq"), "rocketmq", own);
+        let search = server_variable("HERALD_TEST_SEARCH_URL", cfg!(feature = "elasticsearch"), "elasticsearch", own);
         let servers = Self {
             sql: sql.map(|url| (url, format!("herald_h_{run}"))),
             redis: redis.map(|url| (url, format!("herald-http:{run}"))),
