@@ -222,6 +222,12 @@ observed!(InboxStore {
         after: DateTime<Utc>,
         until: DateTime<Utc>
     ) -> PortResult<Vec<InboxEntry>>;
+    fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool
+    ) -> PortResult<Vec<NotificationId>>;
     fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
     fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
     fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;

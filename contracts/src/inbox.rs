@@ -539,6 +539,86 @@ pub async fn categories_are_listed_and_counted_apart_exactly(h: &dyn InboxHarnes
     assert_eq!((other.unread, other.by_category.get(Activity)), (2, 2));
 }
 
+/// Archiving hides an entry from its receiver's list, tabs and counts but keeps it held: sync
+/// reports the change, a later page adds nothing, reading it still counts once, and un-archiving
+/// puts it back in its place.
+pub async fn an_archived_entry_is_held_but_neither_listed_nor_counted(h: &dyn InboxHarness) {
+    use Category::{Activity, System};
+    let mut t = Timeline::new(h, 1_000).await;
+    let sys = t.send(in_category(System)).await;
+    let pinned_act = t
+        .send(|m| {
+            m.category = Activity;
+            m.pinned = true;
+        })
+        .await;
+    let act = t.send(in_category(Activity)).await;
+    let before = t.list(10).await;
+    let mark = before.iter().map(|e| e.version).max().unwrap();
+    assert_eq!(tabs(&t).await, (3, [1, 2, 0]));
+
+    let changed = t.inbox.set_archived(&t.me, &[pinned_act.clone(), NotificationId::generate()], true).await.unwrap();
+    assert_eq!(changed, vec![pinned_act.clone()], "ids not held are ignored");
+    assert!(t.inbox.set_archived(&t.me, std::slice::from_ref(&pinned_act), true).await.unwrap().is_empty(), "once");
+    assert_eq!(ids_of(&t.list(1).await), vec![act.clone(), sys.clone()]);
+    assert_eq!(ids_of(&t.list_of(Some(Activity), 1).await), vec![act.clone()]);
+    assert_eq!(tabs(&t).await, (2, [1, 1, 0]));
+    assert!(t.inbox.unread(&t.me, Utc::now(), false).await.unwrap().iter().all(|e| e.notification_id != pinned_act));
+    let held = t.inbox.entries_of(&t.me, std::slice::from_ref(&pinned_act)).await.unwrap();
+    assert!(held[0].archived && !held[0].read, "held, archived, still unread");
+    let delta = t.inbox.changed_since(&t.me, mark, 10).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![pinned_act.clone()], "sync reports it");
+    assert!(delta[0].archived);
+
+    // A later page naming the receiver again (moved city, late joiner) adds nothing back.
+    let meta = EntryMeta { category: Activity, pinned: true, ..meta_at(t.start + Duration::minutes(2)) };
+    assert_eq!(t.inbox.deliver(&page(&pinned_act, "bj", 7, 0..2), &meta).await.unwrap(), first(1), "only r00001");
+    assert_eq!(tabs(&t).await, (2, [1, 1, 0]));
+    assert_eq!(t.held().await.len(), 3);
+    // The other receiver's entry is theirs.
+    assert_eq!(
+        ids_of(&t.inbox.page(&rider("r00001"), Utc::now(), None, 10, None).await.unwrap()),
+        vec![pinned_act.clone()]
+    );
+
+    // Read while archived: counted once, and it comes back read, in its place by time.
+    t.read(&pinned_act).await;
+    assert_eq!(t.inbox.counters(&pinned_act).await.unwrap().read, 1);
+    let mark = t.inbox.changed_since(&t.me, 0, 100).await.unwrap().iter().map(|e| e.version).max().unwrap();
+    assert_eq!(t.inbox.set_archived(&t.me, std::slice::from_ref(&pinned_act), false).await.unwrap().len(), 1);
+    assert_eq!(ids_of(&t.list(2).await), vec![act.clone(), pinned_act.clone(), sys.clone()]);
+    let delta = t.inbox.changed_since(&t.me, mark, 10).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![pinned_act.clone()], "sync reports the un-archive");
+    assert!(!delta[0].archived && delta[0].read);
+    // Un-archived unread, a pinned one is on top again.
+    t.inbox.set_archived(&t.me, &[act.clone(), sys.clone()], true).await.unwrap();
+    assert_eq!(tabs(&t).await, (0, [0, 0, 0]));
+    let mark = t.inbox.changed_since(&t.me, 0, 100).await.unwrap().iter().map(|e| e.version).max().unwrap();
+    t.inbox.set_archived(&t.me, std::slice::from_ref(&act), false).await.unwrap();
+    assert_eq!(ids_of(&t.inbox.changed_since(&t.me, mark, 10).await.unwrap()), vec![act.clone()]);
+    assert_eq!(tabs(&t).await, (1, [0, 1, 0]));
+    assert_eq!(ids_of(&t.list(10).await), vec![act, pinned_act]);
+}
+
+/// Archived entries go first when the cap trims (after those that can never be shown), and an
+/// inbox full of them still stays within the cap.
+pub async fn archived_entries_count_against_the_cap_and_go_with_the_read_ones(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 10).await;
+    for _ in 0..9 {
+        t.send(|_| {}).await;
+    }
+    let archived: Vec<NotificationId> = t.sent.clone();
+    assert_eq!(t.inbox.set_archived(&t.me, &archived, true).await.unwrap().len(), 9);
+    for _ in 0..5 {
+        t.send(|_| {}).await;
+    }
+    let held = t.held().await;
+    assert!(held.len() <= 11, "within the cap: {}", held.len());
+    let fresh: Vec<NotificationId> = t.sent[9..].to_vec();
+    assert!(fresh.iter().all(|n| held.contains(n)), "the unread ones stay, the archived ones went first");
+    assert_eq!(tabs(&t).await.0, 5);
+}
+
 /// A trimmed inbox counts what it still holds, tab by tab.
 pub async fn the_cap_trims_across_categories_and_counts_stay_exact(h: &dyn InboxHarness) {
     let mut t = Timeline::new(h, 10).await;
@@ -722,4 +802,6 @@ crate::suite!($ inbox, inbox_contract, [
     restored_counters_and_pages_are_exactly_the_ledgers,
     categories_are_listed_and_counted_apart_exactly,
     the_cap_trims_across_categories_and_counts_stay_exact,
+    an_archived_entry_is_held_but_neither_listed_nor_counted,
+    archived_entries_count_against_the_cap_and_go_with_the_read_ones,
 ]);

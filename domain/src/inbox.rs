@@ -103,6 +103,8 @@ pub struct InboxEntry {
     pub read: bool,
     pub force_read: bool,
     pub category: Category,
+    /// Archived by its receiver: held (sync reports it) but neither listed nor counted.
+    pub archived: bool,
     /// Its place in the list: what a cursor after it is.
     pub position: InboxCursor,
 }

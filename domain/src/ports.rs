@@ -563,6 +563,18 @@ pub trait InboxStore: Send + Sync {
         after: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Vec<InboxEntry>>;
+    /// Archives the receiver's entries among `ids` (un-archives them when `archived` is false): an
+    /// archived entry stays held, keeps its read flag and is reported by `entries_of` and sync
+    /// (`changed_since`, its version raised like any change) with `archived` set, but `page`,
+    /// `unread` and `unread_count` leave it out; un-archived it is back in its place. A later page
+    /// naming the receiver again adds nothing. Moves no counter. Answers the ids whose state
+    /// changed (ids not held, or already so, are ignored). One atomic step in the receiver's keys.
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>>;
     /// Marks entries read; raises each newly read notification's read counter by one, atomically.
     /// Returns the ids that were newly read (ids not in the inbox are ignored).
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;

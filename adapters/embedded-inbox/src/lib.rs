@@ -65,7 +65,7 @@ macro_rules! receiver_entries {
 /// have two possible keys, read or not.
 macro_rules! entry_of_notification {
     () => {
-        " AND e.category = n.category AND e.rank IN (0, n.pinned) AND e.sent_ms = n.sent_ms \
+        " AND e.category = n.category AND e.rank IN (-1, 0, n.pinned) AND e.sent_ms = n.sent_ms \
          AND e.notification_id = n.notification_id "
     };
 }
@@ -93,7 +93,7 @@ macro_rules! category_range {
             receiver_entries!(),
             "WHERE e.receiver = ?1 AND e.category = ",
             $category,
-            " AND (e.rank, e.sent_ms, e.notification_id) < (?3, ?4, ?5) AND ",
+            " AND e.rank >= 0 AND (e.rank, e.sent_ms, e.notification_id) < (?3, ?4, ?5) AND ",
             visible!(),
             list_order!(),
             " LIMIT ?6)"
@@ -158,6 +158,8 @@ struct Stored {
     pinned: bool,
     sent_ms: i64,
     seq: i64,
+    /// Some receiver archived an entry of it (rank -1): a page must then look for that key too.
+    archived: bool,
 }
 
 /// What a delivery reads before it writes, in one statement (on a busy machine every statement's
@@ -167,10 +169,10 @@ async fn before_delivery(
     tx: &mut Transaction<'static, Sqlite>,
     key: &PageKey,
 ) -> PortResult<(Option<u64>, bool, Option<Stored>)> {
-    type Row = (Option<i64>, bool, Option<String>, Option<bool>, Option<i64>, Option<i64>);
-    let (added, withheld, category, pinned, sent_ms, seq): Row = sqlx::query_as(
+    type Row = (Option<i64>, bool, Option<String>, Option<bool>, Option<i64>, Option<i64>, Option<bool>);
+    let (added, withheld, category, pinned, sent_ms, seq, archived): Row = sqlx::query_as(
         "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
-                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.category, n.pinned, n.sent_ms, n.seq \
+                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.category, n.pinned, n.sent_ms, n.seq, n.archived \
              FROM (SELECT 1) LEFT JOIN notifications n ON n.notification_id = ?1",
     )
     .bind(key.notification_id.as_str())
@@ -180,9 +182,13 @@ async fn before_delivery(
     .await
     .map_err(err)?;
     let stored = match (category, pinned, sent_ms, seq) {
-        (Some(category), Some(pinned), Some(sent_ms), Some(seq)) => {
-            Some(Stored { category: category_of(&category)?, pinned, sent_ms, seq })
-        }
+        (Some(category), Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored {
+            category: category_of(&category)?,
+            pinned,
+            sent_ms,
+            seq,
+            archived: archived.unwrap_or(false),
+        }),
         _ => None,
     };
     Ok((added.map(|a| a as u64), withheld, stored))
@@ -210,7 +216,7 @@ async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, m
     .execute(&mut **tx)
     .await
     .map_err(err)?;
-    Ok(Stored { category: meta.category, pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq })
+    Ok(Stored { category: meta.category, pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq, archived: false })
 }
 
 /// A category as the store keeps it (its name).
@@ -226,6 +232,7 @@ fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
         read: row.try_get("read").map_err(err)?,
         force_read: row.try_get("force_read").map_err(err)?,
         category: category_of(row.try_get("category").map_err(err)?)?,
+        archived: row.try_get::<i64, _>("rank").map_err(err)? == -1,
         position: InboxCursor {
             pinned_unread: row.try_get::<i64, _>("rank").map_err(err)? == 1,
             sent_at_ms: row.try_get("sent_ms").map_err(err)?,
@@ -276,10 +283,10 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
         let victims: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
             "SELECT e.rank, e.sent_ms, e.notification_id, \
                     CASE WHEN w.notification_id IS NOT NULL OR n.valid_until_ms <= ?2 THEN 0 \
-                         WHEN e.read = 1 THEN 1 ELSE 2 END AS class, e.category \
+                         WHEN e.read = 1 OR e.rank = -1 THEN 1 ELSE 2 END AS class, e.category \
              FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id \
              LEFT JOIN withheld w ON w.notification_id = e.notification_id \
-             WHERE e.receiver = ?1 AND (class = 0 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
+             WHERE e.receiver = ?1 AND (class = 0 OR e.rank = -1 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
              ORDER BY class, e.sent_ms, e.notification_id LIMIT ?3",
         )
         .bind(receiver)
@@ -346,7 +353,7 @@ async fn deliver_in(
     let receivers: &[ReceiverId] = if withheld && write == Write::Deliver { &[] } else { &page.receivers };
     let mut added = 0;
     if !receivers.is_empty() {
-        let Stored { category, pinned, sent_ms, seq } = match stored {
+        let Stored { category, pinned, sent_ms, seq, archived } = match stored {
             Some(stored) => stored,
             None => keep_meta(tx, &key.notification_id, meta).await?,
         };
@@ -374,11 +381,12 @@ async fn deliver_in(
                     .push_bind(sent_ms)
                     .push(")");
             }
-            // A pinned entry that was read has rank 0: the primary key alone would not see it.
-            if pinned {
+            // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
+            // would not see them.
+            if pinned || archived {
                 qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
                     .push_bind(category.as_str())
-                    .push(" AND r.rank = 0 AND r.sent_ms = ")
+                    .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
                     .push_bind(sent_ms)
                     .push(" AND r.notification_id = ")
                     .push_bind(key.notification_id.as_str())
@@ -543,7 +551,7 @@ impl InboxStore for EmbeddedInbox {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(concat!(
             "SELECT e.category, COUNT(*), COALESCE(SUM(n.force_read), 0) ",
             "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ",
-            "WHERE e.receiver = ?1 AND e.read = 0 AND ",
+            "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND ",
             visible!(),
             "GROUP BY e.category"
         ))
@@ -569,7 +577,7 @@ impl InboxStore for EmbeddedInbox {
     ) -> PortResult<Vec<InboxEntry>> {
         let rows = sqlx::query(concat!(
             receiver_entries!(),
-            "WHERE e.receiver = ?1 AND e.read = 0 AND (n.force_read = 1 OR NOT ?3) AND ",
+            "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND (n.force_read = 1 OR NOT ?3) AND ",
             visible!(),
             list_order!()
         ))
@@ -616,8 +624,9 @@ impl InboxStore for EmbeddedInbox {
                 "AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id ",
                 "WHERE n.last_version > ?2 AND e.read = 0 AND e.version > ?2 UNION ALL ",
                 entry_columns!(),
-                "FROM entries e INDEXED BY entries_read_by_version CROSS JOIN notifications n ",
-                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND e.read = 1 AND e.version > ?2",
+                "FROM entries e INDEXED BY entries_changed_by_version CROSS JOIN notifications n ",
+                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND (e.read = 1 OR e.rank = -1) ",
+                "AND e.version > ?2",
                 ") ORDER BY version LIMIT ?3"
             ))
         } else {
@@ -668,9 +677,9 @@ impl InboxStore for EmbeddedInbox {
         for (i, id) in ids.iter().enumerate() {
             // An unread entry's rank is its notification's `pinned`: the key is known, one lookup.
             let changed = sqlx::query(
-                "UPDATE entries SET read = 1, rank = 0, version = ?1 WHERE receiver = ?2 \
+                "UPDATE entries SET read = 1, rank = MIN(rank, 0), version = ?1 WHERE receiver = ?2 \
                  AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
-                 AND rank = (SELECT pinned FROM notifications WHERE notification_id = ?3) \
+                 AND rank IN (-1, (SELECT pinned FROM notifications WHERE notification_id = ?3)) \
                  AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
                  AND notification_id = ?3 AND read = 0",
             )
@@ -688,6 +697,63 @@ impl InboxStore for EmbeddedInbox {
         }
         tx.commit().await.map_err(err)?;
         Ok(newly)
+    }
+
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        let (first, _) = reserve_versions(&mut tx, ids.len()).await?;
+        // Archived is rank -1, below every listed entry: the list's ranges (rank 0 and 1) never
+        // meet it. Un-archived, it takes the rank its read flag gives it.
+        let sql = if archived {
+            "UPDATE entries SET rank = -1, version = ?1 WHERE receiver = ?2 \
+             AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
+             AND rank IN (0, (SELECT pinned FROM notifications WHERE notification_id = ?3)) \
+             AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
+             AND notification_id = ?3"
+        } else {
+            "UPDATE entries SET rank = CASE WHEN read = 0 THEN \
+             (SELECT pinned FROM notifications WHERE notification_id = ?3) ELSE 0 END, version = ?1 \
+             WHERE receiver = ?2 AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
+             AND rank = -1 AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
+             AND notification_id = ?3"
+        };
+        let mut changed = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let version = first + i as i64;
+            let n = sqlx::query(sql)
+                .bind(version)
+                .bind(receiver.key())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if n == 1 {
+                // Archived: later pages must look for the archived key. Un-archived: sync finds
+                // unread entries through their notification's newest version.
+                sqlx::query(
+                    "UPDATE notifications SET archived = MAX(archived, ?1), last_version = \
+                     CASE WHEN ?1 THEN last_version ELSE MAX(last_version, ?2) END WHERE notification_id = ?3",
+                )
+                .bind(archived)
+                .bind(version)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                changed.push(id.clone());
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(changed)
     }
 
     async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {

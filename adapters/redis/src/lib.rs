@@ -129,6 +129,8 @@ struct ReceiverKeys {
     lists: Vec<String>,
     versions: String,
     trims: String,
+    /// The entries its receiver archived: in versions, in no list.
+    archived: String,
 }
 
 impl ReceiverKeys {
@@ -149,6 +151,7 @@ impl Keys {
             lists: Category::ALL.iter().map(|c| format!("{tag}:l:{}", c.as_str())).collect(),
             versions: format!("{tag}:v"),
             trims: format!("{tag}:t"),
+            archived: format!("{tag}:a"),
         }
     }
 
@@ -184,6 +187,7 @@ struct Raw {
     category: Category,
     list_score: f64,
     version_score: f64,
+    archived: bool,
 }
 
 impl Raw {
@@ -200,6 +204,7 @@ impl Raw {
             read: self.read(),
             force_read: meta.is_some_and(|m| m.force_read),
             category: self.category,
+            archived: self.archived,
             position: InboxCursor { pinned_unread, sent_at_ms, id: id.clone() },
             notification_id: id,
         })
@@ -383,16 +388,35 @@ impl RedisInbox {
         for list in &k.lists {
             pipe.cmd("ZMSCORE").arg(list).arg(members(ids));
         }
-        let mut scores: Vec<Vec<Option<f64>>> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        let (mut scores, archived): (Vec<Vec<Option<f64>>>, Vec<bool>) = {
+            pipe.cmd("SMISMEMBER").arg(&k.archived).arg(members(ids));
+            let mut values: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+            let archived = FromRedisValue::from_redis_value(values.pop().expect("SMISMEMBER's answer"))
+                .map_err(|e| PortError::new(BACKEND, e))?;
+            let scores = values
+                .into_iter()
+                .map(FromRedisValue::from_redis_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| PortError::new(BACKEND, e))?;
+            (scores, archived)
+        };
         let versions = scores.remove(0);
+        // An archived entry is in no list: its category and place come from its notification's meta.
+        let archived_ids: Vec<&str> = ids.iter().zip(&archived).filter(|(_, a)| **a).map(|(id, _)| *id).collect();
+        let metas = self.metas(&archived_ids).await?;
         Ok(ids
             .iter()
             .enumerate()
             .filter_map(|(i, id)| {
                 let version_score = versions[i]?;
-                let (category, list_score) =
-                    Category::ALL.iter().zip(&scores).find_map(|(c, list)| Some((*c, list[i]?)))?;
-                Some(Raw { id: id.to_string(), category, list_score, version_score })
+                let (category, list_score) = if archived[i] {
+                    let m = metas.get(*id)?;
+                    let unread = version_score % 2.0 == 0.0;
+                    (m.category, list_score(m.pinned && unread, m.sent_ms) as f64)
+                } else {
+                    Category::ALL.iter().zip(&scores).find_map(|(c, list)| Some((*c, list[i]?)))?
+                };
+                Some(Raw { id: id.to_string(), category, list_score, version_score, archived: archived[i] })
             })
             .collect())
     }
@@ -414,7 +438,7 @@ impl RedisInbox {
                 let versions = &versions;
                 list.into_iter().filter_map(move |(Member(id), list_score)| {
                     let version_score = *versions.get(&id)?;
-                    Some(Raw { id, category: *category, list_score, version_score })
+                    Some(Raw { id, category: *category, list_score, version_score, archived: false })
                 })
             })
             .collect();
@@ -515,7 +539,12 @@ impl RedisInbox {
 
     /// Trims an inbox found past the cap back to `cap.after_trim()`, in `InboxCap`'s order.
     async fn trim(&self, receiver: &str, now_ms: i64) -> PortResult<()> {
-        let raws = self.all_raw(receiver).await?;
+        let k = self.keys.receiver(receiver);
+        let mut raws = self.all_raw(receiver).await?;
+        let archived: Vec<Member> =
+            redis::cmd("SMEMBERS").arg(&k.archived).query_async(&mut self.conn()).await.map_err(err)?;
+        let archived: Vec<&str> = archived.iter().map(|m| m.0.as_str()).collect();
+        raws.extend(self.raw_of(receiver, &archived).await?);
         let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
         let metas = self.metas(&ids).await?;
         let withheld = self.withheld_among(&ids).await?;
@@ -528,6 +557,8 @@ impl RedisInbox {
                 let gone = withheld.contains(&r.id) || m.valid_until_ms.is_some_and(|u| u <= now_ms);
                 let class = if gone {
                     0
+                } else if r.archived {
+                    1
                 } else if m.pinned || (!r.read() && m.force_read) {
                     return None;
                 } else if r.read() {
@@ -539,9 +570,8 @@ impl RedisInbox {
             })
             .collect();
         victims.sort_unstable();
-        let k = self.keys.receiver(receiver);
         let mut trim = scripts::TRIM.key(&k.versions);
-        trim.key(&k.trims).key(&k.lists).arg(self.cap.after_trim());
+        trim.key(&k.trims).key(&k.archived).key(&k.lists).arg(self.cap.after_trim());
         for (class, sent_ms, id) in &victims {
             trim.arg(member(id)).arg(*sent_ms).arg(u8::from(*class != 0));
         }
@@ -807,7 +837,16 @@ impl InboxStore for RedisInbox {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        let unread: Vec<&str> = versions.iter().filter(|(_, v)| v % 2.0 == 0.0).map(|(id, _)| id.0.as_str()).collect();
+        let archived: HashSet<String> = {
+            let members: Vec<Member> =
+                redis::cmd("SMEMBERS").arg(&k.archived).query_async(&mut self.conn()).await.map_err(err)?;
+            members.into_iter().map(|m| m.0).collect()
+        };
+        let unread: Vec<&str> = versions
+            .iter()
+            .filter(|(id, v)| v % 2.0 == 0.0 && !archived.contains(&id.0))
+            .map(|(id, _)| id.0.as_str())
+            .collect();
         let (visible, metas) = self.visibility(&unread, millis(now)).await?;
         let mut count = UnreadCount::default();
         for meta in visible.iter().filter_map(|id| metas.get(id)) {
@@ -905,6 +944,30 @@ impl InboxStore for RedisInbox {
         newly.iter().map(|id| NotificationId::parse("id", id).map_err(|e| PortError::new(BACKEND, e))).collect()
     }
 
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>> {
+        let strs: Vec<&str> = ids.iter().map(NotificationId::as_str).collect();
+        let metas = self.metas(&strs).await?;
+        // Only entries of a delivered notification can be held.
+        let known: Vec<(&str, &Stored)> = strs.iter().filter_map(|id| Some((*id, metas.get(*id)?))).collect();
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys.receiver(&receiver.key());
+        let mut script = scripts::ARCHIVE.key(&k.versions);
+        script.key(&k.trims).key(&k.archived).arg(if archived { "1" } else { "0" });
+        for (id, meta) in &known {
+            script.key(k.list(meta.category));
+            script.arg(member(id)).arg(meta.sent_ms).arg(u8::from(meta.pinned));
+        }
+        let changed: Vec<Member> = script.invoke_async(&mut self.conn()).await.map_err(err)?;
+        changed.iter().map(|m| NotificationId::parse("id", &m.0).map_err(|e| PortError::new(BACKEND, e))).collect()
+    }
+
     async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {
         let hashes = try_join_all(ids.iter().map(|id| async move {
             let fields: HashMap<String, u64> = redis::cmd("HGETALL")
@@ -941,6 +1004,7 @@ impl InboxStore for RedisInbox {
         let erased: u64 = scripts::ERASE
             .key(&k.versions)
             .key(&k.trims)
+            .key(&k.archived)
             .key(&k.lists)
             .invoke_async(&mut self.conn())
             .await

@@ -107,7 +107,8 @@ end
 
 /// One entry in each of several inboxes, all in one slot (on one server, any). KEYS: triples
 /// (its category's list, versions, trims), one per receiver; ARGV: notification, list score,
-/// sent_ms, cap. Adds it
+/// sent_ms, cap. Adds it (unless held: versions holds every entry, archived ones too, which are in
+/// no list)
 /// to each inbox unless present or older than what the cap dropped there; its version is above
 /// every version that inbox ever had, so sync never misses it. Answers the positions (from 1) of
 /// the receivers whose inbox it took past the cap. An inbox holds at most as many entries as
@@ -122,7 +123,8 @@ local over = {{}}
 for i = 1, #KEYS, 3 do
   local list, versions = KEYS[i], KEYS[i + 1]
   local trims = redis.call('HMGET', KEYS[i + 2], 'upto', 'floor')
-  if not (trims[1] and tonumber(trims[1]) >= sent_ms) and redis.call('ZADD', list, 'NX', ARGV[2], ARGV[1]) == 1 then
+  if not (trims[1] and tonumber(trims[1]) >= sent_ms) and not redis.call('ZSCORE', versions, ARGV[1]) then
+    redis.call('ZADD', list, ARGV[2], ARGV[1])
     local version = top_version(versions, trims[2]) + 1
     redis.call('ZADD', versions, string.format('%.0f', version * 2), ARGV[1])
     if version > cap and redis.call('ZCARD', versions) > cap then over[#over + 1] = (i + 2) / 3 end
@@ -161,8 +163,8 @@ return newly
     ))
 });
 
-/// Drops entries past the cap, in the receiver's slot. KEYS: versions, trims, then every category's
-/// list; ARGV: the size
+/// Drops entries past the cap, in the receiver's slot. KEYS: versions, trims, archived, then every
+/// category's list; ARGV: the size
 /// to trim to, then triples (notification, sent_ms, 1 if it could still be shown else 0) in the
 /// order `InboxCap` drops them. Drops only as many as the inbox is still over (another delivery
 /// may have trimmed it meanwhile), remembers the newest `sent_ms` dropped that could still be shown
@@ -177,7 +179,8 @@ while dropped < excess and i + 2 <= #ARGV do
   local v = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if v then
     redis.call('ZREM', KEYS[1], ARGV[i])
-    for l = 3, #KEYS do redis.call('ZREM', KEYS[l], ARGV[i]) end
+    redis.call('SREM', KEYS[3], ARGV[i])
+    for l = 4, #KEYS do redis.call('ZREM', KEYS[l], ARGV[i]) end
     dropped = dropped + 1
     floor = math.max(floor or 0, math.floor(tonumber(v) / 2))
     if ARGV[i + 2] == '1' then upto = math.max(upto or -math.huge, tonumber(ARGV[i + 1])) end
@@ -198,7 +201,8 @@ return dropped
     )
 });
 
-/// Empties one inbox, in the receiver's slot. KEYS: versions, trims, then every category's list.
+/// Empties one inbox, in the receiver's slot. KEYS: versions, trims, archived, then every category's
+/// list.
 /// Keeps only the highest
 /// version it had (`floor`), so a device that synced the old inbox still sees what a receiver
 /// created again with this id gets; the cap's `upto` goes (that is a new inbox). Answers how many
@@ -212,6 +216,42 @@ local erased = redis.call('ZCARD', KEYS[1])
 redis.call('DEL', unpack(KEYS))
 if top > 0 then redis.call('HSET', KEYS[2], 'floor', string.format('%.0f', top)) end
 return erased
+"#
+    ))
+});
+
+/// Archives or un-archives entries, in the receiver's slot. KEYS: versions, trims, archived, then
+/// each entry's category list; ARGV: '1' to archive ('0' un-archives), then triples (notification,
+/// sent_ms, pinned) in KEYS' order. An archived entry leaves its list for the archived set, keeping
+/// its version's read bit; un-archived it goes back to its list by time (above all while pinned and
+/// unread). Each change takes a new version, so sync reports it. Answers the ones changed.
+pub static ARCHIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+{TOP_VERSION}
+local top = top_version(KEYS[1], redis.call('HGET', KEYS[2], 'floor'))
+local archive = ARGV[1] == '1'
+local changed = {{}}
+for i = 2, #ARGV, 3 do
+  local id, list = ARGV[i], KEYS[4 + (i - 2) / 3]
+  local v = redis.call('ZSCORE', KEYS[1], id)
+  if v and (redis.call('SISMEMBER', KEYS[3], id) == 1) ~= archive then
+    local read = math.fmod(tonumber(v), 2)
+    top = top + 1
+    redis.call('ZADD', KEYS[1], string.format('%.0f', top * 2 + read), id)
+    if archive then
+      redis.call('ZREM', list, id)
+      redis.call('SADD', KEYS[3], id)
+    else
+      local score = tonumber(ARGV[i + 1])
+      if ARGV[i + 2] == '1' and read == 0 then score = score + {PINNED_UNREAD} end
+      redis.call('ZADD', list, string.format('%.0f', score), id)
+      redis.call('SREM', KEYS[3], id)
+    end
+    changed[#changed + 1] = id
+  end
+end
+return changed
 "#
     ))
 });
