@@ -16,7 +16,7 @@ use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::*;
 use herald_domain::search::{SearchCursor, SearchDocument, SearchHits, SearchIndex, SearchRebuild};
 use herald_domain::{
-    City, EntryMeta, HistoryEntry, HistoryEvent, InboxCursor, InboxEntry, NewNotification, Notification,
+    Category, City, EntryMeta, HistoryEntry, HistoryEvent, InboxCursor, InboxEntry, NewNotification, Notification,
     NotificationId, Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Status,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -209,7 +209,8 @@ observed!(InboxStore {
         receiver: &ReceiverRef,
         now: DateTime<Utc>,
         after: Option<&InboxCursor>,
-        limit: usize
+        limit: usize,
+        category: Option<Category>
     ) -> PortResult<Vec<InboxEntry>>;
     fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount>;
     fn unread(&self, receiver: &ReceiverRef, now: DateTime<Utc>, force_read_only: bool) -> PortResult<Vec<InboxEntry>>;
@@ -221,6 +222,12 @@ observed!(InboxStore {
         after: DateTime<Utc>,
         until: DateTime<Utc>
     ) -> PortResult<Vec<InboxEntry>>;
+    fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool
+    ) -> PortResult<Vec<NotificationId>>;
     fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
     fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
     fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use herald_domain::ports::UnreadCount;
 use herald_domain::template::{self, Fields};
 use herald_domain::{
-    InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, Receiver, ReceiverRef, Status, SyncCursor,
+    Category, InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, Receiver, ReceiverRef, Status,
+    SyncCursor,
 };
 
 use crate::{AppError, AppResult, Herald};
@@ -52,23 +53,25 @@ pub struct SyncBatch {
 
 impl Herald {
     /// The inbox after `cursor`, at most `limit` messages: pinned unread first, then newest first;
-    /// only visible, unrevoked messages.
+    /// only visible, unrevoked messages, and only of `category` when one is given (a tab).
     pub async fn inbox_page(
         &self,
         me: &ReceiverRef,
         cursor: Option<&InboxCursor>,
         limit: usize,
+        category: Option<Category>,
     ) -> AppResult<InboxPage> {
         let now = self.now_caught_up().await?;
         // One more than a page tells whether anything follows, so `has_more` is never a false promise.
-        let mut entries = self.ports.inbox.page(me, now, cursor, limit + 1).await?;
+        let mut entries = self.ports.inbox.page(me, now, cursor, limit + 1, category).await?;
         let has_more = entries.len() > limit;
         entries.truncate(limit);
         let next = if has_more { entries.last().map(|e| e.position.clone()) } else { None };
         Ok(InboxPage { items: self.items(me, &entries).await?, next, has_more })
     }
 
-    /// How many visible messages are unread, and how many of them must be read.
+    /// How many visible messages are unread, how many of them must be read, and how many are in
+    /// each category.
     pub async fn unread_count(&self, me: &ReceiverRef) -> AppResult<UnreadCount> {
         let now = self.now_caught_up().await?;
         Ok(self.ports.inbox.unread_count(me, now).await?)
@@ -97,11 +100,19 @@ impl Herald {
         Ok(())
     }
 
-    /// Marks every visible message read; says how many were newly read.
-    pub async fn mark_all_read(&self, me: &ReceiverRef) -> AppResult<usize> {
+    /// Marks every visible message read (only those of `category` when one is given); says how
+    /// many were newly read.
+    pub async fn mark_all_read(&self, me: &ReceiverRef, category: Option<Category>) -> AppResult<usize> {
         let now = self.now_caught_up().await?;
-        let unread: Vec<NotificationId> =
-            self.ports.inbox.unread(me, now, false).await?.into_iter().map(|e| e.notification_id).collect();
+        let unread: Vec<NotificationId> = self
+            .ports
+            .inbox
+            .unread(me, now, false)
+            .await?
+            .into_iter()
+            .filter(|e| category.is_none_or(|c| e.category == c))
+            .map(|e| e.notification_id)
+            .collect();
         self.record_reads(me, &unread).await
     }
 

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, UnreadCount};
 use herald_domain::{
-    City, EntryMeta, InboxCap, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef,
+    Category, City, EntryMeta, InboxCap, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverKind,
+    ReceiverRef,
 };
 
 #[async_trait]
@@ -23,6 +24,7 @@ pub trait InboxHarness: Send + Sync {
 /// A plain message sent at `sent`, always valid.
 fn meta_at(sent: DateTime<Utc>) -> EntryMeta {
     EntryMeta {
+        category: Category::System,
         pinned: false,
         force_read: false,
         sent_at_ms: sent.timestamp_millis(),
@@ -40,6 +42,11 @@ async fn held(inbox: &dyn InboxStore, me: &ReceiverRef, among: &[NotificationId]
     let mut ids: Vec<_> = inbox.entries_of(me, among).await.unwrap().into_iter().map(|e| e.notification_id).collect();
     ids.sort();
     ids
+}
+
+/// (unread, force-read) of a count.
+fn counts(c: UnreadCount) -> (u64, u64) {
+    (c.unread, c.force_read)
 }
 
 fn ids_of(entries: &[InboxEntry]) -> Vec<NotificationId> {
@@ -109,7 +116,7 @@ pub async fn a_withheld_notification_gets_no_more_entries(h: &dyn InboxHarness) 
     assert_eq!(inbox.page_outcome(&page(&n, "sh", 1, 10..20).key).await.unwrap(), Some(0));
     assert!(held(&*inbox, &rider("r00015"), std::slice::from_ref(&n)).await.is_empty());
     assert_eq!(held(&*inbox, &rider("r00005"), std::slice::from_ref(&n)).await.len(), 1, "what came before stays");
-    assert!(inbox.page(&rider("r00005"), Utc::now(), None, 10).await.unwrap().is_empty(), "but is not shown");
+    assert!(inbox.page(&rider("r00005"), Utc::now(), None, 10, None).await.unwrap().is_empty(), "but is not shown");
     assert_eq!(inbox.unread_count(&rider("r00005"), Utc::now()).await.unwrap(), UnreadCount::default());
     assert_eq!(inbox.counters(&n).await.unwrap().sent, 10, "stats kept");
 }
@@ -155,7 +162,7 @@ pub async fn kinds_have_separate_inboxes(h: &dyn InboxHarness) {
     inbox.deliver(&merchant_page(&n, 0..1), &plain()).await.unwrap();
     assert!(held(&*inbox, &rider("r00000"), std::slice::from_ref(&n)).await.is_empty());
     let merchant = ReceiverRef { kind: ReceiverKind::Merchant, id: ReceiverId::parse("id", "r00000").unwrap() };
-    assert_eq!(inbox.page(&merchant, Utc::now(), None, 10).await.unwrap()[0].notification_id, n);
+    assert_eq!(inbox.page(&merchant, Utc::now(), None, 10, None).await.unwrap()[0].notification_id, n);
 }
 
 pub async fn reads_count_once_per_receiver(h: &dyn InboxHarness) {
@@ -255,10 +262,15 @@ impl Timeline {
 
     /// The whole visible list, read a page of `limit` at a time.
     async fn list(&self, limit: usize) -> Vec<InboxEntry> {
+        self.list_of(None, limit).await
+    }
+
+    /// The whole visible list of `category` (all of them if `None`), a page of `limit` at a time.
+    async fn list_of(&self, category: Option<Category>, limit: usize) -> Vec<InboxEntry> {
         let mut all: Vec<InboxEntry> = Vec::new();
         loop {
             let after = all.last().map(|e| e.position.clone());
-            let page = self.inbox.page(&self.me, Utc::now(), after.as_ref(), limit).await.unwrap();
+            let page = self.inbox.page(&self.me, Utc::now(), after.as_ref(), limit, category).await.unwrap();
             assert!(page.len() <= limit);
             let done = page.len() < limit;
             all.extend(page);
@@ -309,7 +321,7 @@ pub async fn the_list_pages_in_inbox_order_pinned_unread_first(h: &dyn InboxHarn
     for limit in [1, 2, 3, 100] {
         assert_eq!(ids_of(&t.list(limit).await), want, "pages of {limit} follow the order without gaps");
     }
-    let top = t.inbox.page(&t.me, Utc::now(), None, 1).await.unwrap();
+    let top = t.inbox.page(&t.me, Utc::now(), None, 1, None).await.unwrap();
     assert!(top[0].position.pinned_unread && !top[0].read);
     // Reading a pinned message moves it to its place by time.
     t.read(&newest_pinned).await;
@@ -326,15 +338,15 @@ pub async fn only_visible_entries_are_listed_and_counted_exactly(h: &dyn InboxHa
     t.inbox.withhold(&revoked).await.unwrap();
     let now = Utc::now();
     assert_eq!(ids_of(&t.list(10).await), vec![must_read.clone(), shown.clone()]);
-    assert_eq!(t.inbox.unread_count(&t.me, now).await.unwrap(), UnreadCount { unread: 2, force_read: 1 });
+    assert_eq!(counts(t.inbox.unread_count(&t.me, now).await.unwrap()), (2, 1));
     assert_eq!(ids_of(&t.inbox.unread(&t.me, now, true).await.unwrap()), vec![must_read.clone()]);
     assert_eq!(ids_of(&t.inbox.unread(&t.me, now, false).await.unwrap()), vec![must_read.clone(), shown.clone()]);
     t.read(&must_read).await;
-    assert_eq!(t.inbox.unread_count(&t.me, now).await.unwrap(), UnreadCount { unread: 1, force_read: 0 });
+    assert_eq!(counts(t.inbox.unread_count(&t.me, now).await.unwrap()), (1, 0));
     // In an hour and a half the later one is shown too.
     let then = now + Duration::minutes(90);
-    assert_eq!(t.inbox.unread_count(&t.me, then).await.unwrap(), UnreadCount { unread: 2, force_read: 0 });
-    let listed = t.inbox.page(&t.me, then, None, 10).await.unwrap();
+    assert_eq!(counts(t.inbox.unread_count(&t.me, then).await.unwrap()), (2, 0));
+    let listed = t.inbox.page(&t.me, then, None, 10, None).await.unwrap();
     assert_eq!(ids_of(&listed), vec![later.clone(), must_read.clone(), shown.clone()]);
     assert_eq!(t.held().await, vec![shown, must_read, gone, later, revoked], "invisible is not gone");
 }
@@ -427,13 +439,209 @@ pub async fn a_full_inbox_drops_gone_then_read_then_unread_oldest_first(h: &dyn 
     assert!(delta[0].read && !delta[0].position.pinned_unread);
 }
 
+fn in_category(category: Category) -> impl FnOnce(&mut EntryMeta) {
+    move |m| m.category = category
+}
+
+/// Unread per category as the store counts it, in `Category::ALL`'s order, with the total.
+async fn tabs(t: &Timeline) -> (u64, [u64; 3]) {
+    let c = t.inbox.unread_count(&t.me, Utc::now()).await.unwrap();
+    let by: Vec<u64> = Category::ALL.iter().map(|k| c.by_category.get(*k)).collect();
+    assert_eq!(by.iter().sum::<u64>(), c.unread, "the tabs add up to the total");
+    (c.unread, [by[0], by[1], by[2]])
+}
+
+/// Each category is a tab: listed on its own in the list's order (pinned unread first), paged by
+/// the same cursors, and counted exactly through redelivery, a late page naming a holder again,
+/// revokes, expiry, reads and reading a whole tab. The whole list is every tab merged.
+pub async fn categories_are_listed_and_counted_apart_exactly(h: &dyn InboxHarness) {
+    use Category::{Activity, Announcement, System};
+    let mut t = Timeline::new(h, 1_000).await;
+    let sys = t.send(in_category(System)).await;
+    let act_pinned = t
+        .send(|m| {
+            m.category = Activity;
+            m.pinned = true;
+        })
+        .await;
+    let ann = t.send(in_category(Announcement)).await;
+    let act = t.send(in_category(Activity)).await;
+    let act_gone = t
+        .send(|m| {
+            m.category = Activity;
+            expired(m);
+        })
+        .await;
+    let sys_force = t
+        .send(|m| {
+            m.category = System;
+            m.force_read = true;
+        })
+        .await;
+    let ann_revoked = t.send(in_category(Announcement)).await;
+    assert_eq!(tabs(&t).await, (6, [2, 2, 2]));
+
+    // Redelivered, and paged again late (the receiver already holds it): counted once.
+    let meta = EntryMeta { category: Activity, ..meta_at(t.start + Duration::minutes(4)) };
+    assert_eq!(
+        t.inbox.deliver(&page(&act, "sh", 0, 0..1), &meta).await.unwrap(),
+        PageDelivery { added: 1, repeated: true }
+    );
+    assert_eq!(t.inbox.deliver(&page(&act, "bj", 3, 0..2), &meta).await.unwrap(), first(1), "only r00001 is new");
+    // A late joiner of an activity sent earlier still lands in its tab, in its place by time.
+    let late = NotificationId::generate();
+    let late_meta = EntryMeta { category: Activity, ..meta_at(t.start + Duration::seconds(30)) };
+    t.inbox.deliver(&page(&late, "sh", 0, 1..2), &late_meta).await.unwrap();
+    t.inbox.deliver(&page(&late, "sh", 1, 0..1), &late_meta).await.unwrap();
+    t.sent.push(late.clone());
+    t.inbox.withhold(&ann_revoked).await.unwrap();
+    assert_eq!(tabs(&t).await, (6, [2, 3, 1]), "the revoked one and the expired one count nowhere");
+    assert_eq!(t.inbox.unread_count(&t.me, Utc::now()).await.unwrap().force_read, 1);
+
+    for limit in [1, 2, 100] {
+        assert_eq!(
+            ids_of(&t.list_of(Some(Activity), limit).await),
+            vec![act_pinned.clone(), act.clone(), late.clone()]
+        );
+        assert_eq!(ids_of(&t.list_of(Some(System), limit).await), vec![sys_force.clone(), sys.clone()]);
+        assert_eq!(ids_of(&t.list_of(Some(Announcement), limit).await), vec![ann.clone()]);
+        assert_eq!(
+            ids_of(&t.list(limit).await),
+            vec![act_pinned.clone(), sys_force.clone(), act.clone(), ann.clone(), sys.clone(), late.clone()],
+            "the whole list is the tabs merged in list order"
+        );
+    }
+    let listed = t.list_of(Some(Activity), 10).await;
+    assert!(listed.iter().all(|e| e.category == Activity));
+    let held = t.inbox.entries_of(&t.me, &[act_gone.clone(), sys.clone()]).await.unwrap();
+    assert!(held.iter().any(|e| e.notification_id == act_gone && e.category == Activity), "held, just not shown");
+
+    // Reading moves a pinned entry to its place by time in its tab too, and the tab's count.
+    t.read(&act_pinned).await;
+    assert_eq!(tabs(&t).await, (5, [2, 2, 1]));
+    assert_eq!(ids_of(&t.list_of(Some(Activity), 1).await), vec![act.clone(), act_pinned.clone(), late.clone()]);
+    // Reading a whole tab: the others keep their counts.
+    let unread_activity: Vec<NotificationId> = t
+        .inbox
+        .unread(&t.me, Utc::now(), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.category == Activity)
+        .map(|e| e.notification_id)
+        .collect();
+    assert_eq!(unread_activity.len(), 2);
+    assert_eq!(t.inbox.mark_read(&t.me, &unread_activity).await.unwrap().len(), 2);
+    assert_eq!(tabs(&t).await, (3, [2, 0, 1]));
+    assert_eq!(t.inbox.counters(&act).await.unwrap().read, 1);
+    // What another receiver got is theirs.
+    let other = t.inbox.unread_count(&rider("r00001"), Utc::now()).await.unwrap();
+    assert_eq!((other.unread, other.by_category.get(Activity)), (2, 2));
+}
+
+/// Archiving hides an entry from its receiver's list, tabs and counts but keeps it held: sync
+/// reports the change, a later page adds nothing, reading it still counts once, and un-archiving
+/// puts it back in its place.
+pub async fn an_archived_entry_is_held_but_neither_listed_nor_counted(h: &dyn InboxHarness) {
+    use Category::{Activity, System};
+    let mut t = Timeline::new(h, 1_000).await;
+    let sys = t.send(in_category(System)).await;
+    let pinned_act = t
+        .send(|m| {
+            m.category = Activity;
+            m.pinned = true;
+        })
+        .await;
+    let act = t.send(in_category(Activity)).await;
+    let before = t.list(10).await;
+    let mark = before.iter().map(|e| e.version).max().unwrap();
+    assert_eq!(tabs(&t).await, (3, [1, 2, 0]));
+
+    let changed = t.inbox.set_archived(&t.me, &[pinned_act.clone(), NotificationId::generate()], true).await.unwrap();
+    assert_eq!(changed, vec![pinned_act.clone()], "ids not held are ignored");
+    assert!(t.inbox.set_archived(&t.me, std::slice::from_ref(&pinned_act), true).await.unwrap().is_empty(), "once");
+    assert_eq!(ids_of(&t.list(1).await), vec![act.clone(), sys.clone()]);
+    assert_eq!(ids_of(&t.list_of(Some(Activity), 1).await), vec![act.clone()]);
+    assert_eq!(tabs(&t).await, (2, [1, 1, 0]));
+    assert!(t.inbox.unread(&t.me, Utc::now(), false).await.unwrap().iter().all(|e| e.notification_id != pinned_act));
+    let held = t.inbox.entries_of(&t.me, std::slice::from_ref(&pinned_act)).await.unwrap();
+    assert!(held[0].archived && !held[0].read, "held, archived, still unread");
+    let delta = t.inbox.changed_since(&t.me, mark, 10).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![pinned_act.clone()], "sync reports it");
+    assert!(delta[0].archived);
+
+    // A later page naming the receiver again (moved city, late joiner) adds nothing back.
+    let meta = EntryMeta { category: Activity, pinned: true, ..meta_at(t.start + Duration::minutes(2)) };
+    assert_eq!(t.inbox.deliver(&page(&pinned_act, "bj", 7, 0..2), &meta).await.unwrap(), first(1), "only r00001");
+    assert_eq!(tabs(&t).await, (2, [1, 1, 0]));
+    assert_eq!(t.held().await.len(), 3);
+    // The other receiver's entry is theirs.
+    assert_eq!(
+        ids_of(&t.inbox.page(&rider("r00001"), Utc::now(), None, 10, None).await.unwrap()),
+        vec![pinned_act.clone()]
+    );
+
+    // Read while archived: counted once, and it comes back read, in its place by time.
+    t.read(&pinned_act).await;
+    assert_eq!(t.inbox.counters(&pinned_act).await.unwrap().read, 1);
+    let mark = t.inbox.changed_since(&t.me, 0, 100).await.unwrap().iter().map(|e| e.version).max().unwrap();
+    assert_eq!(t.inbox.set_archived(&t.me, std::slice::from_ref(&pinned_act), false).await.unwrap().len(), 1);
+    assert_eq!(ids_of(&t.list(2).await), vec![act.clone(), pinned_act.clone(), sys.clone()]);
+    let delta = t.inbox.changed_since(&t.me, mark, 10).await.unwrap();
+    assert_eq!(ids_of(&delta), vec![pinned_act.clone()], "sync reports the un-archive");
+    assert!(!delta[0].archived && delta[0].read);
+    // Un-archived unread, a pinned one is on top again.
+    t.inbox.set_archived(&t.me, &[act.clone(), sys.clone()], true).await.unwrap();
+    assert_eq!(tabs(&t).await, (0, [0, 0, 0]));
+    let mark = t.inbox.changed_since(&t.me, 0, 100).await.unwrap().iter().map(|e| e.version).max().unwrap();
+    t.inbox.set_archived(&t.me, std::slice::from_ref(&act), false).await.unwrap();
+    assert_eq!(ids_of(&t.inbox.changed_since(&t.me, mark, 10).await.unwrap()), vec![act.clone()]);
+    assert_eq!(tabs(&t).await, (1, [0, 1, 0]));
+    assert_eq!(ids_of(&t.list(10).await), vec![act, pinned_act]);
+}
+
+/// Archived entries go first when the cap trims (after those that can never be shown), and an
+/// inbox full of them still stays within the cap.
+pub async fn archived_entries_count_against_the_cap_and_go_with_the_read_ones(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 10).await;
+    for _ in 0..9 {
+        t.send(|_| {}).await;
+    }
+    let archived: Vec<NotificationId> = t.sent.clone();
+    assert_eq!(t.inbox.set_archived(&t.me, &archived, true).await.unwrap().len(), 9);
+    for _ in 0..5 {
+        t.send(|_| {}).await;
+    }
+    let held = t.held().await;
+    assert!(held.len() <= 11, "within the cap: {}", held.len());
+    let fresh: Vec<NotificationId> = t.sent[9..].to_vec();
+    assert!(fresh.iter().all(|n| held.contains(n)), "the unread ones stay, the archived ones went first");
+    assert_eq!(tabs(&t).await.0, 5);
+}
+
+/// A trimmed inbox counts what it still holds, tab by tab.
+pub async fn the_cap_trims_across_categories_and_counts_stay_exact(h: &dyn InboxHarness) {
+    let mut t = Timeline::new(h, 10).await;
+    for i in 0..30 {
+        t.send(in_category(Category::ALL[i % 3])).await;
+    }
+    let held = t.held().await.len() as u64;
+    assert!(held <= 11, "trimmed to about the cap, holds {held}");
+    let (total, by) = tabs(&t).await;
+    assert_eq!(total, held);
+    for (i, category) in Category::ALL.iter().enumerate() {
+        assert_eq!(by[i], t.list_of(Some(*category), 3).await.len() as u64, "{category:?} counts what it lists");
+    }
+    assert_eq!(t.list(4).await.len() as u64, held);
+}
+
 pub async fn pinned_and_unread_force_read_entries_are_kept_past_the_cap(h: &dyn InboxHarness) {
     let mut t = Timeline::new(h, 10).await;
     for i in 0..12 {
         t.send(if i % 2 == 0 { pinned } else { force_read }).await;
     }
     assert_eq!(t.held().await.len(), 12, "none of them is dropped, whatever the cap");
-    assert_eq!(t.inbox.unread_count(&t.me, Utc::now()).await.unwrap(), UnreadCount { unread: 12, force_read: 6 });
+    assert_eq!(counts(t.inbox.unread_count(&t.me, Utc::now()).await.unwrap()), (12, 6));
     assert_eq!(t.list(5).await.len(), 12);
 }
 
@@ -524,7 +732,7 @@ pub async fn a_restored_page_adds_entries_and_moves_no_counter(h: &dyn InboxHarn
     assert_eq!(inbox.restore(&sh, &meta).await.unwrap(), 10);
     assert_eq!(inbox.restore(&sh, &meta).await.unwrap(), 0, "restoring again changes nothing");
     let me = rider("r00003");
-    let listed = inbox.page(&me, Utc::now(), None, 10).await.unwrap();
+    let listed = inbox.page(&me, Utc::now(), None, 10, None).await.unwrap();
     assert_eq!(ids_of(&listed), vec![n.clone()]);
     assert!(listed[0].position.pinned_unread, "the restored entry is ordered by its meta");
     assert_eq!(inbox.unread_count(&me, Utc::now()).await.unwrap().unread, 1);
@@ -539,7 +747,7 @@ pub async fn a_restored_page_adds_entries_and_moves_no_counter(h: &dyn InboxHarn
     inbox.withhold(&revoked).await.unwrap();
     assert_eq!(inbox.restore(&page(&revoked, "sh", 0, 0..10), &plain()).await.unwrap(), 10);
     assert_eq!(held(&*inbox, &me, std::slice::from_ref(&revoked)).await, vec![revoked.clone()], "held, as before");
-    assert_eq!(ids_of(&inbox.page(&me, Utc::now(), None, 10).await.unwrap()), vec![n.clone()], "but not shown");
+    assert_eq!(ids_of(&inbox.page(&me, Utc::now(), None, 10, None).await.unwrap()), vec![n.clone()], "but not shown");
     assert!(inbox.counters_of(std::slice::from_ref(&revoked)).await.unwrap().is_empty());
 }
 
@@ -592,4 +800,8 @@ crate::suite!($ inbox, inbox_contract, [
     a_dropped_entry_never_comes_back_nor_counts_again,
     a_restored_page_adds_entries_and_moves_no_counter,
     restored_counters_and_pages_are_exactly_the_ledgers,
+    categories_are_listed_and_counted_apart_exactly,
+    the_cap_trims_across_categories_and_counts_stay_exact,
+    an_archived_entry_is_held_but_neither_listed_nor_counted,
+    archived_entries_count_against_the_cap_and_go_with_the_read_ones,
 ]);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::InvalidInput;
-use crate::notification::{Notification, NotificationId};
+use crate::notification::{Category, Notification, NotificationId};
 use crate::template::{self, Fields};
 
 /// Entries one inbox keeps by default (see [`InboxCap`]).
@@ -64,6 +64,8 @@ impl Default for InboxCap {
 /// sending), so every page of it, late ones included, carries the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryMeta {
+    /// The tab it is listed and counted under.
+    pub category: Category,
     pub pinned: bool,
     pub force_read: bool,
     /// When sending began, in Unix milliseconds: the list's "newest first".
@@ -77,6 +79,7 @@ pub struct EntryMeta {
 impl EntryMeta {
     pub fn of(n: &Notification) -> Self {
         Self {
+            category: n.content.category,
             pinned: n.content.pinned,
             force_read: n.content.force_read,
             sent_at_ms: n.sent_at.map_or(0, |t| t.timestamp_millis()),
@@ -99,6 +102,9 @@ pub struct InboxEntry {
     pub version: u64,
     pub read: bool,
     pub force_read: bool,
+    pub category: Category,
+    /// Archived by its receiver: held (sync reports it) but neither listed nor counted.
+    pub archived: bool,
     /// Its place in the list: what a cursor after it is.
     pub position: InboxCursor,
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::audience::Selection;
 use crate::history::HistoryEvent;
 use crate::inbox::{EntryMeta, InboxCursor, InboxEntry};
-use crate::notification::{HistoryEntry, NewNotification, Notification, NotificationId, Status};
+use crate::notification::{Category, HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 
@@ -416,6 +416,31 @@ pub struct UnreadCount {
     pub unread: u64,
     /// Of those, the force-read ones.
     pub force_read: u64,
+    /// Of those, how many in each category (their sum is `unread`).
+    pub by_category: ByCategory,
+}
+
+/// A count per category (`Category::ALL`), each exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByCategory([u64; Category::ALL.len()]);
+
+impl ByCategory {
+    fn slot(category: Category) -> usize {
+        Category::ALL.iter().position(|c| *c == category).expect("every category is in ALL")
+    }
+
+    pub fn get(&self, category: Category) -> u64 {
+        self.0[Self::slot(category)]
+    }
+
+    pub fn add(&mut self, category: Category, n: u64) {
+        self.0[Self::slot(category)] += n;
+    }
+
+    /// Every category with its count, in `Category::ALL`'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (Category, u64)> + '_ {
+        Category::ALL.iter().map(|c| (*c, self.get(*c)))
+    }
 }
 
 /// What delivering a page did.
@@ -502,16 +527,20 @@ pub trait InboxStore: Send + Sync {
     async fn revocations_applied(&self) -> PortResult<u64>;
     /// Up to `limit` entries visible at `now` (inside their window, not withheld) that come after
     /// `after` in list order (pinned unread first, then newest `sent_at`, then id, all descending:
-    /// `InboxCursor`'s order reversed). Costs O(limit) plus the invisible entries skipped, never the
-    /// whole inbox.
+    /// `InboxCursor`'s order reversed), of `category` only when one is given (a tab). Costs
+    /// O(limit) plus the invisible entries skipped, never the whole inbox, with or without a
+    /// category (entries of other categories are never skipped one by one).
     async fn page(
         &self,
         receiver: &ReceiverRef,
         now: DateTime<Utc>,
         after: Option<&InboxCursor>,
         limit: usize,
+        category: Option<Category>,
     ) -> PortResult<Vec<InboxEntry>>;
-    /// How many entries visible at `now` are unread, and how many of those are force-read. Exact.
+    /// How many entries visible at `now` are unread, how many of those are force-read, and how many
+    /// are in each category. Exact: counted from the entries at `now`, never kept as a running
+    /// total that redelivery, revokes, expiry or reads could make drift.
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount>;
     /// The unread entries visible at `now` (only the force-read ones if `force_read_only`), in
     /// list order.
@@ -534,6 +563,18 @@ pub trait InboxStore: Send + Sync {
         after: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Vec<InboxEntry>>;
+    /// Archives the receiver's entries among `ids` (un-archives them when `archived` is false): an
+    /// archived entry stays held, keeps its read flag and is reported by `entries_of` and sync
+    /// (`changed_since`, its version raised like any change) with `archived` set, but `page`,
+    /// `unread` and `unread_count` leave it out; un-archived it is back in its place. A later page
+    /// naming the receiver again adds nothing. Moves no counter. Answers the ids whose state
+    /// changed (ids not held, or already so, are ignored). One atomic step in the receiver's keys.
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>>;
     /// Marks entries read; raises each newly read notification's read counter by one, atomically.
     /// Returns the ids that were newly read (ids not in the inbox are ignored).
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;

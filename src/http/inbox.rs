@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use herald_app::SyncNews;
+use herald_domain::ports::ByCategory;
 use herald_domain::{Action, ActionKind, Category, InboxCursor, InboxItem, NotificationId, SyncCursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,10 +21,26 @@ const MAX_LIMIT: usize = 50;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// A `next_cursor` from an earlier page.
+    /// A `next_cursor` from an earlier page (of the same tab, or of the whole inbox).
     cursor: Option<String>,
     #[param(schema_with = page_limit)]
     limit: Option<String>,
+    /// Only this category's messages (a tab); absent lists every category.
+    #[param(schema_with = doc::category)]
+    category: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CategoryParams {
+    /// Only this category's messages; absent means every category.
+    #[param(schema_with = doc::category)]
+    category: Option<String>,
+}
+
+/// `category`, when given: one of the categories, else a 422 naming it.
+fn category(raw: Option<&str>) -> ApiResult<Option<Category>> {
+    Ok(raw.map(|c| Category::parse("category", c)).transpose()?)
 }
 
 fn page_limit() -> utoipa::openapi::schema::Schema {
@@ -108,7 +125,8 @@ pub struct InboxPage {
     has_more: bool,
 }
 
-/// The inbox: pinned unread first, then newest first; only visible, unrevoked messages.
+/// The inbox: pinned unread first, then newest first; only visible, unrevoked messages; with
+/// `category`, only that category's (a tab), in the same order.
 #[utoipa::path(get, path = "/app/v1/inbox", tag = "app", security(("app_token" = [])), params(PageParams),
     responses((status = 200, body = InboxPage), NeedsToken, ReadsQuery, UsesBackend))]
 pub async fn list(
@@ -118,7 +136,8 @@ pub async fn list(
 ) -> ApiResult<Json<InboxPage>> {
     let limit = params::limit(p.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let cursor = p.cursor.as_deref().map(|c| InboxCursor::decode("cursor", c)).transpose()?;
-    let page = state.herald.inbox_page(&me, cursor.as_ref(), limit).await?;
+    let category = category(p.category.as_deref())?;
+    let page = state.herald.inbox_page(&me, cursor.as_ref(), limit, category).await?;
     Ok(Json(InboxPage {
         items: page.items.iter().map(Message::from).collect(),
         next_cursor: page.next.map(|c| c.encode()),
@@ -130,14 +149,40 @@ pub async fn list(
 pub struct UnreadCount {
     unread: u64,
     force_read_pending: u64,
+    /// Of `unread`, how many in each category (every category present; they add up to `unread`).
+    /// Exact, never capped.
+    by_category: CategoryCounts,
 }
 
-/// How many visible messages are unread, and how many of them must be read.
+/// A count for each category.
+#[derive(Serialize, ToSchema)]
+pub struct CategoryCounts {
+    system: u64,
+    activity: u64,
+    announcement: u64,
+}
+
+impl From<&ByCategory> for CategoryCounts {
+    fn from(c: &ByCategory) -> Self {
+        Self {
+            system: c.get(Category::System),
+            activity: c.get(Category::Activity),
+            announcement: c.get(Category::Announcement),
+        }
+    }
+}
+
+/// How many visible messages are unread, how many of them must be read, and how many are in each
+/// category (the tabs' badges).
 #[utoipa::path(get, path = "/app/v1/inbox/unread-count", tag = "app", security(("app_token" = [])),
     responses((status = 200, body = UnreadCount), NeedsToken, UsesBackend))]
 pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<UnreadCount>> {
     let count = state.herald.unread_count(&me).await?;
-    Ok(Json(UnreadCount { unread: count.unread, force_read_pending: count.force_read }))
+    Ok(Json(UnreadCount {
+        unread: count.unread,
+        force_read_pending: count.force_read,
+        by_category: CategoryCounts::from(&count.by_category),
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -173,11 +218,17 @@ pub struct Marked {
     marked: usize,
 }
 
-/// Marks every visible message read.
+/// Marks every visible message read; with `category`, only that category's.
 #[utoipa::path(post, path = "/app/v1/inbox/read-all", tag = "app", security(("app_token" = [])),
-    responses((status = 200, body = Marked), NeedsToken, UsesBackend))]
-pub async fn read_all(State(state): State<AppState>, App(me): App) -> ApiResult<Json<Marked>> {
-    let marked = state.herald.mark_all_read(&me).await?;
+    params(CategoryParams),
+    responses((status = 200, body = Marked), NeedsToken, ReadsQuery, UsesBackend))]
+pub async fn read_all(
+    State(state): State<AppState>,
+    App(me): App,
+    QueryParams(p): QueryParams<CategoryParams>,
+) -> ApiResult<Json<Marked>> {
+    let category = category(p.category.as_deref())?;
+    let marked = state.herald.mark_all_read(&me, category).await?;
     Ok(Json(Marked { marked }))
 }
 

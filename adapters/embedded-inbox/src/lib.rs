@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
 use herald_domain::{
-    EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef,
+    Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -50,7 +50,7 @@ impl EmbeddedInbox {
 /// The columns every entry read selects, from `entries e` joined with `notifications n`.
 macro_rules! entry_columns {
     () => {
-        "SELECT e.notification_id, e.version, e.read, e.rank, e.sent_ms, n.force_read "
+        "SELECT e.notification_id, e.version, e.read, e.rank, e.sent_ms, n.force_read, n.category "
     };
 }
 
@@ -65,7 +65,8 @@ macro_rules! receiver_entries {
 /// have two possible keys, read or not.
 macro_rules! entry_of_notification {
     () => {
-        " AND e.rank IN (0, n.pinned) AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id "
+        " AND e.category = n.category AND e.rank IN (-1, 0, n.pinned) AND e.sent_ms = n.sent_ms \
+         AND e.notification_id = n.notification_id "
     };
 }
 
@@ -81,6 +82,29 @@ macro_rules! visible {
 macro_rules! list_order {
     () => {
         "ORDER BY e.rank DESC, e.sent_ms DESC, e.notification_id DESC"
+    };
+}
+
+/// One category's part of a page, the category bound at `$category` (see `InboxStore::page`).
+macro_rules! category_range {
+    ($category:literal) => {
+        concat!(
+            "SELECT * FROM (",
+            receiver_entries!(),
+            "WHERE e.receiver = ?1 AND e.category = ",
+            $category,
+            " AND e.rank >= 0 AND (e.rank, e.sent_ms, e.notification_id) < (?3, ?4, ?5) AND ",
+            visible!(),
+            list_order!(),
+            " LIMIT ?6)"
+        )
+    };
+}
+
+/// The list order over the categories' parts merged.
+macro_rules! merged_order {
+    () => {
+        " ORDER BY rank DESC, sent_ms DESC, notification_id DESC LIMIT ?6"
     };
 }
 
@@ -130,9 +154,12 @@ async fn withhold<'e>(db: impl sqlx::SqliteExecutor<'e>, notification: &Notifica
 
 /// How the store keys and samples a notification's entries.
 struct Stored {
+    category: Category,
     pinned: bool,
     sent_ms: i64,
     seq: i64,
+    /// Some receiver archived an entry of it (rank -1): a page must then look for that key too.
+    archived: bool,
 }
 
 /// What a delivery reads before it writes, in one statement (on a busy machine every statement's
@@ -142,20 +169,26 @@ async fn before_delivery(
     tx: &mut Transaction<'static, Sqlite>,
     key: &PageKey,
 ) -> PortResult<(Option<u64>, bool, Option<Stored>)> {
-    let (added, withheld, pinned, sent_ms, seq): (Option<i64>, bool, Option<bool>, Option<i64>, Option<i64>) =
-        sqlx::query_as(
-            "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
-                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.pinned, n.sent_ms, n.seq \
+    type Row = (Option<i64>, bool, Option<String>, Option<bool>, Option<i64>, Option<i64>, Option<bool>);
+    let (added, withheld, category, pinned, sent_ms, seq, archived): Row = sqlx::query_as(
+        "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
+                    EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.category, n.pinned, n.sent_ms, n.seq, n.archived \
              FROM (SELECT 1) LEFT JOIN notifications n ON n.notification_id = ?1",
-        )
-        .bind(key.notification_id.as_str())
-        .bind(key.city.as_str())
-        .bind(key.page_no as i64)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(err)?;
-    let stored = match (pinned, sent_ms, seq) {
-        (Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored { pinned, sent_ms, seq }),
+    )
+    .bind(key.notification_id.as_str())
+    .bind(key.city.as_str())
+    .bind(key.page_no as i64)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(err)?;
+    let stored = match (category, pinned, sent_ms, seq) {
+        (Some(category), Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored {
+            category: category_of(&category)?,
+            pinned,
+            sent_ms,
+            seq,
+            archived: archived.unwrap_or(false),
+        }),
         _ => None,
     };
     Ok((added.map(|a| a as u64), withheld, stored))
@@ -169,10 +202,11 @@ async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, m
             .await
             .map_err(err)?;
     sqlx::query(
-        "INSERT INTO notifications (notification_id, pinned, force_read, sent_ms, valid_from_ms, valid_until_ms, seq) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO notifications (notification_id, category, pinned, force_read, sent_ms, valid_from_ms, \
+         valid_until_ms, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.as_str())
+    .bind(meta.category.as_str())
     .bind(meta.pinned)
     .bind(meta.force_read)
     .bind(meta.sent_at_ms)
@@ -182,7 +216,12 @@ async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, m
     .execute(&mut **tx)
     .await
     .map_err(err)?;
-    Ok(Stored { pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq })
+    Ok(Stored { category: meta.category, pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq, archived: false })
+}
+
+/// A category as the store keeps it (its name).
+fn category_of(raw: &str) -> PortResult<Category> {
+    Category::parse("category", raw).map_err(|e| PortError::new(BACKEND, e))
 }
 
 fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
@@ -192,6 +231,8 @@ fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
         version: row.try_get::<i64, _>("version").map_err(err)? as u64,
         read: row.try_get("read").map_err(err)?,
         force_read: row.try_get("force_read").map_err(err)?,
+        category: category_of(row.try_get("category").map_err(err)?)?,
+        archived: row.try_get::<i64, _>("rank").map_err(err)? == -1,
         position: InboxCursor {
             pinned_unread: row.try_get::<i64, _>("rank").map_err(err)? == 1,
             sent_at_ms: row.try_get("sent_ms").map_err(err)?,
@@ -239,13 +280,13 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
     for (receiver, entries) in &over {
         let excess = entries - cap.after_trim() as i64;
         // Pinned entries and unread force-read ones are kept while they can still be shown.
-        let victims: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        let victims: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
             "SELECT e.rank, e.sent_ms, e.notification_id, \
                     CASE WHEN w.notification_id IS NOT NULL OR n.valid_until_ms <= ?2 THEN 0 \
-                         WHEN e.read = 1 THEN 1 ELSE 2 END AS class \
+                         WHEN e.read = 1 OR e.rank = -1 THEN 1 ELSE 2 END AS class, e.category \
              FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id \
              LEFT JOIN withheld w ON w.notification_id = e.notification_id \
-             WHERE e.receiver = ?1 AND (class = 0 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
+             WHERE e.receiver = ?1 AND (class = 0 OR e.rank = -1 OR (n.pinned = 0 AND (e.read = 1 OR n.force_read = 0))) \
              ORDER BY class, e.sent_ms, e.notification_id LIMIT ?3",
         )
         .bind(receiver)
@@ -258,9 +299,9 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
             continue;
         }
         let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM entries WHERE receiver = ");
-        qb.push_bind(receiver.as_str()).push(" AND (rank, sent_ms, notification_id) IN (");
-        qb.push_values(&victims, |mut row, (rank, sent_ms, id, _)| {
-            row.push_bind(*rank).push_bind(*sent_ms).push_bind(id.as_str());
+        qb.push_bind(receiver.as_str()).push(" AND (category, rank, sent_ms, notification_id) IN (");
+        qb.push_values(&victims, |mut row, (rank, sent_ms, id, _, category)| {
+            row.push_bind(category.as_str()).push_bind(*rank).push_bind(*sent_ms).push_bind(id.as_str());
         });
         qb.push(")");
         qb.build().execute(&mut **tx).await.map_err(err)?;
@@ -312,7 +353,7 @@ async fn deliver_in(
     let receivers: &[ReceiverId] = if withheld && write == Write::Deliver { &[] } else { &page.receivers };
     let mut added = 0;
     if !receivers.is_empty() {
-        let Stored { pinned, sent_ms, seq } = match stored {
+        let Stored { category, pinned, sent_ms, seq, archived } = match stored {
             Some(stored) => stored,
             None => keep_meta(tx, &key.notification_id, meta).await?,
         };
@@ -320,9 +361,11 @@ async fn deliver_in(
         let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
         for (c, chunk) in keys.chunks(1000).enumerate() {
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO entries (receiver, rank, sent_ms, notification_id, version) SELECT column1, ",
+                "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
             );
-            qb.push_bind(i64::from(pinned))
+            qb.push_bind(category.as_str())
+                .push(", ")
+                .push_bind(i64::from(pinned))
                 .push(", ")
                 .push_bind(sent_ms)
                 .push(", ")
@@ -338,9 +381,12 @@ async fn deliver_in(
                     .push_bind(sent_ms)
                     .push(")");
             }
-            // A pinned entry that was read has rank 0: the primary key alone would not see it.
-            if pinned {
-                qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.rank = 0 AND r.sent_ms = ")
+            // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
+            // would not see them.
+            if pinned || archived {
+                qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
+                    .push_bind(category.as_str())
+                    .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
                     .push_bind(sent_ms)
                     .push(" AND r.notification_id = ")
                     .push_bind(key.notification_id.as_str())
@@ -466,42 +512,61 @@ impl InboxStore for EmbeddedInbox {
         now: DateTime<Utc>,
         after: Option<&InboxCursor>,
         limit: usize,
+        category: Option<Category>,
     ) -> PortResult<Vec<InboxEntry>> {
         // Rank 2 sorts after every entry: no cursor starts at the top.
         let (rank, sent_ms, id) =
             after.map_or((2, 0, ""), |c| (i64::from(c.pinned_unread), c.sent_at_ms, c.id.as_str()));
-        let rows = sqlx::query(concat!(
-            receiver_entries!(),
-            "WHERE e.receiver = ?1 AND (e.rank, e.sent_ms, e.notification_id) < (?3, ?4, ?5) AND ",
-            visible!(),
-            list_order!(),
-            " LIMIT ?6"
-        ))
-        .bind(receiver.key())
-        .bind(sqlite::millis(now))
-        .bind(rank)
-        .bind(sent_ms)
-        .bind(id)
-        .bind(limit as i64)
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(err)?;
+        // The key starts with the category: a tab is one range of it, and the whole list the
+        // first `limit` of each category's range merged, O(limit) each.
+        let (sql, categories) = match category {
+            Some(c) => (concat!(category_range!("?7"), merged_order!()), vec![c]),
+            None => (
+                concat!(
+                    category_range!("?7"),
+                    " UNION ALL ",
+                    category_range!("?8"),
+                    " UNION ALL ",
+                    category_range!("?9"),
+                    merged_order!()
+                ),
+                Category::ALL.to_vec(),
+            ),
+        };
+        let mut query = sqlx::query(sql)
+            .bind(receiver.key())
+            .bind(sqlite::millis(now))
+            .bind(rank)
+            .bind(sent_ms)
+            .bind(id)
+            .bind(limit as i64);
+        for category in &categories {
+            query = query.bind(category.as_str());
+        }
+        let rows = query.fetch_all(&self.db.read).await.map_err(err)?;
         entries_from_rows(&rows)
     }
 
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
-        let (unread, force_read): (i64, i64) = sqlx::query_as(concat!(
-            "SELECT COUNT(*), COALESCE(SUM(n.force_read), 0) ",
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT e.category, COUNT(*), COALESCE(SUM(n.force_read), 0) ",
             "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ",
-            "WHERE e.receiver = ?1 AND e.read = 0 AND ",
-            visible!()
+            "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND ",
+            visible!(),
+            "GROUP BY e.category"
         ))
         .bind(receiver.key())
         .bind(sqlite::millis(now))
-        .fetch_one(&self.db.read)
+        .fetch_all(&self.db.read)
         .await
         .map_err(err)?;
-        Ok(UnreadCount { unread: unread as u64, force_read: force_read as u64 })
+        let mut count = UnreadCount::default();
+        for (category, unread, force_read) in rows {
+            count.unread += unread as u64;
+            count.force_read += force_read as u64;
+            count.by_category.add(category_of(&category)?, unread as u64);
+        }
+        Ok(count)
     }
 
     async fn unread(
@@ -512,7 +577,7 @@ impl InboxStore for EmbeddedInbox {
     ) -> PortResult<Vec<InboxEntry>> {
         let rows = sqlx::query(concat!(
             receiver_entries!(),
-            "WHERE e.receiver = ?1 AND e.read = 0 AND (n.force_read = 1 OR NOT ?3) AND ",
+            "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND (n.force_read = 1 OR NOT ?3) AND ",
             visible!(),
             list_order!()
         ))
@@ -554,12 +619,14 @@ impl InboxStore for EmbeddedInbox {
             sqlx::query(concat!(
                 "SELECT * FROM (",
                 entry_columns!(),
-                "FROM notifications n CROSS JOIN entries e ON e.receiver = ?1 AND e.rank = n.pinned ",
+                "FROM notifications n CROSS JOIN entries e ON e.receiver = ?1 AND e.category = n.category ",
+                "AND e.rank = n.pinned ",
                 "AND e.sent_ms = n.sent_ms AND e.notification_id = n.notification_id ",
                 "WHERE n.last_version > ?2 AND e.read = 0 AND e.version > ?2 UNION ALL ",
                 entry_columns!(),
-                "FROM entries e INDEXED BY entries_read_by_version CROSS JOIN notifications n ",
-                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND e.read = 1 AND e.version > ?2",
+                "FROM entries e INDEXED BY entries_changed_by_version CROSS JOIN notifications n ",
+                "ON n.notification_id = e.notification_id WHERE e.receiver = ?1 AND (e.read = 1 OR e.rank = -1) ",
+                "AND e.version > ?2",
                 ") ORDER BY version LIMIT ?3"
             ))
         } else {
@@ -610,8 +677,9 @@ impl InboxStore for EmbeddedInbox {
         for (i, id) in ids.iter().enumerate() {
             // An unread entry's rank is its notification's `pinned`: the key is known, one lookup.
             let changed = sqlx::query(
-                "UPDATE entries SET read = 1, rank = 0, version = ?1 WHERE receiver = ?2 \
-                 AND rank = (SELECT pinned FROM notifications WHERE notification_id = ?3) \
+                "UPDATE entries SET read = 1, rank = MIN(rank, 0), version = ?1 WHERE receiver = ?2 \
+                 AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
+                 AND rank IN (-1, (SELECT pinned FROM notifications WHERE notification_id = ?3)) \
                  AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
                  AND notification_id = ?3 AND read = 0",
             )
@@ -629,6 +697,63 @@ impl InboxStore for EmbeddedInbox {
         }
         tx.commit().await.map_err(err)?;
         Ok(newly)
+    }
+
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        let (first, _) = reserve_versions(&mut tx, ids.len()).await?;
+        // Archived is rank -1, below every listed entry: the list's ranges (rank 0 and 1) never
+        // meet it. Un-archived, it takes the rank its read flag gives it.
+        let sql = if archived {
+            "UPDATE entries SET rank = -1, version = ?1 WHERE receiver = ?2 \
+             AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
+             AND rank IN (0, (SELECT pinned FROM notifications WHERE notification_id = ?3)) \
+             AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
+             AND notification_id = ?3"
+        } else {
+            "UPDATE entries SET rank = CASE WHEN read = 0 THEN \
+             (SELECT pinned FROM notifications WHERE notification_id = ?3) ELSE 0 END, version = ?1 \
+             WHERE receiver = ?2 AND category = (SELECT category FROM notifications WHERE notification_id = ?3) \
+             AND rank = -1 AND sent_ms = (SELECT sent_ms FROM notifications WHERE notification_id = ?3) \
+             AND notification_id = ?3"
+        };
+        let mut changed = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let version = first + i as i64;
+            let n = sqlx::query(sql)
+                .bind(version)
+                .bind(receiver.key())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if n == 1 {
+                // Archived: later pages must look for the archived key. Un-archived: sync finds
+                // unread entries through their notification's newest version.
+                sqlx::query(
+                    "UPDATE notifications SET archived = MAX(archived, ?1), last_version = \
+                     CASE WHEN ?1 THEN last_version ELSE MAX(last_version, ?2) END WHERE notification_id = ?3",
+                )
+                .bind(archived)
+                .bind(version)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                changed.push(id.clone());
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(changed)
     }
 
     async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {

@@ -6,12 +6,14 @@
 -- never changed: it orders entries and answers the validity window without the SQL truth.
 CREATE TABLE notifications (
     notification_id TEXT    NOT NULL PRIMARY KEY,
+    category        TEXT    NOT NULL,  -- 'system', 'activity', 'announcement'
     pinned          INTEGER NOT NULL,
     force_read      INTEGER NOT NULL,
     sent_ms         INTEGER NOT NULL,
     valid_from_ms   INTEGER,           -- NULL: open
     valid_until_ms  INTEGER,           -- NULL: open
-    last_version    INTEGER NOT NULL DEFAULT 0, -- the highest version any of its entries got on arrival
+    last_version    INTEGER NOT NULL DEFAULT 0, -- the highest version any of its unread entries got on arrival or un-archiving
+    archived        INTEGER NOT NULL DEFAULT 0, -- 1 once any receiver archived it (its pages then check rank -1)
     seq             INTEGER NOT NULL            -- 1, 2, …: which inboxes its pages look at for the cap
 ) WITHOUT ROWID;
 -- Sync asks which windows opened since its last look, and which notifications arrived anywhere
@@ -20,22 +22,27 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_by_opening ON notifications (valid_from_ms) WHERE valid_from_ms IS NOT NULL;
 CREATE INDEX notifications_by_arrival ON notifications (last_version);
 
--- The primary key is the list order (pinned unread first, then newest, then id; read backwards),
--- so a page of the inbox is one range of it. `rank` is 1 while a pinned entry is unread; with
--- `sent_ms` fixed per notification, the key stays unique per (receiver, notification) (a pinned
--- notification's insert also checks the read, rank 0, form).
+-- The primary key is the list order within a category (pinned unread first, then newest, then
+-- id; read backwards), so a page of one category (a tab) is one range of it, and a page of the
+-- whole inbox is the first entries of each category's range merged. `rank` is 1 while a pinned
+-- entry is unread, and -1 while its receiver archived it (below the list's ranges, so the list and
+-- its tabs never skip archived entries one by one); with `category` and `sent_ms` fixed per notification, the key stays unique per
+-- (receiver, notification) (a pinned notification's insert also checks the read, rank 0, form).
+-- The category is the notification's, copied into the key so that a tab costs no extra index
+-- write per delivered entry.
 CREATE TABLE entries (
     receiver        TEXT    NOT NULL,  -- 'rider:r1'
+    category        TEXT    NOT NULL,  -- its notification's
     rank            INTEGER NOT NULL,
     sent_ms         INTEGER NOT NULL,
     notification_id TEXT    NOT NULL,
     version         INTEGER NOT NULL,  -- from `clock`; rises on every change, for incremental sync
     read            INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (receiver, rank, sent_ms, notification_id)
+    PRIMARY KEY (receiver, category, rank, sent_ms, notification_id)
 ) WITHOUT ROWID;
--- Sync finds the entries read since its cursor here. Only read entries are in it, so an arrival
--- (unread) writes no second index: a delivery touches one B-tree per entry.
-CREATE INDEX entries_read_by_version ON entries (receiver, version) WHERE read = 1;
+-- Sync finds the entries read or archived since its cursor here. Only those are in it, so an
+-- arrival (unread) writes no second index: a delivery touches one B-tree per entry.
+CREATE INDEX entries_changed_by_version ON entries (receiver, version) WHERE read = 1 OR rank = -1;
 
 -- Inboxes the cap trimmed: `trimmed_upto_ms` is the newest `sent_ms` dropped from that inbox that
 -- could still be shown; nothing that old is added to it again, so a dropped entry never comes back

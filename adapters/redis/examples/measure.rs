@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use futures_util::future::try_join_all;
 use herald_domain::ports::InboxStore;
-use herald_domain::{City, EntryMeta, InboxCap, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::{
+    Category, City, EntryMeta, InboxCap, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef,
+};
 use herald_redis::{RedisConfig, RedisInbox, RedisServer};
 
 const PAGE: usize = 500;
@@ -80,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         for k in 0..notifications {
             let n = NotificationId::generate();
             let meta = EntryMeta {
+                category: Category::System,
                 pinned: false,
                 force_read: false,
                 sent_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -146,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
                             id: ids[(p * 7919 + i * 104_729) % ids.len()].clone(),
                         };
                         let now = chrono::Utc::now();
-                        inbox.page(&me, now, None, 20).await?;
+                        inbox.page(&me, now, None, 20, None).await?;
                         inbox.unread_count(&me, now).await?;
                     }
                     anyhow::Ok(())

@@ -6,7 +6,8 @@
 //!   and `withheld`), `c` (the counters: `sent`, `read`, `sent:<city>`), `p` (delivered pages and
 //!   what each added), `h:<bucket>` (who holds it, split over small hashes so each stays compact)
 //!   and `w:<city>/<page>` (receivers a page added whose entries may not be written yet);
-//! - per receiver `{r:<kind>:<id>}`: `l` (its entries scored by list order), `v` (the same entries
+//! - per receiver `{r:<kind>:<id>}`: `l:<category>` (its entries of that category scored by list
+//!   order: a tab is one range, the whole list the categories' ranges merged), `v` (every entry
 //!   scored by version, odd once read: sync's index) and `t` (only once the cap trimmed it: the
 //!   newest message dropped and the highest version dropped);
 //! - global, read by inbox reads: `withheld` (a set of revoked notifications), `opening` (the
@@ -25,7 +26,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
-use herald_domain::{EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
+use herald_domain::{
+    Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef,
+};
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
@@ -120,11 +123,19 @@ struct Keys {
     prefix: String,
 }
 
-/// One receiver's keys: list, versions, trims.
+/// One receiver's keys: a list per category (in `Category::ALL`'s order), versions, trims.
 struct ReceiverKeys {
-    list: String,
+    lists: Vec<String>,
     versions: String,
     trims: String,
+    /// The entries its receiver archived: in versions, in no list.
+    archived: String,
+}
+
+impl ReceiverKeys {
+    fn list(&self, category: Category) -> &str {
+        &self.lists[Category::ALL.iter().position(|c| *c == category).expect("every category is in ALL")]
+    }
 }
 
 impl Keys {
@@ -135,7 +146,12 @@ impl Keys {
 
     fn receiver(&self, receiver: &str) -> ReceiverKeys {
         let tag = format!("{}:{{{}}}", self.prefix, self.receiver_tag(receiver));
-        ReceiverKeys { list: format!("{tag}:l"), versions: format!("{tag}:v"), trims: format!("{tag}:t") }
+        ReceiverKeys {
+            lists: Category::ALL.iter().map(|c| format!("{tag}:l:{}", c.as_str())).collect(),
+            versions: format!("{tag}:v"),
+            trims: format!("{tag}:t"),
+            archived: format!("{tag}:a"),
+        }
     }
 
     fn notification(&self, id: &str, what: &str) -> String {
@@ -150,6 +166,7 @@ impl Keys {
 /// What the store keeps of a notification (its first page's `EntryMeta`; never changes).
 #[derive(Debug, Clone, Copy)]
 struct Stored {
+    category: Category,
     pinned: bool,
     force_read: bool,
     sent_ms: i64,
@@ -163,11 +180,13 @@ impl Stored {
     }
 }
 
-/// An entry as one receiver's two sorted sets hold it.
+/// An entry as one receiver's two sorted sets hold it (its category's list, and versions).
 struct Raw {
     id: String,
+    category: Category,
     list_score: f64,
     version_score: f64,
+    archived: bool,
 }
 
 impl Raw {
@@ -183,6 +202,8 @@ impl Raw {
             version: (self.version_score / 2.0).floor() as u64,
             read: self.read(),
             force_read: meta.is_some_and(|m| m.force_read),
+            category: self.category,
+            archived: self.archived,
             position: InboxCursor { pinned_unread, sent_at_ms, id: id.clone() },
             notification_id: id,
         })
@@ -212,8 +233,18 @@ fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// A meta hash's fields: pinned, force_read, sent_ms, valid_from, valid_until.
-type MetaFields = (Option<u8>, Option<u8>, Option<i64>, Option<i64>, Option<i64>);
+/// A meta hash's fields: pinned, force_read, sent_ms, valid_from, valid_until, category.
+type MetaFields = (Option<u8>, Option<u8>, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+/// A category as the store keeps it (its name).
+fn category_of(raw: &str) -> PortResult<Category> {
+    Category::parse("category", raw).map_err(|e| PortError::new(BACKEND, e))
+}
+
+/// List order: by score, then by id, both descending (Redis orders equal scores by member).
+fn list_order(a: &Raw, b: &Raw) -> std::cmp::Ordering {
+    b.list_score.total_cmp(&a.list_score).then_with(|| b.id.cmp(&a.id))
+}
+
 /// Members of a receiver's sorted set with their scores.
 type Scored = Vec<(Member, f64)>;
 
@@ -289,7 +320,7 @@ impl RedisInbox {
         let fetched = try_join_all(missing.iter().map(|id| async move {
             let fields: MetaFields = redis::cmd("HMGET")
                 .arg(self.keys.notification(id, "m"))
-                .arg(&["pinned", "force_read", "sent_ms", "valid_from", "valid_until"])
+                .arg(&["pinned", "force_read", "sent_ms", "valid_from", "valid_until", "category"])
                 .query_async(&mut self.conn())
                 .await
                 .map_err(err)?;
@@ -300,10 +331,18 @@ impl RedisInbox {
         if cache.len() > META_CACHE {
             cache.clear();
         }
-        for (id, (pinned, force_read, sent_ms, valid_from_ms, valid_until_ms)) in fetched {
-            if let (Some(pinned), Some(force_read), Some(sent_ms)) = (pinned, force_read, sent_ms) {
-                let meta =
-                    Stored { pinned: pinned == 1, force_read: force_read == 1, sent_ms, valid_from_ms, valid_until_ms };
+        for (id, (pinned, force_read, sent_ms, valid_from_ms, valid_until_ms, category)) in fetched {
+            if let (Some(pinned), Some(force_read), Some(sent_ms), Some(category)) =
+                (pinned, force_read, sent_ms, category)
+            {
+                let meta = Stored {
+                    category: category_of(&category)?,
+                    pinned: pinned == 1,
+                    force_read: force_read == 1,
+                    sent_ms,
+                    valid_from_ms,
+                    valid_until_ms,
+                };
                 cache.insert(id.to_string(), meta);
                 found.insert(id.to_string(), meta);
             }
@@ -343,22 +382,40 @@ impl RedisInbox {
             return Ok(Vec::new());
         }
         let k = self.keys.receiver(receiver);
-        let (lists, versions): (Vec<Option<f64>>, Vec<Option<f64>>) = redis::pipe()
-            .cmd("ZMSCORE")
-            .arg(&k.list)
-            .arg(members(ids))
-            .cmd("ZMSCORE")
-            .arg(&k.versions)
-            .arg(members(ids))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZMSCORE").arg(&k.versions).arg(members(ids));
+        for list in &k.lists {
+            pipe.cmd("ZMSCORE").arg(list).arg(members(ids));
+        }
+        let (mut scores, archived): (Vec<Vec<Option<f64>>>, Vec<bool>) = {
+            pipe.cmd("SMISMEMBER").arg(&k.archived).arg(members(ids));
+            let mut values: Vec<Value> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+            let archived = FromRedisValue::from_redis_value(values.pop().expect("SMISMEMBER's answer"))
+                .map_err(|e| PortError::new(BACKEND, e))?;
+            let scores = values
+                .into_iter()
+                .map(FromRedisValue::from_redis_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| PortError::new(BACKEND, e))?;
+            (scores, archived)
+        };
+        let versions = scores.remove(0);
+        // An archived entry is in no list: its category and place come from its notification's meta.
+        let archived_ids: Vec<&str> = ids.iter().zip(&archived).filter(|(_, a)| **a).map(|(id, _)| *id).collect();
+        let metas = self.metas(&archived_ids).await?;
         Ok(ids
             .iter()
-            .zip(lists.into_iter().zip(versions))
-            .filter_map(|(id, scores)| match scores {
-                (Some(list_score), Some(version_score)) => Some(Raw { id: id.to_string(), list_score, version_score }),
-                _ => None,
+            .enumerate()
+            .filter_map(|(i, id)| {
+                let version_score = versions[i]?;
+                let (category, list_score) = if archived[i] {
+                    let m = metas.get(*id)?;
+                    let unread = version_score % 2.0 == 0.0;
+                    (m.category, list_score(m.pinned && unread, m.sent_ms) as f64)
+                } else {
+                    Category::ALL.iter().zip(&scores).find_map(|(c, list)| Some((*c, list[i]?)))?
+                };
+                Some(Raw { id: id.to_string(), category, list_score, version_score, archived: archived[i] })
             })
             .collect())
     }
@@ -366,29 +423,80 @@ impl RedisInbox {
     /// Every entry of one receiver, in list order.
     async fn all_raw(&self, receiver: &str) -> PortResult<Vec<Raw>> {
         let k = self.keys.receiver(receiver);
-        let (list, versions): (Scored, Scored) = redis::pipe()
-            .cmd("ZRANGE")
-            .arg(&k.list)
-            .arg(0)
-            .arg(-1)
-            .arg("REV")
-            .arg("WITHSCORES")
-            .cmd("ZRANGE")
-            .arg(&k.versions)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        let versions: HashMap<String, f64> = versions.into_iter().map(|(m, v)| (m.0, v)).collect();
-        Ok(list
-            .into_iter()
-            .filter_map(|(Member(id), list_score)| {
-                let version_score = *versions.get(&id)?;
-                Some(Raw { id, list_score, version_score })
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE").arg(&k.versions).arg(0).arg(-1).arg("WITHSCORES");
+        for list in &k.lists {
+            pipe.cmd("ZRANGE").arg(list).arg(0).arg(-1).arg("WITHSCORES");
+        }
+        let mut sets: Vec<Scored> = pipe.query_async(&mut self.conn()).await.map_err(err)?;
+        let versions: HashMap<String, f64> = sets.remove(0).into_iter().map(|(m, v)| (m.0, v)).collect();
+        let mut raws: Vec<Raw> = Category::ALL
+            .iter()
+            .zip(sets)
+            .flat_map(|(category, list)| {
+                let versions = &versions;
+                list.into_iter().filter_map(move |(Member(id), list_score)| {
+                    let version_score = *versions.get(&id)?;
+                    Some(Raw { id, category: *category, list_score, version_score, archived: false })
+                })
             })
-            .collect())
+            .collect();
+        raws.sort_by(list_order);
+        Ok(raws)
+    }
+
+    /// Up to `limit` visible entries of one category's list after `cursor`, in list order: walks
+    /// the list downwards from the cursor's score (inclusive: entries at that score with an id at
+    /// or above the cursor's are behind it); `offset` skips entries of the bound's score already
+    /// seen, so any number of ties still advances.
+    async fn page_of(
+        &self,
+        list: &str,
+        category: Category,
+        now_ms: i64,
+        cursor: Option<&(f64, String)>,
+        limit: usize,
+    ) -> PortResult<Vec<(String, Category, f64)>> {
+        let batch = (limit * 2).max(32);
+        let mut bound = cursor.map(|(score, _)| *score);
+        let mut offset = 0;
+        let mut found = Vec::new();
+        loop {
+            let max = bound.map_or_else(|| "+inf".to_string(), |s| format!("{s:.0}"));
+            let rows: Scored = redis::cmd("ZRANGE")
+                .arg(list)
+                .arg(&max)
+                .arg("-inf")
+                .arg("BYSCORE")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(batch)
+                .arg("WITHSCORES")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+            let rows: Vec<(String, f64)> = rows.into_iter().map(|(m, score)| (m.0, score)).collect();
+            let candidates: Vec<&str> = rows
+                .iter()
+                .filter(|(id, score)| !cursor.is_some_and(|(cs, cid)| score == cs && id.as_str() >= cid.as_str()))
+                .map(|(id, _)| id.as_str())
+                .collect();
+            let (visible, _) = self.visibility(&candidates, now_ms).await?;
+            for (id, score) in &rows {
+                if found.len() < limit && candidates.contains(&id.as_str()) && visible.contains(id) {
+                    found.push((id.clone(), category, *score));
+                }
+            }
+            if found.len() >= limit || rows.len() < batch {
+                break;
+            }
+            let last = rows.last().map(|(_, s)| *s).expect("a full batch");
+            let at_last = rows.iter().filter(|(_, s)| *s == last).count();
+            offset = if bound == Some(last) { offset + at_last } else { at_last };
+            bound = Some(last);
+        }
+        Ok(found)
     }
 
     async fn entries(&self, raws: &[Raw]) -> PortResult<Vec<InboxEntry>> {
@@ -404,6 +512,7 @@ impl RedisInbox {
         &self,
         receivers: &'r [String],
         id: &str,
+        category: Category,
         score: i64,
         sent_ms: i64,
     ) -> PortResult<Vec<&'r str>> {
@@ -417,7 +526,7 @@ impl RedisInbox {
             let mut add = scripts::ADD_ENTRIES.prepare_invoke();
             for receiver in *group {
                 let k = self.keys.receiver(receiver);
-                add.key(k.list).key(k.versions).key(k.trims);
+                add.key(k.list(category)).key(&k.versions).key(&k.trims);
             }
             add.arg(member(id)).arg(score).arg(sent_ms).arg(self.cap.get());
             let over: Vec<usize> = add.invoke_async(&mut self.conn()).await.map_err(err)?;
@@ -429,7 +538,12 @@ impl RedisInbox {
 
     /// Trims an inbox found past the cap back to `cap.after_trim()`, in `InboxCap`'s order.
     async fn trim(&self, receiver: &str, now_ms: i64) -> PortResult<()> {
-        let raws = self.all_raw(receiver).await?;
+        let k = self.keys.receiver(receiver);
+        let mut raws = self.all_raw(receiver).await?;
+        let archived: Vec<Member> =
+            redis::cmd("SMEMBERS").arg(&k.archived).query_async(&mut self.conn()).await.map_err(err)?;
+        let archived: Vec<&str> = archived.iter().map(|m| m.0.as_str()).collect();
+        raws.extend(self.raw_of(receiver, &archived).await?);
         let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
         let metas = self.metas(&ids).await?;
         let withheld = self.withheld_among(&ids).await?;
@@ -442,6 +556,8 @@ impl RedisInbox {
                 let gone = withheld.contains(&r.id) || m.valid_until_ms.is_some_and(|u| u <= now_ms);
                 let class = if gone {
                     0
+                } else if r.archived {
+                    1
                 } else if m.pinned || (!r.read() && m.force_read) {
                     return None;
                 } else if r.read() {
@@ -453,9 +569,8 @@ impl RedisInbox {
             })
             .collect();
         victims.sort_unstable();
-        let k = self.keys.receiver(receiver);
-        let mut trim = scripts::TRIM.key(&k.list);
-        trim.key(&k.versions).key(&k.trims).arg(self.cap.after_trim());
+        let mut trim = scripts::TRIM.key(&k.versions);
+        trim.key(&k.trims).key(&k.archived).key(&k.lists).arg(self.cap.after_trim());
         for (class, sent_ms, id) in &victims {
             trim.arg(member(id)).arg(*sent_ms).arg(u8::from(*class != 0));
         }
@@ -471,9 +586,9 @@ impl RedisInbox {
         receivers: &[String],
         id: &str,
         meta: &EntryMeta,
-        pinned: bool,
-        sent_ms: i64,
+        stored: (bool, i64, Category),
     ) -> PortResult<()> {
+        let (pinned, sent_ms, category) = stored;
         if let Some(from) = meta.valid_from_ms {
             let _: () = redis::cmd("ZADD")
                 .arg(self.keys.global("opening"))
@@ -484,7 +599,7 @@ impl RedisInbox {
                 .await
                 .map_err(err)?;
         }
-        let over = self.add_entries(receivers, id, list_score(pinned, sent_ms), sent_ms).await?;
+        let over = self.add_entries(receivers, id, category, list_score(pinned, sent_ms), sent_ms).await?;
         let now_ms = millis(Utc::now());
         try_join_all(over.into_iter().map(|receiver| self.trim(receiver, now_ms))).await?;
         Ok(())
@@ -521,6 +636,7 @@ fn meta_args<'a, 'b>(
         .arg(meta.sent_at_ms)
         .arg(meta.valid_from_ms.map(|t| t.to_string()).unwrap_or_default())
         .arg(meta.valid_until_ms.map(|t| t.to_string()).unwrap_or_default())
+        .arg(meta.category.as_str())
 }
 
 /// The holder buckets `receivers` fall in, each once in order of first appearance, and for each
@@ -594,10 +710,10 @@ impl InboxStore for RedisInbox {
         for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
             deliver.arg(receiver).arg(*bucket);
         }
-        let (repeated, added, pinned, sent_ms, pending): (i64, u64, i64, i64, Vec<String>) =
+        let (repeated, added, pinned, sent_ms, category, pending): (i64, u64, i64, i64, String, Vec<String>) =
             deliver.invoke_async(&mut self.conn()).await.map_err(err)?;
         if !pending.is_empty() {
-            self.write_entries(&pending, id, meta, pinned == 1, sent_ms).await?;
+            self.write_entries(&pending, id, meta, (pinned == 1, sent_ms, category_of(&category)?)).await?;
             let _: () = redis::cmd("DEL").arg(&pending_key).query_async(&mut self.conn()).await.map_err(err)?;
         }
         Ok(PageDelivery { added, repeated: repeated == 1 })
@@ -617,10 +733,10 @@ impl InboxStore for RedisInbox {
             // The holder buckets follow the meta among KEYS: from 2.
             restore.arg(receiver).arg(*bucket + 1);
         }
-        let (new, pinned, sent_ms, write): (u64, i64, i64, Vec<String>) =
+        let (new, pinned, sent_ms, category, write): (u64, i64, i64, String, Vec<String>) =
             restore.invoke_async(&mut self.conn()).await.map_err(err)?;
         if !write.is_empty() {
-            self.write_entries(&write, id, meta, pinned == 1, sent_ms).await?;
+            self.write_entries(&write, id, meta, (pinned == 1, sent_ms, category_of(&category)?)).await?;
         }
         Ok(new)
     }
@@ -691,56 +807,21 @@ impl InboxStore for RedisInbox {
         now: DateTime<Utc>,
         after: Option<&InboxCursor>,
         limit: usize,
+        category: Option<Category>,
     ) -> PortResult<Vec<InboxEntry>> {
         let receiver = receiver.key();
         let k = self.keys.receiver(&receiver);
         let now_ms = millis(now);
-        let batch = (limit * 2).max(32);
-        // Walk the list downwards from the cursor's score (inclusive: entries at that score with an
-        // id at or above the cursor's are behind it); `offset` skips entries of the bound's score
-        // already seen, so any number of ties still advances.
         let cursor = after.map(|c| (list_score(c.pinned_unread, c.sent_at_ms) as f64, c.id.as_str().to_owned()));
-        let mut bound = cursor.as_ref().map(|(score, _)| *score);
-        let mut offset = 0;
-        let mut found: Vec<(String, f64)> = Vec::new();
-        loop {
-            let max = bound.map_or_else(|| "+inf".to_string(), |s| format!("{s:.0}"));
-            let rows: Scored = redis::cmd("ZRANGE")
-                .arg(&k.list)
-                .arg(&max)
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(offset)
-                .arg(batch)
-                .arg("WITHSCORES")
-                .query_async(&mut self.conn())
-                .await
-                .map_err(err)?;
-            let rows: Vec<(String, f64)> = rows.into_iter().map(|(m, score)| (m.0, score)).collect();
-            let candidates: Vec<&str> = rows
-                .iter()
-                .filter(|(id, score)| {
-                    !cursor.as_ref().is_some_and(|(cs, cid)| score == cs && id.as_str() >= cid.as_str())
-                })
-                .map(|(id, _)| id.as_str())
-                .collect();
-            let (visible, _) = self.visibility(&candidates, now_ms).await?;
-            for (id, score) in &rows {
-                if found.len() < limit && candidates.contains(&id.as_str()) && visible.contains(id) {
-                    found.push((id.clone(), *score));
-                }
-            }
-            if found.len() >= limit || rows.len() < batch {
-                break;
-            }
-            let last = rows.last().map(|(_, s)| *s).expect("a full batch");
-            let at_last = rows.iter().filter(|(_, s)| *s == last).count();
-            offset = if bound == Some(last) { offset + at_last } else { at_last };
-            bound = Some(last);
-        }
-        let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        // A tab is its category's list; the whole inbox the first `limit` of each list, merged.
+        let categories = category.map_or_else(|| Category::ALL.to_vec(), |c| vec![c]);
+        let parts =
+            try_join_all(categories.iter().map(|c| self.page_of(k.list(*c), *c, now_ms, cursor.as_ref(), limit)))
+                .await?;
+        let mut found: Vec<(String, Category, f64)> = parts.into_iter().flatten().collect();
+        found.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| b.0.cmp(&a.0)));
+        found.truncate(limit);
+        let ids: Vec<&str> = found.iter().map(|(id, _, _)| id.as_str()).collect();
         let raws = self.raw_of(&receiver, &ids).await?;
         self.entries(&raws).await
     }
@@ -755,10 +836,24 @@ impl InboxStore for RedisInbox {
             .query_async(&mut self.conn())
             .await
             .map_err(err)?;
-        let unread: Vec<&str> = versions.iter().filter(|(_, v)| v % 2.0 == 0.0).map(|(id, _)| id.0.as_str()).collect();
+        let archived: HashSet<String> = {
+            let members: Vec<Member> =
+                redis::cmd("SMEMBERS").arg(&k.archived).query_async(&mut self.conn()).await.map_err(err)?;
+            members.into_iter().map(|m| m.0).collect()
+        };
+        let unread: Vec<&str> = versions
+            .iter()
+            .filter(|(id, v)| v % 2.0 == 0.0 && !archived.contains(&id.0))
+            .map(|(id, _)| id.0.as_str())
+            .collect();
         let (visible, metas) = self.visibility(&unread, millis(now)).await?;
-        let force_read = visible.iter().filter(|id| metas.get(*id).is_some_and(|m| m.force_read)).count();
-        Ok(UnreadCount { unread: visible.len() as u64, force_read: force_read as u64 })
+        let mut count = UnreadCount::default();
+        for meta in visible.iter().filter_map(|id| metas.get(id)) {
+            count.unread += 1;
+            count.force_read += u64::from(meta.force_read);
+            count.by_category.add(meta.category, 1);
+        }
+        Ok(count)
     }
 
     async fn unread(
@@ -828,8 +923,8 @@ impl InboxStore for RedisInbox {
             return Ok(Vec::new());
         }
         let k = self.keys.receiver(&receiver.key());
-        let mut mark = scripts::MARK_READ.key(&k.list);
-        mark.key(&k.versions).key(&k.trims);
+        let mut mark = scripts::MARK_READ.key(&k.versions);
+        mark.key(&k.trims).key(&k.lists);
         for id in ids {
             mark.arg(member(id.as_str()));
         }
@@ -846,6 +941,30 @@ impl InboxStore for RedisInbox {
         }))
         .await?;
         newly.iter().map(|id| NotificationId::parse("id", id).map_err(|e| PortError::new(BACKEND, e))).collect()
+    }
+
+    async fn set_archived(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        archived: bool,
+    ) -> PortResult<Vec<NotificationId>> {
+        let strs: Vec<&str> = ids.iter().map(NotificationId::as_str).collect();
+        let metas = self.metas(&strs).await?;
+        // Only entries of a delivered notification can be held.
+        let known: Vec<(&str, &Stored)> = strs.iter().filter_map(|id| Some((*id, metas.get(*id)?))).collect();
+        if known.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.keys.receiver(&receiver.key());
+        let mut script = scripts::ARCHIVE.key(&k.versions);
+        script.key(&k.trims).key(&k.archived).arg(if archived { "1" } else { "0" });
+        for (id, meta) in &known {
+            script.key(k.list(meta.category));
+            script.arg(member(id)).arg(meta.sent_ms).arg(u8::from(meta.pinned));
+        }
+        let changed: Vec<Member> = script.invoke_async(&mut self.conn()).await.map_err(err)?;
+        changed.iter().map(|m| NotificationId::parse("id", &m.0).map_err(|e| PortError::new(BACKEND, e))).collect()
     }
 
     async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>> {
@@ -882,9 +1001,10 @@ impl InboxStore for RedisInbox {
     async fn erase_receiver(&self, receiver: &ReceiverRef) -> PortResult<u64> {
         let k = self.keys.receiver(&receiver.key());
         let erased: u64 = scripts::ERASE
-            .key(&k.list)
             .key(&k.versions)
             .key(&k.trims)
+            .key(&k.archived)
+            .key(&k.lists)
             .invoke_async(&mut self.conn())
             .await
             .map_err(err)?;

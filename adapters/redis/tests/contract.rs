@@ -10,7 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use herald_contracts::InboxHarness;
 use herald_domain::ports::{InboxStore, PageDelivery};
-use herald_domain::{City, EntryMeta, InboxCap, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::{
+    Category, City, EntryMeta, InboxCap, NotificationId, Page, PageKey, ReceiverId, ReceiverKind, ReceiverRef,
+};
 use herald_redis::{RedisConfig, RedisInbox, RedisServer};
 
 struct Redis {
@@ -74,6 +76,7 @@ async fn an_interrupted_delivery_is_finished_by_the_next(redis: &Redis) {
         receivers: receivers.clone(),
     };
     let meta = EntryMeta {
+        category: Category::System,
         pinned: false,
         force_read: false,
         sent_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -84,7 +87,7 @@ async fn an_interrupted_delivery_is_finished_by_the_next(redis: &Redis) {
     let pending = format!("{}:{{n:{n}}}:w:sh/0", redis.prefix);
     for id in &receivers[..5] {
         let tag = format!("{}:{{r:rider:{id}}}", redis.prefix);
-        redis.run(redis::cmd("DEL").arg(format!("{tag}:l")).arg(format!("{tag}:v")));
+        redis.run(redis::cmd("DEL").arg(format!("{tag}:l:system")).arg(format!("{tag}:v")));
         redis.run(redis::cmd("RPUSH").arg(&pending).arg(format!("rider:{id}")));
     }
     let me = |id: &ReceiverId| ReceiverRef { kind: ReceiverKind::Rider, id: id.clone() };
@@ -113,6 +116,7 @@ async fn a_page_trims_exactly_the_inboxes_it_took_past_the_cap(redis: &Redis) {
         receivers,
     };
     let meta_at = |minute: i64| EntryMeta {
+        category: Category::System,
         pinned: false,
         force_read: false,
         sent_at_ms: 1_700_000_000_000 + minute * 60_000,
@@ -214,6 +218,7 @@ fn kill_page(n: &NotificationId, page_no: u32) -> Page {
 
 fn kill_meta() -> EntryMeta {
     EntryMeta {
+        category: Category::System,
         pinned: false,
         force_read: false,
         sent_at_ms: 1_700_000_000_000,
