@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
 use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
 use herald_domain::{EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
 
@@ -56,10 +56,11 @@ fn err(e: RedisError) -> PortError {
 }
 
 /// One server or a cluster, behind one connection type (both multiplex: concurrent commands share
-/// round trips).
+/// round trips, and both connect again by themselves after the server was gone: a command fails
+/// while it is down, the next ones reach it once it is back).
 #[derive(Clone)]
 enum Conn {
-    Single(MultiplexedConnection),
+    Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
@@ -102,7 +103,8 @@ async fn connect(server: &RedisServer) -> anyhow::Result<Conn> {
     let connect = async {
         anyhow::Ok(match server {
             RedisServer::Single(url) => {
-                Conn::Single(redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?)
+                let config = ConnectionManagerConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                Conn::Single(redis::Client::open(url.as_str())?.get_connection_manager_with_config(config).await?)
             }
             RedisServer::Cluster(nodes) => {
                 Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
