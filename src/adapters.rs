@@ -12,7 +12,7 @@ use herald_domain::InboxCap;
 use herald_domain::ports::{InboxHints, InboxStore, NotificationStore, Queue, ReceiverDirectory, SendLedger};
 use herald_domain::search::SearchIndex;
 
-use crate::config::{Origin, Settings};
+use crate::config::{Origin, ServerUrls, Settings};
 
 /// The three ports of the SQL truth, served by one adapter on one database, and the same truth
 /// through the console's own bounded connections.
@@ -86,7 +86,7 @@ async fn embedded_sql_truth(_settings: &Settings) -> anyhow::Result<SqlTruth> {
 /// group under `HERALD_MQ_PREFIX`).
 pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
     if let Some((namesrv, origin)) = &settings.servers.mq_namesrv {
-        return rocketmq_queue(namesrv, origin, &settings.servers.mq_prefix).await;
+        return rocketmq_queue(namesrv, origin, &settings.servers).await;
     }
     embedded_queue(&settings.data_dir).await
 }
@@ -96,9 +96,10 @@ pub async fn queue(settings: &Settings) -> anyhow::Result<Arc<dyn Queue>> {
 const MQ_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[cfg(feature = "rocketmq")]
-async fn rocketmq_queue(namesrv: &str, origin: &Origin, prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
+async fn rocketmq_queue(namesrv: &str, origin: &Origin, servers: &ServerUrls) -> anyhow::Result<Arc<dyn Queue>> {
     let settings = herald_rocketmq::RocketMqSettings {
-        prefix: prefix.to_string(),
+        prefix: servers.mq_prefix.clone(),
+        prefetch_per_queue: servers.mq_prefetch,
         ..herald_rocketmq::RocketMqSettings::new(namesrv)
     };
     match tokio::time::timeout(MQ_CONNECT_TIMEOUT, herald_rocketmq::RocketMqQueue::connect(settings)).await {
@@ -109,7 +110,7 @@ async fn rocketmq_queue(namesrv: &str, origin: &Origin, prefix: &str) -> anyhow:
 }
 
 #[cfg(not(feature = "rocketmq"))]
-async fn rocketmq_queue(_namesrv: &str, origin: &Origin, _prefix: &str) -> anyhow::Result<Arc<dyn Queue>> {
+async fn rocketmq_queue(_namesrv: &str, origin: &Origin, _servers: &ServerUrls) -> anyhow::Result<Arc<dyn Queue>> {
     anyhow::bail!("{origin} is set, but this build has no RocketMQ queue: build with `--features rocketmq`")
 }
 

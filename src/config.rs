@@ -81,6 +81,16 @@ pub const LISTEN: Setting = setting(
     "`127.0.0.1:8080`",
     "the address (`host:port`) the HTTP API listens on",
 );
+pub const OPS_ADDR: Setting = setting(
+    "ops-addr",
+    "HERALD_OPS_ADDR",
+    Flag::Run,
+    true,
+    "unset (none; the api role serves them on `listen`)",
+    "an address (`host:port`) of its own where any role serves `/metrics`, `/healthz` and `/readyz` for its \
+     own backends: set it for `herald scheduler` and `herald consumer`, which serve nothing else; port 0 takes a \
+     free port, printed at start (`ops on http://…`), so several consumers on one host never collide",
+);
 pub const MAX_CONNECTIONS: Setting = setting(
     "max-connections",
     "HERALD_MAX_CONNECTIONS",
@@ -256,6 +266,16 @@ pub const MQ_PREFIX: Setting = setting(
     "starts the name of every RocketMQ topic and consumer group of this Herald (`<prefix>herald_bulk`), so \
      several Heralds (or test runs) share one broker: 1 to 64 letters, digits, `_` or `-`",
 );
+pub const MQ_PREFETCH: Setting = setting(
+    "mq-prefetch",
+    "HERALD_MQ_PREFETCH",
+    Flag::None,
+    true,
+    "`64`",
+    "bounds a RocketMQ consumer's memory: pages it fetches ahead per queue it consumes (1 to 65535; the client \
+     fetches up to 16 more at once), so a consumer that falls behind keeps at most queues × (this + 16) pages, \
+     however long the broker's backlog (docs/configuration.md, \"Bounded prefetch\")",
+);
 pub const SEARCH_URL: Setting = setting(
     "search-url",
     "HERALD_SEARCH_URL",
@@ -282,6 +302,7 @@ pub const SETTINGS: &[Setting] = &[
     CONFIG,
     DATA_DIR,
     LISTEN,
+    OPS_ADDR,
     MAX_CONNECTIONS,
     HEADER_TIMEOUT,
     REQUEST_TIMEOUT,
@@ -302,6 +323,7 @@ pub const SETTINGS: &[Setting] = &[
     REDIS_PREFIX,
     MQ_NAMESRV,
     MQ_PREFIX,
+    MQ_PREFETCH,
     SEARCH_URL,
     SEARCH_PREFIX,
 ];
@@ -344,6 +366,8 @@ pub struct ServerUrls {
     pub redis_prefix: String,
     /// What this Herald's RocketMQ topics and consumer groups start with (empty: none).
     pub mq_prefix: String,
+    /// Pages a RocketMQ consumer fetches ahead per queue it consumes: the bound on its memory.
+    pub mq_prefetch: u32,
     /// What this Herald's index and alias names on the search server start with.
     pub search_prefix: String,
 }
@@ -357,6 +381,7 @@ impl Default for ServerUrls {
             search: None,
             redis_prefix: "herald".to_string(),
             mq_prefix: String::new(),
+            mq_prefetch: 64,
             search_prefix: "herald-".to_string(),
         }
     }
@@ -385,6 +410,8 @@ impl Default for ConsoleLimits {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served on a listener of their own (any role).
+    pub ops_listen: Option<String>,
     pub data_dir: PathBuf,
     pub secrets: SecretSettings,
     pub http: HttpLimits,
@@ -404,6 +431,7 @@ impl Settings {
     pub fn embedded(data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
         Self {
             listen: listen.into(),
+            ops_listen: None,
             data_dir: data_dir.into(),
             secrets: SecretSettings::default(),
             http: HttpLimits::default(),
@@ -523,6 +551,7 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
     let defaults = Settings::embedded(data_dir.clone().unwrap_or_else(|| PathBuf::from("./herald-data")), "");
     let settings = Settings {
         listen: sources.parse(&LISTEN, parse_listen)?.unwrap_or_else(|| "127.0.0.1:8080".to_string()),
+        ops_listen: sources.parse(&OPS_ADDR, parse_listen)?,
         secrets: SecretSettings {
             current: sources.get(&SECRET).map(|(raw, _)| raw),
             previous: sources.get(&SECRET_PREVIOUS).map(|(raw, _)| raw),
@@ -551,6 +580,7 @@ pub fn load(flags: &Flags, env: impl Fn(&str) -> Option<String>) -> Result<Confi
             search: sources.server(&SEARCH_URL, &["http://", "https://"])?,
             redis_prefix: sources.get(&REDIS_PREFIX).map_or(defaults.servers.redis_prefix, |(raw, _)| raw),
             mq_prefix: sources.parse(&MQ_PREFIX, parse_mq_prefix)?.unwrap_or(defaults.servers.mq_prefix),
+            mq_prefetch: sources.parse(&MQ_PREFETCH, parse_prefetch)?.unwrap_or(defaults.servers.mq_prefetch),
             search_prefix: sources
                 .parse(&SEARCH_PREFIX, parse_search_prefix)?
                 .unwrap_or(defaults.servers.search_prefix),
@@ -670,6 +700,15 @@ fn parse_count<T: std::str::FromStr + PartialOrd + From<u8>>(raw: &str) -> Resul
     let n: T = raw.parse().map_err(|_| format!("not a number: {raw:?}"))?;
     if n < T::from(1) {
         return Err(format!("must be at least 1, not {raw}"));
+    }
+    Ok(n)
+}
+
+/// What the RocketMQ client takes as a queue's prefetch.
+fn parse_prefetch(raw: &str) -> Result<u32, String> {
+    let n: u32 = parse_count(raw)?;
+    if n > 65_535 {
+        return Err(format!("must be at most 65535, not {raw}"));
     }
     Ok(n)
 }
@@ -847,7 +886,7 @@ mod tests {
     #[test]
     fn every_listed_setting_is_read() {
         let sample = |s: &Setting| match s.key {
-            "listen" => "0.0.0.0:9",
+            "listen" | "ops-addr" => "0.0.0.0:9",
             "inbox-cap" => "30",
             "header-timeout"
             | "request-timeout"

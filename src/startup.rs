@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenSigner;
-use crate::http::{AppState, Streams, router};
+use crate::http::{AppState, OpsState, Streams, ops_router, router};
 use crate::telemetry::Telemetry;
 
 pub use herald_app::Ports;
@@ -58,9 +58,12 @@ impl Roles {
     pub const ALL: Roles = Roles { api: true, scheduler: true, consumer: true };
 }
 
-/// A started Herald: its address (when it serves HTTP) and the handle to stop it.
+/// A started Herald: its addresses (when it serves the API, and its ops listener when set) and
+/// the handle to stop it.
 pub struct Running {
     pub addr: Option<SocketAddr>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served on their own (`HERALD_OPS_ADDR`).
+    pub ops_addr: Option<SocketAddr>,
     pub ports: Ports,
     shutdown: CancellationToken,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -179,13 +182,31 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             Ok(())
         });
     }
+    // Every role can show its health and metrics: a scheduler or consumer alone serves nothing else.
+    let mut ops_addr = None;
+    if let Some(ops_listen) = &settings.ops_listen {
+        let listener = tokio::net::TcpListener::bind(ops_listen)
+            .await
+            .with_context(|| format!("listening for ops on {ops_listen}"))?;
+        ops_addr = Some(listener.local_addr()?);
+        let herald = Herald::new(ports.clone(), Arc::new(SystemClock), wake.clone());
+        let app = ops_router(OpsState { herald, telemetry: telemetry.clone() });
+        let (token, limits) = (shutdown.clone(), settings.http.clone());
+        tasks.spawn(async move {
+            crate::server::serve(listener, app, limits, token).await;
+            Ok(())
+        });
+    }
     let running: Vec<&str> = [(roles.api, "api"), (roles.scheduler, "scheduler"), (roles.consumer, "consumer")]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
-    let listen = addr.map(|a| format!(" on http://{a}")).unwrap_or_default();
+    let mut listen = addr.map(|a| format!(" on http://{a}")).unwrap_or_default();
+    if let Some(ops) = ops_addr {
+        listen.push_str(&format!(", ops on http://{ops}"));
+    }
     tracing::info!(data_dir = %settings.data_dir.display(), "herald {} running{listen}", running.join(" + "));
-    Ok(Running { addr, ports, shutdown, tasks })
+    Ok(Running { addr, ops_addr, ports, shutdown, tasks })
 }
 
 /// Says which sends a starting scheduler picks up where they stopped (after a restart or a kill -9),

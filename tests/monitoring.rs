@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use common::*;
+use herald::startup::{Roles, Running, start};
 use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::{PortError, PortResult};
 use herald_domain::search::{SearchCursor, SearchDocument, SearchHits, SearchIndex, SearchRebuild};
@@ -470,4 +471,82 @@ async fn the_oldest_open_send_ages_while_a_city_is_not_delivered() {
     h.wait_status(&id, "sent").await;
     assert_eq!(value(&exported(&scrape(&h).await), "herald_oldest_open_send_seconds", &[]), 0.0);
     h.stop().await;
+}
+
+/// A role's own listener for its health and metrics (`HERALD_OPS_ADDR`), on a free port.
+async fn start_role(dir: &std::path::Path, servers: &TestServers, roles: Roles) -> Running {
+    let mut settings = test_settings(dir, servers);
+    settings.scheduler.tick = std::time::Duration::from_millis(50);
+    settings.ops_listen = Some("127.0.0.1:0".to_string());
+    start(&settings, roles).await.expect("the role starts")
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (reqwest::StatusCode, String) {
+    let r = client.get(url).send().await.expect("the ops listener answers");
+    (r.status(), r.text().await.unwrap())
+}
+
+/// In a split deployment every role shows its own health and exports what the rules read from it:
+/// the consumers their send delays, pages consumed and the backlog per group, the scheduler its
+/// pages and the oldest open send. Each rule can be evaluated on the series of one role alone.
+#[tokio::test]
+async fn a_scheduler_and_a_consumer_alone_serve_their_health_and_the_metrics_the_rules_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
+    let only = |api, scheduler, consumer| Roles { api, scheduler, consumer };
+    let api = start_role(dir.path(), &servers, only(true, false, false)).await;
+    let scheduler = start_role(dir.path(), &servers, only(false, true, false)).await;
+    let consumer = start_role(dir.path(), &servers, only(false, false, true)).await;
+    assert!(scheduler.addr.is_none() && consumer.addr.is_none(), "a role without the api serves no API");
+    let h = TestHerald::attach(&format!("http://{}", api.addr.expect("the api role listens")));
+    h.riders("split", 20, &["sh", "bj"]).await;
+    h.send_and_wait(&TestHerald::notification("split roles", json!({"all": true}), json!({}))).await;
+
+    let client = reqwest::Client::new();
+    let mut scraped = Vec::new();
+    for (name, running) in [("api", &api), ("scheduler", &scheduler), ("consumer", &consumer)] {
+        let base = format!("http://{}", running.ops_addr.expect("an ops listener"));
+        let (status, body) = get(&client, format!("{base}/healthz")).await;
+        assert_eq!((status.as_u16(), body.as_str()), (200, r#"{"status":"ok"}"#), "{name}'s /healthz");
+        let (status, body) = get(&client, format!("{base}/readyz")).await;
+        let ready: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status.as_u16(), 200, "{name}'s /readyz: {body}");
+        for backend in ["sql", "inbox", "queue"] {
+            assert_eq!(ready["checks"][backend], json!("ok"), "{name}'s /readyz: {body}");
+        }
+        let (status, _) = get(&client, format!("{base}/admin/v1/notifications")).await;
+        assert_eq!(status.as_u16(), 404, "{name}'s ops listener serves operations only");
+        let (status, text) = get(&client, format!("{base}/metrics")).await;
+        assert_eq!(status.as_u16(), 200);
+        scraped.push((name, text));
+    }
+    let of = |role: &str| exported(&scraped.iter().find(|(n, _)| *n == role).unwrap().1);
+
+    let c = of("consumer");
+    for stage in ["first_page", "sent"] {
+        let n = value(&c, "herald_send_delay_seconds_count", &[("stage", stage), ("topic", "herald_bulk")]);
+        assert!(n >= 1.0, "the consumer observes the send delay to {stage}");
+    }
+    assert!(value(&c, "herald_pages_consumed_total", &[("outcome", "delivered")]) >= 2.0, "two cities' pages");
+    assert_eq!(value(&c, "herald_deliveries_total", &[]), 20.0);
+    assert_eq!(value(&c, "herald_queue_lag_pages", &[("group", "herald_inbox")]), 0.0, "all consumed");
+    assert_eq!(value(&c, "herald_pages_dead_lettered_total", &[]), 0.0);
+    let s = of("scheduler");
+    assert!(value(&s, "herald_pages_published_total", &[]) >= 2.0, "the scheduler counts its pages");
+    assert_eq!(value(&s, "herald_oldest_open_send_seconds", &[]), 0.0, "nothing is open");
+    assert_eq!(value(&s, "herald_outbox_pages", &[]), 0.0);
+    assert!(!s.contains_key("herald_send_delay_seconds_count"), "the consumers observe send delays, not it");
+
+    // Every rule reads series one role exports on its own (rules are evaluated per series, and a
+    // split deployment scrapes each role apart).
+    let roles: Vec<(&str, BTreeMap<String, BTreeSet<String>>)> =
+        scraped.iter().map(|(name, text)| (*name, label_names(&exported(text)))).collect();
+    let unowned: Vec<String> = rule_expressions(RULES)
+        .into_iter()
+        .filter(|expr| roles.iter().all(|(_, names)| !missing(expr, names).is_empty()))
+        .collect();
+    assert!(unowned.is_empty(), "no single role exports what these rules read:\n{}", unowned.join("\n"));
+    for r in [api, scheduler, consumer] {
+        r.stop().await.expect("clean stop");
+    }
 }

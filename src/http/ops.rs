@@ -1,16 +1,32 @@
-//! Health, readiness, metrics and the API description.
+//! Health, readiness, metrics and the API description. The first three are served by every role:
+//! on the API's listener, and on the ops listener (`HERALD_OPS_ADDR`) of any process that sets one.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use herald_app::Herald;
 use herald_domain::ports::PortResult;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::telemetry::Telemetry;
+
+/// What the operations endpoints read: this process's backends and its metrics.
+#[derive(Clone)]
+pub struct OpsState {
+    pub herald: Herald,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl FromRef<AppState> for OpsState {
+    fn from_ref(state: &AppState) -> Self {
+        Self { herald: state.herald.clone(), telemetry: state.telemetry.clone() }
+    }
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -53,7 +69,7 @@ fn check(result: &PortResult<()>) -> String {
     (status = 200, description = "Every backend answers", body = Readiness),
     (status = 503, description = "A backend does not answer; `checks` says which", body = Readiness),
 ))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Readiness>) {
     let readiness = state.herald.readiness().await;
     let ready = readiness.ready();
     let checks = Checks {
@@ -71,7 +87,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
 ))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
     // Gauges of other components' state are read at scrape time.
     let subscription = herald_consumers::subscription();
     let backlog = state.herald.backlog(&subscription).await;

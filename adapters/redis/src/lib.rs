@@ -29,7 +29,7 @@ use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortRe
 use herald_domain::{
     Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef,
 };
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, ParsingError, Pipeline, RedisError, RedisFuture, Value};
 
@@ -59,7 +59,8 @@ fn err(e: RedisError) -> PortError {
 }
 
 /// One server or a cluster, behind one connection type (both multiplex: concurrent commands share
-/// round trips, and both connect again after the server restarts: a plain multiplexed connection
+/// round trips, and both connect again by themselves after the server was gone: a command fails
+/// while it is down, the next ones reach it once it is back; a plain multiplexed connection
 /// answers "broken pipe" forever once its socket is gone).
 #[derive(Clone)]
 enum Conn {
@@ -105,7 +106,10 @@ impl ConnectionLike for Conn {
 async fn connect(server: &RedisServer) -> anyhow::Result<Conn> {
     let connect = async {
         anyhow::Ok(match server {
-            RedisServer::Single(url) => Conn::Single(ConnectionManager::new(redis::Client::open(url.as_str())?).await?),
+            RedisServer::Single(url) => {
+                let config = ConnectionManagerConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                Conn::Single(redis::Client::open(url.as_str())?.get_connection_manager_with_config(config).await?)
+            }
             RedisServer::Cluster(nodes) => {
                 Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
             }

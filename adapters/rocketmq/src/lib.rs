@@ -110,6 +110,12 @@ const REQUEST_TIMEOUT_MS: u64 = 5_000;
 const EMPTY_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages one process may hold at once, unanswered (listener calls blocked at the same time).
 const HELD_MESSAGES: usize = 128;
+/// The default of `RocketMqSettings::prefetch_per_queue` (the client's own is 1,000 a queue).
+pub const PREFETCH_PER_QUEUE: u32 = 64;
+/// Messages the client fetches from one queue in one pull request (the client's default is 32).
+/// The client fetches again while a queue caches at most the prefetch, so a queue caches at most
+/// the prefetch plus this.
+pub const PULL_BATCH: u32 = 16;
 /// How long a pull may hold back a later topic's messages while an earlier topic's are fetched.
 const PRIORITY_WAIT: Duration = Duration::from_secs(3);
 /// How many 10 ms steps an ack waits for the client to move the offset past it.
@@ -133,6 +139,12 @@ pub struct RocketMqSettings {
     /// `herald_bulk` is the broker's `<prefix>herald_bulk`, so several Heralds (or test runs) share
     /// one broker without seeing each other's messages. Empty: the port's names as they are.
     pub prefix: String,
+    /// The bound on memory (`HERALD_MQ_PREFETCH`): messages the client caches per queue this
+    /// process consumes (1 to 65,535) before it stops fetching from that queue until some are
+    /// answered; the messages parked for `pull` and those held are among them. A process thus
+    /// keeps at most `queues × (prefetch_per_queue + PULL_BATCH)` messages of a group, however far
+    /// the broker's backlog runs ahead.
+    pub prefetch_per_queue: u32,
 }
 
 impl RocketMqSettings {
@@ -143,6 +155,7 @@ impl RocketMqSettings {
             queues_per_topic: 4,
             give_up_after: None,
             prefix: String::new(),
+            prefetch_per_queue: PREFETCH_PER_QUEUE,
         }
     }
 
@@ -510,6 +523,9 @@ impl Queue for RocketMqQueue {
             // A new group reads what was published before it first ran (see `declare`).
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
             .consume_message_batch_max_size(1)
+            // The bound on what a consumer that falls behind keeps in memory (see the settings).
+            .pull_threshold_for_queue(self.settings.prefetch_per_queue.clamp(1, 65_535))
+            .pull_batch_size(PULL_BATCH)
             // One listener call per message held (see `runtime_config`).
             .consume_thread_min(HELD_MESSAGES as u32)
             .consume_thread_max(HELD_MESSAGES as u32)
