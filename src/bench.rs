@@ -1,6 +1,6 @@
 //! Benchmarks, measured in-process: `herald bench fanout` (a broadcast to N receivers in C cities,
 //! `POST` → status `sent`, with apps polling meanwhile, on the embedded parts or on the servers:
-//! `fanout.rs`, `places.rs`) and
+//! `fanout.rs`, `places.rs`; with `--consumers`, the roles as processes: `processes.rs`) and
 //! `herald bench direct` (a message to one rider, `POST` → visible in the inbox, alone and while a
 //! broadcast fans out), and `herald bench search` (the console's search over N notifications through
 //! the `SearchIndex` port: `search.rs`).
@@ -9,6 +9,7 @@ mod fanout;
 #[cfg(feature = "distributed")]
 mod places;
 pub mod polls;
+mod processes;
 mod report;
 pub mod search;
 

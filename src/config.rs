@@ -372,6 +372,29 @@ pub struct ServerUrls {
     pub search_prefix: String,
 }
 
+impl ServerUrls {
+    /// The same servers and prefixes as the variables of a `herald` process (the servers set,
+    /// and every prefix), so a process started with them opens the same places.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let servers = [
+            (&SQL_URL, &self.sql),
+            (&REDIS_URL, &self.redis),
+            (&MQ_NAMESRV, &self.mq_namesrv),
+            (&SEARCH_URL, &self.search),
+        ];
+        let mut env: Vec<(&'static str, String)> = servers
+            .into_iter()
+            .filter_map(|(setting, server)| Some((setting.env, server.as_ref()?.0.clone())))
+            .collect();
+        env.extend([
+            (REDIS_PREFIX.env, self.redis_prefix.clone()),
+            (MQ_PREFIX.env, self.mq_prefix.clone()),
+            (SEARCH_PREFIX.env, self.search_prefix.clone()),
+        ]);
+        env
+    }
+}
+
 impl Default for ServerUrls {
     fn default() -> Self {
         Self {
@@ -831,6 +854,27 @@ mod tests {
         let env = env_of(&[("HERALD_CONFIG", file), ("HERALD_LISTEN", "10.0.0.2:2"), ("HERALD_MAX_CONNECTIONS", "8")]);
         let s = load(&flags(&[("listen", "10.0.0.3:3")]), env).unwrap().settings;
         assert_eq!((s.listen.as_str(), s.http.max_connections, s.consumer.concurrency), ("10.0.0.3:3", 8, 3));
+    }
+
+    #[test]
+    fn a_process_started_with_the_servers_env_opens_the_same_places() {
+        let given = [
+            ("HERALD_SQL_URL", "mysql://u:p@db:3306/herald_run"),
+            ("HERALD_REDIS_URL", "redis://a:7000,redis://b:7001"),
+            ("HERALD_REDIS_PREFIX", "bench:1"),
+            ("HERALD_MQ_NAMESRV", "mq:9876"),
+            ("HERALD_MQ_PREFIX", "b1_"),
+            ("HERALD_SEARCH_URL", "http://search:9200"),
+            ("HERALD_SEARCH_PREFIX", "bench-1-"),
+        ];
+        let servers = load(&flags(&[]), env_of(&given)).unwrap().settings.servers;
+        let mut env: Vec<(String, String)> = servers.env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        env.sort();
+        let mut expected: Vec<(String, String)> = given.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        expected.sort();
+        assert_eq!(env, expected);
+        let none = load(&flags(&[]), env_of(&[])).unwrap().settings.servers.env();
+        assert!(none.iter().all(|(k, _)| k.ends_with("_PREFIX")), "{none:?}");
     }
 
     #[test]

@@ -123,6 +123,11 @@ enum BenchWhat {
         /// Keep-alive connections polling inboxes meanwhile (a process of its own); 0 for none.
         #[arg(long, default_value_t = 32)]
         poll_connections: usize,
+        /// Scale-out (with `--mode distributed`): run the roles as processes of this binary, one
+        /// api, one scheduler and this many consumers, for each count given (`1,2,4`), `--runs`
+        /// times each; reports deliveries/s by count and each role's memory and CPU.
+        #[arg(long, value_delimiter = ',')]
+        consumers: Vec<usize>,
         /// Where the results go.
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
@@ -299,9 +304,14 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, out } } => {
-            let options = herald::bench::FanoutOptions { receivers, cities, poll_connections, mode, peer };
-            bench_fanout(config.chosen_data_dir.as_deref(), &settings.servers, &options, runs, &out).await
+        Command::Bench {
+            what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, consumers, out },
+        } => {
+            let options =
+                herald::bench::FanoutOptions { receivers, cities, poll_connections, mode, peer, consumers: None };
+            let counts: Vec<Option<usize>> =
+                if consumers.is_empty() { vec![None] } else { consumers.into_iter().map(Some).collect() };
+            bench_fanout(config.chosen_data_dir.as_deref(), &settings.servers, &options, &counts, runs, &out).await
         }
         Command::Bench { what: BenchWhat::Polls { api, riders, connections } } => {
             herald::bench::polls::run(api, riders, connections).await
@@ -356,41 +366,62 @@ async fn bench_fanout(
     within: Option<&std::path::Path>,
     servers: &herald::config::ServerUrls,
     options: &herald::bench::FanoutOptions,
+    consumers: &[Option<usize>],
     runs: usize,
     out: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut reports = Vec::new();
+    // Alternating the counts run by run spreads the machine's changing load over all of them.
     for run in 1..=runs.max(1) {
-        let dir = bench_dir(within)?;
-        let r = herald::bench::fanout(dir.path(), servers, options).await?;
-        let polls = r.polls_during.as_ref().map_or(String::new(), |p| {
-            format!("; polls meanwhile {:.0}/s, p50 {:.1} ms, p99 {:.1} ms", p.per_second, p.p50_ms, p.p99_ms)
-        });
-        eprintln!(
-            "run {run}: {} riders in {} cities imported in {:.2} s; POST {:.1} ms; sent in {:.2} s = {:.0} deliveries/s \
-             ({:.1}x the raw {:.2} s){polls}",
-            r.receivers,
-            r.cities,
-            r.load_seconds,
-            r.post_ms,
-            r.send_seconds,
-            r.deliveries_per_second(),
-            r.times_raw(),
-            r.raw_seconds
-        );
-        if let Some(bytes) = r.redis_bytes_per_receiver {
-            eprintln!("  Redis used_memory grew by {bytes:.0} B per receiver");
-        }
-        if let Some(p) = &r.peer {
+        for &count in consumers {
+            let dir = bench_dir(within)?;
+            let options = herald::bench::FanoutOptions { consumers: count, ..options.clone() };
+            let r = herald::bench::fanout(dir.path(), servers, &options).await?;
+            let roles = count.map_or(String::new(), |n| format!(" [{n} consumer process(es)]"));
+            let polls = r.polls_during.as_ref().map_or(String::new(), |p| {
+                format!("; polls meanwhile {:.0}/s, p50 {:.1} ms, p99 {:.1} ms", p.per_second, p.p50_ms, p.p99_ms)
+            });
             eprintln!(
-                "  peer {:?}: {:.2} s = {:.0} rows/s; Herald ÷ peer {:.2}",
-                p.peer,
-                p.seconds,
-                p.rows_per_second(r.receivers),
-                r.times_peer().unwrap_or_default()
+                "run {run}{roles}: {} riders in {} cities imported in {:.2} s; POST {:.1} ms; sent in {:.2} s = {:.0} \
+             deliveries/s{}{polls}; machine {:.0} % busy, load {}",
+                r.receivers,
+                r.cities,
+                r.load_seconds,
+                r.post_ms,
+                r.send_seconds,
+                r.deliveries_per_second(),
+                r.raw_seconds
+                    .map_or(String::new(), |raw| format!(" ({:.1}x the raw {raw:.2} s)", r.send_seconds / raw)),
+                100.0 * r.cpu.busy,
+                r.load_average
             );
+            if let Some(p) = &r.processes {
+                for role in &p.roles {
+                    eprintln!(
+                        "  {}: peak RSS {:.0} MiB, RSS over the send {:.0} → {:.0} MiB (max {:.0}), CPU {:.1} s",
+                        role.role,
+                        role.peak_rss_mib,
+                        role.rss_mib.first().map_or(0.0, |s| s.1),
+                        role.rss_mib.last().map_or(0.0, |s| s.1),
+                        role.rss_max_mib(),
+                        role.cpu_seconds
+                    );
+                }
+            }
+            if let Some(bytes) = r.redis_bytes_per_receiver {
+                eprintln!("  Redis used_memory grew by {bytes:.0} B per receiver");
+            }
+            if let Some(p) = &r.peer {
+                eprintln!(
+                    "  peer {:?}: {:.2} s = {:.0} rows/s; Herald ÷ peer {:.2}",
+                    p.peer,
+                    p.seconds,
+                    p.rows_per_second(r.receivers),
+                    r.times_peer().unwrap_or_default()
+                );
+            }
+            reports.push(r);
         }
-        reports.push(r);
     }
     let (markdown, files) = herald::bench::write_report(out, &reports)?;
     println!("{markdown}");

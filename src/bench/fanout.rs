@@ -2,7 +2,9 @@
 //! few big cities, a long tail; fixed seed) are imported through the real CSV import; every role
 //! starts in-process; a load process polls inboxes, first idle, then while one `{"all": true}`
 //! notification, created through the HTTP API, fans out until `sent == matched`. In the same run,
-//! the raw limit: as many inbox rows written by the most direct path the embedded store has.
+//! the raw limit: as many inbox rows written by the most direct path the embedded store has. With
+//! `consumers`, the roles run as processes of their own (`processes.rs`), each one's memory and CPU
+//! read over the send; every run reads the machine's CPU by process over the send.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -18,6 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::polls::{PollLoad, PollPhase};
+use super::processes::{CpuSnapshot, CpuUse, Deployment, ProcessesReport, RoleSampler};
 use super::{post_json, rider_name};
 use crate::auth::{AdminRole, Claims, TokenSigner};
 use crate::config::{SQL_URL, ServerUrls};
@@ -61,6 +64,9 @@ pub struct FanoutOptions {
     pub poll_connections: usize,
     pub mode: Mode,
     pub peer: Option<Peer>,
+    /// Run the roles as processes: one api, one scheduler and this many consumers (distributed
+    /// mode only); `None` runs every role inside the benchmark's process.
+    pub consumers: Option<usize>,
 }
 
 /// A peer's writes of the same number of inbox rows.
@@ -97,8 +103,11 @@ pub struct FanoutReport {
     /// `POST` → `sent`, with `sent == matched == receivers` checked.
     pub send_seconds: f64,
     /// The same number of inbox writes by the most direct path of the store in use: grouped
-    /// commits of the embedded store, or a raw pipelined Redis client (`ZADD`, no Lua).
-    pub raw_seconds: f64,
+    /// commits of the embedded store, or a raw pipelined Redis client (`ZADD`, no Lua); not
+    /// measured on a Redis Cluster.
+    pub raw_seconds: Option<f64>,
+    /// Where the inbox store was: `embedded`, `redis` (one server) or `redis-cluster`.
+    pub inbox: String,
     /// In distributed mode, Redis `used_memory` after the send less before it, per receiver: a
     /// receiver's first inbox entry, its inbox's own keys, and the send's share of the counters.
     pub redis_bytes_per_receiver: Option<f64>,
@@ -110,8 +119,15 @@ pub struct FanoutReport {
     pub progress: Vec<Progress>,
     pub polls_idle: Option<PollPhase>,
     pub polls_during: Option<PollPhase>,
-    /// Peak resident memory of the process running every role (and the benchmark), in MiB.
+    /// Peak resident memory of the benchmark's process (with every role, unless they ran as
+    /// processes), in MiB.
     pub peak_rss_mib: f64,
+    /// The roles as processes (`consumers`): each one's memory and CPU over the send.
+    pub processes: Option<ProcessesReport>,
+    /// The machine's CPU from the `POST` to `sent`, by process.
+    pub cpu: CpuUse,
+    /// `/proc/loadavg` when the notification was created: how loaded the machine already was.
+    pub load_average: String,
 }
 
 impl FanoutReport {
@@ -120,8 +136,13 @@ impl FanoutReport {
     }
 
     /// Herald end to end ÷ the raw limit.
-    pub fn times_raw(&self) -> f64 {
-        self.send_seconds / self.raw_seconds
+    pub fn times_raw(&self) -> Option<f64> {
+        self.raw_seconds.map(|raw| self.send_seconds / raw)
+    }
+
+    /// Consumer processes, or `None` when every role ran in the benchmark's process.
+    pub fn consumers(&self) -> Option<usize> {
+        self.processes.as_ref().map(|p| p.consumers)
     }
 
     /// Herald end to end ÷ the peer's writes (below 1: Herald is faster).
@@ -185,6 +206,11 @@ fn peak_rss_mib() -> f64 {
 /// removed afterwards (also when the run fails).
 pub async fn fanout(data_dir: &Path, servers: &ServerUrls, options: &FanoutOptions) -> anyhow::Result<FanoutReport> {
     ensure!(options.cities > 0 && options.receivers > 0, "need at least one receiver and one city");
+    ensure!(
+        options.consumers.is_none() || options.mode == Mode::Distributed,
+        "--consumers runs the roles as processes on the servers: it needs --mode distributed"
+    );
+    ensure!(options.consumers != Some(0), "--consumers: at least one consumer process");
     let mut settings = Settings::embedded(data_dir, "127.0.0.1:0");
     settings.secrets.current = Some(SECRET.to_string());
     match options.mode {
@@ -218,11 +244,29 @@ impl Store {
         }
     }
 
-    async fn raw_seconds(&self, data_dir: &Path, entries: u64) -> anyhow::Result<f64> {
+    /// The raw limit; none on a Redis Cluster (the raw writer is one pipelined connection to one
+    /// server).
+    async fn raw_seconds(&self, data_dir: &Path, entries: u64) -> anyhow::Result<Option<f64>> {
         match self {
-            Store::Embedded => crate::adapters::raw_inbox_write_seconds(&data_dir.join("raw.db"), entries).await,
+            Store::Embedded => {
+                Ok(Some(crate::adapters::raw_inbox_write_seconds(&data_dir.join("raw.db"), entries).await?))
+            }
             #[cfg(feature = "distributed")]
-            Store::Redis { url, prefix } => herald_redis::raw_write_seconds(url, prefix, entries).await,
+            Store::Redis { url, prefix } => match self.name() {
+                "redis-cluster" => Ok(None),
+                _ => Ok(Some(herald_redis::raw_write_seconds(url, prefix, entries).await?)),
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Embedded => "embedded",
+            #[cfg(feature = "distributed")]
+            Store::Redis { url, .. } => match herald_redis::RedisServer::parse(url) {
+                Ok(herald_redis::RedisServer::Cluster(_)) => "redis-cluster",
+                _ => "redis",
+            },
         }
     }
 
@@ -277,7 +321,7 @@ async fn run(
     store: Store,
     peer: Option<(Peer, String)>,
 ) -> anyhow::Result<FanoutReport> {
-    let FanoutOptions { receivers, cities, poll_connections, mode, .. } = *options;
+    let FanoutOptions { receivers, cities, poll_connections, mode, consumers, .. } = *options;
     let data_dir = settings.data_dir.as_path();
     let ports = startup::open_ports(settings).await?;
     let csv = data_dir.join("riders.csv");
@@ -288,8 +332,11 @@ async fn run(
     let load_seconds = started.elapsed().as_secs_f64();
     ensure!(imported.imported == receivers, "imported {} of {receivers} riders", imported.imported);
 
-    let running = start_with(settings, Roles::ALL, ports.clone()).await?;
-    let api = running.addr.context("the API role listens")?;
+    let running = match consumers {
+        None => Running::InProcess(start_with(settings, Roles::ALL, ports.clone()).await?),
+        Some(n) => Running::Processes(Deployment::start(data_dir, &settings.servers, SECRET, n).await?),
+    };
+    let api = running.api()?;
     let mut load = match poll_connections {
         0 => None,
         n => Some(PollLoad::start(api, SECRET, receivers, n).await?),
@@ -303,6 +350,9 @@ async fn run(
     let body = json!({"title": "系统通知 benchmark", "body": "fan-out benchmark", "category": "system",
         "receiver_kind": "rider", "audience": {"all": true}});
     let memory_before = store.used_memory().await?;
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    let mut sampler = running.pids().map(RoleSampler::new);
+    let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
     let (status, reply) = post_json(api, "/admin/v1/notifications", &admin, &body).await?;
     let post_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -317,12 +367,18 @@ async fn run(
         }
         let sent = ports.inbox.counters(&id).await?.sent;
         progress.push(Progress { t: now, sent, cities_done: done_at.len() });
+        if let Some(sampler) = sampler.as_mut() {
+            sampler.sample();
+        }
         let n = ports.notifications.notification(&id).await?.context("the notification vanished")?;
         if n.status == Status::Sent {
             break started.elapsed().as_secs_f64();
         }
         tokio::time::sleep(SAMPLE).await;
     };
+    let cpu_after = CpuSnapshot::take();
+    let cpu = cpu_before.until(&cpu_after);
+    let processes = sampler.map(|s| s.finish(consumers.unwrap_or(0), &cpu_before, &cpu_after));
     let phases = match load {
         Some(load) => load.finish().await?,
         None => Vec::new(),
@@ -380,7 +436,45 @@ async fn run(
         polls_idle: phases.next(),
         polls_during: phases.next(),
         peak_rss_mib: peak_rss_mib(),
+        processes,
+        cpu,
+        load_average,
+        inbox: store.name().to_string(),
     })
+}
+
+/// Where the roles of a run are.
+enum Running {
+    InProcess(startup::Running),
+    Processes(Deployment),
+}
+
+impl Running {
+    fn api(&self) -> anyhow::Result<std::net::SocketAddr> {
+        match self {
+            Running::InProcess(running) => running.addr.context("the API role listens"),
+            Running::Processes(deployment) => Ok(deployment.api),
+        }
+    }
+
+    /// The roles' processes, when they are processes of their own.
+    fn pids(&self) -> Option<Vec<(String, u32)>> {
+        match self {
+            Running::InProcess(_) => None,
+            Running::Processes(deployment) => Some(deployment.pids()),
+        }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Running::InProcess(running) => running.stop().await,
+            // Dropping kills and reaps each process; the send is over.
+            Running::Processes(deployment) => {
+                drop(deployment);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Checks the send reached every receiver exactly: `sent == matched == receivers`.

@@ -1,6 +1,8 @@
 //! What `herald bench fanout` leaves behind: the runs as JSON, a Markdown summary, and an SVG chart
 //! (deliveries and cities done over time with the poll latency beside them; each city's completion
-//! time by its size) that a person looks at rather than reads.
+//! time by its size) that a person looks at rather than reads. Runs with the roles as processes
+//! (`--consumers`) also get the scale-out table: deliveries/s by consumer processes, each role's
+//! memory and CPU, and who used the machine's CPU.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,9 +26,21 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// The run whose end-to-end time is the median one.
-pub fn median_run(runs: &[FanoutReport]) -> &FanoutReport {
+pub fn median_run<'a>(runs: &[&'a FanoutReport]) -> &'a FanoutReport {
     let m = median(runs.iter().map(|r| r.send_seconds).collect());
     runs.iter().find(|r| r.send_seconds == m).expect("a median run")
+}
+
+/// The runs by consumer processes (`None`: the roles in-process), in the order first run.
+fn by_consumers(runs: &[FanoutReport]) -> Vec<(Option<usize>, Vec<&FanoutReport>)> {
+    let mut groups: Vec<(Option<usize>, Vec<&FanoutReport>)> = Vec::new();
+    for r in runs {
+        match groups.iter_mut().find(|(c, _)| *c == r.consumers()) {
+            Some((_, group)) => group.push(r),
+            None => groups.push((r.consumers(), vec![r])),
+        }
+    }
+    groups
 }
 
 /// Writes `fanout-<stamp>.json`, `fanout-<stamp>.md` and `fanout-latest.{md,svg}` into `dir`
@@ -36,10 +50,13 @@ pub fn write(dir: &Path, runs: &[FanoutReport]) -> anyhow::Result<(String, Vec<P
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let markdown = markdown(runs, &stamp);
     let json = serde_json::to_string_pretty(&json!({"when": stamp, "machine": machine(), "runs": runs}))?;
-    let svg = svg(median_run(runs));
-    let name = match runs[0].mode {
-        Mode::Embedded => "fanout",
-        Mode::Distributed => "fanout-distributed",
+    // The chart shows the median run of the last group (the most consumer processes).
+    let groups = by_consumers(runs);
+    let svg = svg(median_run(&groups.last().expect("at least one run").1));
+    let name = match (runs[0].mode, runs[0].consumers()) {
+        (Mode::Embedded, _) => "fanout".to_string(),
+        (Mode::Distributed, None) => "fanout-distributed".to_string(),
+        (Mode::Distributed, Some(_)) => format!("scale-{}", runs[0].inbox),
     };
     let files = [
         (format!("{name}-{stamp}.json"), json),
@@ -52,7 +69,8 @@ pub fn write(dir: &Path, runs: &[FanoutReport]) -> anyhow::Result<(String, Vec<P
 
 fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
     let first = &runs[0];
-    let m = median_run(runs);
+    let groups = by_consumers(runs);
+    let m = median_run(&groups.last().expect("at least one run").1);
     let mut md = String::new();
     let mode = match first.mode {
         Mode::Embedded => "embedded: every port in the data dir; raw limit = grouped SQLite commits",
@@ -61,13 +79,15 @@ fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
         }
     };
     let _ = writeln!(md, "# Fan-out: {} riders, {} cities (Zipf), {stamp}\n", first.receivers, first.cities);
-    let _ = writeln!(md, "Mode {mode}.\n");
-    let _ = writeln!(md, "Machine: {}. Release build unless said otherwise.\n", machine());
+    let _ = writeln!(md, "Mode {mode}. Inbox store: {}.\n", first.inbox);
+    // A debug build measures something else entirely: say which one ran.
+    let build = if cfg!(debug_assertions) { "a debug build (unoptimized)" } else { "a release build" };
+    let _ = writeln!(md, "Machine: {}. Measured with {build}.\n", machine());
     let _ = writeln!(
         md,
-        "| run | load (CSV import) | POST | POST → sent | deliveries/s | raw limit | Herald ÷ raw | polls/s idle → during | poll p50 / p99 / p999 during | peak RSS |"
+        "| run | roles | load (CSV import) | POST | POST → sent | deliveries/s | raw limit | Herald ÷ raw | polls/s idle → during | poll p50 / p99 / p999 during | peak RSS (bench process) | load average at POST |"
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (i, r) in runs.iter().enumerate() {
         let per_s = |p: &Option<super::polls::PollPhase>| {
             p.as_ref().map_or("—".to_string(), |p| format!("{:.0}", p.per_second))
@@ -76,30 +96,40 @@ fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
             .polls_during
             .as_ref()
             .map_or("—".to_string(), |p| format!("{:.1} / {:.1} / {:.1} ms", p.p50_ms, p.p99_ms, p.p999_ms));
+        let roles = r.consumers().map_or("in-process".to_string(), |n| format!("api + scheduler + {n} consumer(s)"));
         let _ = writeln!(
             md,
-            "| {} | {:.2} s | {:.1} ms | {:.2} s | {:.0} | {:.2} s | {:.1}× | {} → {} | {} | {:.0} MiB |",
+            "| {} | {roles} | {:.2} s | {:.1} ms | {:.2} s | {:.0} | {} | {} | {} → {} | {} | {:.0} MiB | {} |",
             i + 1,
             r.load_seconds,
             r.post_ms,
             r.send_seconds,
             r.deliveries_per_second(),
-            r.raw_seconds,
-            r.times_raw(),
+            r.raw_seconds.map_or("—".to_string(), |s| format!("{s:.2} s")),
+            r.times_raw().map_or("—".to_string(), |x| format!("{x:.1}×")),
             per_s(&r.polls_idle),
             per_s(&r.polls_during),
             during,
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            r.load_average
         );
     }
-    let _ = writeln!(
-        md,
-        "\nMedian of {}: **{:.2} s** POST → sent ({:.0} deliveries/s), {:.1}× the raw limit.",
-        runs.len(),
-        m.send_seconds,
-        m.deliveries_per_second(),
-        m.times_raw()
-    );
+    for (consumers, group) in &groups {
+        let g = median_run(group);
+        let raw = g.times_raw().map_or(String::new(), |x| format!(", {x:.1}× the raw limit"));
+        let roles = consumers.map_or(String::new(), |n| format!(" with {n} consumer process(es)"));
+        let _ = writeln!(
+            md,
+            "\nMedian of {}{roles}: **{:.2} s** POST → sent ({:.0} deliveries/s){raw}.",
+            group.len(),
+            g.send_seconds,
+            g.deliveries_per_second()
+        );
+    }
+    if first.consumers().is_some() {
+        scale_table(&mut md, &groups);
+    }
+    cpu_table(&mut md, m);
     if let Some(bytes) = m.redis_bytes_per_receiver {
         let _ =
             writeln!(md, "Redis `used_memory` grew by {bytes:.0} B per receiver during the send (a shared server).");
@@ -150,12 +180,12 @@ fn svg(r: &FanoutReport) -> String {
     let _ = write!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
     let _ = write!(
         s,
-        r#"<text x="{left}" y="22" font-size="15">{} riders, {} cities: POST → sent in {:.2} s ({:.1}× the raw limit of {:.2} s)</text>"#,
+        r#"<text x="{left}" y="22" font-size="15">{} riders, {} cities: POST → sent in {:.2} s{}</text>"#,
         r.receivers,
         r.cities,
         r.send_seconds,
-        r.times_raw(),
         r.raw_seconds
+            .map_or(String::new(), |raw| format!(" ({:.1}× the raw limit of {raw:.2} s)", r.send_seconds / raw))
     );
     for (top, bottom) in [(top1, bottom1), (top2, bottom2)] {
         let _ = write!(
@@ -240,4 +270,65 @@ pub(crate) fn write_files(
         written.push(path);
     }
     Ok(written)
+}
+
+/// Deliveries/s by consumer processes (medians), each role's memory over the send and its CPU.
+fn scale_table(md: &mut String, groups: &[(Option<usize>, Vec<&FanoutReport>)]) {
+    let base = groups.first().map(|(_, g)| median_run(g).deliveries_per_second()).unwrap_or(1.0);
+    let _ = writeln!(md, "\n## Scale-out: the roles as processes (median run of each)\n");
+    let _ = writeln!(
+        md,
+        "| consumers | runs | POST → sent | deliveries/s | × the first | machine busy | CPU s api / scheduler / consumers (each) | peak RSS api / scheduler / consumers (max) | RSS growth over the send, largest |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (consumers, group) in groups {
+        let g = median_run(group);
+        let Some(p) = &g.processes else { continue };
+        let role = |name: &str| p.roles.iter().find(|r| r.role == name);
+        let consumer_roles: Vec<_> = p.roles.iter().filter(|r| r.role.starts_with("consumer")).collect();
+        let cpu_each: Vec<String> = consumer_roles.iter().map(|r| format!("{:.1}", r.cpu_seconds)).collect();
+        let peak_consumers = consumer_roles.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
+        let growth = p
+            .roles
+            .iter()
+            .max_by(|a, b| a.rss_growth_mib().total_cmp(&b.rss_growth_mib()))
+            .map_or("—".to_string(), |r| format!("{:+.0} MiB ({})", r.rss_growth_mib(), r.role));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} s | {:.0} | {:.2} | {:.0} % | {:.1} / {:.1} / {} | {:.0} / {:.0} / {:.0} MiB | {growth} |",
+            consumers.unwrap_or(0),
+            group.len(),
+            g.send_seconds,
+            g.deliveries_per_second(),
+            g.deliveries_per_second() / base,
+            100.0 * g.cpu.busy,
+            role("api").map_or(0.0, |r| r.cpu_seconds),
+            role("scheduler").map_or(0.0, |r| r.cpu_seconds),
+            cpu_each.join(" + "),
+            role("api").map_or(0.0, |r| r.peak_rss_mib),
+            role("scheduler").map_or(0.0, |r| r.peak_rss_mib),
+            peak_consumers
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nPeak RSS is each process's `VmHWM` once the send is done; `VmRSS` is sampled every 100 ms over the send \
+         (the JSON has each series)."
+    );
+}
+
+/// Who used the machine's CPU from the `POST` to `sent` in one run.
+fn cpu_table(md: &mut String, r: &FanoutReport) {
+    let _ = writeln!(
+        md,
+        "\n## CPU over the send (median run{}): the machine {:.0} % busy over {:.1} s\n",
+        r.consumers().map_or(String::new(), |n| format!(", {n} consumer process(es)")),
+        100.0 * r.cpu.busy,
+        r.cpu.seconds
+    );
+    let _ = writeln!(md, "| process | pid | CPU s | cores |");
+    let _ = writeln!(md, "| --- | --- | --- | --- |");
+    for p in &r.cpu.top {
+        let _ = writeln!(md, "| `{}` | {} | {:.1} | {:.2} |", p.process, p.pid, p.cpu_seconds, p.cores);
+    }
 }

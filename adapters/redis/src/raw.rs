@@ -35,10 +35,19 @@ pub async fn raw_write_seconds(url: &str, prefix: &str, entries: u64) -> anyhow:
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// `used_memory` of the server `url` names (`INFO memory`), in bytes.
+/// `used_memory` of the server `url` names (`INFO memory`), in bytes; of a cluster, the sum over
+/// the nodes the URL lists (list every master to count the whole cluster).
 pub async fn used_memory(url: &str) -> anyhow::Result<u64> {
-    let mut conn = redis::Client::open(single(url)?)?.get_multiplexed_async_connection().await?;
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
-    let line = info.lines().find_map(|l| l.strip_prefix("used_memory:"));
-    Ok(line.ok_or_else(|| anyhow::anyhow!("{url}: no used_memory in INFO memory"))?.trim().parse()?)
+    let nodes = match RedisServer::parse(url)? {
+        RedisServer::Single(url) => vec![url],
+        RedisServer::Cluster(nodes) => nodes,
+    };
+    let mut total = 0;
+    for node in nodes {
+        let mut conn = redis::Client::open(node.as_str())?.get_multiplexed_async_connection().await?;
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let line = info.lines().find_map(|l| l.strip_prefix("used_memory:"));
+        total += line.ok_or_else(|| anyhow::anyhow!("{node}: no used_memory in INFO memory"))?.trim().parse::<u64>()?;
+    }
+    Ok(total)
 }
