@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use events::{StreamLimits, Streams};
-pub use ops::OpsState;
+pub use ops::{OpsState, ops_router};
 
 use herald_app::Herald;
 use herald_domain::AppSchemes;
@@ -107,18 +107,6 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
-}
-
-/// The operations endpoints alone (`/metrics`, `/healthz`, `/readyz`): what the ops listener of
-/// any role serves (`HERALD_OPS_ADDR`), with the same handlers as the API's.
-pub fn ops_router(state: OpsState) -> Router {
-    use axum::routing::get;
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .fallback(|| async { ApiError::not_found("endpoint") })
         .with_state(state)
 }
 

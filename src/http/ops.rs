@@ -116,3 +116,16 @@ pub async fn openapi() -> impl IntoResponse {
         LazyLock::new(|| super::openapi_document().to_pretty_json().expect("the API description serializes"));
     ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str())
 }
+
+/// The operations endpoints alone (`/metrics`, `/healthz`, `/readyz`): what the ops listener of
+/// any role serves (`HERALD_OPS_ADDR`), with the same handlers as the API's, so with the paths and
+/// answers `/openapi.json` documents for them (`tests/api_contract.rs` checks the paths).
+pub fn ops_router(state: OpsState) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { super::error::ApiError::not_found("endpoint") })
+        .with_state(state)
+}
