@@ -103,7 +103,7 @@ pub async fn start(settings: &Settings, roles: Roles) -> anyhow::Result<Running>
 }
 
 pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyhow::Result<Running> {
-    let telemetry = Arc::new(Telemetry::new()?);
+    let telemetry = Arc::new(Telemetry::new(roles.scheduler)?);
     // Every role reaches its backends through ports that count their failures.
     let ports = telemetry.backend_errors.observe(ports);
     let shutdown = CancellationToken::new();

@@ -19,41 +19,56 @@ pub fn init_logging() {
 pub struct Telemetry {
     pub registry: Registry,
     pub http_duration: HistogramVec,
-    /// By consumer group, read at scrape time.
+    /// Only in a process that runs the scheduler: see `BacklogGauges`.
+    pub backlog: Option<BacklogGauges>,
+    pub backend_errors: BackendErrors,
+}
+
+/// Gauges read from the backends at scrape time. Every process would read the same values, so
+/// one role exports them (the scheduler): an alert on one fires once, not once per process.
+pub struct BacklogGauges {
+    /// By consumer group.
     pub queue_lag: IntGaugeVec,
     pub outbox_len: IntGauge,
     pub search_lag: IntGauge,
     /// Seconds since the oldest send still open began (`SendLedger::oldest_open_send`); 0 when none is.
     pub oldest_open_send: Gauge,
-    pub backend_errors: BackendErrors,
+}
+
+impl BacklogGauges {
+    fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let queue_lag = IntGaugeVec::new(
+            Opts::new("herald_queue_lag_pages", "Pages published and not yet consumed, by consumer group"),
+            &["group"],
+        )?;
+        let outbox_len = IntGauge::new("herald_outbox_pages", "Pages committed and not yet published")?;
+        let search_lag =
+            IntGauge::new("herald_search_lag_changes", "Changes logged in SQL that the search mirror has not applied")?;
+        let oldest_open_send = Gauge::new(
+            "herald_oldest_open_send_seconds",
+            "Seconds since the oldest send with a city not delivered yet began (0 when none is open)",
+        )?;
+        registry.register(Box::new(queue_lag.clone()))?;
+        registry.register(Box::new(outbox_len.clone()))?;
+        registry.register(Box::new(search_lag.clone()))?;
+        registry.register(Box::new(oldest_open_send.clone()))?;
+        Ok(Self { queue_lag, outbox_len, search_lag, oldest_open_send })
+    }
 }
 
 impl Telemetry {
-    pub fn new() -> prometheus::Result<Self> {
+    /// `backlog`: whether this process exports the backend gauges (it runs the scheduler).
+    pub fn new(backlog: bool) -> prometheus::Result<Self> {
         let registry = Registry::new_custom(None, None)?;
         let http_duration = HistogramVec::new(
             HistogramOpts::new("herald_http_request_duration_seconds", "HTTP request latency")
                 .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &["method", "route", "status"],
         )?;
-        let queue_lag = IntGaugeVec::new(
-            Opts::new("herald_queue_lag_pages", "Pages published and not yet consumed, by consumer group"),
-            &["group"],
-        )?;
-        let outbox_len = IntGauge::new("herald_outbox_pages", "Pages committed and not yet published")?;
         registry.register(Box::new(http_duration.clone()))?;
-        registry.register(Box::new(queue_lag.clone()))?;
-        registry.register(Box::new(outbox_len.clone()))?;
-        let search_lag =
-            IntGauge::new("herald_search_lag_changes", "Changes logged in SQL that the search mirror has not applied")?;
-        registry.register(Box::new(search_lag.clone()))?;
-        let oldest_open_send = Gauge::new(
-            "herald_oldest_open_send_seconds",
-            "Seconds since the oldest send with a city not delivered yet began (0 when none is open)",
-        )?;
-        registry.register(Box::new(oldest_open_send.clone()))?;
+        let backlog = if backlog { Some(BacklogGauges::register(&registry)?) } else { None };
         let backend_errors = BackendErrors::register(&registry)?;
-        Ok(Self { registry, http_duration, queue_lag, outbox_len, search_lag, oldest_open_send, backend_errors })
+        Ok(Self { registry, http_duration, backlog, backend_errors })
     }
 
     pub fn render(&self) -> String {

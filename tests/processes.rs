@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{SECRET, TestHerald, TestServers};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const CITIES: usize = 50;
@@ -25,6 +25,8 @@ const PATIENCE: Duration = Duration::from_secs(240);
 
 /// Riders of each fault case: the issue asks for ≥ 100k over 50 cities in every one.
 const RIDERS: usize = 100_000;
+/// How soon `/readyz` must name a backend that died: a few of its own checks' timeouts.
+const READY_NAMES: Duration = Duration::from_secs(20);
 /// The scheduler's pace in the fault cases, so that the fault lands mid-send: 200 pages at 10/s.
 const PACED: &[&str] = &["--max-pages-per-second", "10"];
 
@@ -168,6 +170,19 @@ impl Deployment {
     /// Waits until the api answers `/readyz` again (after a server it needs came back).
     async fn until_ready(&mut self) {
         self.t = ready(&mut self.api).await;
+    }
+
+    /// The api's `/readyz` (status, `checks`) once `until` holds for its checks; fails after `READY_NAMES`.
+    async fn readiness_until(&mut self, what: &str, until: impl Fn(&Value) -> bool) -> (StatusCode, Value) {
+        let deadline = Instant::now() + READY_NAMES;
+        loop {
+            let r = self.t.call(Method::GET, "/readyz", None, None).await;
+            if until(&r.body["checks"]) {
+                return (r.status, r.body["checks"].clone());
+            }
+            assert!(Instant::now() < deadline, "{what}: never within {READY_NAMES:?}: {} {}", r.status, r.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Every role process still runs: each rode the fault out (none ended, none was restarted).
@@ -908,6 +923,10 @@ async fn a_broker_restart_mid_send_ends_exact() {
     d.until("the first pages are delivered", &id, |v| v["stats"]["sent"].as_u64() > Some(0)).await;
     broker.kill_9_broker().await;
     let published = d.pages_published(&id).await;
+    // `/readyz` names the queue at once, not after the name server forgets the broker (120 s).
+    let (status, checks) = d.readiness_until("the queue is named", |checks| checks["queue"] != "ok").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{checks}");
+    assert_eq!((&checks["sql"], &checks["inbox"]), (&json!("ok"), &json!("ok")), "only the queue is down: {checks}");
     // The broker down, the pager goes on: its pages wait in SQL's outbox, committed with the
     // task's position, until the relay can publish them.
     let deadline = Instant::now() + PATIENCE;
@@ -921,6 +940,7 @@ async fn a_broker_restart_mid_send_ends_exact() {
     assert!(sent < d.riders as u64, "the send finished before the broker died; the test proves nothing");
     eprintln!("broker killed at {sent} of {} sent, {published} pages written", d.riders);
     broker.restart_broker();
+    d.until_ready().await;
     let view = d.until_sent(&id).await;
     d.assert_exact(&id, &view, 0..CITIES).await;
     d.assert_all_running();

@@ -88,21 +88,23 @@ pub async fn readyz(State(state): State<OpsState>) -> (StatusCode, Json<Readines
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
 ))]
 pub async fn metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    // Gauges of other components' state are read at scrape time.
-    let subscription = herald_consumers::subscription();
-    let backlog = state.herald.backlog(&subscription).await;
-    if let Ok(lag) = backlog.queue_lag {
-        state.telemetry.queue_lag.with_label_values(&[subscription.group.as_str()]).set(lag as i64);
-    }
-    if let Ok(began) = backlog.oldest_open_send {
-        let age = began.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
-        state.telemetry.oldest_open_send.set(age);
-    }
-    if let Ok(n) = backlog.outbox {
-        state.telemetry.outbox_len.set(n as i64);
-    }
-    if let Ok(n) = backlog.search_lag {
-        state.telemetry.search_lag.set(n as i64);
+    // Gauges of the backends' state are read at scrape time, by the one role that exports them.
+    if let Some(gauges) = &state.telemetry.backlog {
+        let subscription = herald_consumers::subscription();
+        let backlog = state.herald.backlog(&subscription).await;
+        if let Ok(lag) = backlog.queue_lag {
+            gauges.queue_lag.with_label_values(&[subscription.group.as_str()]).set(lag as i64);
+        }
+        if let Ok(began) = backlog.oldest_open_send {
+            let age = began.map_or(0.0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0);
+            gauges.oldest_open_send.set(age);
+        }
+        if let Ok(n) = backlog.outbox {
+            gauges.outbox_len.set(n as i64);
+        }
+        if let Ok(n) = backlog.search_lag {
+            gauges.search_lag.set(n as i64);
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.telemetry.render())
 }

@@ -53,6 +53,10 @@ const HOLDER_BUCKETS: u64 = 4096;
 const ENTRIES_PER_SCRIPT: usize = 500;
 /// How long opening the store waits for the server before saying it is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for its answer. The client's default (500 ms) failed calls that merely
+/// queued behind others on a loaded machine: each failed delivery is redone (more load), each
+/// failed poll is a 503. A server that does not answer at all is still found out in seconds.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn err(e: RedisError) -> PortError {
     PortError::new(BACKEND, e)
@@ -107,12 +111,19 @@ async fn connect(server: &RedisServer) -> anyhow::Result<Conn> {
     let connect = async {
         anyhow::Ok(match server {
             RedisServer::Single(url) => {
-                let config = ConnectionManagerConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT));
                 Conn::Single(redis::Client::open(url.as_str())?.get_connection_manager_with_config(config).await?)
             }
-            RedisServer::Cluster(nodes) => {
-                Conn::Cluster(redis::cluster::ClusterClient::new(nodes.clone())?.get_async_connection().await?)
-            }
+            RedisServer::Cluster(nodes) => Conn::Cluster(
+                redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .build()?
+                    .get_async_connection()
+                    .await?,
+            ),
         })
     };
     tokio::time::timeout(CONNECT_TIMEOUT, connect)
