@@ -290,8 +290,14 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             eprintln!(
                 "inbox store rebuilt from SQL: {} notifications sent of {}, {} entries added, {} reads, \
-                 {} delivered pages, {} revocations",
-                report.restored, report.notifications, report.entries, report.reads, report.pages, report.revocations
+                 {} archives, {} delivered pages, {} revocations",
+                report.restored,
+                report.notifications,
+                report.entries,
+                report.reads,
+                report.archives,
+                report.pages,
+                report.revocations
             );
             if !report.pending.is_empty() {
                 let ids: Vec<&str> = report.pending.iter().map(|id| id.as_str()).collect();

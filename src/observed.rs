@@ -148,6 +148,9 @@ observed!(NotificationStore {
         after: Option<&ReceiverRef>,
         limit: usize
     ) -> PortResult<Vec<ReceiverRef>>;
+    fn record_archives(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64>;
+    fn remove_archives(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<u64>;
+    fn archives(&self, id: &NotificationId, after: Option<&ReceiverRef>, limit: usize) -> PortResult<Vec<ReceiverRef>>;
     fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;
     fn revocation_head(&self) -> PortResult<u64>;
     fn changes_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>>;

@@ -51,6 +51,8 @@ async fn undecodable_path_parameters_are_400_naming_the_parameter() {
         (Method::POST, "/admin/v1/notifications/%C3%28/cancel", &admin),
         (Method::POST, "/admin/v1/notifications/%FF/revoke", &admin),
         (Method::POST, "/app/v1/inbox/%FF/read", &app),
+        (Method::POST, "/app/v1/inbox/%FF/archive", &app),
+        (Method::DELETE, "/app/v1/inbox/%FF/archive", &app),
     ] {
         let r = send(&th, method, path, &[("authorization", token)], None).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "bad_path", Some("id"), path);

@@ -1,6 +1,6 @@
 //! `herald rebuild`: the inbox store lost (the embedded file deleted, or this test's Redis keys
-//! erased, as a FLUSHALL would) and restored from SQL — every inbox, read flag, unread count and
-//! counter as it was — and a second rebuild changes nothing.
+//! erased, as a FLUSHALL would) and restored from SQL — every inbox, read flag, archived message,
+//! unread count and counter as it was — and a second rebuild changes nothing.
 
 mod common;
 
@@ -106,8 +106,20 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
             assert!(r.status.is_success(), "{:?}", r.body);
         }
     }
+    // Every 11th rider archives the broadcast, and every 22nd puts it back (SQL deletes its row).
+    for i in (0..RIDERS).step_by(11) {
+        let token = h.app_token("rider", &rider(i));
+        let r = h.app_post(&token, &format!("/app/v1/inbox/{all}/archive")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        if i % 22 == 0 {
+            let r = h.call(reqwest::Method::DELETE, &format!("/app/v1/inbox/{all}/archive"), Some(&token), None).await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+        }
+    }
+    let archived = (0..RIDERS).filter(|i| i % 11 == 0 && i % 22 != 0).count();
     let ids = [all.clone(), pinned.clone(), include.clone(), revoked.clone()];
     let before = inboxes(&h).await;
+    assert!(!before[11].0.iter().any(|(id, _)| *id == all), "rider 11 archived the broadcast: {:?}", before[11]);
     let counted = stats(&h, &ids).await;
     assert_eq!(before[0].0.len(), 2, "rider 0 (sh) holds the broadcast and the pinned one: {:?}", before[0]);
     assert_eq!(counted[&all].0["sent"], json!(RIDERS), "{:?}", counted[&all]);
@@ -126,6 +138,7 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
     let riders_of = |city_count: usize| (0..RIDERS).filter(|i| *i % 3 < city_count).count();
     let entries = RIDERS + riders_of(2) + 3 + riders_of(3) / 3;
     assert!(said.contains(&format!("4 notifications sent of 4, {entries} entries added")), "{said}");
+    assert!(said.contains(&format!(" {archived} archives")), "{said}");
 
     let (running, h) = up(dir.path(), &servers).await;
     assert_eq!(stats(&h, &ids).await, counted, "counters as SQL's ledger and receipts say");
@@ -138,6 +151,10 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
     for (i, (was, is)) in before.iter().zip(&after).enumerate() {
         assert_eq!(was, is, "rider {i}'s inbox and unread count");
     }
+    // A new device learns the archived one with its flag, so it hides it too.
+    let synced = h.sync(&h.app_token("rider", &rider(11)), None).await;
+    let held = synced["items"].as_array().unwrap().iter().find(|m| m["id"] == all.as_str()).cloned();
+    assert_eq!(held.map(|m| m["archived"].clone()), Some(json!(true)), "{synced}");
     running.stop().await.unwrap();
 
     let again = rebuild(dir.path(), &servers);

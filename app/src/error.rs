@@ -19,6 +19,9 @@ pub enum AppError {
     /// The notification's status does not allow this move.
     #[error("cannot {verb} a notification that is {}", current.as_str())]
     InvalidTransition { verb: &'static str, current: Status },
+    /// A force-read message must be read before it may be archived.
+    #[error("a force-read message cannot be archived while it is unread: read it first")]
+    ForceReadUnread,
     #[error("at most {max} receivers per call; use `herald receivers import` for more")]
     BatchTooLarge { max: usize },
     /// A backend failed; the caller may try again.
@@ -48,6 +51,10 @@ mod tests {
         let refused = AppError::InvalidTransition { verb: "revoke", current: Status::Draft };
         assert_eq!(refused.to_string(), "cannot revoke a notification that is draft");
         assert_eq!(AppError::NotFound("notification").to_string(), "notification not found");
+        assert_eq!(
+            AppError::ForceReadUnread.to_string(),
+            "a force-read message cannot be archived while it is unread: read it first"
+        );
         assert_eq!(
             AppError::BatchTooLarge { max: 10_000 }.to_string(),
             "at most 10000 receivers per call; use `herald receivers import` for more"

@@ -1,7 +1,8 @@
 //! The apps' use cases on one receiver's inbox: a page of it, the unread count, the unread
-//! force-read messages, marking one or every message read, and sync. Every one first catches up
-//! with the revocation log (`Catalog::catch_up`), so no revoked message is ever shown, then reads
-//! one index range of the inbox store and the notifications it names through the catalog.
+//! force-read messages, marking one or every message read, archiving one or all, and sync. Every
+//! one first catches up with the revocation log (`Catalog::catch_up`), so no revoked message is
+//! ever shown, then reads one index range of the inbox store and the notifications it names
+//! through the catalog.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use crate::{AppError, AppResult, Herald};
 const SYNC_BATCH: usize = 100;
 /// Revocations read per sync call.
 const REVOCATION_BATCH: usize = 1000;
+/// Entries read per page while archiving all (an inbox holds about its cap).
+const ARCHIVE_BATCH: usize = 500;
 
 /// What `me`'s placeholders are filled with: its record when the directory has it, else its id.
 fn fields_of<'a>(me: &'a ReceiverRef, reader: Option<&'a Receiver>) -> Fields<'a> {
@@ -116,9 +119,46 @@ impl Herald {
         self.record_reads(me, &unread).await
     }
 
-    /// What arrived, changed (read elsewhere), became visible (its window opened) or was revoked
-    /// since the cursor. Without a cursor it starts from the beginning, so a new device fetches the
-    /// whole inbox in batches.
+    /// Archives one visible message of the inbox (un-archives it when `archived` is false), for
+    /// this receiver only; idempotent. An unread force-read message cannot be archived.
+    pub async fn set_archived(&self, me: &ReceiverRef, id: NotificationId, archived: bool) -> AppResult<()> {
+        let now = self.now_caught_up().await?;
+        let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
+        let entry = entry.ok_or(AppError::NotFound("message"))?;
+        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
+        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
+            return Err(AppError::NotFound("message"));
+        }
+        if archived && entry.force_read && !entry.read {
+            return Err(AppError::ForceReadUnread);
+        }
+        self.record_archives(me, &[id], archived).await?;
+        Ok(())
+    }
+
+    /// Archives every listed message (only the read ones with `read_only`, only those of
+    /// `category` when one is given), skipping unread force-read ones; says how many were newly
+    /// archived. Reads the listed entries page by page: bounded by the inbox's cap.
+    pub async fn archive_all(&self, me: &ReceiverRef, read_only: bool, category: Option<Category>) -> AppResult<usize> {
+        let now = self.now_caught_up().await?;
+        let mut ids = Vec::new();
+        let mut after: Option<InboxCursor> = None;
+        loop {
+            let page = self.ports.inbox.page(me, now, after.as_ref(), ARCHIVE_BATCH, category).await?;
+            // Read ones always; unread ones unless only read ones were asked for or one must be read.
+            let archivable = |e: &&InboxEntry| e.read || !(read_only || e.force_read);
+            ids.extend(page.iter().filter(archivable).map(|e| e.notification_id.clone()));
+            match page.last() {
+                Some(last) if page.len() == ARCHIVE_BATCH => after = Some(last.position.clone()),
+                _ => break,
+            }
+        }
+        self.record_archives(me, &ids, true).await
+    }
+
+    /// What arrived, changed (read or archived elsewhere), became visible (its window opened) or
+    /// was revoked since the cursor. Without a cursor it starts from the beginning, so a new device
+    /// fetches the whole inbox in batches.
     pub async fn sync(&self, me: &ReceiverRef, given: Option<SyncCursor>) -> AppResult<SyncBatch> {
         let now = self.now_caught_up().await?;
         // One more than a batch tells whether anything follows, so `has_more` is never a false promise.
@@ -167,7 +207,7 @@ impl Herald {
             if n.status == Status::Revoked {
                 out.insert(n.id.clone(), SyncNews::Revoked(n.id.clone()));
             } else if n.visible_at(now) {
-                let item = InboxItem::new(n.clone(), entry.read, entry.version, &fields);
+                let item = InboxItem::new(n.clone(), entry, &fields);
                 out.insert(n.id.clone(), SyncNews::Message(item));
             }
         };
@@ -205,7 +245,7 @@ impl Herald {
             .iter()
             .filter_map(|e| {
                 let notification = notifications.get(&e.notification_id)?.clone();
-                Some(InboxItem::new(notification, e.read, e.version, &fields))
+                Some(InboxItem::new(notification, e, &fields))
             })
             .collect())
     }
@@ -246,5 +286,25 @@ impl Herald {
             self.hints.changed(me.kind, std::slice::from_ref(&me.id));
         }
         Ok(marked)
+    }
+
+    /// Records the archives (or their removal) in SQL (the truth), then in the inbox store, which
+    /// answers what changed state: archiving twice changes nothing. The inbox store is written
+    /// whatever SQL answered, so a retry finishes what an interrupted call began.
+    async fn record_archives(&self, me: &ReceiverRef, ids: &[NotificationId], archived: bool) -> AppResult<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        if archived {
+            self.ports.notifications.record_archives(me, ids, self.clock.now()).await?;
+        } else {
+            self.ports.notifications.remove_archives(me, ids).await?;
+        }
+        let changed = self.ports.inbox.set_archived(me, ids, archived).await?.len();
+        if changed > 0 {
+            // The list and the unread count changed: the receiver's other devices should fetch them.
+            self.hints.changed(me.kind, std::slice::from_ref(&me.id));
+        }
+        Ok(changed)
     }
 }

@@ -1,5 +1,5 @@
-//! `herald rebuild`: the inbox store (inboxes, read flags, counters, delivered pages, withheld
-//! notifications) restored from the SQL truth, for every adapter alike.
+//! `herald rebuild`: the inbox store (inboxes, read and archived flags, counters, delivered pages,
+//! withheld notifications) restored from the SQL truth, for every adapter alike.
 //!
 //! What SQL knows, and so what comes back (SQL keeps no row per receiver per broadcast, so who a
 //! page reached is re-derived, never read back):
@@ -15,14 +15,16 @@
 //!   hidden, so a device that held one still syncs its revocation. A notification with a city still
 //!   delivering is left out of this step and reported: run the rebuild again once it is done.
 //! - **read flags**: each read receipt marks its receiver's entry read.
+//! - **archived entries**: each archive SQL holds (un-archiving deleted its row) archives its
+//!   receiver's entry again.
 //! - **counters**: `sent` and `sent:<city>` are what the ledger's delivered pages added
 //!   (`matched` once a city is done), `read` the receipts SQL holds; set exactly, last.
 //! - **delivered pages**: the ledger's, with what each added, so a page delivered again after the
 //!   rebuild changes nothing.
 //!
-//! Every step is idempotent (entries are added only where missing, reads flip once, counters and
-//! pages are set to SQL's values), so a rebuild run twice, or after one that stopped part way,
-//! ends in the same state. Everything is read by keyset, `BATCH` at a time. Run it with the
+//! Every step is idempotent (entries are added only where missing, reads and archives flip once,
+//! counters and pages are set to SQL's values), so a rebuild run twice, or after one that stopped
+//! part way, ends in the same state. Everything is read by keyset, `BATCH` at a time. Run it with the
 //! consumers stopped: a page delivered while its notification is being rebuilt may be counted
 //! against the restored state.
 
@@ -51,6 +53,8 @@ pub struct RebuildReport {
     pub entries: u64,
     /// Read receipts applied.
     pub reads: u64,
+    /// Archives applied.
+    pub archives: u64,
     /// Delivered pages recorded.
     pub pages: u64,
     /// Notifications with a city still delivering: their entries are not restored yet.
@@ -113,6 +117,7 @@ impl Herald {
             report.pending.push(n.id.clone());
         }
         let read = self.restore_reads(&n.id, report).await?;
+        self.restore_archives(&n.id, report).await?;
         let mut counters = Counters { read, ..Counters::default() };
         let mut after: Option<(City, u32)> = None;
         loop {
@@ -203,5 +208,21 @@ impl Herald {
             after = readers.last().cloned();
         }
         Ok(read)
+    }
+
+    /// Archives again what SQL's archives say was archived (moving no counter).
+    async fn restore_archives(&self, id: &NotificationId, report: &mut RebuildReport) -> AppResult<()> {
+        let mut after: Option<ReceiverRef> = None;
+        loop {
+            let archivers = self.ports.notifications.archives(id, after.as_ref(), BATCH).await?;
+            for me in &archivers {
+                self.ports.inbox.set_archived(me, std::slice::from_ref(id), true).await?;
+            }
+            report.archives += archivers.len() as u64;
+            if archivers.len() < BATCH {
+                return Ok(());
+            }
+            after = archivers.last().cloned();
+        }
     }
 }

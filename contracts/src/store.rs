@@ -329,6 +329,42 @@ pub async fn read_receipts_and_delivered_pages_are_listed_by_keyset(h: &dyn Stor
     assert_eq!(ports.notifications.read_receipts(&other.id, None, 10).await.unwrap(), [r1]);
 }
 
+/// Archives, the truth a rebuild restores archived entries from: a row per receiver action, kept
+/// once however often it is recorded, gone when un-archived, listed per notification by keyset
+/// (kind, id), moving nothing the console's search shows, and gone with a deleted receiver.
+pub async fn archives_are_kept_per_receiver_listed_by_keyset_and_dropped_by_unarchive(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let other = created(&ports, &content(r#"{"all": true}"#)).await;
+    let reader = |kind, id: &str| ReceiverRef { kind, id: rid(id) };
+    let (r1, r2, m1) =
+        (reader(ReceiverKind::Rider, "r1"), reader(ReceiverKind::Rider, "r2"), reader(ReceiverKind::Merchant, "m1"));
+    let head = ports.notifications.change_head().await.unwrap();
+    let both = [n.id.clone(), other.id.clone()];
+    assert_eq!(ports.notifications.record_archives(&r2, std::slice::from_ref(&n.id), Utc::now()).await.unwrap(), 1);
+    assert_eq!(ports.notifications.record_archives(&r1, &both, Utc::now()).await.unwrap(), 2);
+    assert_eq!(ports.notifications.record_archives(&r1, &both, Utc::now()).await.unwrap(), 0, "once");
+    assert_eq!(ports.notifications.record_archives(&m1, std::slice::from_ref(&n.id), Utc::now()).await.unwrap(), 1);
+    assert_eq!(ports.notifications.change_head().await.unwrap(), head, "the search shows no archive");
+
+    let first = ports.notifications.archives(&n.id, None, 2).await.unwrap();
+    assert_eq!(first, [m1.clone(), r1.clone()], "by (kind, id)");
+    let rest = ports.notifications.archives(&n.id, first.last(), 2).await.unwrap();
+    assert_eq!(rest, std::slice::from_ref(&r2));
+    assert!(ports.notifications.archives(&n.id, Some(&r2), 2).await.unwrap().is_empty());
+
+    let unknown = NotificationId::generate();
+    assert_eq!(ports.notifications.remove_archives(&r1, &[n.id.clone(), unknown]).await.unwrap(), 1);
+    assert_eq!(ports.notifications.remove_archives(&r1, std::slice::from_ref(&n.id)).await.unwrap(), 0, "once");
+    assert_eq!(ports.notifications.archives(&n.id, None, 10).await.unwrap(), [m1.clone(), r2.clone()]);
+    assert_eq!(ports.notifications.archives(&other.id, None, 10).await.unwrap(), [r1.clone()], "the other stays");
+    assert_eq!(ports.notifications.change_head().await.unwrap(), head);
+
+    ports.receivers.upsert_receivers(&[rider("r2", "sh", &[])]).await.unwrap();
+    assert!(ports.receivers.delete_receiver(ReceiverKind::Rider, &rid("r2")).await.unwrap());
+    assert_eq!(ports.notifications.archives(&n.id, None, 10).await.unwrap(), [m1], "a deleted receiver's went");
+}
+
 fn page_message(n: &NotificationId, c: &str, page_no: u32) -> QueueMessage {
     let key = PageKey { notification_id: n.clone(), city: city(c), page_no };
     QueueMessage { topic: "t".into(), tag: "rider".into(), key: key.to_string(), body: b"{}".to_vec() }
@@ -1020,6 +1056,7 @@ crate::suite!($ store, store_contract, [
     revocations_are_logged_in_order,
     read_receipts_count_new_ones,
     read_receipts_and_delivered_pages_are_listed_by_keyset,
+    archives_are_kept_per_receiver_listed_by_keyset_and_dropped_by_unarchive,
     a_send_is_resumable_and_completes_once,
     the_outbox_is_read_per_topic_oldest_first,
     a_late_joiner_is_paged_into_the_broadcasts_it_now_matches,

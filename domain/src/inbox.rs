@@ -98,7 +98,7 @@ impl EntryMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxEntry {
     pub notification_id: NotificationId,
-    /// Rises on every change to this entry (arrival, read): what incremental sync pages by.
+    /// Rises on every change to this entry (arrival, read, archive): what incremental sync pages by.
     pub version: u64,
     pub read: bool,
     pub force_read: bool,
@@ -115,17 +115,20 @@ pub struct InboxEntry {
 pub struct InboxItem {
     pub notification: Arc<Notification>,
     pub read: bool,
+    /// Archived by its receiver (only sync reports such an entry).
+    pub archived: bool,
     pub version: u64,
     pub title: String,
     pub body: String,
 }
 
 impl InboxItem {
-    /// The item for the receiver `fields` describe: the notification shared, only its texts rendered.
-    pub fn new(notification: Arc<Notification>, read: bool, version: u64, fields: &Fields<'_>) -> Self {
+    /// The item of `entry` for the receiver `fields` describe: the notification shared, only its
+    /// texts rendered.
+    pub fn new(notification: Arc<Notification>, entry: &InboxEntry, fields: &Fields<'_>) -> Self {
         let title = template::render(notification.content.title.as_str(), fields).into_owned();
         let body = template::render(notification.content.body.as_str(), fields).into_owned();
-        Self { notification, read, version, title, body }
+        Self { notification, read: entry.read, archived: entry.archived, version: entry.version, title, body }
     }
 }
 

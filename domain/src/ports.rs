@@ -86,8 +86,8 @@ pub trait ReceiverDirectory: Send + Sync {
         after: Option<&ReceiverRef>,
         limit: usize,
     ) -> PortResult<Vec<Receiver>>;
-    /// Removes a receiver with its groups and read receipts, in one transaction; false if there was
-    /// none. (Its inbox is the inbox store's: `InboxStore::erase_receiver`.)
+    /// Removes a receiver with its groups, read receipts and archives, in one transaction; false if
+    /// there was none. (Its inbox is the inbox store's: `InboxStore::erase_receiver`.)
     async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool>;
 }
 
@@ -115,7 +115,7 @@ pub enum TransitionOutcome {
     Refused(Status),
 }
 
-/// Notifications, their history, read receipts and revocations.
+/// Notifications, their history, read receipts, archives and revocations.
 #[async_trait]
 pub trait NotificationStore: Send + Sync {
     /// Stores a new notification and its first history entry (`HistoryEvent::created`) in one
@@ -152,6 +152,24 @@ pub trait NotificationStore: Send + Sync {
     /// Who read the notification (its read receipts), by (kind, id), strictly after `after`
     /// (keyset): what a rebuild of the inbox store restores read flags and `read` from.
     async fn read_receipts(
+        &self,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverRef>>;
+    /// Records that `receiver` archived `ids` (a row per receiver action, as read receipts; the
+    /// search shows none, so the change log does not move); returns how many were new.
+    async fn record_archives(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        at: DateTime<Utc>,
+    ) -> PortResult<u64>;
+    /// Un-archives: removes those rows; returns how many there were.
+    async fn remove_archives(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<u64>;
+    /// Who archived the notification (and has not un-archived it), by (kind, id), strictly after
+    /// `after` (keyset): what a rebuild of the inbox store restores archived entries from.
+    async fn archives(
         &self,
         id: &NotificationId,
         after: Option<&ReceiverRef>,

@@ -99,6 +99,7 @@ impl From<AppError> for ApiError {
             }
             AppError::IdempotencyKeyReused => ApiError::conflict("idempotency_key_reused", message),
             AppError::InvalidTransition { .. } => ApiError::conflict("invalid_transition", message),
+            AppError::ForceReadUnread => ApiError::conflict("force_read_unread", message),
             AppError::BatchTooLarge { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large", message)
             }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::App;
 use super::error::{ApiError, ApiResult};
-use super::openapi::{self as doc, NeedsToken, ReadsPath, ReadsQuery, UsesBackend};
+use super::openapi::{self as doc, Conflicts, NeedsToken, ReadsPath, ReadsQuery, UsesBackend};
 use super::params::{self, PathParams, QueryParams};
 
 const DEFAULT_LIMIT: usize = 20;
@@ -92,6 +92,9 @@ pub struct Message {
     pinned: bool,
     force_read: bool,
     read: bool,
+    /// Archived by this receiver: only sync reports such a message (so a device hides it); lists
+    /// and counts leave it out.
+    archived: bool,
     #[schema(format = DateTime)]
     sent_at: Option<String>,
     #[schema(format = DateTime)]
@@ -111,6 +114,7 @@ impl From<&InboxItem> for Message {
             pinned: n.content.pinned,
             force_read: n.content.force_read,
             read: item.read,
+            archived: item.archived,
             sent_at: n.sent_at.map(|t| t.to_rfc3339()),
             valid_until: n.content.validity.until().map(|t| t.to_rfc3339()),
         }
@@ -207,8 +211,7 @@ pub async fn read_one(
     App(me): App,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
-    let id = NotificationId::parse("id", &id).map_err(|_| ApiError::not_found("message"))?;
-    state.herald.mark_read(&me, id).await?;
+    state.herald.mark_read(&me, message_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,6 +233,82 @@ pub async fn read_all(
     let category = category(p.category.as_deref())?;
     let marked = state.herald.mark_all_read(&me, category).await?;
     Ok(Json(Marked { marked }))
+}
+
+/// The message's id from the path: one that cannot be an id names no message (404).
+fn message_id(raw: &str) -> ApiResult<NotificationId> {
+    NotificationId::parse("id", raw).map_err(|_| ApiError::not_found("message"))
+}
+
+/// Archives one message for this receiver: gone from its list and counts, reported by sync (so the
+/// receiver's other devices hide it too); idempotent. An unread force-read message is a 409
+/// `force_read_unread`: read it first.
+#[utoipa::path(post, path = "/app/v1/inbox/{id}/archive", tag = "app", security(("app_token" = [])),
+    params(("id" = String, Path, description = "The message's (notification's) id")),
+    responses((status = 204, description = "Archived"), NeedsToken, ReadsPath, Conflicts, UsesBackend))]
+pub async fn archive_one(
+    State(state): State<AppState>,
+    App(me): App,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    state.herald.set_archived(&me, message_id(&id)?, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Un-archives one message: back in its place in the list, with its read flag; idempotent.
+#[utoipa::path(delete, path = "/app/v1/inbox/{id}/archive", tag = "app", security(("app_token" = [])),
+    params(("id" = String, Path, description = "The message's (notification's) id")),
+    responses((status = 204, description = "Not archived"), NeedsToken, ReadsPath, UsesBackend))]
+pub async fn unarchive_one(
+    State(state): State<AppState>,
+    App(me): App,
+    PathParams(id): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    state.herald.set_archived(&me, message_id(&id)?, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ArchiveAllParams {
+    /// `true`: only the read messages; `false` (the default): unread ones too.
+    #[param(value_type = Option<bool>)]
+    read_only: Option<String>,
+    /// Only this category's messages; absent means every category.
+    #[param(schema_with = doc::category)]
+    category: Option<String>,
+}
+
+/// `read_only`, when given: `true` or `false`, else a 422 naming it.
+fn read_only(raw: Option<&str>) -> ApiResult<bool> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "must be true or false")
+            .with_field("read_only")),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Archived {
+    /// Messages newly archived.
+    archived: usize,
+}
+
+/// Archives every listed message (only the read ones with `read_only=true`; with `category`, only
+/// that category's), skipping unread force-read ones, which must be read first.
+#[utoipa::path(post, path = "/app/v1/inbox/archive-all", tag = "app", security(("app_token" = [])),
+    params(ArchiveAllParams),
+    responses((status = 200, body = Archived), NeedsToken, ReadsQuery, UsesBackend))]
+pub async fn archive_all(
+    State(state): State<AppState>,
+    App(me): App,
+    QueryParams(p): QueryParams<ArchiveAllParams>,
+) -> ApiResult<Json<Archived>> {
+    let read_only = read_only(p.read_only.as_deref())?;
+    let category = category(p.category.as_deref())?;
+    let archived = state.herald.archive_all(&me, read_only, category).await?;
+    Ok(Json(Archived { archived }))
 }
 
 /// A sync's news: a message that arrived, changed or became visible, or one revoked.
@@ -262,9 +341,9 @@ pub struct Sync {
     has_more: bool,
 }
 
-/// What arrived, changed (read elsewhere), became visible (its window opened) or was revoked since
-/// the cursor. Without a cursor it starts from the beginning, so a new device fetches the whole
-/// inbox in batches.
+/// What arrived, changed (read or archived elsewhere: each message says `read` and `archived`),
+/// became visible (its window opened) or was revoked since the cursor. Without a cursor it starts
+/// from the beginning, so a new device fetches the whole inbox in batches.
 #[utoipa::path(get, path = "/app/v1/inbox/sync", tag = "app", security(("app_token" = [])), params(SyncParams),
     responses((status = 200, body = Sync), NeedsToken, ReadsQuery, UsesBackend))]
 pub async fn sync(

@@ -90,6 +90,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::sync))
         .routes(routes!(inbox::read_all))
         .routes(routes!(inbox::read_one))
+        .routes(routes!(inbox::archive_all))
+        .routes(routes!(inbox::archive_one, inbox::unarchive_one))
         .routes(routes!(events::inbox_events))
 }
 

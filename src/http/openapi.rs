@@ -156,7 +156,10 @@ fn error(status: StatusCode) -> (String, RefOr<Response>) {
         }
         StatusCode::FORBIDDEN => "`forbidden`: the wrong kind of token, or a viewer token on a write",
         StatusCode::NOT_FOUND => "`not_found`: no such notification or message",
-        StatusCode::CONFLICT => "`invalid_transition` or `idempotency_key_reused`",
+        StatusCode::CONFLICT => {
+            "`invalid_transition`, `idempotency_key_reused`, or `force_read_unread` (an unread force-read \
+                                  message cannot be archived)"
+        }
         StatusCode::PAYLOAD_TOO_LARGE => "`body_too_large`: the body is over 4 MiB",
         StatusCode::UNPROCESSABLE_ENTITY => {
             "A value is invalid (`invalid_field`, `unknown_receivers`, \
@@ -186,7 +189,7 @@ pub struct ParsesPath;
 pub struct ReadsQuery;
 /// Reads a JSON body.
 pub struct ReadsBody;
-/// Changes a notification's status, or may meet an earlier request.
+/// Changes a notification's status, may meet an earlier request, or archives what must be read.
 pub struct Conflicts;
 /// Reads or writes a store.
 pub struct UsesBackend;

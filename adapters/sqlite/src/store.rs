@@ -28,6 +28,7 @@ static MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../../sql/sqlite/0002_search_changes.sql")),
     (3, include_str!("../../../sql/sqlite/0003_window_edges.sql")),
     (4, include_str!("../../../sql/sqlite/0004_rich_content.sql")),
+    (5, include_str!("../../../sql/sqlite/0005_archives.sql")),
 ];
 
 macro_rules! notification_columns {
@@ -592,6 +593,7 @@ impl ReceiverDirectory for SqliteStore {
         for table in [
             "DELETE FROM receiver_groups WHERE kind = ? AND id = ?",
             "DELETE FROM read_receipts WHERE receiver_kind = ? AND receiver_id = ?",
+            "DELETE FROM archives WHERE receiver_kind = ? AND receiver_id = ?",
         ] {
             sqlx::query(table).bind(kind.as_str()).bind(id.as_str()).execute(&mut *tx).await.map_err(err)?;
         }
@@ -796,24 +798,59 @@ impl NotificationStore for SqliteStore {
         after: Option<&ReceiverRef>,
         limit: usize,
     ) -> PortResult<Vec<ReceiverRef>> {
-        // By the primary key (notification_id, receiver_kind, receiver_id).
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT receiver_kind, receiver_id FROM read_receipts WHERE notification_id = ",
-        );
-        qb.push_bind(id.as_str().to_owned());
-        if let Some(after) = after {
-            qb.push(" AND (receiver_kind, receiver_id) > (").push_bind(after.kind.as_str());
-            qb.push(", ").push_bind(after.id.as_str().to_owned()).push(")");
+        self.receivers_of("read_receipts", id, after, limit).await
+    }
+
+    async fn record_archives(
+        &self,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        at: DateTime<Utc>,
+    ) -> PortResult<u64> {
+        let mut tx = self.write().await?;
+        let mut added = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO archives (notification_id, receiver_kind, receiver_id, archived_at) ",
+            );
+            qb.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(receiver.kind.as_str())
+                    .push_bind(receiver.id.as_str().to_owned())
+                    .push_bind(millis(at));
+            });
+            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
         }
-        qb.push(" ORDER BY receiver_kind, receiver_id LIMIT ").push_bind(limit as i64);
-        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
-        rows.iter()
-            .map(|row| {
-                let kind = ReceiverKind::parse("kind", row.try_get("receiver_kind").map_err(err)?).map_err(corrupt)?;
-                let id = ReceiverId::parse("id", row.try_get("receiver_id").map_err(err)?).map_err(corrupt)?;
-                Ok(ReceiverRef { kind, id })
-            })
-            .collect()
+        tx.commit().await.map_err(err)?;
+        Ok(added)
+    }
+
+    async fn remove_archives(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<u64> {
+        let mut tx = self.write().await?;
+        let mut removed = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM archives WHERE receiver_kind = ");
+            qb.push_bind(receiver.kind.as_str());
+            qb.push(" AND receiver_id = ").push_bind(receiver.id.as_str().to_owned());
+            qb.push(" AND notification_id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str().to_owned());
+            }
+            qb.push(")");
+            removed += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(removed)
+    }
+
+    async fn archives(
+        &self,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverRef>> {
+        self.receivers_of("archives", id, after, limit).await
     }
 
     async fn revocations_since(&self, after: u64, limit: usize) -> PortResult<Vec<(u64, NotificationId)>> {
@@ -1191,6 +1228,37 @@ impl SendLedger for SqliteStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// The receiver actions kept per notification (read receipts, archives): one reading for both.
+impl SqliteStore {
+    /// Who has a row of `table` for the notification, by (kind, id) after `after`, at most `limit`.
+    async fn receivers_of(
+        &self,
+        table: &'static str,
+        id: &NotificationId,
+        after: Option<&ReceiverRef>,
+        limit: usize,
+    ) -> PortResult<Vec<ReceiverRef>> {
+        // By the primary key (notification_id, receiver_kind, receiver_id).
+        let mut qb = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT receiver_kind, receiver_id FROM {table} WHERE notification_id = "
+        ));
+        qb.push_bind(id.as_str().to_owned());
+        if let Some(after) = after {
+            qb.push(" AND (receiver_kind, receiver_id) > (").push_bind(after.kind.as_str());
+            qb.push(", ").push_bind(after.id.as_str().to_owned()).push(")");
+        }
+        qb.push(" ORDER BY receiver_kind, receiver_id LIMIT ").push_bind(limit as i64);
+        let rows = qb.build().fetch_all(&self.db.read).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let kind = ReceiverKind::parse("kind", row.try_get("receiver_kind").map_err(err)?).map_err(corrupt)?;
+                let id = ReceiverId::parse("id", row.try_get("receiver_id").map_err(err)?).map_err(corrupt)?;
+                Ok(ReceiverRef { kind, id })
+            })
+            .collect()
     }
 }
 
