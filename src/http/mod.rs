@@ -11,6 +11,7 @@ mod inbox;
 mod openapi;
 mod ops;
 mod params;
+mod preferences;
 mod receivers;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::read_all))
         .routes(routes!(inbox::read_one))
         .routes(routes!(events::inbox_events))
+        .routes(routes!(preferences::get_preferences, preferences::put_preferences))
 }
 
 /// The OpenAPI document served at `/openapi.json`.
