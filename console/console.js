@@ -176,11 +176,13 @@ function composeView() {
     timer = setTimeout(async () => {
       const mine = ++asked;
       try {
-        const p = await call("POST", "/admin/v1/audience/preview", { receiver_kind: c.receiver_kind.value, audience: audience() });
+        const p = await call("POST", "/admin/v1/audience/preview", {
+          receiver_kind: c.receiver_kind.value, audience: audience(), category: c.category.value, force_read: c.force_read.checked,
+        });
         if (mine !== asked) return;
         for (const el of form.querySelectorAll('[data-error-for^="audience"]')) el.textContent = "";
         const cities = p.cities.map((x) => `${x.city} ${x.matched}`).join(", ");
-        preview.textContent = `Reaches ${p.matched} receivers${cities ? ` (${cities})` : ""}${p.unknown.length ? `; unknown ids: ${p.unknown.join(", ")}` : ""}`;
+        preview.textContent = `Reaches ${p.matched} receivers${cities ? ` (${cities})` : ""}${p.opted_out ? `; ${p.opted_out} opted out` : ""}${p.unknown.length ? `; unknown ids: ${p.unknown.join(", ")}` : ""}`;
       } catch (err) {
         if (mine !== asked) return;
         preview.textContent = "";
@@ -188,7 +190,7 @@ function composeView() {
       }
     }, 300);
   };
-  for (const el of [c.all, c.cities, c.groups, c.include, c.exclude, c.receiver_kind]) el.addEventListener("input", refreshPreview);
+  for (const el of [c.all, c.cities, c.groups, c.include, c.exclude, c.receiver_kind, c.category, c.force_read]) el.addEventListener("input", refreshPreview);
   refreshPreview();
 
   form.addEventListener("submit", async (e) => {
@@ -219,7 +221,7 @@ function composeView() {
 function notificationView(id) {
   const status = h("span", { class: "status", id: "status" });
   const number = (name) => h("strong", { id: `stat-${name}` }, "…");
-  const stats = { matched: number("matched"), sent: number("sent"), read: number("read"), read_rate: number("read_rate") };
+  const stats = { matched: number("matched"), sent: number("sent"), read: number("read"), read_rate: number("read_rate"), opted_out: number("opted_out") };
   const title = h("h1", { id: "n-title" });
   const body = h("p", { id: "n-body" });
   const cities = h("tbody", { id: "cities" });
@@ -240,6 +242,7 @@ function notificationView(id) {
     stats.sent.textContent = n.stats.sent;
     stats.read.textContent = n.stats.read;
     stats.read_rate.textContent = percent(n.stats.read_rate);
+    stats.opted_out.textContent = n.stats.opted_out;
     // The slowest cities first: the least done share of their receivers.
     const share = (c) => (c.done ? 2 : c.matched ? c.sent / c.matched : 0);
     const sorted = [...n.cities].sort((a, b) => share(a) - share(b) || a.city.localeCompare(b.city));
@@ -281,7 +284,7 @@ function notificationView(id) {
   closeView = () => following?.close();
 
   fill(main, h("p", {}, h("a", { href: "#/list" }, "← Notifications")), title, h("p", {}, "Status: ", status, " ", live), body,
-    h("div", { class: "stats" }, ...["matched", "sent", "read", "read_rate"].map((k) => h("div", {}, k.replace("_", " "), stats[k]))),
+    h("div", { class: "stats" }, ...["matched", "sent", "read", "read_rate", "opted_out"].map((k) => h("div", {}, k.replace("_", " "), stats[k]))),
     error, actions,
     h("h2", {}, "Cities"),
     h("table", {}, h("thead", {}, h("tr", {}, ["City", "Sent / matched", "Progress", ""].map((t) => h("th", { scope: "col" }, t)))), cities),

@@ -17,7 +17,7 @@ use herald_domain::ports::*;
 use herald_domain::search::{SearchCursor, SearchDocument, SearchHits, SearchIndex, SearchRebuild};
 use herald_domain::{
     Category, City, EntryMeta, HistoryEntry, HistoryEvent, InboxCursor, InboxEntry, NewNotification, Notification,
-    NotificationId, Page, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Status,
+    NotificationId, Page, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Status,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
 
@@ -120,6 +120,10 @@ observed!(ReceiverDirectory {
         limit: usize
     ) -> PortResult<Vec<Receiver>>;
     fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool>;
+    fn preferences(&self, receiver: &ReceiverRef) -> PortResult<Preferences>;
+    fn set_preferences(&self, receiver: &ReceiverRef, prefs: &Preferences) -> PortResult<()>;
+    fn opted_out(&self, kind: ReceiverKind, category: Category, ids: &[ReceiverId]) -> PortResult<Vec<ReceiverId>>;
+    fn count_opted_out(&self, kind: ReceiverKind, selection: &Selection, category: Category) -> PortResult<Vec<(City, u64)>>;
 });
 
 observed!(NotificationStore {

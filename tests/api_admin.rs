@@ -432,7 +432,7 @@ async fn receivers_batch_counts_distinct_receivers_and_caps_groups() {
     let preview = th
         .admin_post("/admin/v1/audience/preview", &json!({"receiver_kind": "rider", "audience": {"all": true}}))
         .await;
-    assert_eq!(preview.body["cities"], json!([{"city": "beijing", "matched": 1}]), "{}", preview.body);
+    assert_eq!(preview.body["cities"], json!([{"city": "beijing", "matched": 1, "opted_out": 0}]), "{}", preview.body);
 
     let groups = |n: usize| (0..n).map(|i| format!("g{i}")).collect::<Vec<_>>();
     let ok = json!([{"kind": "rider", "id": "t2", "city": "sh", "groups": groups(100)}]);
@@ -710,7 +710,7 @@ async fn audience_matching_nobody_is_sent_with_zero_counts() {
     th.receivers(&[("rider", "e1", "shanghai", &[])]).await;
     let (id, view) =
         th.send_and_wait(&TestHerald::notification("nobody", json!({"cities": ["lhasa"]}), json!({}))).await;
-    assert_eq!(view["stats"], json!({"matched": 0, "sent": 0, "read": 0, "read_rate": 0.0}), "{view}");
+    assert_eq!(view["stats"], json!({"matched": 0, "sent": 0, "read": 0, "read_rate": 0.0, "opted_out": 0}), "{view}");
     let want: BTreeMap<String, (u64, u64, bool)> = [("lhasa".to_string(), (0, 0, true))].into();
     assert_eq!(cities_of(&view), want, "{view}");
     assert!(!inbox_of(&th, "rider", "e1").await.contains(&id));

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use common::*;
 use herald_domain::ports::{PortResult, ReceiverDirectory};
-use herald_domain::{AppSchemes, City, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection};
+use herald_domain::{
+    AppSchemes, Category, City, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -293,6 +295,32 @@ impl ReceiverDirectory for CountingLookups {
 
     async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool> {
         self.inner.delete_receiver(kind, id).await
+    }
+
+    async fn preferences(&self, receiver: &ReceiverRef) -> PortResult<Preferences> {
+        self.inner.preferences(receiver).await
+    }
+
+    async fn set_preferences(&self, receiver: &ReceiverRef, prefs: &Preferences) -> PortResult<()> {
+        self.inner.set_preferences(receiver, prefs).await
+    }
+
+    async fn opted_out(
+        &self,
+        kind: ReceiverKind,
+        category: Category,
+        ids: &[ReceiverId],
+    ) -> PortResult<Vec<ReceiverId>> {
+        self.inner.opted_out(kind, category, ids).await
+    }
+
+    async fn count_opted_out(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        category: Category,
+    ) -> PortResult<Vec<(City, u64)>> {
+        self.inner.count_opted_out(kind, selection, category).await
     }
 }
 

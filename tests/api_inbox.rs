@@ -336,7 +336,7 @@ async fn read_is_idempotent_and_moves_the_read_count_once_per_receiver() {
     let h = herald_with_riders(&["r1", "r2", "r3", "r4"]).await;
     let id = send(&h, "hello", json!({})).await;
     let other = send(&h, "other", json!({})).await;
-    assert_eq!(stats(&h, &id).await, json!({"matched": 4, "sent": 4, "read": 0, "read_rate": 0.0}));
+    assert_eq!(stats(&h, &id).await, json!({"matched": 4, "sent": 4, "read": 0, "read_rate": 0.0, "opted_out": 0}));
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
 

@@ -35,7 +35,7 @@ async fn sending(ports: &Ports) -> Notification {
     else {
         panic!("not created")
     };
-    let plan = [CityPlan { city: City::parse("city", "sh").unwrap(), matched: 10, members: None }];
+    let plan = [CityPlan { city: City::parse("city", "sh").unwrap(), matched: 10, members: None, opted_out: 0 }];
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     n
 }

@@ -28,7 +28,7 @@ async fn ten_thousand_groups_preview_and_send_to_exactly_who_they_match() {
     assert_eq!(preview.body["matched"], json!(1000), "{}", preview.body);
     assert_eq!(
         preview.body["cities"],
-        json!([{"city": "bj", "matched": 500}, {"city": "sh", "matched": 500}]),
+        json!([{"city": "bj", "matched": 500, "opted_out": 0}, {"city": "sh", "matched": 500, "opted_out": 0}]),
         "{}",
         preview.body
     );

@@ -17,6 +17,7 @@ mod health;
 mod hints;
 mod inbox;
 mod notifications;
+mod preferences;
 mod rebuild;
 mod receivers;
 mod search;

@@ -82,7 +82,8 @@ impl Herald {
             return Ok(());
         }
         let plan =
-            herald_domain::plan::plan_audience(self.ports.console.receivers.as_ref(), kind, &content.audience).await?;
+            herald_domain::plan::plan_audience(self.ports.console.receivers.as_ref(), kind, &content.audience, None)
+                .await?;
         if plan.unknown.is_empty() {
             return Ok(());
         }

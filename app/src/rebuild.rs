@@ -164,6 +164,7 @@ impl Herald {
                             selection,
                             city,
                             after.as_ref(),
+                            n.content.opt_out_category(),
                         )
                         .await?;
                         if !step.receivers.is_empty() {
@@ -178,7 +179,8 @@ impl Herald {
                 }
             }
             Target::Include(_) => {
-                let plan = plan_audience(self.ports.receivers.as_ref(), kind, audience).await?;
+                let plan =
+                    plan_audience(self.ports.receivers.as_ref(), kind, audience, n.content.opt_out_category()).await?;
                 for city in &plan.cities {
                     let members = city.members.as_deref().unwrap_or_default();
                     for (page_no, chunk) in (0..).zip(members.chunks(PAGE_SIZE)) {

@@ -8,8 +8,8 @@ use chrono::{Duration, Utc};
 use herald_domain::ports::*;
 use herald_domain::{
     Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, HistoryEvent, ImageUrl,
-    NewNotification, NotificationId, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status,
-    Title, ValidityWindow,
+    NewNotification, NotificationId, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection,
+    Status, Title, ValidityWindow,
 };
 
 /// The three ports of the SQL truth, as one adapter implements them (on one database).
@@ -170,7 +170,7 @@ pub async fn ten_thousand_groups_over_many_receivers_are_answered_within_the_con
     let joined = [rider("z1", "gz", &["g7"]), rider("z2", "xa", &["x"])];
     ports.receivers.upsert_receivers(&joined).await.unwrap();
     let plan: Vec<CityPlan> =
-        counts.iter().map(|(c, m)| CityPlan { city: c.clone(), matched: *m, members: None }).collect();
+        counts.iter().map(|(c, m)| CityPlan { city: c.clone(), matched: *m, members: None, opted_out: 0 }).collect();
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     let open = ports.ledger.open_tasks(false, None, 100).await.unwrap();
     let cities: Vec<String> = open.iter().map(|t| t.city.to_string()).collect();
@@ -291,8 +291,8 @@ pub async fn read_receipts_and_delivered_pages_are_listed_by_keyset(h: &dyn Stor
     let n = created(&ports, &content(r#"{"cities": ["bj", "sh"]}"#)).await;
     let other = created(&ports, &content(r#"{"cities": ["bj", "sh"]}"#)).await;
     let plan = [
-        CityPlan { city: city("bj"), matched: 5000, members: None },
-        CityPlan { city: city("sh"), matched: 5000, members: None },
+        CityPlan { city: city("bj"), matched: 5000, members: None, opted_out: 0 },
+        CityPlan { city: city("sh"), matched: 5000, members: None, opted_out: 0 },
     ];
     for id in [&n.id, &other.id] {
         assert!(ports.ledger.start_sending(id, &plan, Utc::now()).await.unwrap());
@@ -377,7 +377,7 @@ pub async fn the_outbox_is_read_per_topic_oldest_first(h: &dyn StoreHarness) {
     let bulk = created(&ports, &content(r#"{"all": true}"#)).await;
     let direct = created(&ports, &content(r#"{"include": ["x"]}"#)).await;
     for n in [&bulk, &direct] {
-        let plan = [CityPlan { city: city("sh"), matched: 1000, members: None }];
+        let plan = [CityPlan { city: city("sh"), matched: 1000, members: None, opted_out: 0 }];
         assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     }
     let mut tasks = ports.ledger.open_tasks(false, None, 10).await.unwrap();
@@ -390,7 +390,8 @@ pub async fn the_outbox_is_read_per_topic_oldest_first(h: &dyn StoreHarness) {
             let mut message = page_message(&n.id, "sh", page_no);
             message.topic = topic.into();
             let last = rid(&format!("r{page_no}"));
-            let step = PageStep { page: Some((message, 1)), last_receiver: Some(last.clone()), finished: false };
+            let step =
+                PageStep { page: Some((message, 1)), last_receiver: Some(last.clone()), finished: false, opted_out: 0 };
             assert!(ports.ledger.advance(&task, &step).await.unwrap());
             task.pages_published += 1;
             task.last_receiver = Some(last);
@@ -415,8 +416,8 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert!(due.contains(&n.id) && !due.contains(&later.id), "only what is due");
 
     let plan = [
-        CityPlan { city: city("bj"), matched: 0, members: None },
-        CityPlan { city: city("sh"), matched: 600, members: None },
+        CityPlan { city: city("bj"), matched: 0, members: None, opted_out: 0 },
+        CityPlan { city: city("sh"), matched: 600, members: None, opted_out: 0 },
     ];
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     assert!(!ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap(), "starts once");
@@ -433,11 +434,15 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
     assert_eq!((bj.city.as_str(), sh.city.as_str(), sh.pages_published), ("bj", "sh", 0));
 
     // bj: nothing to page, finished at once.
-    let empty = PageStep { page: None, last_receiver: None, finished: true };
+    let empty = PageStep { page: None, last_receiver: None, finished: true, opted_out: 0 };
     assert!(ports.ledger.advance(bj, &empty).await.unwrap());
     // sh: two pages.
-    let first =
-        PageStep { page: Some((page_message(&n.id, "sh", 0), 500)), last_receiver: Some(rid("r499")), finished: false };
+    let first = PageStep {
+        page: Some((page_message(&n.id, "sh", 0), 500)),
+        last_receiver: Some(rid("r499")),
+        finished: false,
+        opted_out: 0,
+    };
     assert!(ports.ledger.advance(sh, &first).await.unwrap());
     assert!(!ports.ledger.advance(sh, &first).await.unwrap(), "a stale task cannot advance twice");
     let sh = ports
@@ -449,8 +454,12 @@ pub async fn a_send_is_resumable_and_completes_once(h: &dyn StoreHarness) {
         .find(|t| t.notification_id == n.id)
         .unwrap();
     assert_eq!((sh.pages_published, sh.last_receiver.clone()), (1, Some(rid("r499"))));
-    let last =
-        PageStep { page: Some((page_message(&n.id, "sh", 1), 90)), last_receiver: Some(rid("r589")), finished: true };
+    let last = PageStep {
+        page: Some((page_message(&n.id, "sh", 1), 90)),
+        last_receiver: Some(rid("r589")),
+        finished: true,
+        opted_out: 0,
+    };
     assert!(ports.ledger.advance(&sh, &last).await.unwrap());
     assert!(ports.ledger.open_tasks(false, None, 100).await.unwrap().iter().all(|t| t.notification_id != n.id));
 
@@ -490,18 +499,22 @@ pub async fn a_late_joiner_is_paged_into_the_broadcasts_it_now_matches(h: &dyn S
     ports.receivers.upsert_receivers(&[rider("early", "sh", &[])]).await.unwrap();
     let n = created(&ports, &content(r#"{"all": true}"#)).await;
     let direct = created(&ports, &content(r#"{"include": ["early"]}"#)).await;
-    let snapshot = [CityPlan { city: city("sh"), matched: 1, members: Some(vec![rid("early")]) }];
+    let snapshot = [CityPlan { city: city("sh"), matched: 1, members: Some(vec![rid("early")]), opted_out: 0 }];
     assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
     assert!(
         ports
             .ledger
-            .start_sending(&n.id, &[CityPlan { city: city("sh"), matched: 1, members: None }], Utc::now())
+            .start_sending(&n.id, &[CityPlan { city: city("sh"), matched: 1, members: None, opted_out: 0 }], Utc::now())
             .await
             .unwrap()
     );
     let task = ports.ledger.open_tasks(false, None, 10).await.unwrap().remove(0);
-    let step =
-        PageStep { page: Some((page_message(&n.id, "sh", 0), 1)), last_receiver: Some(rid("early")), finished: true };
+    let step = PageStep {
+        page: Some((page_message(&n.id, "sh", 0), 1)),
+        last_receiver: Some(rid("early")),
+        finished: true,
+        opted_out: 0,
+    };
     assert!(ports.ledger.advance(&task, &step).await.unwrap());
     let key = |c: &str, page_no| PageKey { notification_id: n.id.clone(), city: city(c), page_no };
     assert!(ports.ledger.page_delivered(&key("sh", 0), 1, Utc::now()).await.unwrap(), "sent");
@@ -590,7 +603,7 @@ pub async fn a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_
     // Counted when only sh had riders; bj and gz joined before sending started.
     let joined = [rider("s1", "sh", &["vip"]), rider("b1", "bj", &[]), rider("g1", "gz", &["vip"])];
     ports.receivers.upsert_receivers(&joined).await.unwrap();
-    let plan = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    let plan = [CityPlan { city: city("sh"), matched: 1, members: None, opted_out: 0 }];
     for n in [&everyone, &vip, &named] {
         assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     }
@@ -620,10 +633,10 @@ pub async fn include_snapshots_are_kept_and_listed_apart(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let broadcast = created(&ports, &content(r#"{"all": true}"#)).await;
     let direct = created(&ports, &content(r#"{"include": ["r2", "r1"]}"#)).await;
-    let everyone = [CityPlan { city: city("sh"), matched: 9, members: None }];
+    let everyone = [CityPlan { city: city("sh"), matched: 9, members: None, opted_out: 0 }];
     assert!(ports.ledger.start_sending(&broadcast.id, &everyone, Utc::now()).await.unwrap());
     let members = vec![rid("r1"), rid("r2")];
-    let snapshot = [CityPlan { city: city("sh"), matched: 2, members: Some(members.clone()) }];
+    let snapshot = [CityPlan { city: city("sh"), matched: 2, members: Some(members.clone()), opted_out: 0 }];
     assert!(ports.ledger.start_sending(&direct.id, &snapshot, Utc::now()).await.unwrap());
     let directs = ports.ledger.open_tasks(true, None, 100).await.unwrap();
     assert!(directs.iter().all(|t| t.notification_id != broadcast.id));
@@ -637,7 +650,8 @@ pub async fn include_snapshots_are_kept_and_listed_apart(h: &dyn StoreHarness) {
 pub async fn open_tasks_page_by_keyset(h: &dyn StoreHarness) {
     let ports = h.open().await;
     let n = created(&ports, &content(r#"{"all": true}"#)).await;
-    let plan: Vec<_> = ["a", "b", "c"].iter().map(|c| CityPlan { city: city(c), matched: 1, members: None }).collect();
+    let plan: Vec<_> =
+        ["a", "b", "c"].iter().map(|c| CityPlan { city: city(c), matched: 1, members: None, opted_out: 0 }).collect();
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     let mine = |tasks: Vec<SendTask>| -> Vec<String> {
         tasks.into_iter().filter(|t| t.notification_id == n.id).map(|t| t.city.to_string()).collect()
@@ -658,12 +672,12 @@ pub async fn the_oldest_open_send_is_the_earliest_started_with_a_city_not_done(h
     let began = chrono::DateTime::from_timestamp_millis(began.timestamp_millis()).unwrap();
     let old = created(&ports, &content(r#"{"cities": ["sh", "bj"]}"#)).await;
     let plan = [
-        CityPlan { city: city("bj"), matched: 0, members: None },
-        CityPlan { city: city("sh"), matched: 1, members: None },
+        CityPlan { city: city("bj"), matched: 0, members: None, opted_out: 0 },
+        CityPlan { city: city("sh"), matched: 1, members: None, opted_out: 0 },
     ];
     assert!(ports.ledger.start_sending(&old.id, &plan, began).await.unwrap());
     let newer = created(&ports, &content(r#"{"all": true}"#)).await;
-    let one = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    let one = [CityPlan { city: city("sh"), matched: 1, members: None, opted_out: 0 }];
     assert!(ports.ledger.start_sending(&newer.id, &one, began + Duration::seconds(1)).await.unwrap());
     assert_eq!(ports.ledger.oldest_open_send().await.unwrap(), Some(began));
 
@@ -671,10 +685,18 @@ pub async fn the_oldest_open_send_is_the_earliest_started_with_a_city_not_done(h
     let tasks = ports.ledger.open_tasks(false, None, 10_000).await.unwrap();
     let task = |c: &str| tasks.iter().find(|t| t.notification_id == old.id && t.city == city(c)).unwrap();
     assert!(
-        ports.ledger.advance(task("bj"), &PageStep { page: None, last_receiver: None, finished: true }).await.unwrap()
+        ports
+            .ledger
+            .advance(task("bj"), &PageStep { page: None, last_receiver: None, finished: true, opted_out: 0 })
+            .await
+            .unwrap()
     );
-    let page =
-        PageStep { page: Some((page_message(&old.id, "sh", 0), 1)), last_receiver: Some(rid("r1")), finished: true };
+    let page = PageStep {
+        page: Some((page_message(&old.id, "sh", 0), 1)),
+        last_receiver: Some(rid("r1")),
+        finished: true,
+        opted_out: 0,
+    };
     assert!(ports.ledger.advance(task("sh"), &page).await.unwrap());
     assert_eq!(ports.ledger.oldest_open_send().await.unwrap(), Some(began), "paged is not done");
 
@@ -779,12 +801,16 @@ pub async fn every_change_the_search_shows_moves_the_notification_up_the_change_
     ports.notifications.record_reads(&me, std::slice::from_ref(&unknown), Utc::now()).await.unwrap();
     assert_eq!(change_position(&ports, &unknown).await, None, "a receipt of no stored notification is no change");
 
-    let plan = [CityPlan { city: city("sh"), matched: 1, members: None }];
+    let plan = [CityPlan { city: city("sh"), matched: 1, members: None, opted_out: 0 }];
     assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
     moved_up(&ports, &n.id, &mut last, "sending starting").await;
     let task = ports.ledger.open_tasks(false, None, 10).await.unwrap().remove(0);
-    let step =
-        PageStep { page: Some((page_message(&n.id, "sh", 0), 1)), last_receiver: Some(rid("early")), finished: true };
+    let step = PageStep {
+        page: Some((page_message(&n.id, "sh", 0), 1)),
+        last_receiver: Some(rid("early")),
+        finished: true,
+        opted_out: 0,
+    };
     assert!(ports.ledger.advance(&task, &step).await.unwrap());
     moved_up(&ports, &n.id, &mut last, "a city's paging finishing (matched settles)").await;
     let key = PageKey { notification_id: n.id.clone(), city: city("sh"), page_no: 0 };
@@ -896,7 +922,9 @@ async fn page_every_task(ports: SqlPorts, selection: Selection) -> u32 {
                 (page.to_message(herald_domain::Topic::Bulk).unwrap(), n)
             });
             let wrote_page = page.is_some();
-            if ports.ledger.advance(&task, &PageStep { page, last_receiver, finished }).await.unwrap() && wrote_page {
+            if ports.ledger.advance(&task, &PageStep { page, last_receiver, finished, opted_out: 0 }).await.unwrap()
+                && wrote_page
+            {
                 written += 1;
             }
         }
@@ -946,7 +974,7 @@ pub async fn two_schedulers_on_one_database_write_each_page_once(h: &dyn StoreHa
     for _ in 0..3 {
         let n = created(&first, &content(r#"{"all": true}"#)).await;
         let plan: Vec<CityPlan> =
-            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None }).collect();
+            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None, opted_out: 0 }).collect();
         let (a, b) = tokio::join!(
             first.ledger.start_sending(&n.id, &plan, Utc::now()),
             second.ledger.start_sending(&n.id, &plan, Utc::now())
@@ -994,7 +1022,7 @@ pub async fn consumers_recording_crossing_batches_at_once_count_each_page_once(h
     for _ in 0..3 {
         let n = created(&scheduler, &content(r#"{"all": true}"#)).await;
         let plan: Vec<CityPlan> =
-            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None }).collect();
+            cities.iter().map(|c| CityPlan { city: city(c), matched: 650, members: None, opted_out: 0 }).collect();
         assert!(scheduler.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
         sends.push(n.id);
     }
@@ -1044,6 +1072,120 @@ pub async fn consumers_recording_crossing_batches_at_once_count_each_page_once(h
     }
 }
 
+fn prefs(categories: &[&str]) -> Preferences {
+    Preferences::parse("opted_out", &categories.iter().map(|c| c.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+fn me(id: &str) -> ReceiverRef {
+    ReceiverRef { kind: ReceiverKind::Rider, id: rid(id) }
+}
+
+pub async fn preferences_are_kept_per_receiver_and_looked_up_among_a_page(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let d = &ports.receivers;
+    d.upsert_receivers(&[rider("r1", "sh", &["vip"]), rider("r2", "sh", &[]), rider("r3", "bj", &["vip"])])
+        .await
+        .unwrap();
+    assert_eq!(d.preferences(&me("r1")).await.unwrap(), Preferences::default(), "none set");
+    d.set_preferences(&me("r1"), &prefs(&["activity", "announcement"])).await.unwrap();
+    d.set_preferences(&me("r3"), &prefs(&["activity"])).await.unwrap();
+    d.set_preferences(&me("nobody"), &prefs(&["activity"])).await.unwrap();
+    assert_eq!(d.preferences(&me("r1")).await.unwrap(), prefs(&["activity", "announcement"]));
+    d.set_preferences(&me("r1"), &prefs(&["activity"])).await.unwrap();
+    assert_eq!(d.preferences(&me("r1")).await.unwrap(), prefs(&["activity"]), "replaced, not merged");
+    let merchant = ReceiverRef { kind: ReceiverKind::Merchant, id: rid("r1") };
+    assert_eq!(d.preferences(&merchant).await.unwrap(), Preferences::default());
+
+    let ids = [rid("r1"), rid("r2"), rid("r3"), rid("nobody")];
+    let mut opted: Vec<ReceiverId> = d.opted_out(ReceiverKind::Rider, Category::Activity, &ids).await.unwrap();
+    opted.sort();
+    assert_eq!(opted, [rid("nobody"), rid("r1"), rid("r3")]);
+    assert!(d.opted_out(ReceiverKind::Rider, Category::Announcement, &ids).await.unwrap().is_empty());
+    assert!(d.opted_out(ReceiverKind::Merchant, Category::Activity, &ids).await.unwrap().is_empty());
+
+    let everyone = Selection { cities: None, groups: BTreeSet::new() };
+    let counted = d.count_opted_out(ReceiverKind::Rider, &everyone, Category::Activity).await.unwrap();
+    assert_eq!(counted, [(city("bj"), 1), (city("sh"), 1)], "only stored receivers the selection matches");
+    let vip_sh = Selection { cities: Some([city("sh")].into()), groups: [group("vip")].into() };
+    assert_eq!(d.count_opted_out(ReceiverKind::Rider, &vip_sh, Category::Activity).await.unwrap(), [(city("sh"), 1)]);
+    assert!(d.count_opted_out(ReceiverKind::Rider, &everyone, Category::Announcement).await.unwrap().is_empty());
+
+    assert!(d.delete_receiver(ReceiverKind::Rider, &rid("r1")).await.unwrap());
+    assert_eq!(d.preferences(&me("r1")).await.unwrap(), Preferences::default(), "gone with the receiver");
+}
+
+pub async fn a_task_counts_what_its_steps_left_out_as_opted_out(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let plan = [
+        CityPlan { city: city("bj"), matched: 1, members: Some(vec![rid("b1")]), opted_out: 2 },
+        CityPlan { city: city("sh"), matched: 600, members: None, opted_out: 5 },
+    ];
+    assert!(ports.ledger.start_sending(&n.id, &plan, Utc::now()).await.unwrap());
+    let opted =
+        |progress: Vec<CityProgress>| progress.iter().map(|p| (p.city.to_string(), p.opted_out)).collect::<Vec<_>>();
+    let shown = opted(ports.ledger.progress(&n.id).await.unwrap());
+    assert_eq!(
+        shown,
+        [("bj".to_string(), 2), ("sh".to_string(), 0)],
+        "a snapshot's at the start, a selection's as paged"
+    );
+
+    let tasks = ports.ledger.open_tasks(false, None, 10).await.unwrap();
+    let sh = tasks.into_iter().find(|t| t.city == city("sh")).expect("the sh task is open");
+    let step = PageStep {
+        page: Some((page_message(&n.id, "sh", 0), 497)),
+        last_receiver: Some(rid("r499")),
+        finished: false,
+        opted_out: 3,
+    };
+    assert!(ports.ledger.advance(&sh, &step).await.unwrap());
+    assert!(!ports.ledger.advance(&sh, &step).await.unwrap(), "a step read before is refused");
+    let shown = opted(ports.ledger.progress(&n.id).await.unwrap());
+    assert_eq!(shown, [("bj".to_string(), 2), ("sh".to_string(), 3)], "counted once with the step it came with");
+}
+
+pub async fn opting_back_in_pages_the_category_s_still_valid_broadcasts_late(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let d = &ports.receivers;
+    d.upsert_receivers(&[rider("o1", "sh", &[])]).await.unwrap();
+    d.set_preferences(&me("o1"), &prefs(&["announcement"])).await.unwrap();
+    // An announcement to every city, sent to nobody: o1 opted out.
+    let n = created(&ports, &content(r#"{"all": true}"#)).await;
+    let mut activity = content(r#"{"all": true}"#);
+    activity.category = Category::Activity;
+    let other = created(&ports, &activity).await;
+    for id in [&n.id, &other.id] {
+        let plan = [CityPlan { city: city("sh"), matched: 0, members: None, opted_out: 0 }];
+        assert!(ports.ledger.start_sending(id, &plan, Utc::now()).await.unwrap());
+    }
+    for task in ports.ledger.open_tasks(false, None, 10).await.unwrap() {
+        let step = PageStep { page: None, last_receiver: None, finished: true, opted_out: 1 };
+        assert!(ports.ledger.advance(&task, &step).await.unwrap());
+    }
+    assert_eq!(ports.notifications.notification(&n.id).await.unwrap().unwrap().status, Status::Sent);
+
+    d.upsert_receivers(&[rider("o1", "bj", &[])]).await.unwrap();
+    let keys = |outbox: Vec<OutboxMessage>| outbox.into_iter().map(|m| m.message.key).collect::<Vec<_>>();
+    let key = |id: &NotificationId, c: &str, page_no| PageKey { notification_id: id.clone(), city: city(c), page_no };
+    assert_eq!(
+        keys(ports.ledger.outbox("herald_bulk", 10).await.unwrap()),
+        [key(&other.id, "bj", 0).to_string()],
+        "moving city, it gets the activity late but not the announcement it opted out of"
+    );
+
+    d.set_preferences(&me("o1"), &prefs(&["activity"])).await.unwrap();
+    let outbox = ports.ledger.outbox("herald_bulk", 10).await.unwrap();
+    let page = herald_domain::Page::decode(&outbox[1].message.body).unwrap();
+    assert_eq!((page.key, page.receivers), (key(&n.id, "bj", 0), vec![rid("o1")]), "opted back in: paged late");
+    assert_eq!(outbox.len(), 2, "opting out of activity pages nothing");
+    let bj = ports.ledger.progress(&n.id).await.unwrap().into_iter().find(|p| p.city == city("bj")).unwrap();
+    assert_eq!((bj.matched, bj.pages_published, bj.done), (1, 1, false), "counted as a late joiner's page");
+
+    d.set_preferences(&me("o1"), &prefs(&["activity"])).await.unwrap();
+    assert_eq!(ports.ledger.outbox_len().await.unwrap(), 2, "the same preferences page nothing again");
+}
+
 crate::suite!($ store, store_contract, [
     keyset_pages_cover_a_city_exactly_once,
     upsert_replaces_city_and_groups,
@@ -1075,4 +1217,7 @@ crate::suite!($ store, store_contract, [
     window_edges_are_found_by_the_interval_they_fall_in,
     receivers_keep_their_attributes,
     notifications_keep_their_image_and_actions,
+    preferences_are_kept_per_receiver_and_looked_up_among_a_page,
+    a_task_counts_what_its_steps_left_out_as_opted_out,
+    opting_back_in_pages_the_category_s_still_valid_broadcasts_late,
 ]);

@@ -113,7 +113,12 @@ mod tests {
 
     #[test]
     fn sending_counts_the_plan() {
-        let plan = |city: &str, matched| CityPlan { city: City::parse("city", city).unwrap(), matched, members: None };
+        let plan = |city: &str, matched| CityPlan {
+            city: City::parse("city", city).unwrap(),
+            matched,
+            members: None,
+            opted_out: 0,
+        };
         let event = HistoryEvent::sending(&[plan("bj", 3), plan("sh", 4)]);
         assert_eq!(event.to_string(), "sending to 7 receivers in 2 cities");
     }

@@ -13,6 +13,7 @@ pub mod notification;
 pub mod page;
 pub mod plan;
 pub mod ports;
+pub mod preferences;
 pub mod receiver;
 pub mod search;
 pub mod template;
@@ -27,6 +28,7 @@ pub use notification::{
     ValidityWindow,
 };
 pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
+pub use preferences::Preferences;
 pub use receiver::{AttributeName, Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
 

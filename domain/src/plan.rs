@@ -2,15 +2,15 @@
 //! domain service: it needs only the receiver directory port); and which broadcasts a receiver who
 //! joins, moves or changes groups later still gets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
 use crate::audience::Target;
 use crate::ports::{CityPlan, PortResult, QueueMessage, ReceiverDirectory};
 use crate::{
-    Audience, City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Receiver, ReceiverId, ReceiverKind,
-    Selection, Status, Topic,
+    Audience, Category, City, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Preferences, Receiver,
+    ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Topic,
 };
 
 /// An audience resolved against the receiver directory.
@@ -25,33 +25,70 @@ impl AudiencePlan {
     pub fn matched(&self) -> u64 {
         self.cities.iter().map(|c| c.matched).sum()
     }
+
+    pub fn opted_out(&self) -> u64 {
+        self.cities.iter().map(|c| c.opted_out).sum()
+    }
 }
 
-/// Counts the receivers an audience reaches in each city. A selection is counted in SQL and the
-/// excluded receivers it would have matched are subtracted. An include list (minus the excluded)
-/// is looked up once and its members are kept per city, so the send pages exactly this snapshot.
-/// Cities named by the audience appear even when they match nobody, so operations see the zero.
+/// Those among `ids` who opted out of `opt_out` (none when the message is critical: `None`).
+async fn opted_out_among(
+    directory: &dyn ReceiverDirectory,
+    kind: ReceiverKind,
+    opt_out: Option<Category>,
+    ids: &[ReceiverId],
+) -> PortResult<BTreeSet<ReceiverId>> {
+    match opt_out {
+        Some(category) if !ids.is_empty() => Ok(directory.opted_out(kind, category, ids).await?.into_iter().collect()),
+        _ => Ok(BTreeSet::new()),
+    }
+}
+
+/// Counts the receivers an audience reaches in each city, and apart from them those it leaves out
+/// because they opted out of `opt_out` (`NewNotification::opt_out_category`; `None` for a
+/// critical message, which reaches everyone). A selection is counted in SQL and the excluded
+/// receivers it would have matched are subtracted. An include list (minus the excluded and the
+/// opted out) is looked up once and its members are kept per city, so the send pages exactly this
+/// snapshot. Cities named by the audience appear even when they match nobody, so operations see
+/// the zero.
 pub async fn plan_audience(
     directory: &dyn ReceiverDirectory,
     kind: ReceiverKind,
     audience: &Audience,
+    opt_out: Option<Category>,
 ) -> PortResult<AudiencePlan> {
     match &audience.target {
         Target::Selection(selection) => {
-            let mut per_city: BTreeMap<City, u64> = BTreeMap::new();
+            let mut per_city: BTreeMap<City, (u64, u64)> = BTreeMap::new();
             for city in selection.cities.iter().flatten() {
-                per_city.insert(city.clone(), 0);
+                per_city.insert(city.clone(), (0, 0));
             }
-            per_city.extend(directory.count_selection(kind, selection).await?);
-            let excluded: Vec<ReceiverId> = audience.exclude.iter().cloned().collect();
-            for r in directory.lookup_receivers(kind, &excluded).await? {
-                if selection.matches(&r.city, r.groups())
-                    && let Some(n) = per_city.get_mut(&r.city)
-                {
-                    *n = n.saturating_sub(1);
+            for (city, n) in directory.count_selection(kind, selection).await? {
+                per_city.insert(city, (n, 0));
+            }
+            if let Some(category) = opt_out {
+                for (city, n) in directory.count_opted_out(kind, selection, category).await? {
+                    per_city.entry(city).or_default().1 = n;
                 }
             }
-            let cities = per_city.into_iter().map(|(city, matched)| CityPlan { city, matched, members: None });
+            let excluded: Vec<ReceiverId> = audience.exclude.iter().cloned().collect();
+            let excluded_opted_out = opted_out_among(directory, kind, opt_out, &excluded).await?;
+            for r in directory.lookup_receivers(kind, &excluded).await? {
+                if selection.matches(&r.city, r.groups())
+                    && let Some((all, opted_out)) = per_city.get_mut(&r.city)
+                {
+                    *all = all.saturating_sub(1);
+                    if excluded_opted_out.contains(&r.id) {
+                        *opted_out = opted_out.saturating_sub(1);
+                    }
+                }
+            }
+            let cities = per_city.into_iter().map(|(city, (all, opted_out))| CityPlan {
+                city,
+                matched: all.saturating_sub(opted_out),
+                members: None,
+                opted_out,
+            });
             Ok(AudiencePlan { cities: cities.collect(), unknown: Vec::new() })
         }
         Target::Include(ids) => {
@@ -59,14 +96,22 @@ pub async fn plan_audience(
             let found = directory.lookup_receivers(kind, &wanted).await?;
             let known: BTreeSet<&ReceiverId> = found.iter().map(|r| &r.id).collect();
             let unknown = wanted.iter().filter(|id| !known.contains(id)).cloned().collect();
-            let mut per_city: BTreeMap<City, BTreeSet<ReceiverId>> = BTreeMap::new();
+            let found_ids: Vec<ReceiverId> = found.iter().map(|r| r.id.clone()).collect();
+            let opted_out = opted_out_among(directory, kind, opt_out, &found_ids).await?;
+            let mut per_city: BTreeMap<City, (BTreeSet<ReceiverId>, u64)> = BTreeMap::new();
             for r in found {
-                per_city.entry(r.city).or_default().insert(r.id);
+                let (members, left_out) = per_city.entry(r.city).or_default();
+                if opted_out.contains(&r.id) {
+                    *left_out += 1;
+                } else {
+                    members.insert(r.id);
+                }
             }
-            let cities = per_city.into_iter().map(|(city, members)| CityPlan {
+            let cities = per_city.into_iter().map(|(city, (members, opted_out))| CityPlan {
                 city,
                 matched: members.len() as u64,
                 members: Some(members.into_iter().collect()),
+                opted_out,
             });
             Ok(AudiencePlan { cities: cities.collect(), unknown })
         }
@@ -76,8 +121,10 @@ pub async fn plan_audience(
 /// One step of paging a selection through one city by keyset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelectionPage {
-    /// The receivers of this step, in id order, the excluded left out.
+    /// The receivers of this step, in id order, the excluded and the opted out left out.
     pub receivers: Vec<ReceiverId>,
+    /// How many of this step's receivers were left out because they opted out of its category.
+    pub opted_out: u64,
     /// The keyset position after it (`after` when nothing was read).
     pub last: Option<ReceiverId>,
     /// No receiver of the city remains after it.
@@ -85,8 +132,9 @@ pub struct SelectionPage {
 }
 
 /// The next up to `PAGE_SIZE` receivers of `kind` in `city` that `selection` matches, strictly
-/// after `after`, minus those `audience` excludes: how a send pages a city, and how a rebuild of
-/// the inbox store re-pages it.
+/// after `after`, minus those `audience` excludes and those who opted out of `opt_out` (looked up
+/// among this step's receivers only, so a step costs O(page) however many opted out): how a send
+/// pages a city, and how a rebuild of the inbox store re-pages it.
 pub async fn page_selection(
     directory: &dyn ReceiverDirectory,
     kind: ReceiverKind,
@@ -94,12 +142,15 @@ pub async fn page_selection(
     selection: &Selection,
     city: &City,
     after: Option<&ReceiverId>,
+    opt_out: Option<Category>,
 ) -> PortResult<SelectionPage> {
     let raw = directory.page_selection(kind, selection, city, after, PAGE_SIZE).await?;
     let finished = raw.len() < PAGE_SIZE;
     let last = raw.last().or(after).cloned();
-    let receivers = raw.into_iter().filter(|id| !audience.excludes(id)).collect();
-    Ok(SelectionPage { receivers, last, finished })
+    let wanted: Vec<ReceiverId> = raw.into_iter().filter(|id| !audience.excludes(id)).collect();
+    let opted_out = opted_out_among(directory, kind, opt_out, &wanted).await?;
+    let receivers = wanted.into_iter().filter(|id| !opted_out.contains(id)).collect();
+    Ok(SelectionPage { receivers, opted_out: opted_out.len() as u64, last, finished })
 }
 
 /// Receivers a broadcast reaches late in one city, in id order.
@@ -149,27 +200,34 @@ pub fn selection_of_every_city(n: &Notification) -> Option<&Selection> {
 /// Whether a receiver that is new, or whose city or groups just changed, gets `n` late: `n` is a
 /// broadcast (a selection; an include list is an explicit snapshot) that is sending or sent (not
 /// revoked or cancelled), for its kind, still valid at `now`, whose selection matches the receiver's
-/// city and groups as they are now and does not exclude it.
-pub fn reaches_late(n: &Notification, r: &Receiver, now: DateTime<Utc>) -> bool {
+/// city and groups as they are now and does not exclude it, and whose category the receiver has
+/// not opted out of (`prefs`; a critical message reaches it anyway).
+pub fn reaches_late(n: &Notification, r: &Receiver, prefs: &Preferences, now: DateTime<Utc>) -> bool {
     let Target::Selection(selection) = &n.content.audience.target else { return false };
     matches!(n.status, Status::Sending | Status::Sent)
         && n.content.receiver_kind == r.kind
         && n.content.validity.until().is_none_or(|until| until > now)
         && selection.matches(&r.city, r.groups())
         && !n.content.audience.excludes(&r.id)
+        && n.content.opt_out_category().is_none_or(|c| !prefs.excludes(c))
 }
 
-/// What the receivers that are new or changed get late (`reaches_late`), grouped per
-/// (notification, city) so it is paged like any send: never one write per receiver. A receiver
-/// that no longer matches keeps what it already got.
+/// What the receivers that are new or changed get late (`reaches_late`, each with its
+/// preferences from `prefs`, none when absent), grouped per (notification, city) so it is paged
+/// like any send: never one write per receiver. A receiver that no longer matches keeps what it
+/// already got. A receiver who opts back into a category is paged through this too, with
+/// `notifications` narrowed to that category: it gets what it would have got as a late joiner.
 pub fn late_deliveries(
     notifications: &[Notification],
     receivers: &[Receiver],
+    prefs: &HashMap<ReceiverRef, Preferences>,
     now: DateTime<Utc>,
 ) -> Vec<LateDelivery> {
+    let none = Preferences::default();
+    let prefs_of = |r: &Receiver| prefs.get(&ReceiverRef { kind: r.kind, id: r.id.clone() }).unwrap_or(&none);
     let mut groups: BTreeMap<(&NotificationId, &City), (ReceiverKind, BTreeSet<&ReceiverId>)> = BTreeMap::new();
     for n in notifications {
-        for r in receivers.iter().filter(|r| reaches_late(n, r, now)) {
+        for r in receivers.iter().filter(|r| reaches_late(n, r, prefs_of(r), now)) {
             groups.entry((&n.id, &r.city)).or_insert_with(|| (r.kind, BTreeSet::new())).1.insert(&r.id);
         }
     }
@@ -256,7 +314,29 @@ mod tests {
             })
             .collect();
         expected.sort_by(|a, b| (&a.notification, &a.city).cmp(&(&b.notification, &b.city)));
-        assert_eq!(late_deliveries(&notifications, &receivers, now), expected);
+        assert_eq!(late_deliveries(&notifications, &receivers, &HashMap::new(), now), expected);
+    }
+
+    #[test]
+    fn a_late_joiner_who_opted_out_gets_only_the_critical_messages_of_that_category() {
+        let now = Utc::now();
+        let of = |category: Category, force_read: bool| {
+            let mut n = notification(r#"{"all": true}"#, Status::Sent, None);
+            n.content.category = category;
+            n.content.force_read = force_read;
+            n
+        };
+        let (activity, system, forced) =
+            (of(Category::Activity, false), of(Category::System, false), of(Category::Activity, true));
+        let r1 = rider(ReceiverKind::Rider, "r1", "bj", &[]);
+        let prefs = HashMap::from([(
+            ReceiverRef { kind: r1.kind, id: r1.id.clone() },
+            Preferences::parse("", &["activity".to_string()]).unwrap(),
+        )]);
+        let notifications = [activity.clone(), system.clone(), forced.clone()];
+        let got: BTreeSet<NotificationId> =
+            late_deliveries(&notifications, &[r1], &prefs, now).into_iter().map(|l| l.notification).collect();
+        assert_eq!(got, BTreeSet::from([system.id, forced.id]));
     }
 
     #[test]

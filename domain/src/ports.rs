@@ -12,6 +12,7 @@ use crate::history::HistoryEvent;
 use crate::inbox::{EntryMeta, InboxCursor, InboxEntry};
 use crate::notification::{Category, HistoryEntry, NewNotification, Notification, NotificationId, Status};
 use crate::page::{Page, PageKey};
+use crate::preferences::Preferences;
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 
 /// A backend failed. Callers retry or report; the message says which backend and what it did.
@@ -60,7 +61,8 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait ReceiverDirectory: Send + Sync {
     /// Inserts or replaces each receiver; returns how many were new or changed city or groups (an
     /// unchanged receiver is not rewritten and costs nothing more). In the same transaction, those
-    /// are paged late into every broadcast `plan::late_deliveries` gives them: its pages
+    /// are paged late into every broadcast `plan::late_deliveries` gives them (their stored
+    /// preferences considered): its pages
     /// (`LateDelivery::pages`) go to the outbox numbered after that city's send task,
     /// which counts them as published and matched and is no longer done (created finished if the
     /// city had none), so delivering them settles `matched` to what they added as usual.
@@ -86,9 +88,34 @@ pub trait ReceiverDirectory: Send + Sync {
         after: Option<&ReceiverRef>,
         limit: usize,
     ) -> PortResult<Vec<Receiver>>;
-    /// Removes a receiver with its groups, read receipts and archives, in one transaction; false if
-    /// there was none. (Its inbox is the inbox store's: `InboxStore::erase_receiver`.)
+    /// Removes a receiver with its groups, preferences, read receipts and archives, in one
+    /// transaction; false if there was none. (Its inbox is the inbox store's:
+    /// `InboxStore::erase_receiver`.)
     async fn delete_receiver(&self, kind: ReceiverKind, id: &ReceiverId) -> PortResult<bool>;
+    /// The receiver's preferences (none opted out when it never set any, or is not stored).
+    async fn preferences(&self, receiver: &ReceiverRef) -> PortResult<Preferences>;
+    /// Replaces the receiver's preferences (one row per category opted out of, never per message).
+    /// In the same transaction, for each category it opts back into, a stored receiver is paged
+    /// late, as `upsert_receivers` pages a late joiner, into every broadcast of that category
+    /// `plan::late_deliveries` gives it: what it missed comes back while still valid, and what it
+    /// already holds is counted once by the inbox store.
+    async fn set_preferences(&self, receiver: &ReceiverRef, prefs: &Preferences) -> PortResult<()>;
+    /// Those among `ids` (receivers of `kind`) who opted out of `category`, in no particular order:
+    /// one indexed lookup per page a send pages.
+    async fn opted_out(
+        &self,
+        kind: ReceiverKind,
+        category: Category,
+        ids: &[ReceiverId],
+    ) -> PortResult<Vec<ReceiverId>>;
+    /// How many receivers of `kind` the selection matches that opted out of `category`, per city
+    /// (cities with none are absent).
+    async fn count_opted_out(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        category: Category,
+    ) -> PortResult<Vec<(City, u64)>>;
 }
 
 /// An `Idempotency-Key` with the fingerprint of the request body it came with.
@@ -212,10 +239,21 @@ pub trait NotificationStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CityPlan {
     pub city: City,
+    /// Receivers it reaches: the opted out are not among them.
     pub matched: u64,
     /// For an include list: exactly who, in id order (the task pages this snapshot, so a receiver
     /// moving city mid-send neither drops out nor doubles). `None` pages the selection live.
     pub members: Option<Vec<ReceiverId>>,
+    /// Receivers of the audience left out because they opted out of the message's category.
+    pub opted_out: u64,
+}
+
+impl CityPlan {
+    /// What the city's task counts as opted out when it starts: an include list's snapshot left
+    /// them out already; a selection's pages count them as they skip them (`PageStep::opted_out`).
+    pub fn opted_out_at_start(&self) -> u64 {
+        if self.members.is_some() { self.opted_out } else { 0 }
+    }
 }
 
 /// One (notification, city) send task and how far its paging has gone.
@@ -250,6 +288,9 @@ pub struct PageStep {
     pub last_receiver: Option<ReceiverId>,
     /// No receivers remain after this step.
     pub finished: bool,
+    /// Receivers this step left out because they opted out of the message's category, added to
+    /// the task's `opted_out` with the step (so a step applied once counts them once).
+    pub opted_out: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +310,9 @@ pub struct CityProgress {
     pub pages_published: u32,
     pub pages_delivered: u32,
     pub done: bool,
+    /// Receivers left out because they opted out of the message's category: an include list's at
+    /// the start, a selection's as its pages skip them (all of them once paging finished).
+    pub opted_out: u64,
 }
 
 /// A queue message that can never be delivered (its body does not decode as a page), kept with why.

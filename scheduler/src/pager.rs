@@ -256,7 +256,9 @@ impl Scheduler {
     }
 
     async fn start_one(&self, n: &Notification) -> PortResult<()> {
-        let plan = plan_audience(self.ports.receivers.as_ref(), n.content.receiver_kind, &n.content.audience).await?;
+        let c = &n.content;
+        let plan =
+            plan_audience(self.ports.receivers.as_ref(), c.receiver_kind, &c.audience, c.opt_out_category()).await?;
         if self.ports.ledger.start_sending(&n.id, &plan.cities, Utc::now()).await? {
             self.metrics.sends_started.inc();
             tracing::info!(notification = %n.id, matched = plan.matched(), cities = plan.cities.len(), "sending");
@@ -264,16 +266,18 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The next page of a task: up to 500 receivers after its keyset position, minus the excluded.
+    /// The next page of a task: up to 500 receivers after its keyset position, minus the excluded
+    /// and (a selection's) those who opted out of its category.
     async fn next_step(&self, n: &Notification, task: &SendTask) -> PortResult<PageStep> {
         let kind = n.content.receiver_kind;
         let audience = &n.content.audience;
         let after = task.last_receiver.as_ref();
-        let (receivers, last_receiver, finished) = match &audience.target {
+        let opt_out = n.content.opt_out_category();
+        let (receivers, last_receiver, finished, opted_out) = match &audience.target {
             Target::Selection(selection) => {
-                let step =
-                    page_selection(self.ports.receivers.as_ref(), kind, audience, selection, &task.city, after).await?;
-                (step.receivers, step.last, step.finished)
+                let directory = self.ports.receivers.as_ref();
+                let step = page_selection(directory, kind, audience, selection, &task.city, after, opt_out).await?;
+                (step.receivers, step.last, step.finished, step.opted_out)
             }
             Target::Include(_) => {
                 let members = task.members.as_deref().unwrap_or_default();
@@ -281,7 +285,7 @@ impl Scheduler {
                 let page: Vec<_> = members[start..].iter().take(PAGE_SIZE).cloned().collect();
                 let finished = members.len() - start <= PAGE_SIZE;
                 let last = page.last().cloned().or_else(|| task.last_receiver.clone());
-                (page, last, finished)
+                (page, last, finished, 0)
             }
         };
         let page = if receivers.is_empty() {
@@ -301,7 +305,7 @@ impl Scheduler {
             let message = page.to_message(topic).map_err(|e| PortError::new("page encoding", e))?;
             Some((message, count))
         };
-        Ok(PageStep { page, last_receiver, finished })
+        Ok(PageStep { page, last_receiver, finished, opted_out })
     }
 }
 

@@ -255,6 +255,9 @@ pub struct Stats {
     sent: u64,
     read: u64,
     read_rate: f64,
+    /// Receivers of the audience left out because they opted out of its category (never in
+    /// `matched`): an include list's at the start, a selection's as its pages skip them.
+    opted_out: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -264,12 +267,14 @@ pub struct CityView {
     matched: u64,
     sent: u64,
     done: bool,
+    opted_out: u64,
 }
 
 impl From<NotificationDetails> for NotificationView {
     fn from(NotificationDetails { notification: n, progress, counters }: NotificationDetails) -> Self {
         let c = &n.content;
         let matched: u64 = progress.iter().map(|p| p.matched).sum();
+        let opted_out: u64 = progress.iter().map(|p| p.opted_out).sum();
         let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
         let cities = progress
             .iter()
@@ -278,6 +283,7 @@ impl From<NotificationDetails> for NotificationView {
                 matched: p.matched,
                 sent: counters.sent_by_city.get(p.city.as_str()).copied().unwrap_or(0),
                 done: p.done,
+                opted_out: p.opted_out,
             })
             .collect();
         Self {
@@ -300,7 +306,7 @@ impl From<NotificationDetails> for NotificationView {
             created_at: n.created_at.to_rfc3339(),
             sent_at: time(n.sent_at),
             revoked_at: time(n.revoked_at),
-            stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate },
+            stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate, opted_out },
             cities,
         }
     }
@@ -311,8 +317,8 @@ impl NotificationView {
     /// a city's completion does.
     pub(super) fn version(&self) -> String {
         let done = self.cities.iter().filter(|c| c.done).count();
-        let Stats { matched, sent, read, .. } = self.stats;
-        format!("{}.{matched}.{sent}.{read}.{done}", self.status.as_str())
+        let Stats { matched, sent, read, opted_out, .. } = self.stats;
+        format!("{}.{matched}.{sent}.{read}.{done}.{opted_out}", self.status.as_str())
     }
 }
 
@@ -496,14 +502,24 @@ pub struct PreviewIn {
     receiver_kind: ReceiverKind,
     #[schema(schema_with = doc::audience)]
     audience: AudienceSpec,
+    /// The message's category: receivers who opted out of it are counted apart (`opted_out`).
+    /// Absent, or `system`, counts nobody apart.
+    #[schema(schema_with = doc::category)]
+    category: Option<Category>,
+    /// A force-read notice reaches everyone, whatever they opted out of.
+    #[serde(default)]
+    force_read: bool,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Preview {
+    /// Receivers it would reach: the opted out are not among them.
     matched: u64,
     cities: Vec<CityMatch>,
     /// Include-list ids that are not receivers.
     unknown: Vec<String>,
+    /// Receivers of the audience who opted out of `category`.
+    opted_out: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -511,6 +527,7 @@ pub struct CityMatch {
     #[schema(schema_with = doc::ident)]
     city: City,
     matched: u64,
+    opted_out: u64,
 }
 
 /// Who an audience would reach now, per city.
@@ -523,10 +540,15 @@ pub async fn preview(
     ValidJson(req, _): ValidJson<PreviewIn>,
 ) -> ApiResult<Json<Preview>> {
     let audience = parse_audience(req.audience)?;
-    let plan = state.herald.preview(req.receiver_kind, &audience).await?;
-    let cities = plan.cities.iter().map(|c| CityMatch { city: c.city.clone(), matched: c.matched }).collect();
+    let opt_out = req.category.and_then(|c| herald_domain::preferences::opt_out_category(c, req.force_read));
+    let plan = state.herald.preview(req.receiver_kind, &audience, opt_out).await?;
+    let cities = plan
+        .cities
+        .iter()
+        .map(|c| CityMatch { city: c.city.clone(), matched: c.matched, opted_out: c.opted_out })
+        .collect();
     let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
-    Ok(Json(Preview { matched: plan.matched(), cities, unknown }))
+    Ok(Json(Preview { matched: plan.matched(), cities, unknown, opted_out: plan.opted_out() }))
 }
 
 /// The rebuild of the admin search mirror that this api process runs (`POST` starts it).

@@ -11,6 +11,7 @@ mod inbox;
 mod openapi;
 mod ops;
 mod params;
+mod preferences;
 mod receivers;
 
 use std::sync::Arc;
@@ -93,6 +94,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inbox::archive_all))
         .routes(routes!(inbox::archive_one, inbox::unarchive_one))
         .routes(routes!(events::inbox_events))
+        .routes(routes!(preferences::get_preferences, preferences::put_preferences))
 }
 
 /// The OpenAPI document served at `/openapi.json`.

@@ -120,6 +120,13 @@ pub fn category() -> Schema {
     one_of(Category::ALL.map(Category::as_str))
 }
 
+/// The categories a receiver may opt out of: every one but `system`, each at most once.
+pub fn opted_out() -> Schema {
+    let optional = Category::ALL.into_iter().filter(|c| *c != Category::System).map(Category::as_str);
+    let item = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(optional));
+    ArrayBuilder::new().items(item).unique_items(true).into()
+}
+
 pub fn status() -> Schema {
     one_of(Status::ALL.map(Status::as_str))
 }

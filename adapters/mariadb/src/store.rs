@@ -17,8 +17,8 @@ use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city
 use herald_domain::ports::*;
 use herald_domain::{
     Actions, Attributes, Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, ImageUrl, NewNotification,
-    Notification, NotificationId, PageKey, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Title,
-    ValidityWindow,
+    Notification, NotificationId, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection,
+    Status, Title, ValidityWindow,
 };
 use sqlx::mysql::MySqlRow;
 use sqlx::{MySql, MySqlPool, QueryBuilder, Row, Transaction};
@@ -36,6 +36,7 @@ static MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../../sql/mysql/0003_window_edges.sql")),
     (4, include_str!("../../../sql/mysql/0004_rich_content.sql")),
     (5, include_str!("../../../sql/mysql/0005_archives.sql")),
+    (6, include_str!("../../../sql/mysql/0006_preferences.sql")),
 ];
 
 macro_rules! notification_columns {
@@ -445,6 +446,50 @@ async fn late_broadcasts(tx: &mut Transaction<'static, MySql>, now: DateTime<Utc
     .collect()
 }
 
+/// The stored preferences of `receivers` (those with none are absent), read in the caller's
+/// transaction: what late deliveries respect.
+async fn stored_preferences(
+    tx: &mut Transaction<'static, MySql>,
+    receivers: &[Receiver],
+) -> PortResult<HashMap<ReceiverRef, Preferences>> {
+    let mut found: HashMap<ReceiverRef, Vec<Category>> = HashMap::new();
+    for kind in ReceiverKind::ALL {
+        let ids: Vec<&str> = receivers.iter().filter(|r| r.kind == kind).map(|r| r.id.as_str()).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let mut qb = QueryBuilder::<MySql>::new("SELECT id, category FROM receiver_preferences WHERE kind = ");
+        qb.push_bind(kind.as_str()).push(" AND id IN ");
+        push_json_values(&mut qb, json_list(ids));
+        for row in qb.build().fetch_all(&mut **tx).await.map_err(err)? {
+            let id = ReceiverId::parse("id", row.try_get("id").map_err(err)?).map_err(corrupt)?;
+            let category = Category::parse("category", row.try_get("category").map_err(err)?).map_err(corrupt)?;
+            found.entry(ReceiverRef { kind, id }).or_default().push(category);
+        }
+    }
+    Ok(found.into_iter().map(|(r, categories)| (r, Preferences::from_stored(categories))).collect())
+}
+
+/// Pages `receivers` late into those of `broadcasts` that `plan::late_deliveries` gives them,
+/// through the outbox, and logs the change of each broadcast paged: what an upsert does for a late
+/// joiner and a preference change for a category opted back into.
+async fn page_late_joiners(
+    tx: &mut Transaction<'static, MySql>,
+    broadcasts: &[Notification],
+    receivers: &[Receiver],
+    now: DateTime<Utc>,
+) -> PortResult<()> {
+    let prefs = stored_preferences(tx, receivers).await?;
+    let mut pages = Vec::new();
+    let mut paged = Vec::new();
+    for late in late_deliveries(broadcasts, receivers, &prefs, now) {
+        pages.extend(page_late(tx, &late).await?);
+        paged.push(late.notification.clone());
+    }
+    add_to_outbox(tx, &pages, now).await?;
+    log_changes(tx, &paged).await
+}
+
 /// Pages late receivers of one (notification, city), 500 per page, numbered after the city's task's
 /// pages, for the outbox; the task (created finished if the city had none) counts them as published
 /// and matched and is no longer done, so that `settle` recomputes `matched` from what the pages
@@ -572,14 +617,7 @@ impl ReceiverDirectory for MariaDbStore {
         let changed = written.moved;
         if !changed.is_empty() {
             let broadcasts = late_broadcasts(&mut tx, now).await?;
-            let mut pages = Vec::new();
-            let mut paged = Vec::new();
-            for late in late_deliveries(&broadcasts, &changed, now) {
-                pages.extend(page_late(&mut tx, &late).await?);
-                paged.push(late.notification.clone());
-            }
-            add_to_outbox(&mut tx, &pages, now).await?;
-            log_changes(&mut tx, &paged).await?;
+            page_late_joiners(&mut tx, &broadcasts, &changed, now).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(written.count as u64)
@@ -675,11 +713,113 @@ impl ReceiverDirectory for MariaDbStore {
             "DELETE FROM receiver_groups WHERE kind = ? AND id = ?",
             "DELETE FROM read_receipts WHERE receiver_kind = ? AND receiver_id = ?",
             "DELETE FROM archives WHERE receiver_kind = ? AND receiver_id = ?",
+            "DELETE FROM receiver_preferences WHERE kind = ? AND id = ?",
         ] {
             sqlx::query(table).bind(kind.as_str()).bind(id.as_str()).execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
         Ok(deleted == 1)
+    }
+
+    async fn preferences(&self, receiver: &ReceiverRef) -> PortResult<Preferences> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT category FROM receiver_preferences WHERE kind = ? AND id = ? ORDER BY category")
+                .bind(receiver.kind.as_str())
+                .bind(receiver.id.as_str())
+                .fetch_all(&self.db)
+                .await
+                .map_err(err)?;
+        let categories = rows.iter().map(|c| Category::parse("category", c)).collect::<Result<Vec<_>, _>>();
+        Ok(Preferences::from_stored(categories.map_err(corrupt)?))
+    }
+
+    async fn set_preferences(&self, receiver: &ReceiverRef, prefs: &Preferences) -> PortResult<()> {
+        let now = Utc::now();
+        let mut tx = self.write().await?;
+        let (kind, id) = (receiver.kind.as_str(), receiver.id.as_str());
+        // Locked to commit: two changes of one receiver's preferences take turns.
+        let before: Vec<String> =
+            sqlx::query_scalar("SELECT category FROM receiver_preferences WHERE kind = ? AND id = ? FOR UPDATE")
+                .bind(kind)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+        let before = before.iter().map(|c| Category::parse("category", c)).collect::<Result<Vec<_>, _>>();
+        let opted_in = prefs.opted_in_since(&Preferences::from_stored(before.map_err(corrupt)?));
+        sqlx::query("DELETE FROM receiver_preferences WHERE kind = ? AND id = ?")
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        for category in prefs.opted_out() {
+            sqlx::query("INSERT IGNORE INTO receiver_preferences (kind, id, category) VALUES (?, ?, ?)")
+                .bind(kind)
+                .bind(id)
+                .bind(category.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        if !opted_in.is_empty() {
+            let stored =
+                sqlx::query("SELECT kind, id, city, `groups`, attributes FROM receivers WHERE kind = ? AND id = ?")
+                    .bind(kind)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            if let Some(row) = stored {
+                let mut broadcasts = late_broadcasts(&mut tx, now).await?;
+                broadcasts.retain(|n| opted_in.contains(&n.content.category));
+                page_late_joiners(&mut tx, &broadcasts, &[receiver_from_row(&row)?], now).await?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn opted_out(
+        &self,
+        kind: ReceiverKind,
+        category: Category,
+        ids: &[ReceiverId],
+    ) -> PortResult<Vec<ReceiverId>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<MySql>::new("SELECT id FROM receiver_preferences WHERE kind = ");
+            qb.push_bind(kind.as_str()).push(" AND category = ").push_bind(category.as_str()).push(" AND id IN ");
+            push_json_values(&mut qb, json_list(chunk.iter().map(ReceiverId::as_str)));
+            for row in qb.build().fetch_all(&self.db).await.map_err(err)? {
+                found.push(ReceiverId::parse("id", row.try_get::<&str, _>("id").map_err(err)?).map_err(corrupt)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn count_opted_out(
+        &self,
+        kind: ReceiverKind,
+        selection: &Selection,
+        category: Category,
+    ) -> PortResult<Vec<(City, u64)>> {
+        let mut qb = QueryBuilder::<MySql>::new(
+            "SELECT r.city, COUNT(*) AS n FROM receiver_preferences p \
+             JOIN receivers r ON r.kind = p.kind AND r.id = p.id",
+        );
+        push_selection(&mut qb, kind, selection, true);
+        qb.push(" AND p.kind = ").push_bind(kind.as_str());
+        qb.push(" AND p.category = ").push_bind(category.as_str());
+        qb.push(" GROUP BY r.city ORDER BY r.city");
+        let rows = qb.build().fetch_all(&self.db).await.map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                let city: String = row.try_get("city").map_err(err)?;
+                let n: i64 = row.try_get("n").map_err(err)?;
+                Ok((City::parse("city", &city).map_err(corrupt)?, n as u64))
+            })
+            .collect()
     }
 }
 
@@ -1059,8 +1199,9 @@ impl SendLedger for MariaDbStore {
             return Ok(false);
         }
         for chunk in plan.chunks(CHUNK) {
-            let mut qb =
-                QueryBuilder::<MySql>::new("INSERT INTO send_tasks (notification_id, city, matched, members) ");
+            let mut qb = QueryBuilder::<MySql>::new(
+                "INSERT INTO send_tasks (notification_id, city, matched, members, opted_out) ",
+            );
             let mut rows = Vec::with_capacity(chunk.len());
             for p in chunk {
                 let members = p
@@ -1075,7 +1216,8 @@ impl SendLedger for MariaDbStore {
                 row.push_bind(id.as_str().to_owned())
                     .push_bind(p.city.as_str().to_owned())
                     .push_bind(p.matched as i64)
-                    .push_bind(members);
+                    .push_bind(members)
+                    .push_bind(p.opted_out_at_start() as i64);
             });
             qb.build().execute(&mut *tx).await.map_err(err)?;
         }
@@ -1159,7 +1301,7 @@ impl SendLedger for MariaDbStore {
             "UPDATE send_tasks SET \
                matched = CASE WHEN ? THEN published + ? ELSE matched END, \
                published = published + ?, pages_published = pages_published + ?, \
-               last_receiver = ?, finished = ? \
+               last_receiver = ?, finished = ?, opted_out = opted_out + ? \
              WHERE notification_id = ? AND city = ? AND finished = 0 \
                AND pages_published = ? AND COALESCE(last_receiver, '') = ?",
         )
@@ -1169,6 +1311,7 @@ impl SendLedger for MariaDbStore {
         .bind(pages)
         .bind(step.last_receiver.as_ref().map(|r| r.as_str().to_owned()))
         .bind(step.finished)
+        .bind(step.opted_out as i64)
         .bind(task.notification_id.as_str())
         .bind(task.city.as_str())
         .bind(task.pages_published as i64)
@@ -1367,7 +1510,7 @@ impl SendLedger for MariaDbStore {
         let mut found: HashMap<NotificationId, Vec<CityProgress>> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
             let mut qb = QueryBuilder::<MySql>::new(
-                "SELECT notification_id, city, matched, published, pages_published, pages_delivered, done \
+                "SELECT notification_id, city, matched, published, pages_published, pages_delivered, done, opted_out \
                  FROM send_tasks WHERE notification_id IN ",
             );
             push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
@@ -1382,6 +1525,7 @@ impl SendLedger for MariaDbStore {
                     pages_published: n("pages_published")? as u32,
                     pages_delivered: n("pages_delivered")? as u32,
                     done: row.try_get("done").map_err(err)?,
+                    opted_out: n("opted_out")? as u64,
                 });
             }
         }
