@@ -101,7 +101,11 @@ async fn archiving_hides_a_message_from_the_list_and_counts_of_that_receiver_onl
     assert_eq!(counts(&h, &t2).await, (2, 0, [1, 1, 0]));
     let r = h.app_post(&t1, "/app/v1/inbox/read-all").await;
     assert_eq!(r.body, json!({"marked": 1}), "read-all reads what is listed");
-    assert_eq!(stats(&h, &a).await, json!({"matched": 2, "sent": 2, "read": 0, "read_rate": 0.0, "opted_out": 0}), "stats stay");
+    assert_eq!(
+        stats(&h, &a).await,
+        json!({"matched": 2, "sent": 2, "read": 0, "read_rate": 0.0, "opted_out": 0}),
+        "stats stay"
+    );
     h.stop().await;
 }
 
