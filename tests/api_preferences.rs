@@ -5,9 +5,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Reply, TestHerald};
+use common::{Reply, TestHerald, city};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -28,29 +28,6 @@ fn activity(title: &str, audience: Value, extra: Value) -> Value {
         body["category"] = json!("activity");
     }
     body
-}
-
-/// Waits until the notification reached `sent` receivers with every city done, and checks that
-/// `sent == matched` in total and per city.
-async fn settled(t: &TestHerald, id: &str, sent: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = t.notification_view(id).await;
-        let done = v["cities"].as_array().unwrap().iter().all(|c| c["done"] == true);
-        if done && v["stats"]["sent"] == json!(sent) {
-            assert_eq!(v["stats"]["matched"], json!(sent), "sent == matched: {v}");
-            for c in v["cities"].as_array().unwrap() {
-                assert_eq!(c["matched"], c["sent"], "per city: {v}");
-            }
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never settled at {sent} sent: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn city<'a>(view: &'a Value, name: &str) -> &'a Value {
-    view["cities"].as_array().unwrap().iter().find(|c| c["city"] == name).unwrap_or_else(|| panic!("no {name}: {view}"))
 }
 
 #[tokio::test]
@@ -152,7 +129,7 @@ async fn opted_out_receivers_are_left_out_of_a_broadcast_and_counted_apart() {
     );
 
     let (id, _) = t.send_and_wait(&activity("promo", json!({"all": true}), json!({}))).await;
-    let v = settled(&t, &id, 3).await;
+    let v = t.settled(&id, 3).await;
     assert_eq!(v["stats"]["opted_out"], json!(2), "{v}");
     assert_eq!((city(&v, "sh")["opted_out"].clone(), city(&v, "bj")["opted_out"].clone()), (json!(1), json!(1)), "{v}");
     for (rider, holds) in [("s1", true), ("s2", false), ("s3", true), ("b1", false), ("b2", true)] {
@@ -177,7 +154,7 @@ async fn system_and_force_read_messages_reach_the_opted_out_too() {
     let (system, _) = t.send_and_wait(&TestHerald::notification("system", json!({"all": true}), json!({}))).await;
     let (forced, _) = t.send_and_wait(&activity("must read", json!({"all": true}), json!({"force_read": true}))).await;
     for id in [&system, &forced] {
-        let v = settled(&t, id, 2).await;
+        let v = t.settled(id, 2).await;
         assert_eq!(v["stats"]["opted_out"], json!(0), "{v}");
     }
     let inbox = t.inbox_ids(&t.app_token("rider", "a1")).await;
@@ -196,7 +173,7 @@ async fn an_include_list_leaves_the_opted_out_out_and_counts_them() {
         json!({"category": "announcement"}),
     );
     let (id, _) = t.send_and_wait(&body).await;
-    let v = settled(&t, &id, 2).await;
+    let v = t.settled(&id, 2).await;
     assert_eq!(v["stats"]["opted_out"], json!(1), "{v}");
     assert_eq!(city(&v, "sh")["opted_out"], json!(1), "{v}");
     assert!(!t.inbox_ids(&t.app_token("rider", "d2")).await.contains(&id));
@@ -212,7 +189,7 @@ async fn paging_many_pages_skips_the_opted_out_and_stays_exact() {
         opt_out(&t, &format!("m{i:06}"), &["activity"]).await;
     }
     let (id, _) = t.send_and_wait(&activity("wide", json!({"all": true}), json!({}))).await;
-    let v = settled(&t, &id, 1_000).await;
+    let v = t.settled(&id, 1_000).await;
     assert_eq!(v["stats"]["opted_out"], json!(100), "{v}");
     assert!(!t.inbox_ids(&t.app_token("rider", "m000011")).await.contains(&id));
     assert!(t.inbox_ids(&t.app_token("rider", "m000012")).await.contains(&id));
@@ -232,24 +209,24 @@ async fn opting_back_in_brings_still_valid_messages_of_that_category_back_like_a
         .send_and_wait(&TestHerald::notification("news", json!({"all": true}), json!({"category": "announcement"})))
         .await;
     for id in [&expiring, &promo, &news] {
-        settled(&t, id, 1).await;
+        t.settled(id, 1).await;
     }
     tokio::time::sleep((until - chrono::Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50)).await;
 
     opt_out(&t, "o1", &["announcement"]).await;
-    let v = settled(&t, &promo, 2).await;
+    let v = t.settled(&promo, 2).await;
     assert_eq!(v["stats"]["opted_out"], json!(1), "opted_out is what the send left out: {v}");
     let inbox = t.inbox_ids(&t.app_token("rider", "o1")).await;
     assert_eq!(inbox, vec![promo.clone()], "only the still-valid activity message comes back");
-    settled(&t, &news, 1).await;
+    t.settled(&news, 1).await;
     let e = t.notification_view(&expiring).await;
     assert_eq!(e["stats"]["sent"], json!(1), "{e}");
 
     // Opting in again to what it already holds adds nothing and counts nothing twice.
     opt_out(&t, "o1", &["activity"]).await;
     opt_out(&t, "o1", &[]).await;
-    settled(&t, &promo, 2).await;
-    settled(&t, &news, 2).await;
+    t.settled(&promo, 2).await;
+    t.settled(&news, 2).await;
     t.stop().await;
 }
 
@@ -261,8 +238,8 @@ async fn a_late_joiner_who_opted_out_does_not_get_that_category_late() {
     let (system, _) = t.send_and_wait(&TestHerald::notification("system", json!({"cities": ["bj"]}), json!({}))).await;
     opt_out(&t, "l1", &["activity"]).await;
     t.receivers(&[("rider", "l1", "bj", &[])]).await;
-    settled(&t, &system, 1).await;
-    settled(&t, &promo, 0).await;
+    t.settled(&system, 1).await;
+    t.settled(&promo, 0).await;
     assert_eq!(t.inbox_ids(&t.app_token("rider", "l1")).await, vec![system.clone()]);
     t.stop().await;
 }

@@ -5,37 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestHerald;
+use common::{TestHerald, city};
 use herald_domain::NotificationId;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Pages written for a notification so far (every city's), straight from the ledger.
 async fn pages(t: &TestHerald, id: &str) -> u32 {
     let progress = t.ports().ledger.progress(&NotificationId::parse("", id).unwrap()).await.unwrap();
     progress.iter().map(|p| p.pages_published).sum()
-}
-
-/// Waits until the notification reached `sent` receivers with every city done, and checks that
-/// `sent == matched` in total and per city.
-async fn settled(t: &TestHerald, id: &str, sent: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = t.notification_view(id).await;
-        let done = v["cities"].as_array().unwrap().iter().all(|c| c["done"] == true);
-        if done && v["stats"]["sent"] == json!(sent) {
-            assert_eq!(v["stats"]["matched"], json!(sent), "sent == matched: {v}");
-            for c in v["cities"].as_array().unwrap() {
-                assert_eq!(c["matched"], c["sent"], "per city: {v}");
-            }
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never settled at {sent} sent: {v}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn city<'a>(view: &'a Value, name: &str) -> &'a Value {
-    view["cities"].as_array().unwrap().iter().find(|c| c["city"] == name).unwrap_or_else(|| panic!("no {name}: {view}"))
 }
 
 #[tokio::test]
@@ -45,7 +22,7 @@ async fn a_receiver_created_after_a_broadcast_was_sent_gets_it_and_is_counted() 
     let (id, _) = t.send_and_wait(&TestHerald::notification("for all", json!({"all": true}), json!({}))).await;
 
     t.receivers(&[("rider", "n1", "bj", &[])]).await;
-    let v = settled(&t, &id, 3).await;
+    let v = t.settled(&id, 3).await;
     assert_eq!(v["status"], "sent", "a sent notification stays sent: {v}");
     assert_eq!((city(&v, "bj")["matched"].clone(), city(&v, "bj")["sent"].clone()), (json!(1), json!(1)), "{v}");
     assert!(t.inbox_ids(&t.app_token("rider", "n1")).await.contains(&id));
@@ -53,7 +30,7 @@ async fn a_receiver_created_after_a_broadcast_was_sent_gets_it_and_is_counted() 
     let before = pages(&t, &id).await;
     t.receivers(&[("rider", "n1", "bj", &[]), ("rider", "a1", "sh", &[])]).await;
     assert_eq!(pages(&t, &id).await, before, "re-upserting unchanged receivers writes no page");
-    settled(&t, &id, 3).await;
+    t.settled(&id, 3).await;
     t.stop().await;
 }
 
@@ -66,12 +43,12 @@ async fn a_receiver_moving_into_a_targeted_city_or_joining_a_group_gets_it() {
     assert_eq!(v["stats"]["matched"], json!(0), "nobody was vip: {v}");
 
     t.receivers(&[("rider", "m1", "bj", &[])]).await;
-    let v = settled(&t, &in_bj, 2).await;
+    let v = t.settled(&in_bj, 2).await;
     assert_eq!(city(&v, "bj")["sent"], json!(2), "{v}");
     assert!(t.inbox_ids(&t.app_token("rider", "m1")).await.contains(&in_bj));
 
     t.receivers(&[("rider", "g1", "sh", &["vip"])]).await;
-    settled(&t, &vip, 1).await;
+    t.settled(&vip, 1).await;
     let g1 = t.app_token("rider", "g1");
     assert!(t.inbox_ids(&g1).await.contains(&vip));
     assert!(!t.inbox_ids(&g1).await.contains(&in_bj), "g1 is not in bj");
@@ -81,7 +58,7 @@ async fn a_receiver_moving_into_a_targeted_city_or_joining_a_group_gets_it() {
     t.receivers(&[("rider", "g1", "sh", &[])]).await;
     assert_eq!(pages(&t, &vip).await, before);
     assert!(t.inbox_ids(&g1).await.contains(&vip));
-    settled(&t, &vip, 1).await;
+    t.settled(&vip, 1).await;
     t.stop().await;
 }
 
@@ -111,7 +88,7 @@ async fn expired_revoked_and_include_list_notifications_are_not_delivered_late()
         assert_eq!(pages(&t, id).await, *pages_before, "no late page for {id}");
     }
     assert!(pages(&t, &valid).await > before[3], "the valid broadcast is paged to them");
-    let v = settled(&t, &valid, 2).await;
+    let v = t.settled(&valid, 2).await;
     assert_eq!((city(&v, "sh")["sent"].clone(), city(&v, "bj")["sent"].clone()), (json!(2), json!(0)), "{v}");
     let inbox = t.inbox_ids(&t.app_token("rider", "y1")).await;
     assert_eq!(inbox, vec![valid.clone()]);
@@ -134,7 +111,7 @@ async fn a_receiver_joining_behind_the_cursor_of_a_send_in_progress_gets_it() {
     }
     // Behind b's cursor (r000000 < r000000a < r000001), and in a city the send has no task for.
     t.receivers(&[("rider", "r000000a", "b", &[]), ("rider", "z1", "c", &[])]).await;
-    let v = settled(&t, &id, 2002).await;
+    let v = t.settled(&id, 2002).await;
     assert_eq!((city(&v, "b")["sent"].clone(), city(&v, "c")["sent"].clone()), (json!(2001), json!(1)), "{v}");
     t.stop().await;
 }

@@ -551,6 +551,25 @@ impl TestHerald {
         r.body
     }
 
+    /// Polls until every city of the notification is done with `sent` delivered in all, then
+    /// checks `sent == matched`, in total and per city (panics after 30 s).
+    pub async fn settled(&self, id: &str, sent: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.notification_view(id).await;
+            let done = v["cities"].as_array().unwrap().iter().all(|c| c["done"] == true);
+            if done && v["stats"]["sent"] == json!(sent) {
+                assert_eq!(v["stats"]["matched"], json!(sent), "sent == matched: {v}");
+                for c in v["cities"].as_array().unwrap() {
+                    assert_eq!(c["matched"], c["sent"], "per city: {v}");
+                }
+                return v;
+            }
+            assert!(Instant::now() < deadline, "never settled at {sent} sent: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls until the notification reaches `status` (panics after 60 s).
     pub async fn wait_status(&self, id: &str, status: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -673,4 +692,9 @@ impl TestHerald {
         assert!(content_type.starts_with("text/event-stream"), "{content_type}");
         Ok(EventStream { response, buffer: String::new(), comments: 0, ended: false })
     }
+}
+
+/// The city `name` in a notification view's `cities`.
+pub fn city<'a>(view: &'a Value, name: &str) -> &'a Value {
+    view["cities"].as_array().unwrap().iter().find(|c| c["city"] == name).unwrap_or_else(|| panic!("no {name}: {view}"))
 }
