@@ -139,6 +139,11 @@ pub enum Category {
 impl Category {
     pub const ALL: [Category; 3] = [Category::System, Category::Activity, Category::Announcement];
 
+    /// Its place in `ALL`: a slot per category in counts, a small code in stores.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::System => "system",
@@ -318,6 +323,13 @@ pub struct HistoryEntry {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_category_index_is_its_place_in_all() {
+        for (i, category) in Category::ALL.into_iter().enumerate() {
+            assert_eq!(category.index(), i);
+        }
+    }
 
     #[test]
     fn validity_window_rejects_inverted_and_contains_half_open() {

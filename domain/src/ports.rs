@@ -487,16 +487,12 @@ pub struct UnreadCount {
 pub struct ByCategory([u64; Category::ALL.len()]);
 
 impl ByCategory {
-    fn slot(category: Category) -> usize {
-        Category::ALL.iter().position(|c| *c == category).expect("every category is in ALL")
-    }
-
     pub fn get(&self, category: Category) -> u64 {
-        self.0[Self::slot(category)]
+        self.0[category.index()]
     }
 
     pub fn add(&mut self, category: Category, n: u64) {
-        self.0[Self::slot(category)] += n;
+        self.0[category.index()] += n;
     }
 
     /// Every category with its count, in `Category::ALL`'s order.

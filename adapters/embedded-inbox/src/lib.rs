@@ -28,7 +28,7 @@ pub use config::EmbeddedInboxConfig;
 pub use raw::raw_write_seconds;
 
 const BACKEND: &str = "embedded inbox";
-static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql"))];
+static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql")), (2, include_str!("category_codes.sql"))];
 
 fn err(e: sqlx::Error) -> PortError {
     PortError::new(BACKEND, e)
@@ -169,7 +169,7 @@ async fn before_delivery(
     tx: &mut Transaction<'static, Sqlite>,
     key: &PageKey,
 ) -> PortResult<(Option<u64>, bool, Option<Stored>)> {
-    type Row = (Option<i64>, bool, Option<String>, Option<bool>, Option<i64>, Option<i64>, Option<bool>);
+    type Row = (Option<i64>, bool, Option<i64>, Option<bool>, Option<i64>, Option<i64>, Option<bool>);
     let (added, withheld, category, pinned, sent_ms, seq, archived): Row = sqlx::query_as(
         "SELECT (SELECT added FROM pages WHERE notification_id = ?1 AND city = ?2 AND page_no = ?3), \
                     EXISTS (SELECT 1 FROM withheld WHERE notification_id = ?1), n.category, n.pinned, n.sent_ms, n.seq, n.archived \
@@ -182,13 +182,9 @@ async fn before_delivery(
     .await
     .map_err(err)?;
     let stored = match (category, pinned, sent_ms, seq) {
-        (Some(category), Some(pinned), Some(sent_ms), Some(seq)) => Some(Stored {
-            category: category_of(&category)?,
-            pinned,
-            sent_ms,
-            seq,
-            archived: archived.unwrap_or(false),
-        }),
+        (Some(category), Some(pinned), Some(sent_ms), Some(seq)) => {
+            Some(Stored { category: category_of(category)?, pinned, sent_ms, seq, archived: archived.unwrap_or(false) })
+        }
         _ => None,
     };
     Ok((added.map(|a| a as u64), withheld, stored))
@@ -206,7 +202,7 @@ async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, m
          valid_until_ms, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.as_str())
-    .bind(meta.category.as_str())
+    .bind(code_of(meta.category))
     .bind(meta.pinned)
     .bind(meta.force_read)
     .bind(meta.sent_at_ms)
@@ -219,9 +215,17 @@ async fn keep_meta(tx: &mut Transaction<'static, Sqlite>, id: &NotificationId, m
     Ok(Stored { category: meta.category, pinned: meta.pinned, sent_ms: meta.sent_at_ms, seq, archived: false })
 }
 
-/// A category as the store keeps it (its name).
-fn category_of(raw: &str) -> PortResult<Category> {
-    Category::parse("category", raw).map_err(|e| PortError::new(BACKEND, e))
+/// A category as the store keeps it: its place in `Category::ALL` (see category_codes.sql).
+fn code_of(category: Category) -> i64 {
+    category.index() as i64
+}
+
+/// The category a stored code stands for.
+fn category_of(code: i64) -> PortResult<Category> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| Category::ALL.get(i).copied())
+        .ok_or_else(|| PortError::new(BACKEND, format!("unknown category code {code}")))
 }
 
 fn entry_from_row(row: &SqliteRow) -> PortResult<InboxEntry> {
@@ -280,7 +284,7 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
     for (receiver, entries) in &over {
         let excess = entries - cap.after_trim() as i64;
         // Pinned entries and unread force-read ones are kept while they can still be shown.
-        let victims: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
+        let victims: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
             "SELECT e.rank, e.sent_ms, e.notification_id, \
                     CASE WHEN w.notification_id IS NOT NULL OR n.valid_until_ms <= ?2 THEN 0 \
                          WHEN e.read = 1 OR e.rank = -1 THEN 1 ELSE 2 END AS class, e.category \
@@ -301,7 +305,7 @@ async fn trim(tx: &mut Transaction<'static, Sqlite>, due: &[String], cap: InboxC
         let mut qb = QueryBuilder::<Sqlite>::new("DELETE FROM entries WHERE receiver = ");
         qb.push_bind(receiver.as_str()).push(" AND (category, rank, sent_ms, notification_id) IN (");
         qb.push_values(&victims, |mut row, (rank, sent_ms, id, _, category)| {
-            row.push_bind(category.as_str()).push_bind(*rank).push_bind(*sent_ms).push_bind(id.as_str());
+            row.push_bind(*category).push_bind(*rank).push_bind(*sent_ms).push_bind(id.as_str());
         });
         qb.push(")");
         qb.build().execute(&mut **tx).await.map_err(err)?;
@@ -363,7 +367,7 @@ async fn deliver_in(
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
             );
-            qb.push_bind(category.as_str())
+            qb.push_bind(code_of(category))
                 .push(", ")
                 .push_bind(i64::from(pinned))
                 .push(", ")
@@ -385,7 +389,7 @@ async fn deliver_in(
             // would not see them.
             if pinned || archived {
                 qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
-                    .push_bind(category.as_str())
+                    .push_bind(code_of(category))
                     .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
                     .push_bind(sent_ms)
                     .push(" AND r.notification_id = ")
@@ -541,14 +545,14 @@ impl InboxStore for EmbeddedInbox {
             .bind(id)
             .bind(limit as i64);
         for category in &categories {
-            query = query.bind(category.as_str());
+            query = query.bind(code_of(*category));
         }
         let rows = query.fetch_all(&self.db.read).await.map_err(err)?;
         entries_from_rows(&rows)
     }
 
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(concat!(
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(concat!(
             "SELECT e.category, COUNT(*), COALESCE(SUM(n.force_read), 0) ",
             "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ",
             "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND ",
@@ -564,7 +568,7 @@ impl InboxStore for EmbeddedInbox {
         for (category, unread, force_read) in rows {
             count.unread += unread as u64;
             count.force_read += force_read as u64;
-            count.by_category.add(category_of(&category)?, unread as u64);
+            count.by_category.add(category_of(category)?, unread as u64);
         }
         Ok(count)
     }
@@ -810,6 +814,55 @@ impl InboxStore for EmbeddedInbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_store_that_kept_category_names_keeps_its_entries_under_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EmbeddedInboxConfig::in_data_dir(dir.path(), InboxCap::default());
+        // A store as migration 1 left it: categories by name.
+        let old = sqlite::open(&config.path, &MIGRATIONS[..1]).await.unwrap();
+        let ids: Vec<NotificationId> = (0..3).map(|_| NotificationId::generate()).collect();
+        for (seq, (id, name)) in ids.iter().zip(["system", "activity", "announcement"]).enumerate() {
+            let sent_ms = 1_000 + seq as i64;
+            sqlx::query(
+                "INSERT INTO notifications (notification_id, category, pinned, force_read, sent_ms, seq) \
+                 VALUES (?, ?, 0, 0, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(name)
+            .bind(sent_ms)
+            .bind(seq as i64 + 1)
+            .execute(old.writer())
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) \
+                 VALUES ('rider:r1', ?, 0, ?, ?, ?)",
+            )
+            .bind(name)
+            .bind(sent_ms)
+            .bind(id.as_str())
+            .bind(seq as i64 + 1)
+            .execute(old.writer())
+            .await
+            .unwrap();
+        }
+        old.read.close().await;
+        old.writer().close().await;
+
+        let inbox = EmbeddedInbox::open(&config).await.unwrap();
+        let rider =
+            ReceiverRef { kind: herald_domain::ReceiverKind::Rider, id: ReceiverId::parse("id", "r1").unwrap() };
+        let listed = inbox.page(&rider, Utc::now(), None, 10, None).await.unwrap();
+        let listed: Vec<_> = listed.iter().map(|e| (e.notification_id.clone(), e.category)).collect();
+        let newest_first: Vec<_> = ids.iter().cloned().zip(Category::ALL).rev().collect();
+        assert_eq!(listed, newest_first);
+        let count = inbox.unread_count(&rider, Utc::now()).await.unwrap();
+        assert_eq!(count.by_category.iter().collect::<Vec<_>>(), Category::ALL.map(|c| (c, 1)).to_vec());
+        let tab = inbox.page(&rider, Utc::now(), None, 10, Some(Category::Announcement)).await.unwrap();
+        assert_eq!(tab.len(), 1);
+        assert_eq!(inbox.mark_read(&rider, &ids[1..2]).await.unwrap(), ids[1..2].to_vec(), "keys still found");
+    }
 
     #[test]
     fn every_inbox_is_due_once_in_each_run_of_cap_over_20_notifications() {

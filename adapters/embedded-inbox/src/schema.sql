@@ -1,6 +1,7 @@
 -- The embedded inbox store: one entry per (receiver, notification), what the inbox needs of each
 -- notification, per-notification counters, and where the cap trimmed an inbox.
 -- A projection of the SQL truth, like the Redis adapter's keys; it can be rebuilt from SQL.
+-- Migration 2 (category_codes.sql) keeps each category as an integer code instead of its name.
 
 -- What the store keeps of each notification delivered (`EntryMeta`), written by its first page and
 -- never changed: it orders entries and answers the validity window without the SQL truth.
