@@ -13,24 +13,6 @@ use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn all() -> Value {
-    json!({"all": true})
-}
-
-async fn herald_with_riders(ids: &[&str]) -> TestHerald {
-    let h = TestHerald::spawn().await;
-    let list: Vec<(&str, &str, &str, &[&str])> = ids.iter().map(|id| ("rider", *id, "shanghai", &[][..])).collect();
-    h.receivers(&list).await;
-    h
-}
-
-/// Sends to every rider, waits until sent, and leaves a few ms so the next one gets a later sent time.
-async fn send(h: &TestHerald, title: &str, extra: Value) -> String {
-    let (id, _) = h.send_and_wait(&TestHerald::notification(title, all(), extra)).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    id
-}
-
 async fn archive(h: &TestHerald, token: &str, id: &str) -> Reply {
     h.app_post(token, &format!("/app/v1/inbox/{id}/archive")).await
 }
@@ -82,9 +64,9 @@ async fn stats(h: &TestHerald, id: &str) -> Value {
 
 #[tokio::test]
 async fn archiving_hides_a_message_from_the_list_and_counts_of_that_receiver_only() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
-    let a = send(&h, "a", json!({"category": "activity"})).await;
-    let b = send(&h, "b", json!({})).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
+    let a = h.send_to_all("a", json!({"category": "activity"})).await;
+    let b = h.send_to_all("b", json!({})).await;
     let (t1, t2) = (h.app_token("rider", "r1"), h.app_token("rider", "r2"));
 
     for _ in 0..2 {
@@ -111,9 +93,9 @@ async fn archiving_hides_a_message_from_the_list_and_counts_of_that_receiver_onl
 
 #[tokio::test]
 async fn unarchiving_puts_a_message_back_in_its_place_with_its_read_flag() {
-    let h = herald_with_riders(&["r1"]).await;
-    let pinned = send(&h, "pinned", json!({"pinned": true})).await;
-    let plain = send(&h, "plain", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let pinned = h.send_to_all("pinned", json!({"pinned": true})).await;
+    let plain = h.send_to_all("plain", json!({})).await;
     let t = h.app_token("rider", "r1");
     assert_eq!(listed(&h, &t, "").await, vec![pinned.clone(), plain.clone()]);
 
@@ -139,9 +121,9 @@ async fn unarchiving_puts_a_message_back_in_its_place_with_its_read_flag() {
 
 #[tokio::test]
 async fn sync_reports_an_archive_and_an_unarchive_so_other_devices_follow() {
-    let h = herald_with_riders(&["r1"]).await;
-    let a = send(&h, "a", json!({})).await;
-    let b = send(&h, "b", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let a = h.send_to_all("a", json!({})).await;
+    let b = h.send_to_all("b", json!({})).await;
     let t = h.app_token("rider", "r1");
     let phone = h.sync(&t, None).await;
     assert!(phone["items"].as_array().unwrap().iter().all(|i| i["archived"] == false), "{phone}");
@@ -170,8 +152,8 @@ async fn sync_reports_an_archive_and_an_unarchive_so_other_devices_follow() {
 
 #[tokio::test]
 async fn an_unread_force_read_message_cannot_be_archived_409_naming_the_rule() {
-    let h = herald_with_riders(&["r1"]).await;
-    let must = send(&h, "must read", json!({"force_read": true})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let must = h.send_to_all("must read", json!({"force_read": true})).await;
     let t = h.app_token("rider", "r1");
     let r = archive(&h, &t, &must).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
@@ -188,7 +170,7 @@ async fn an_unread_force_read_message_cannot_be_archived_409_naming_the_rule() {
 
 #[tokio::test]
 async fn archiving_a_message_not_in_my_inbox_is_404() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
     let (only_r1, _) =
         h.send_and_wait(&TestHerald::notification("for r1", json!({"include": ["r1"]}), json!({}))).await;
     let t2 = h.app_token("rider", "r2");
@@ -210,11 +192,11 @@ async fn archiving_a_message_not_in_my_inbox_is_404() {
 
 #[tokio::test]
 async fn archive_all_clears_the_inbox_but_skips_unread_force_read_messages() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
-    let a = send(&h, "a", json!({})).await;
-    let pinned = send(&h, "pinned", json!({"pinned": true, "category": "activity"})).await;
-    let must = send(&h, "must", json!({"force_read": true})).await;
-    let read_must = send(&h, "read must", json!({"force_read": true, "category": "announcement"})).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
+    let a = h.send_to_all("a", json!({})).await;
+    let pinned = h.send_to_all("pinned", json!({"pinned": true, "category": "activity"})).await;
+    let must = h.send_to_all("must", json!({"force_read": true})).await;
+    let read_must = h.send_to_all("read must", json!({"force_read": true, "category": "announcement"})).await;
     let t = h.app_token("rider", "r1");
     assert_eq!(read(&h, &t, &read_must).await.status, StatusCode::NO_CONTENT);
     assert_eq!(read(&h, &t, &a).await.status, StatusCode::NO_CONTENT);
@@ -242,12 +224,12 @@ async fn archive_all_clears_the_inbox_but_skips_unread_force_read_messages() {
 
 #[tokio::test]
 async fn archive_all_takes_only_read_messages_or_one_category_when_asked() {
-    let h = herald_with_riders(&["r1"]).await;
-    let sys_read = send(&h, "sys read", json!({})).await;
-    let sys = send(&h, "sys", json!({})).await;
-    let act_read = send(&h, "act read", json!({"category": "activity"})).await;
-    let act = send(&h, "act", json!({"category": "activity"})).await;
-    let ann = send(&h, "ann", json!({"category": "announcement"})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let sys_read = h.send_to_all("sys read", json!({})).await;
+    let sys = h.send_to_all("sys", json!({})).await;
+    let act_read = h.send_to_all("act read", json!({"category": "activity"})).await;
+    let act = h.send_to_all("act", json!({"category": "activity"})).await;
+    let ann = h.send_to_all("ann", json!({"category": "announcement"})).await;
     let t = h.app_token("rider", "r1");
     for id in [&sys_read, &act_read] {
         assert_eq!(read(&h, &t, id).await.status, StatusCode::NO_CONTENT);
@@ -269,8 +251,8 @@ async fn archive_all_takes_only_read_messages_or_one_category_when_asked() {
 
 #[tokio::test]
 async fn archive_all_with_a_bad_parameter_is_4xx_naming_it() {
-    let h = herald_with_riders(&["r1"]).await;
-    let a = send(&h, "a", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let a = h.send_to_all("a", json!({})).await;
     let t = h.app_token("rider", "r1");
     for (query, status, field) in [
         ("?read_only=yes", StatusCode::UNPROCESSABLE_ENTITY, "read_only"),
@@ -290,7 +272,7 @@ async fn archive_all_with_a_bad_parameter_is_4xx_naming_it() {
 async fn an_archive_hints_the_receivers_other_devices() {
     let h = TestHerald::spawn_with(|s| s.streams.max_age = Duration::from_secs(60)).await;
     h.receivers(&[("rider", "r1", "shanghai", &[])]).await;
-    let a = send(&h, "a", json!({})).await;
+    let a = h.send_to_all("a", json!({})).await;
     let t = h.app_token("rider", "r1");
     let soon = Duration::from_secs(10);
     let mut phone = h.events("/app/v1/inbox/events", &t, None).await.expect("stream opens");

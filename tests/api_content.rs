@@ -16,10 +16,6 @@ use herald_domain::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn all() -> Value {
-    json!({"all": true})
-}
-
 fn items(reply: &Reply) -> &Vec<Value> {
     reply.body["items"].as_array().expect("items array")
 }
@@ -39,7 +35,7 @@ async fn synced(h: &TestHerald, token: &str, id: &str) -> Value {
 }
 
 async fn refused(h: &TestHerald, extra: Value) -> Reply {
-    let r = h.admin_post("/admin/v1/notifications", &TestHerald::notification("t", all(), extra)).await;
+    let r = h.admin_post("/admin/v1/notifications", &TestHerald::notification("t", everyone(), extra)).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     assert_eq!(r.code(), Some("invalid_field"), "{:?}", r.body);
     r
@@ -72,7 +68,7 @@ fn assert_rich(item: &Value) {
 async fn image_and_actions_are_in_every_inbox_read_and_the_console_view() {
     let h = TestHerald::spawn().await;
     h.receivers(&[("rider", "r1", "shanghai", &[])]).await;
-    let (id, view) = h.send_and_wait(&TestHerald::notification("Promo", all(), rich())).await;
+    let (id, view) = h.send_and_wait(&TestHerald::notification("Promo", everyone(), rich())).await;
     assert_rich(&view);
     let token = h.app_token("rider", "r1");
     assert_rich(&listed(&h, &token, &id).await);
@@ -86,7 +82,7 @@ async fn image_and_actions_are_in_every_inbox_read_and_the_console_view() {
 async fn a_plain_notification_has_no_image_and_no_actions() {
     let h = TestHerald::spawn().await;
     h.receivers(&[("rider", "r1", "shanghai", &[])]).await;
-    let (id, view) = h.send_and_wait(&TestHerald::notification("Plain", all(), json!({}))).await;
+    let (id, view) = h.send_and_wait(&TestHerald::notification("Plain", everyone(), json!({}))).await;
     assert!(view.get("image").is_none() && view["actions"] == json!([]), "{view}");
     let item = listed(&h, &h.app_token("rider", "r1"), &id).await;
     assert!(item.get("image").is_none(), "{item}");
@@ -134,7 +130,7 @@ async fn deep_links_take_the_schemes_the_setting_names() {
     let r = refused(&h, json!({"actions": [{"kind": "deep_link", "target": "herald://orders/1"}]})).await;
     assert_eq!(r.field(), Some("actions[0].target"), "{:?}", r.body);
     let link = json!({"actions": [{"kind": "deep_link", "target": "courier://orders/1"}]});
-    h.create(&TestHerald::notification("t", all(), link)).await;
+    h.create(&TestHerald::notification("t", everyone(), link)).await;
 }
 
 /// Riders with attributes: r1 and r2 through the batch endpoint, r3 through the CSV import.
@@ -164,7 +160,7 @@ fn templated() -> Value {
 async fn placeholders_are_filled_per_receiver_in_list_sync_and_force_read() {
     let h = TestHerald::spawn().await;
     riders_with_attributes(&h).await;
-    let (id, view) = h.send_and_wait(&TestHerald::notification("t", all(), templated())).await;
+    let (id, view) = h.send_and_wait(&TestHerald::notification("t", everyone(), templated())).await;
     assert_eq!(view["title"], "{{receiver.attr.name}}, your level", "the console sees the template");
     for (rider, title, body) in [
         ("r1", "小王, your level", "r1 in shanghai: level 3."),
@@ -184,7 +180,7 @@ async fn placeholders_are_filled_per_receiver_in_list_sync_and_force_read() {
 async fn placeholders_follow_the_receivers_current_attributes() {
     let h = TestHerald::spawn().await;
     riders_with_attributes(&h).await;
-    let (id, _) = h.send_and_wait(&TestHerald::notification("t", all(), templated())).await;
+    let (id, _) = h.send_and_wait(&TestHerald::notification("t", everyone(), templated())).await;
     let token = h.app_token("rider", "r2");
     assert_eq!(listed(&h, &token, &id).await["title"], "Li, your level");
     let update = json!([{"kind": "rider", "id": "r2", "city": "beijing", "attributes": {"name": "Li Wei"}}]);
@@ -336,7 +332,7 @@ async fn a_read_looks_the_receiver_up_once_and_only_when_a_message_has_placehold
     riders_with_attributes(&h).await;
     let token = h.app_token("rider", "r1");
     for i in 0..3 {
-        h.send_and_wait(&TestHerald::notification(&format!("plain {i}"), all(), json!({}))).await;
+        h.send_and_wait(&TestHerald::notification(&format!("plain {i}"), everyone(), json!({}))).await;
     }
     let before = lookups.load(Ordering::SeqCst);
     let page = h.app_get(&token, "/app/v1/inbox?limit=50").await;
@@ -344,7 +340,7 @@ async fn a_read_looks_the_receiver_up_once_and_only_when_a_message_has_placehold
     assert_eq!(lookups.load(Ordering::SeqCst), before, "no placeholder: no lookup");
 
     for _ in 0..5 {
-        h.send_and_wait(&TestHerald::notification("t", all(), templated())).await;
+        h.send_and_wait(&TestHerald::notification("t", everyone(), templated())).await;
     }
     let before = lookups.load(Ordering::SeqCst);
     let page = h.app_get(&token, "/app/v1/inbox?limit=50").await;

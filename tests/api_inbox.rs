@@ -13,26 +13,6 @@ use herald_domain::{ReceiverId, ReceiverKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-fn all() -> Value {
-    json!({"all": true})
-}
-
-/// A Herald with the given riders, all in shanghai.
-async fn herald_with_riders(ids: &[&str]) -> TestHerald {
-    let h = TestHerald::spawn().await;
-    let list: Vec<(&str, &str, &str, &[&str])> = ids.iter().map(|id| ("rider", *id, "shanghai", &[][..])).collect();
-    h.receivers(&list).await;
-    h
-}
-
-/// Sends a notification to every rider, waits until sent, and leaves a few ms so the next one
-/// gets a later sent time.
-async fn send(h: &TestHerald, title: &str, extra: Value) -> String {
-    let (id, _) = h.send_and_wait(&TestHerald::notification(title, all(), extra)).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    id
-}
-
 fn ids_of(items: &Value) -> Vec<String> {
     items.as_array().expect("items array").iter().map(|i| i["id"].as_str().expect("id").to_string()).collect()
 }
@@ -69,11 +49,11 @@ async fn stats(h: &TestHerald, id: &str) -> Value {
 
 #[tokio::test]
 async fn list_puts_pinned_unread_first_then_newest_and_shows_every_field() {
-    let h = herald_with_riders(&["r1"]).await;
-    let a = send(&h, "a plain", json!({})).await;
-    let b = send(&h, "b pinned", json!({"pinned": true, "category": "activity"})).await;
-    let c = send(&h, "c plain", json!({})).await;
-    let d = send(&h, "d pinned", json!({"pinned": true})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let a = h.send_to_all("a plain", json!({})).await;
+    let b = h.send_to_all("b pinned", json!({"pinned": true, "category": "activity"})).await;
+    let c = h.send_to_all("c plain", json!({})).await;
+    let d = h.send_to_all("d pinned", json!({"pinned": true})).await;
     let t = h.app_token("rider", "r1");
 
     let r = list(&h, &t, "").await;
@@ -105,11 +85,11 @@ async fn list_puts_pinned_unread_first_then_newest_and_shows_every_field() {
 
 #[tokio::test]
 async fn a_read_pinned_message_drops_out_of_the_pinned_group() {
-    let h = herald_with_riders(&["r1"]).await;
-    let old_pinned = send(&h, "old pinned", json!({"pinned": true})).await;
-    let mid = send(&h, "mid", json!({})).await;
-    let new_pinned = send(&h, "new pinned", json!({"pinned": true})).await;
-    let newest = send(&h, "newest", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let old_pinned = h.send_to_all("old pinned", json!({"pinned": true})).await;
+    let mid = h.send_to_all("mid", json!({})).await;
+    let new_pinned = h.send_to_all("new pinned", json!({"pinned": true})).await;
+    let newest = h.send_to_all("newest", json!({})).await;
     let t = h.app_token("rider", "r1");
 
     assert_eq!(h.inbox_ids(&t).await, vec![new_pinned.clone(), old_pinned.clone(), newest.clone(), mid.clone()]);
@@ -127,10 +107,10 @@ async fn a_read_pinned_message_drops_out_of_the_pinned_group() {
 
 #[tokio::test]
 async fn cursor_pages_seven_messages_by_three_without_gaps_or_repeats() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let mut sent = Vec::new();
     for i in 0..7 {
-        sent.push(send(&h, &format!("m{i}"), json!({"pinned": i == 2})).await);
+        sent.push(h.send_to_all(&format!("m{i}"), json!({"pinned": i == 2})).await);
     }
     let t = h.app_token("rider", "r1");
     // pinned m2 first, then newest first
@@ -161,17 +141,17 @@ async fn cursor_pages_seven_messages_by_three_without_gaps_or_repeats() {
 
 #[tokio::test]
 async fn paging_stays_whole_when_a_message_arrives_between_pages() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let mut sent = Vec::new();
     for i in 0..5 {
-        sent.push(send(&h, &format!("m{i}"), json!({})).await);
+        sent.push(h.send_to_all(&format!("m{i}"), json!({})).await);
     }
     let t = h.app_token("rider", "r1");
     let first = list(&h, &t, "?limit=2").await;
     assert_eq!(ids_of(&first.body["items"]), vec![sent[4].clone(), sent[3].clone()]);
     let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
 
-    let newer = send(&h, "newer", json!({})).await;
+    let newer = h.send_to_all("newer", json!({})).await;
     // the message the cursor points at is revoked: the next page still starts right after it
     let r = h.admin_post(&format!("/admin/v1/notifications/{}/revoke", sent[3]), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -184,10 +164,10 @@ async fn paging_stays_whole_when_a_message_arrives_between_pages() {
 
 #[tokio::test]
 async fn limit_defaults_to_twenty_and_accepts_one_to_fifty() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let mut sent = Vec::new();
     for i in 0..21 {
-        sent.push(send(&h, &format!("m{i}"), json!({})).await);
+        sent.push(h.send_to_all(&format!("m{i}"), json!({})).await);
     }
     let t = h.app_token("rider", "r1");
     let r = list(&h, &t, "").await;
@@ -207,8 +187,8 @@ async fn limit_defaults_to_twenty_and_accepts_one_to_fifty() {
 
 #[tokio::test]
 async fn bad_limit_cursor_or_since_is_422_naming_the_field() {
-    let h = herald_with_riders(&["r1"]).await;
-    send(&h, "one", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    h.send_to_all("one", json!({})).await;
     let t = h.app_token("rider", "r1");
     for bad in ["0", "51", "-1", "abc", "2.5", "1000000000000000000000"] {
         let r = h.app_get(&t, &format!("/app/v1/inbox?limit={bad}")).await;
@@ -247,18 +227,21 @@ async fn bad_limit_cursor_or_since_is_422_naming_the_field() {
 
 #[tokio::test]
 async fn messages_outside_their_validity_window_are_hidden_everywhere() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let now = Utc::now();
     let hour = chrono::Duration::hours(1);
     // Herald refuses an already-expired notification, so this one expires just after it is sent.
     let expires = now + chrono::Duration::milliseconds(1200);
-    let expired = send(&h, "expired", json!({"valid_until": expires.to_rfc3339(), "force_read": true})).await;
-    let future = send(&h, "future", json!({"valid_from": (now + hour).to_rfc3339(), "force_read": true})).await;
-    let permanent = send(&h, "permanent", json!({})).await;
+    let expired = h.send_to_all("expired", json!({"valid_until": expires.to_rfc3339(), "force_read": true})).await;
+    let future = h.send_to_all("future", json!({"valid_from": (now + hour).to_rfc3339(), "force_read": true})).await;
+    let permanent = h.send_to_all("permanent", json!({})).await;
     let until = (now + hour).to_rfc3339();
-    let bounded =
-        send(&h, "bounded", json!({"valid_from": (now - hour).to_rfc3339(), "valid_until": until, "force_read": true}))
-            .await;
+    let bounded = h
+        .send_to_all(
+            "bounded",
+            json!({"valid_from": (now - hour).to_rfc3339(), "valid_until": until, "force_read": true}),
+        )
+        .await;
     let t = h.app_token("rider", "r1");
     tokio::time::sleep((expires - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(50)).await;
 
@@ -309,10 +292,10 @@ async fn until_past(edge: DateTime<Utc>) {
 #[tokio::test]
 async fn a_message_appears_when_its_window_opens_and_disappears_when_it_closes() {
     let (h, t, edge, closing, opening) = with_time_to_spare(async |window| {
-        let h = herald_with_riders(&["r1"]).await;
+        let h = TestHerald::with_riders(&["r1"]).await;
         let edge = Utc::now() + window;
-        let closing = send(&h, "closing", json!({"valid_until": edge.to_rfc3339()})).await;
-        let opening = send(&h, "opening", json!({"valid_from": edge.to_rfc3339()})).await;
+        let closing = h.send_to_all("closing", json!({"valid_until": edge.to_rfc3339()})).await;
+        let opening = h.send_to_all("opening", json!({"valid_from": edge.to_rfc3339()})).await;
         let t = h.app_token("rider", "r1");
         let before = (h.inbox_ids(&t).await, unread(&h, &t).await["unread"].clone());
         if Utc::now() >= edge {
@@ -333,9 +316,9 @@ async fn a_message_appears_when_its_window_opens_and_disappears_when_it_closes()
 
 #[tokio::test]
 async fn read_is_idempotent_and_moves_the_read_count_once_per_receiver() {
-    let h = herald_with_riders(&["r1", "r2", "r3", "r4"]).await;
-    let id = send(&h, "hello", json!({})).await;
-    let other = send(&h, "other", json!({})).await;
+    let h = TestHerald::with_riders(&["r1", "r2", "r3", "r4"]).await;
+    let id = h.send_to_all("hello", json!({})).await;
+    let other = h.send_to_all("other", json!({})).await;
     assert_eq!(stats(&h, &id).await, json!({"matched": 4, "sent": 4, "read": 0, "read_rate": 0.0, "opted_out": 0}));
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
@@ -369,7 +352,7 @@ async fn read_is_idempotent_and_moves_the_read_count_once_per_receiver() {
 
 #[tokio::test]
 async fn reading_a_message_not_in_my_inbox_is_404() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
     let (only_r1, _) =
         h.send_and_wait(&TestHerald::notification("for r1", json!({"include": ["r1"]}), json!({}))).await;
     let t2 = h.app_token("rider", "r2");
@@ -389,10 +372,10 @@ async fn reading_a_message_not_in_my_inbox_is_404() {
 
 #[tokio::test]
 async fn read_all_marks_each_unread_message_once() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
-    let a = send(&h, "a", json!({})).await;
-    let b = send(&h, "b", json!({"pinned": true})).await;
-    let c = send(&h, "c", json!({"force_read": true})).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
+    let a = h.send_to_all("a", json!({})).await;
+    let b = h.send_to_all("b", json!({"pinned": true})).await;
+    let c = h.send_to_all("c", json!({"force_read": true})).await;
     let t = h.app_token("rider", "r1");
     assert_eq!(read(&h, &t, &a).await.status, StatusCode::NO_CONTENT);
 
@@ -423,10 +406,10 @@ async fn read_all_marks_each_unread_message_once() {
 
 #[tokio::test]
 async fn force_read_lists_only_unread_force_read_messages() {
-    let h = herald_with_riders(&["r1"]).await;
-    let f1 = send(&h, "f1", json!({"force_read": true})).await;
-    let plain = send(&h, "plain", json!({})).await;
-    let f2 = send(&h, "f2", json!({"force_read": true, "pinned": true})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let f1 = h.send_to_all("f1", json!({"force_read": true})).await;
+    let plain = h.send_to_all("plain", json!({})).await;
+    let f2 = h.send_to_all("f2", json!({"force_read": true, "pinned": true})).await;
     let t = h.app_token("rider", "r1");
 
     assert_eq!(unread(&h, &t).await, json!({"unread": 3, "force_read_pending": 2}));
@@ -450,9 +433,9 @@ async fn force_read_lists_only_unread_force_read_messages() {
 
 #[tokio::test]
 async fn sync_gives_everything_then_only_what_arrived_or_changed() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
-    let a = send(&h, "a", json!({})).await;
-    let b = send(&h, "b", json!({})).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
+    let a = h.send_to_all("a", json!({})).await;
+    let b = h.send_to_all("b", json!({})).await;
     let t = h.app_token("rider", "r1");
 
     let first = h.sync(&t, None).await;
@@ -470,7 +453,7 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
 
     // r2 reading changes nothing in r1's sync
     assert_eq!(read(&h, &h.app_token("rider", "r2"), &b).await.status, StatusCode::NO_CONTENT);
-    let c = send(&h, "c", json!({})).await;
+    let c = h.send_to_all("c", json!({})).await;
     assert_eq!(read(&h, &t, &a).await.status, StatusCode::NO_CONTENT);
 
     let delta = h.sync(&t, Some(&cursor)).await;
@@ -490,9 +473,9 @@ async fn sync_gives_everything_then_only_what_arrived_or_changed() {
 
 #[tokio::test]
 async fn a_revoke_made_by_another_api_process_shows_at_once_in_list_and_sync() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let (second, other) = h.second_api().await;
-    let gone = send(&h, "gone", json!({})).await;
+    let gone = h.send_to_all("gone", json!({})).await;
     let t = h.app_token("rider", "r1");
     // The other process caches the notification and hands out a cursor past it.
     assert_eq!(other.inbox_ids(&t).await, vec![gone.clone()]);
@@ -514,10 +497,10 @@ async fn a_revoke_made_by_another_api_process_shows_at_once_in_list_and_sync() {
 
 #[tokio::test]
 async fn revoke_removes_the_message_and_sync_reports_it_once() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
     let (gone, _) = h.send_and_wait(&TestHerald::notification("gone", json!({"include": ["r1"]}), json!({}))).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let kept = send(&h, "kept", json!({"force_read": true})).await;
+    let kept = h.send_to_all("kept", json!({"force_read": true})).await;
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
     assert_eq!(read(&h, &t1, &gone).await.status, StatusCode::NO_CONTENT);
@@ -551,12 +534,12 @@ async fn revoke_removes_the_message_and_sync_reports_it_once() {
 
 #[tokio::test]
 async fn each_rider_sees_only_their_own_inbox() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
     let (to_r1, _) = h.send_and_wait(&TestHerald::notification("to r1", json!({"include": ["r1"]}), json!({}))).await;
     let (to_r2, _) = h
         .send_and_wait(&TestHerald::notification("to r2", json!({"include": ["r2"]}), json!({"force_read": true})))
         .await;
-    let both = send(&h, "both", json!({})).await;
+    let both = h.send_to_all("both", json!({})).await;
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
 
@@ -585,10 +568,10 @@ async fn a_merchant_and_a_rider_with_the_same_id_have_separate_inboxes() {
     let h = TestHerald::spawn().await;
     h.receivers(&[("rider", "r1", "shanghai", &[]), ("merchant", "r1", "shanghai", &[])]).await;
     let (for_merchants, view) =
-        h.send_and_wait(&TestHerald::notification("merchants", all(), json!({"receiver_kind": "merchant"}))).await;
+        h.send_and_wait(&TestHerald::notification("merchants", everyone(), json!({"receiver_kind": "merchant"}))).await;
     assert_eq!(view["stats"]["sent"], json!(1), "only the merchant gets it: {view}");
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let (for_riders, _) = h.send_and_wait(&TestHerald::notification("riders", all(), json!({}))).await;
+    let (for_riders, _) = h.send_and_wait(&TestHerald::notification("riders", everyone(), json!({}))).await;
     let rider = h.app_token("rider", "r1");
     let merchant = h.app_token("merchant", "r1");
 
@@ -608,7 +591,7 @@ async fn a_merchant_and_a_rider_with_the_same_id_have_separate_inboxes() {
 
 #[tokio::test]
 async fn app_endpoints_refuse_missing_foreign_and_tampered_tokens() {
-    let h = herald_with_riders(&["r1", "r2"]).await;
+    let h = TestHerald::with_riders(&["r1", "r2"]).await;
     let (id, _) = h.send_and_wait(&TestHerald::notification("secret", json!({"include": ["r1"]}), json!({}))).await;
     let r1 = h.app_token("rider", "r1");
     let r2 = h.app_token("rider", "r2");
@@ -682,14 +665,14 @@ async fn app_endpoints_refuse_missing_foreign_and_tampered_tokens() {
 
 #[tokio::test]
 async fn drafts_cancelled_and_future_notifications_never_reach_the_inbox() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let draft = h.create(&TestHerald::notification("draft", all(), json!({"draft": true}))).await;
-    let scheduled = h.create(&TestHerald::notification("later", all(), json!({"send_at": later}))).await;
-    let cancelled = h.create(&TestHerald::notification("cancelled", all(), json!({"send_at": later}))).await;
+    let draft = h.create(&TestHerald::notification("draft", everyone(), json!({"draft": true}))).await;
+    let scheduled = h.create(&TestHerald::notification("later", everyone(), json!({"send_at": later}))).await;
+    let cancelled = h.create(&TestHerald::notification("cancelled", everyone(), json!({"send_at": later}))).await;
     let r = h.admin_post(&format!("/admin/v1/notifications/{cancelled}/cancel"), &json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let now = send(&h, "now", json!({})).await;
+    let now = h.send_to_all("now", json!({})).await;
     let t = h.app_token("rider", "r1");
 
     assert_eq!(h.inbox_ids(&t).await, vec![now.clone()]);
@@ -705,10 +688,10 @@ async fn drafts_cancelled_and_future_notifications_never_reach_the_inbox() {
 #[tokio::test]
 async fn sync_delivers_a_message_once_its_window_opens() {
     let (h, t, opens, plain, later, cursor) = with_time_to_spare(async |window| {
-        let h = herald_with_riders(&["r1"]).await;
+        let h = TestHerald::with_riders(&["r1"]).await;
         let opens = Utc::now() + window;
-        let plain = send(&h, "plain", json!({})).await;
-        let later = send(&h, "later", json!({"valid_from": opens.to_rfc3339()})).await;
+        let plain = h.send_to_all("plain", json!({})).await;
+        let later = h.send_to_all("later", json!({"valid_from": opens.to_rfc3339()})).await;
         let t = h.app_token("rider", "r1");
         // a device syncs before the window opens: it gets only what it may show now
         let first = h.sync(&t, None).await;
@@ -737,11 +720,11 @@ async fn a_full_inbox_keeps_the_newest_and_every_pinned_and_force_read_message()
     let h = TestHerald::spawn_with(|s| s.inbox_cap = herald_domain::InboxCap::new("cap", 10).unwrap()).await;
     h.receivers(&[("rider", "r1", "shanghai", &[][..])]).await;
     let rider = h.app_token("rider", "r1");
-    let pinned = send(&h, "pinned", json!({"pinned": true})).await;
-    let must_read = send(&h, "must read", json!({"force_read": true})).await;
+    let pinned = h.send_to_all("pinned", json!({"pinned": true})).await;
+    let must_read = h.send_to_all("must read", json!({"force_read": true})).await;
     let mut plain = Vec::new();
     for i in 0..14 {
-        plain.push(send(&h, &format!("plain {i}"), json!({})).await);
+        plain.push(h.send_to_all(&format!("plain {i}"), json!({})).await);
     }
     // 16 delivered to a cap of 10: each time past it the oldest two plain ones went (down to 9);
     // the last one took the inbox back to 10: the pinned, the force-read and the 8 newest plain.
@@ -770,9 +753,9 @@ async fn a_full_inbox_keeps_the_newest_and_every_pinned_and_force_read_message()
 /// not when the consumer's reconciler comes round.
 #[tokio::test]
 async fn a_revoke_never_withheld_in_the_inbox_store_is_hidden_at_the_next_read() {
-    let h = herald_with_riders(&["r1"]).await;
-    let gone = send(&h, "gone", json!({"force_read": true})).await;
-    let kept = send(&h, "kept", json!({})).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
+    let gone = h.send_to_all("gone", json!({"force_read": true})).await;
+    let kept = h.send_to_all("kept", json!({})).await;
     let t = h.app_token("rider", "r1");
     assert_eq!(h.inbox_ids(&t).await, vec![kept.clone(), gone.clone()]);
     let id = herald_domain::NotificationId::parse("id", &gone).unwrap();

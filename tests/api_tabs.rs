@@ -12,25 +12,10 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn all() -> Value {
-    json!({"all": true})
-}
-
-async fn herald_with_riders(ids: &[&str]) -> TestHerald {
-    let h = TestHerald::spawn().await;
-    let list: Vec<(&str, &str, &str, &[&str])> = ids.iter().map(|id| ("rider", *id, "shanghai", &[][..])).collect();
-    h.receivers(&list).await;
-    h
-}
-
-/// Sends a message of `category` to every rider, waits until sent, and leaves a few ms so the next
-/// one gets a later sent time.
-async fn send(h: &TestHerald, title: &str, category: &str, extra: Value) -> String {
-    let mut body = TestHerald::notification(title, all(), extra);
-    body["category"] = json!(category);
-    let (id, _) = h.send_and_wait(&body).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    id
+/// Sends a message of `category` to every rider and waits until sent (`TestHerald::send_to_all`).
+async fn send(h: &TestHerald, title: &str, category: &str, mut extra: Value) -> String {
+    extra["category"] = json!(category);
+    h.send_to_all(title, extra).await
 }
 
 fn ids_of(body: &Value) -> Vec<String> {
@@ -80,7 +65,7 @@ async fn read_all(h: &TestHerald, token: &str, query: &str) -> Reply {
 
 #[tokio::test]
 async fn each_category_is_a_tab_listed_in_inbox_order_with_its_own_cursor() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let sys = send(&h, "sys", "system", json!({})).await;
     let act_pinned = send(&h, "act pinned", "activity", json!({"pinned": true})).await;
     let ann = send(&h, "ann", "announcement", json!({})).await;
@@ -110,12 +95,12 @@ async fn each_category_is_a_tab_listed_in_inbox_order_with_its_own_cursor() {
 
 #[tokio::test]
 async fn unread_count_has_an_exact_count_per_category_never_capped() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     // More than a badge's usual 99, created at once and then waited for.
     let mut ids = Vec::new();
     for i in 0..103 {
         let category = ["activity", "activity", "announcement"][i % 3];
-        let mut body = TestHerald::notification(&format!("m{i}"), all(), json!({}));
+        let mut body = TestHerald::notification(&format!("m{i}"), everyone(), json!({}));
         body["category"] = json!(category);
         ids.push(h.create(&body).await);
     }
@@ -130,7 +115,7 @@ async fn unread_count_has_an_exact_count_per_category_never_capped() {
 
 #[tokio::test]
 async fn read_all_of_one_category_leaves_the_other_tabs_unread() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     send(&h, "sys", "system", json!({})).await;
     send(&h, "act 1", "activity", json!({})).await;
     send(&h, "act 2", "activity", json!({"force_read": true})).await;
@@ -150,7 +135,7 @@ async fn read_all_of_one_category_leaves_the_other_tabs_unread() {
 
 #[tokio::test]
 async fn tab_counts_stay_exact_through_revoke_expiry_late_joiners_and_reads() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let expiring_at = Utc::now() + chrono::Duration::seconds(6);
     let expiring = send(&h, "soon gone", "activity", json!({"valid_until": expiring_at.to_rfc3339()})).await;
     let revoked = send(&h, "revoked", "announcement", json!({})).await;
@@ -196,7 +181,7 @@ async fn tab_counts_stay_exact_through_revoke_expiry_late_joiners_and_reads() {
 
 #[tokio::test]
 async fn an_unknown_category_is_422_naming_the_field() {
-    let h = herald_with_riders(&["r1"]).await;
+    let h = TestHerald::with_riders(&["r1"]).await;
     let t = h.app_token("rider", "r1");
     for r in [h.app_get(&t, "/app/v1/inbox?category=promo").await, read_all(&h, &t, "?category=promo").await] {
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);

@@ -89,14 +89,7 @@ impl Herald {
 
     /// Marks one visible message of the inbox read; idempotent.
     pub async fn mark_read(&self, me: &ReceiverRef, id: NotificationId) -> AppResult<()> {
-        let now = self.now_caught_up().await?;
-        let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
-        let entry = entry.ok_or(AppError::NotFound("message"))?;
-        // Only whether it is shown: nothing to render, so no lookup of the receiver.
-        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
-        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
-            return Err(AppError::NotFound("message"));
-        }
+        let entry = self.shown_entry(me, &id).await?;
         if !entry.read {
             self.record_reads(me, &[id]).await?;
         }
@@ -122,13 +115,7 @@ impl Herald {
     /// Archives one visible message of the inbox (un-archives it when `archived` is false), for
     /// this receiver only; idempotent. An unread force-read message cannot be archived.
     pub async fn set_archived(&self, me: &ReceiverRef, id: NotificationId, archived: bool) -> AppResult<()> {
-        let now = self.now_caught_up().await?;
-        let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(&id)).await?.pop();
-        let entry = entry.ok_or(AppError::NotFound("message"))?;
-        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
-        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
-            return Err(AppError::NotFound("message"));
-        }
+        let entry = self.shown_entry(me, &id).await?;
         if archived && entry.force_read && !entry.read {
             return Err(AppError::ForceReadUnread);
         }
@@ -271,6 +258,20 @@ impl Herald {
                 None
             }
         }
+    }
+
+    /// The receiver's entry of `id` if it is shown now, else `NotFound`: a message one cannot see
+    /// cannot be acted on. Only whether it is shown is asked: nothing is rendered, so the receiver's
+    /// record is not looked up.
+    async fn shown_entry(&self, me: &ReceiverRef, id: &NotificationId) -> AppResult<InboxEntry> {
+        let now = self.now_caught_up().await?;
+        let entry = self.ports.inbox.entries_of(me, std::slice::from_ref(id)).await?.pop();
+        let entry = entry.ok_or(AppError::NotFound("message"))?;
+        let found = self.catalog.get_many(std::slice::from_ref(&entry.notification_id)).await?;
+        if !found.get(&entry.notification_id).is_some_and(|n| n.visible_at(now)) {
+            return Err(AppError::NotFound("message"));
+        }
+        Ok(entry)
     }
 
     /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for

@@ -355,6 +355,11 @@ impl TestServers {
 }
 
 /// Settings for a Herald on `dir` as `TestHerald` makes them: the test secret, and `servers`.
+/// The audience of a nationwide send.
+pub fn everyone() -> Value {
+    json!({"all": true})
+}
+
 pub fn test_settings(dir: &std::path::Path, servers: &TestServers) -> Settings {
     let mut settings = Settings::embedded(dir, "127.0.0.1:0");
     settings.secrets.current = Some(SECRET.to_string());
@@ -365,6 +370,14 @@ pub fn test_settings(dir: &std::path::Path, servers: &TestServers) -> Settings {
 impl TestHerald {
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
+    }
+
+    /// A Herald with the given riders, all in shanghai.
+    pub async fn with_riders(ids: &[&str]) -> Self {
+        let h = Self::spawn().await;
+        let list: Vec<(&str, &str, &str, &[&str])> = ids.iter().map(|id| ("rider", *id, "shanghai", &[][..])).collect();
+        h.receivers(&list).await;
+        h
     }
 
     /// A Herald whose settings `configure` adjusts first.
@@ -588,6 +601,14 @@ impl TestHerald {
         let id = self.create(body).await;
         let view = self.wait_status(&id, "sent").await;
         (id, view)
+    }
+
+    /// Sends to every rider (with `extra`'s fields), waits until sent, and leaves a few ms so the
+    /// next one gets a later sent time: the id.
+    pub async fn send_to_all(&self, title: &str, extra: Value) -> String {
+        let (id, _) = self.send_and_wait(&Self::notification(title, everyone(), extra)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        id
     }
 
     /// `GET /app/v1/inbox/sync`, from `since` when given: what arrived, changed or was revoked.

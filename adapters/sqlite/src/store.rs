@@ -918,26 +918,7 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn record_reads(&self, receiver: &ReceiverRef, ids: &[NotificationId], at: DateTime<Utc>) -> PortResult<u64> {
-        let mut tx = self.write().await?;
-        let mut added = 0;
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO read_receipts (notification_id, receiver_kind, receiver_id, read_at) ",
-            );
-            qb.push_values(chunk, |mut row, id| {
-                row.push_bind(id.as_str().to_owned())
-                    .push_bind(receiver.kind.as_str())
-                    .push_bind(receiver.id.as_str().to_owned())
-                    .push_bind(millis(at));
-            });
-            let new = qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
-            if new > 0 {
-                log_changes(&mut tx, chunk).await?;
-            }
-            added += new;
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(added)
+        self.record_actions(Action::Read, receiver, ids, at).await
     }
 
     async fn read_receipts(
@@ -955,22 +936,7 @@ impl NotificationStore for SqliteStore {
         ids: &[NotificationId],
         at: DateTime<Utc>,
     ) -> PortResult<u64> {
-        let mut tx = self.write().await?;
-        let mut added = 0;
-        for chunk in ids.chunks(CHUNK) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO archives (notification_id, receiver_kind, receiver_id, archived_at) ",
-            );
-            qb.push_values(chunk, |mut row, id| {
-                row.push_bind(id.as_str().to_owned())
-                    .push_bind(receiver.kind.as_str())
-                    .push_bind(receiver.id.as_str().to_owned())
-                    .push_bind(millis(at));
-            });
-            added += qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(added)
+        self.record_actions(Action::Archive, receiver, ids, at).await
     }
 
     async fn remove_archives(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<u64> {
@@ -1384,7 +1350,57 @@ impl SendLedger for SqliteStore {
 }
 
 /// The receiver actions kept per notification (read receipts, archives): one reading for both.
+/// What a receiver did to a message, kept one row per (notification, receiver) in its own table.
+#[derive(Clone, Copy)]
+enum Action {
+    Read,
+    Archive,
+}
+
+impl Action {
+    fn insert(self) -> &'static str {
+        match self {
+            Action::Read => {
+                "INSERT OR IGNORE INTO read_receipts (notification_id, receiver_kind, receiver_id, read_at) "
+            }
+            Action::Archive => {
+                "INSERT OR IGNORE INTO archives (notification_id, receiver_kind, receiver_id, archived_at) "
+            }
+        }
+    }
+}
+
 impl SqliteStore {
+    /// Records `action` by `receiver` on each of `ids` at `at`, once each however often it is
+    /// asked; says how many were new. A new read changes the message's read rate: the search
+    /// index hears of it.
+    async fn record_actions(
+        &self,
+        action: Action,
+        receiver: &ReceiverRef,
+        ids: &[NotificationId],
+        at: DateTime<Utc>,
+    ) -> PortResult<u64> {
+        let mut tx = self.write().await?;
+        let mut added = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = QueryBuilder::<Sqlite>::new(action.insert());
+            qb.push_values(chunk, |mut row, id| {
+                row.push_bind(id.as_str().to_owned())
+                    .push_bind(receiver.kind.as_str())
+                    .push_bind(receiver.id.as_str().to_owned())
+                    .push_bind(millis(at));
+            });
+            let new = qb.build().execute(&mut *tx).await.map_err(err)?.rows_affected();
+            if new > 0 && matches!(action, Action::Read) {
+                log_changes(&mut tx, chunk).await?;
+            }
+            added += new;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(added)
+    }
+
     /// Who has a row of `table` for the notification, by (kind, id) after `after`, at most `limit`.
     async fn receivers_of(
         &self,
