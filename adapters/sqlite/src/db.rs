@@ -57,11 +57,11 @@ impl Db {
 /// Makes the connection plan each statement once, when it is prepared, whatever values are bound
 /// later (SQLite's query planner stability guarantee, `SQLITE_DBCONFIG_ENABLE_QPSG`).
 ///
-/// Without it, the bundled SQLite (built with STAT4) marks a cached statement expired whenever a
-/// parameter that the planner compared against a partial index's predicate or statistics is bound
-/// again, so sqlx's statement cache re-prepares it on every run: measured here, the inbox list (three
-/// category ranges in one statement) spent ≈ 300 µs per call parsing and planning, and served 2–2.8×
-/// fewer requests. Herald's queries are planned by their keys, never by bound values.
+/// Without it, SQLite may plan by bound values (the bundled build has STAT4; partial indexes too)
+/// and then expires a cached statement whenever such a parameter is bound again, so sqlx's
+/// statement cache re-prepares it on every run: measured here, the inbox list (three category
+/// ranges in one statement) spent ≈ 300 µs per call parsing and planning, and served 2–2.8× fewer
+/// requests (docs/benchmarks.md). Herald's queries are planned by their keys, never by values.
 async fn plan_once(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
     // SAFETY: the handle is a live connection, held locked for the call; QPSG takes an int and an
