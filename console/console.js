@@ -134,8 +134,16 @@ function composeView() {
     valid_from: h("input", { type: "datetime-local", id: "valid_from" }),
     valid_until: h("input", { type: "datetime-local", id: "valid_until" }),
     send_at: h("input", { type: "datetime-local", id: "send_at" }),
+    image: h("input", { type: "text", id: "image", inputmode: "url", placeholder: "https://…" }),
+    advanced: h("textarea", { id: "advanced", spellcheck: false }),
   };
+  const buttons = [0, 1].map((i) => ({
+    kind: h("select", { id: `action-${i}-kind` }, options(["url", "deep_link"], "No button")),
+    target: h("input", { type: "text", id: `action-${i}-target` }),
+    label: h("input", { type: "text", id: `action-${i}-label`, maxlength: 40 }),
+  }));
   const preview = h("p", { id: "preview", "aria-live": "polite" });
+  const card = h("div", { class: "message-card", id: "message-preview", "aria-label": "How the apps show it" });
   const formError = h("p", { class: "error", role: "alert", id: "compose-error" });
   const check = (el, text) => h("label", { class: "check", for: el.id }, el, text);
   const mode = (value, text, checked) => h("label", { class: "check" }, h("input", { type: "radio", name: "mode", value, checked }), text);
@@ -152,6 +160,19 @@ function composeView() {
       field("Include (receiver ids)", c.include, "audience.include", "Only these receivers"),
       field("Exclude (receiver ids)", c.exclude, "audience.exclude"),
       preview),
+    h("fieldset", {}, h("legend", {}, "Rich content"),
+      field("Image", c.image, "image", "An https:// URL; empty: none"),
+      ...buttons.map((b, i) => h("div", { class: "row" },
+        field(`Button ${i + 1}`, b.kind, `actions[${i}].kind`),
+        field("Opens", b.target, `actions[${i}].target`, "https://… or the app's own scheme (herald://…)"),
+        field("Label", b.label, `actions[${i}].label`))),
+      h("p", { class: "error", "data-error-for": "actions", role: "alert" }),
+      field("Variants and translations (JSON)", c.advanced, "variants",
+        'Optional: {"locales": {"en": {"title": …, "body": …}}, "variants": [{"groups": ["vip"], "title": …, "body": …}]}'),
+      h("p", { class: "error", "data-error-for": "locales", role: "alert" }),
+      h("h2", {}, "Preview"),
+      h("p", { class: "hint" }, "As the apps show it to a receiver in no variant's groups, placeholders unfilled."),
+      card),
     h("fieldset", {}, h("legend", {}, "Display"),
       check(c.pinned, "Pinned"), check(c.force_read, "Must be read"),
       h("div", { class: "row" }, field("Valid from", c.valid_from, "valid_from"), field("Valid until", c.valid_until, "valid_until", "Empty: permanent"))),
@@ -170,19 +191,47 @@ function composeView() {
     }
     return a;
   };
+  const actions = () => buttons.filter((b) => b.kind.value).map((b) => ({
+    kind: b.kind.value, target: b.target.value, ...(b.label.value ? { label: b.label.value } : {}),
+  }));
+  // The JSON field: an object of `locales` and `variants` only; null when it does not parse.
+  const advanced = () => {
+    const text = c.advanced.value.trim();
+    if (!text) return {};
+    let value;
+    try { value = JSON.parse(text); } catch { return null; }
+    if (!value || typeof value !== "object" || Array.isArray(value)) return null;
+    if (Object.keys(value).some((k) => k !== "locales" && k !== "variants")) return null;
+    return value;
+  };
+  // Text only, never markup: every value goes in through text nodes and attributes (dom.js).
+  const showCard = () => {
+    const image = c.image.value.trim();
+    card.replaceChildren(
+      image.startsWith("https://") ? h("img", { src: image, alt: "", referrerpolicy: "no-referrer", id: "preview-image" }) : null,
+      h("strong", { id: "preview-title" }, c.title.value || "Title"),
+      h("p", { id: "preview-body" }, c.body.value || "Body"),
+      h("div", { class: "actions", id: "preview-buttons" }, ...actions().map((a) =>
+        h("button", { type: "button", class: "secondary", disabled: true, title: a.target }, a.label || (a.kind === "url" ? "Open" : "Go")))));
+  };
+  for (const el of [c.title, c.body, c.image, ...buttons.flatMap((b) => [b.kind, b.target, b.label])]) el.addEventListener("input", showCard);
+  showCard();
   let timer = null, asked = 0;
   const refreshPreview = () => {
     clearTimeout(timer);
     timer = setTimeout(async () => {
       const mine = ++asked;
       try {
+        const variants = (advanced()?.variants || []).filter((v) => Array.isArray(v?.groups) && v.groups.length);
         const p = await call("POST", "/admin/v1/audience/preview", {
           receiver_kind: c.receiver_kind.value, audience: audience(), category: c.category.value, force_read: c.force_read.checked,
+          ...(variants.length ? { variants: variants.map((v) => ({ groups: v.groups })) } : {}),
         });
         if (mine !== asked) return;
         for (const el of form.querySelectorAll('[data-error-for^="audience"]')) el.textContent = "";
         const cities = p.cities.map((x) => `${x.city} ${x.matched}`).join(", ");
-        preview.textContent = `Reaches ${p.matched} receivers${cities ? ` (${cities})` : ""}${p.opted_out ? `; ${p.opted_out} opted out` : ""}${p.unknown.length ? `; unknown ids: ${p.unknown.join(", ")}` : ""}`;
+        const split = p.variants.length ? `; variants ${p.variants.map((v, i) => `${i + 1}: ${v.matched}`).join(", ")}, default: ${p.default_matched}` : "";
+        preview.textContent = `Reaches ${p.matched} receivers${cities ? ` (${cities})` : ""}${p.opted_out ? `; ${p.opted_out} opted out` : ""}${split}${p.unknown.length ? `; unknown ids: ${p.unknown.join(", ")}` : ""}`;
       } catch (err) {
         if (mine !== asked) return;
         preview.textContent = "";
@@ -190,7 +239,7 @@ function composeView() {
       }
     }, 300);
   };
-  for (const el of [c.all, c.cities, c.groups, c.include, c.exclude, c.receiver_kind, c.category, c.force_read]) el.addEventListener("input", refreshPreview);
+  for (const el of [c.all, c.cities, c.groups, c.include, c.exclude, c.receiver_kind, c.category, c.force_read, c.advanced]) el.addEventListener("input", refreshPreview);
   refreshPreview();
 
   form.addEventListener("submit", async (e) => {
@@ -201,7 +250,13 @@ function composeView() {
       audience: audience(), pinned: c.pinned.checked, force_read: c.force_read.checked,
       valid_from: iso(c.valid_from.value), valid_until: iso(c.valid_until.value),
       send_at: sendMode === "schedule" ? iso(c.send_at.value) : null, draft: sendMode === "draft",
+      ...(c.image.value.trim() ? { image: c.image.value.trim() } : {}), actions: actions(),
     };
+    const extra = advanced();
+    if (extra === null) {
+      return showError(form, { field: "variants", message: 'must be a JSON object of "locales" and "variants"' }, formError);
+    }
+    Object.assign(body, extra);
     if (sendMode === "schedule" && !body.send_at) {
       return showError(form, { field: "send_at", message: "pick when to send" }, formError);
     }
@@ -224,6 +279,7 @@ function notificationView(id) {
   const stats = { matched: number("matched"), sent: number("sent"), read: number("read"), read_rate: number("read_rate"), opted_out: number("opted_out") };
   const title = h("h1", { id: "n-title" });
   const body = h("p", { id: "n-body" });
+  const rich = h("div", { class: "message-card", id: "n-rich" });
   const cities = h("tbody", { id: "cities" });
   const history = h("ol", { id: "history" });
   const live = h("p", { class: "hint", id: "live", "aria-live": "polite" });
@@ -237,6 +293,14 @@ function notificationView(id) {
   const show = (n) => {
     title.textContent = n.title;
     body.textContent = n.body;
+    const variants = n.variants.length ? `${n.variants.length} variant(s) by group` : "";
+    const locales = Object.keys(n.locales).length ? `translations: ${Object.keys(n.locales).join(", ")}` : "";
+    rich.hidden = !n.image && !n.actions.length && !variants && !locales;
+    rich.replaceChildren(
+      n.image ? h("img", { src: n.image, alt: "", referrerpolicy: "no-referrer", id: "n-image" }) : null,
+      h("div", { class: "actions", id: "n-actions" }, ...n.actions.map((a) =>
+        h("button", { type: "button", class: "secondary", disabled: true, title: a.target }, a.label || a.target))),
+      variants || locales ? h("p", { class: "hint", id: "n-variants" }, [variants, locales].filter(Boolean).join("; ")) : null);
     status.textContent = n.status;
     stats.matched.textContent = n.stats.matched;
     stats.sent.textContent = n.stats.sent;
@@ -283,7 +347,7 @@ function notificationView(id) {
   };
   closeView = () => following?.close();
 
-  fill(main, h("p", {}, h("a", { href: "#/list" }, "← Notifications")), title, h("p", {}, "Status: ", status, " ", live), body,
+  fill(main, h("p", {}, h("a", { href: "#/list" }, "← Notifications")), title, h("p", {}, "Status: ", status, " ", live), body, rich,
     h("div", { class: "stats" }, ...["matched", "sent", "read", "read_rate", "opted_out"].map((k) => h("div", {}, k.replace("_", " "), stats[k]))),
     error, actions,
     h("h2", {}, "Cities"),

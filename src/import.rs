@@ -1,5 +1,5 @@
-//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups[,attributes]` (attributes a
-//! JSON object of strings, `"{""name"": ""小王""}"` in CSV quoting) into the import use case
+//! `herald receivers import FILE`: streams a CSV of `kind,id,city,groups[,attributes[,locale]]` (attributes a
+//! JSON object of strings, `"{""name"": ""小王""}"` in CSV quoting; locale a language tag, `zh-CN`) into the import use case
 //! (`herald_app::ReceiverImport`, which batches and counts), in bounded memory, however many
 //! millions of rows the file holds. Parsing the CSV is this edge's part.
 
@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use herald_app::{Herald, ImportReport, Rejected};
-use herald_domain::{Attributes, Receiver};
+use herald_domain::{Attributes, Locale, Receiver};
 use tokio::sync::mpsc;
 
 /// Rows the reader hands over at a time (the import batches its transactions itself).
@@ -19,7 +19,7 @@ enum Chunk {
 }
 
 /// Reads `path` on a blocking thread and feeds the rows to the import use case as they come.
-/// `progress` gets the bytes read so far. A header line (`kind,id,city,groups[,attributes]`) is skipped; bad
+/// `progress` gets the bytes read so far. A header line (`kind,id,city,groups[,attributes[,locale]]`) is skipped; bad
 /// rows are reported, not fatal.
 pub async fn import_csv(path: &Path, herald: &Herald, progress: impl Fn(u64)) -> anyhow::Result<ImportReport> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -72,9 +72,11 @@ fn read_rows(source: impl std::io::Read, tx: &mpsc::Sender<anyhow::Result<Chunk>
         }
         let field = |i| record.get(i).unwrap_or("");
         match record.len() {
-            3..=5 => match Receiver::parse_fields(field(0), field(1), field(2), field(3))
-                .and_then(|r| Ok(r.with_attributes(Attributes::parse_json("attributes", field(4))?)))
-            {
+            3..=6 => match Receiver::parse_fields(field(0), field(1), field(2), field(3)).and_then(|r| {
+                let locale =
+                    Some(field(5)).filter(|l| !l.is_empty()).map(|l| Locale::parse("locale", l)).transpose()?;
+                Ok(r.with_attributes(Attributes::parse_json("attributes", field(4))?).with_locale(locale))
+            }) {
                 Ok(r) => batch.push(r),
                 Err(e) => {
                     if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason: e.to_string() }))).is_err() {
@@ -83,7 +85,7 @@ fn read_rows(source: impl std::io::Read, tx: &mpsc::Sender<anyhow::Result<Chunk>
                 }
             },
             n => {
-                let reason = format!("expected 4 or 5 columns kind,id,city,groups[,attributes]; found {n}");
+                let reason = format!("expected 4 to 6 columns kind,id,city,groups[,attributes[,locale]]; found {n}");
                 if tx.blocking_send(Ok(Chunk::Bad(Rejected { line, reason }))).is_err() {
                     return;
                 }

@@ -96,7 +96,7 @@ enum SecretAction {
 
 #[derive(Subcommand)]
 enum ReceiversAction {
-    /// Stream a CSV (`kind,id,city,groups[,attributes]`, groups `;`-separated, attributes a JSON object) into the receiver directory.
+    /// Stream a CSV (`kind,id,city,groups[,attributes[,locale]]`, groups `;`-separated, attributes a JSON object, locale a language tag) into the receiver directory.
     Import { file: PathBuf },
 }
 

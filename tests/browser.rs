@@ -304,3 +304,65 @@ async fn receivers_upload_as_csv_with_a_report_per_row() {
     browser.command(reqwest::Method::DELETE, "", None).await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn the_composer_previews_rich_content_as_text_and_splits_the_audience_by_variant() {
+    let Some(browser) = Browser::start().await else { return };
+    let h = TestHerald::spawn().await;
+    h.receivers(&[
+        ("rider", "v1", "shanghai", &["vip"]),
+        ("rider", "p1", "shanghai", &[]),
+        ("rider", "p2", "beijing", &[]),
+    ])
+    .await;
+    let console = format!("{}/console/", h.base);
+    browser.open(&console).await;
+    browser.run("sessionStorage.setItem('herald.token', arguments[0]);", json!([h.admin])).await;
+    browser.open(&format!("{console}#/compose")).await;
+
+    // Markup in a title is shown as the text it is, never parsed.
+    browser.type_into("#title", "<img src=x onerror=alert(1)>周末 <b>特惠</b>").await;
+    browser.type_into("#body", "全场九折").await;
+    browser.type_into("#image", "https://cdn.example.com/weekend.png").await;
+    let choose =
+        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; s.dispatchEvent(new Event('input'));";
+    browser.run(choose, json!(["#action-0-kind", "deep_link"])).await;
+    browser.type_into("#action-0-target", "javascript:alert(1)").await;
+    browser.type_into("#action-0-label", "去看看").await;
+    browser.until_text("#preview-title", "<img src=x onerror=alert(1)>周末 <b>特惠</b>").await;
+    let parsed =
+        "return document.querySelectorAll('#message-preview b, #message-preview img:not(#preview-image)').length;";
+    assert_eq!(browser.run(parsed, json!([])).await, 0, "no markup from the title made it into the page");
+    let image = "return document.querySelector('#preview-image')?.getAttribute('src');";
+    assert_eq!(browser.run(image, json!([])).await, "https://cdn.example.com/weekend.png");
+    browser.until_text("#preview-buttons button", "去看看").await;
+
+    // The variants' groups split the audience preview.
+    let advanced = r#"{"variants": [{"groups": ["vip"], "title": "VIP 专享", "body": "八折"}], "locales": {"en": {"title": "Weekend", "body": "10% off"}}}"#;
+    browser.type_into("#advanced", advanced).await;
+    browser.until_text("#preview", "Reaches 3 receivers (beijing 1, shanghai 2); variants 1: 1, default: 2").await;
+
+    // A link the API refuses is shown beside its field; fixed, the notification is sent.
+    browser.click("#send").await;
+    browser
+        .until(
+            "the button target's error",
+            "return document.querySelector('[data-error-for=\"actions[0].target\"]').textContent !== '';",
+            json!([]),
+        )
+        .await;
+    browser.type_into("#action-0-target", "herald://promo/weekend").await;
+    browser.click("#send").await;
+    browser.until_text("#status", "sent").await;
+    assert_eq!(
+        browser.run("return document.querySelector('#n-image')?.getAttribute('src');", json!([])).await,
+        "https://cdn.example.com/weekend.png"
+    );
+    browser.until_text("#n-actions button", "去看看").await;
+    browser.until_text("#n-variants", "1 variant(s) by group; translations: en").await;
+    browser.screenshot("compose-rich").await;
+    let vip = h.app_get(&h.app_token("rider", "v1"), "/app/v1/inbox").await;
+    assert_eq!(vip.body["items"][0]["title"], "VIP 专享", "{:?}", vip.body);
+    browser.command(reqwest::Method::DELETE, "", None).await;
+    h.stop().await;
+}

@@ -30,6 +30,8 @@ async fn sending(ports: &Ports) -> Notification {
         draft: false,
         image: None,
         actions: Default::default(),
+        locales: Default::default(),
+        variants: Default::default(),
     };
     let CreateOutcome::Created(n) = ports.notifications.create_notification(&content, None, Utc::now()).await.unwrap()
     else {

@@ -69,9 +69,14 @@ fn the_quickstart_works_as_printed() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the Quickstart failed:\n{stdout}\n{stderr}");
     assert!(!stdout.contains(r#""error""#), "a Quickstart command was refused:\n{stdout}");
-    for expected in
-        [r#"{"upserted":3}"#, r#""status":"scheduled""#, "系统维护通知", r#""status":"revoked""#, "imported 1"]
-    {
+    for expected in [
+        r#"{"upserted":3}"#,
+        r#""status":"scheduled""#,
+        "系统维护通知",
+        r#""status":"revoked""#,
+        "imported 1",
+        "VIP weekend",
+    ] {
         assert!(stdout.contains(expected), "expected {expected} in:\n{stdout}\n{stderr}");
     }
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use herald_domain::ports::UnreadCount;
-use herald_domain::template::{self, Fields};
+use herald_domain::template::Fields;
 use herald_domain::{
     Category, InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, Receiver, ReceiverRef, Status,
-    SyncCursor,
+    SyncCursor, Viewer,
 };
 
 use crate::{AppError, AppResult, Herald};
@@ -27,6 +27,12 @@ const ARCHIVE_BATCH: usize = 500;
 /// What `me`'s placeholders are filled with: its record when the directory has it, else its id.
 fn fields_of<'a>(me: &'a ReceiverRef, reader: Option<&'a Receiver>) -> Fields<'a> {
     Fields { id: &me.id, city: reader.map(|r| &r.city), attributes: reader.map(|r| &r.attributes) }
+}
+
+/// What `me`'s variant and translation are chosen by: its record's groups and locale, else none
+/// (the default content, untranslated).
+fn viewer_of(reader: Option<&Receiver>) -> Viewer<'_> {
+    Viewer { groups: reader.map_or(&[], Receiver::groups), locale: reader.and_then(|r| r.locale.as_ref()) }
 }
 
 /// A page of an inbox.
@@ -186,7 +192,7 @@ impl Herald {
         };
 
         let reader = self.reader(me, notifications.values().map(|n| &**n)).await;
-        let fields = fields_of(me, reader.as_ref());
+        let (fields, viewer) = (fields_of(me, reader.as_ref()), viewer_of(reader.as_ref()));
         let mut cursor = SyncCursor { at_ms: now.timestamp_millis(), ..since };
         let mut out: BTreeMap<NotificationId, SyncNews> = BTreeMap::new();
         let report = |entry: &InboxEntry, out: &mut BTreeMap<NotificationId, SyncNews>| {
@@ -194,7 +200,7 @@ impl Herald {
             if n.status == Status::Revoked {
                 out.insert(n.id.clone(), SyncNews::Revoked(n.id.clone()));
             } else if n.visible_at(now) {
-                let item = InboxItem::new(n.clone(), entry, &fields);
+                let item = InboxItem::new(n.clone(), entry, &fields, viewer);
                 out.insert(n.id.clone(), SyncNews::Message(item));
             }
         };
@@ -227,28 +233,27 @@ impl Herald {
         let ids: Vec<NotificationId> = entries.iter().map(|e| e.notification_id.clone()).collect();
         let notifications = self.catalog.get_many(&ids).await?;
         let reader = self.reader(me, notifications.values().map(|n| &**n)).await;
-        let fields = fields_of(me, reader.as_ref());
+        let (fields, viewer) = (fields_of(me, reader.as_ref()), viewer_of(reader.as_ref()));
         Ok(entries
             .iter()
             .filter_map(|e| {
                 let notification = notifications.get(&e.notification_id)?.clone();
-                Some(InboxItem::new(notification, e, &fields))
+                Some(InboxItem::new(notification, e, &fields, viewer))
             })
             .collect())
     }
 
-    /// The reader's directory record, which placeholders are filled from: one lookup per read, and
-    /// only when a notification read has placeholders. A lookup that fails renders with the id
-    /// alone (city and attributes empty) rather than failing the read.
+    /// The reader's directory record, which placeholders are filled from and variants and
+    /// translations chosen by: one lookup per read, and only when a notification read is personal
+    /// (`NewNotification::is_personal`). A lookup that fails renders as for a receiver the
+    /// directory does not know (the id alone, the default content untranslated) rather than
+    /// failing the read.
     async fn reader<'n>(
         &self,
         me: &ReceiverRef,
         mut notifications: impl Iterator<Item = &'n Notification>,
     ) -> Option<Receiver> {
-        let templated = notifications.any(|n| {
-            template::has_placeholders(n.content.title.as_str()) || template::has_placeholders(n.content.body.as_str())
-        });
-        if !templated {
+        if !notifications.any(|n| n.content.is_personal()) {
             return None;
         }
         match self.ports.receivers.lookup_receivers(me.kind, std::slice::from_ref(&me.id)).await {

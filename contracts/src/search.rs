@@ -54,6 +54,8 @@ pub fn document(title: &str, body: &str, created_at: DateTime<Utc>) -> SearchDoc
                 draft: false,
                 image: None,
                 actions: Default::default(),
+                locales: Default::default(),
+                variants: Default::default(),
             },
             status: Status::Sent,
             created_at,

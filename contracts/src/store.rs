@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use herald_domain::ports::*;
 use herald_domain::{
-    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, HistoryEvent, ImageUrl,
-    NewNotification, NotificationId, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection,
-    Status, Title, ValidityWindow,
+    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, HistoryEvent, ImageUrl, Locale,
+    Locales, LocalizedText, NewNotification, NotificationId, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind,
+    ReceiverRef, Selection, Status, Title, ValidityWindow, Variant, Variants,
 };
 
 /// The three ports of the SQL truth, as one adapter implements them (on one database).
@@ -62,6 +62,8 @@ fn content(audience: &str) -> NewNotification {
         draft: false,
         image: None,
         actions: Default::default(),
+        locales: Default::default(),
+        variants: Default::default(),
     }
 }
 
@@ -597,6 +599,65 @@ pub async fn notifications_keep_their_image_and_actions(h: &dyn StoreHarness) {
     let both = ports.notifications.notifications(&[n.id.clone(), plain.id.clone()]).await.unwrap();
     let plain_read = both.iter().find(|x| x.id == plain.id).unwrap();
     assert_eq!((plain_read.content.image.as_ref(), plain_read.content.actions.is_empty()), (None, true));
+}
+
+pub async fn receivers_keep_their_locale(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let zh = rider("l1", "sh", &[]).with_locale(Some(Locale::parse("locale", "zh-CN").unwrap()));
+    let plain = rider("l2", "sh", &[]);
+    assert_eq!(ports.receivers.upsert_receivers(&[zh.clone(), plain.clone()]).await.unwrap(), 2);
+    assert_eq!(ports.receivers.upsert_receivers(&[zh.clone(), plain.clone()]).await.unwrap(), 0, "unchanged");
+    let found = ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("l1"), rid("l2")]).await.unwrap();
+    assert_eq!(found, vec![zh.clone(), plain.clone()]);
+    let listed = ports.receivers.list_receivers(Some(ReceiverKind::Rider), None, None, 10).await.unwrap();
+    assert_eq!(listed, vec![zh, plain], "listing reads it too");
+    // A locale alone changing is a change; none is none.
+    let en = rider("l1", "sh", &[]).with_locale(Some(Locale::parse("locale", "en").unwrap()));
+    assert_eq!(ports.receivers.upsert_receivers(std::slice::from_ref(&en)).await.unwrap(), 1);
+    assert_eq!(ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("l1")]).await.unwrap(), vec![en]);
+    let cleared = rider("l1", "sh", &[]);
+    assert_eq!(ports.receivers.upsert_receivers(std::slice::from_ref(&cleared)).await.unwrap(), 1);
+    assert_eq!(ports.receivers.lookup_receivers(ReceiverKind::Rider, &[rid("l1")]).await.unwrap(), vec![cleared]);
+}
+
+pub async fn notifications_keep_their_variants_and_locales(h: &dyn StoreHarness) {
+    let ports = h.open().await;
+    let schemes = AppSchemes::default();
+    let text = |title: &str, body: &str| LocalizedText {
+        title: Title::parse("title", title).unwrap(),
+        body: Body::parse("body", body).unwrap(),
+    };
+    let locales = |pairs: &[(&str, LocalizedText)]| {
+        Locales::new("locales", pairs.iter().map(|(l, t)| (l.to_string(), t.clone())).collect()).unwrap()
+    };
+    let mut n = content(r#"{"all": true}"#);
+    n.locales = locales(&[("en", text("Hello {{receiver.attr.name}}", "b")), ("zh-CN", text("你好", "正文"))]);
+    let vip = Variant::new(
+        vec![group("vip"), group("gold")],
+        Title::parse("title", "VIP 专享").unwrap(),
+        Body::parse("body", "专享正文").unwrap(),
+        Some(ImageUrl::parse("image", "https://cdn.example.com/vip.png").unwrap()),
+        Actions::new("actions", vec![Action::parse("deep_link", "herald://vip", Some("去看看"), &schemes).unwrap()])
+            .unwrap(),
+        locales(&[("en", text("VIP only", "for you"))]),
+    )
+    .unwrap();
+    let plain_variant = Variant::new(
+        vec![group("new")],
+        Title::parse("title", "新人").unwrap(),
+        Body::parse("body", "欢迎").unwrap(),
+        None,
+        Actions::default(),
+        Locales::default(),
+    )
+    .unwrap();
+    n.variants = Variants::new("variants", vec![vip, plain_variant]).unwrap();
+    let kept = created(&ports, &n).await;
+    let stored = ports.notifications.notification(&kept.id).await.unwrap().unwrap();
+    assert_eq!(stored.content, n, "variants (in order) and locales read back as written");
+    let plain = created(&ports, &content(r#"{"all": true}"#)).await;
+    let read = ports.notifications.notifications(std::slice::from_ref(&plain.id)).await.unwrap();
+    assert!(read[0].content.variants.is_empty() && read[0].content.locales.is_empty());
 }
 
 pub async fn a_city_reached_after_the_plan_was_counted_gets_a_task_when_sending_starts(h: &dyn StoreHarness) {
@@ -1221,6 +1282,8 @@ crate::suite!($ store, store_contract, [
     window_edges_are_found_by_the_interval_they_fall_in,
     receivers_keep_their_attributes,
     notifications_keep_their_image_and_actions,
+    receivers_keep_their_locale,
+    notifications_keep_their_variants_and_locales,
     preferences_are_kept_per_receiver_and_looked_up_among_a_page,
     a_task_counts_what_its_steps_left_out_as_opted_out,
     opting_back_in_pages_the_category_s_still_valid_broadcasts_late,

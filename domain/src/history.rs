@@ -97,6 +97,8 @@ mod tests {
             draft,
             image: None,
             actions: Default::default(),
+            locales: Default::default(),
+            variants: Default::default(),
         }
     }
 

@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use crate::InvalidInput;
+use crate::content::{Actions, ImageUrl};
+use crate::locale::Locale;
 use crate::notification::{Category, Notification, NotificationId};
 use crate::template::{self, Fields};
+use crate::variant::{Variant, Viewer};
 
 /// Entries one inbox keeps by default (see [`InboxCap`]).
 pub const DEFAULT_INBOX_CAP: usize = 1_000;
@@ -109,8 +112,9 @@ pub struct InboxEntry {
     pub position: InboxCursor,
 }
 
-/// An entry with its notification, and its title and body as this inbox's receiver reads them
-/// (placeholders filled in, `crate::template`).
+/// An entry with its notification, and what this inbox's receiver is shown of it: the variant of
+/// its groups and the translation of its locale (`crate::variant`), placeholders filled in
+/// (`crate::template`).
 #[derive(Debug, Clone)]
 pub struct InboxItem {
     pub notification: Arc<Notification>,
@@ -120,15 +124,50 @@ pub struct InboxItem {
     pub version: u64,
     pub title: String,
     pub body: String,
+    /// The variant shown (its place in the notification's variants); `None` for the default.
+    pub variant: Option<usize>,
+    /// The translation shown; `None` for the untranslated text.
+    pub locale: Option<Locale>,
 }
 
 impl InboxItem {
-    /// The item of `entry` for the receiver `fields` describe: the notification shared, only its
-    /// texts rendered.
-    pub fn new(notification: Arc<Notification>, entry: &InboxEntry, fields: &Fields<'_>) -> Self {
-        let title = template::render(notification.content.title.as_str(), fields).into_owned();
-        let body = template::render(notification.content.body.as_str(), fields).into_owned();
-        Self { notification, read: entry.read, archived: entry.archived, version: entry.version, title, body }
+    /// The item of `entry` for the receiver `fields` and `viewer` describe: the notification
+    /// shared, only its texts rendered.
+    pub fn new(notification: Arc<Notification>, entry: &InboxEntry, fields: &Fields<'_>, viewer: Viewer<'_>) -> Self {
+        let shown = notification.content.shown_to(viewer);
+        let title = template::render(shown.title.as_str(), fields).into_owned();
+        let body = template::render(shown.body.as_str(), fields).into_owned();
+        let (variant, locale) = (shown.variant, shown.locale.cloned());
+        Self {
+            read: entry.read,
+            archived: entry.archived,
+            version: entry.version,
+            title,
+            body,
+            variant,
+            locale,
+            notification,
+        }
+    }
+
+    /// The image of the content shown.
+    pub fn image(&self) -> Option<&ImageUrl> {
+        match self.shown_variant() {
+            Some(v) => v.image.as_ref(),
+            None => self.notification.content.image.as_ref(),
+        }
+    }
+
+    /// The buttons of the content shown.
+    pub fn actions(&self) -> &Actions {
+        match self.shown_variant() {
+            Some(v) => &v.actions,
+            None => &self.notification.content.actions,
+        }
+    }
+
+    fn shown_variant(&self) -> Option<&Variant> {
+        self.variant.and_then(|i| self.notification.content.variants.as_slice().get(i))
     }
 }
 
@@ -226,6 +265,8 @@ mod tests {
                 draft: false,
                 image: None,
                 actions: Default::default(),
+                locales: Default::default(),
+                variants: Default::default(),
             },
             status: Status::Sent,
             created_at: sent,

@@ -9,6 +9,7 @@ pub mod content;
 pub mod history;
 pub mod inbox;
 pub mod listing;
+pub mod locale;
 pub mod notification;
 pub mod page;
 pub mod plan;
@@ -18,11 +19,13 @@ pub mod receiver;
 pub mod search;
 pub mod template;
 mod text;
+pub mod variant;
 
 pub use audience::{Audience, Selection};
 pub use content::{Action, ActionKind, Actions, AppSchemes, ImageUrl};
 pub use history::HistoryEvent;
 pub use inbox::{DEFAULT_INBOX_CAP, EntryMeta, InboxCap, InboxCursor, InboxEntry, InboxItem, SyncCursor};
+pub use locale::{Locale, Locales, LocalizedText};
 pub use notification::{
     ActionLabel, Body, Category, HistoryEntry, NewNotification, Notification, NotificationId, Status, Title,
     ValidityWindow,
@@ -31,6 +34,7 @@ pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
 pub use preferences::Preferences;
 pub use receiver::{AttributeName, Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
+pub use variant::{Shown, Variant, Variants, Viewer};
 
 /// A value that failed to parse, with the path of the field at fault (`audience.cities[2]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::InvalidInput;
 use crate::audience::Audience;
 use crate::content::{Actions, ImageUrl};
+use crate::locale::Locales;
 use crate::receiver::ReceiverKind;
+use crate::variant::Variants;
 
 /// Time-ordered (UUID v7), so ids sort by creation and index well.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -259,6 +261,10 @@ pub struct NewNotification {
     pub image: Option<ImageUrl>,
     /// Up to two buttons.
     pub actions: Actions,
+    /// Title and body per locale (`crate::locale`).
+    pub locales: Locales,
+    /// Content per user group, tried in order (`crate::variant`).
+    pub variants: Variants,
 }
 
 impl NewNotification {
@@ -356,6 +362,8 @@ mod tests {
             draft: false,
             image: None,
             actions: Actions::default(),
+            locales: Default::default(),
+            variants: Default::default(),
         };
         assert!(n.check_visible_some_time(t(8)).is_ok());
         assert_eq!(n.check_visible_some_time(t(10)).unwrap_err().field, "valid_until");
@@ -383,6 +391,8 @@ mod tests {
                 draft,
                 image: None,
                 actions: Default::default(),
+                locales: Default::default(),
+                variants: Default::default(),
             },
             status: Status::Sending,
             created_at: t(5),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
+use crate::locale::Locale;
 use crate::notification::is_bidi_control;
 use crate::text::ident_type;
 
@@ -179,6 +180,8 @@ pub struct Receiver {
     groups: Vec<Group>,
     /// What templates fill in besides the id and city.
     pub attributes: Attributes,
+    /// The language it reads (`crate::locale`); `None` reads every notification's own text.
+    pub locale: Option<Locale>,
 }
 
 impl Receiver {
@@ -191,12 +194,17 @@ impl Receiver {
                 format!("at most {MAX_GROUPS_PER_RECEIVER} groups per receiver, got {}", groups.len()),
             ));
         }
-        Ok(Self { kind, id, city, groups, attributes: Attributes::default() })
+        Ok(Self { kind, id, city, groups, attributes: Attributes::default(), locale: None })
     }
 
     /// The same receiver with these attributes.
     pub fn with_attributes(self, attributes: Attributes) -> Self {
         Self { attributes, ..self }
+    }
+
+    /// The same receiver reading `locale`.
+    pub fn with_locale(self, locale: Option<Locale>) -> Self {
+        Self { locale, ..self }
     }
 
     pub fn groups(&self) -> &[Group] {

@@ -177,6 +177,8 @@ fn notification(rng: &mut StdRng, cities: &[City], i: usize, n: usize) -> anyhow
                 draft: status == Status::Draft,
                 image: None,
                 actions: Default::default(),
+                locales: Default::default(),
+                variants: Default::default(),
             },
             status,
             created_at,

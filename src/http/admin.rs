@@ -1,5 +1,7 @@
 //! The ops console's API: receivers, notifications, their progress and history, audience preview.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -10,8 +12,9 @@ use herald_domain::listing::NotificationFilter;
 use herald_domain::ports::Idempotency;
 use herald_domain::search::SearchCursor;
 use herald_domain::{
-    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, ImageUrl, NewNotification,
-    NotificationId, Receiver, ReceiverId, ReceiverKind, Status, Title, ValidityWindow,
+    Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, ImageUrl, InvalidInput, Locale,
+    Locales, LocalizedText, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status, Title,
+    ValidityWindow, Variant, Variants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -44,6 +47,10 @@ pub struct ReceiverIn {
     #[serde(default)]
     #[schema(schema_with = doc::attributes)]
     attributes: Attributes,
+    /// The language it reads notifications in (`zh-CN`); replaces what the receiver had (absent: none).
+    #[serde(default)]
+    #[schema(schema_with = doc::locale)]
+    locale: Option<Locale>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -62,7 +69,7 @@ pub async fn upsert_receivers(
 ) -> ApiResult<Json<Upserted>> {
     let receivers = batch.into_iter().enumerate().map(|(i, r)| {
         let receiver = Receiver::new(r.kind, r.id, r.city, r.groups).map_err(|e| e.within(&format!("[{i}]")))?;
-        Ok(receiver.with_attributes(r.attributes))
+        Ok(receiver.with_attributes(r.attributes).with_locale(r.locale))
     });
     let upserted = state.herald.upsert_receivers(receivers).await?;
     Ok(Json(Upserted { upserted }))
@@ -101,6 +108,49 @@ pub struct NotificationIn {
     #[serde(default)]
     #[schema(max_items = 2)]
     actions: Vec<ActionIn>,
+    /// Title and body per locale, read by receivers whose imported `locale` is one of them.
+    #[serde(default)]
+    #[schema(schema_with = doc::locales)]
+    locales: BTreeMap<String, LocalizedText>,
+    /// Content per user group, tried in order: a receiver is shown the first variant naming one of
+    /// its groups, else this notification's own content. At most 10; title and body text in all
+    /// (translations and variants included) at most 100,000 characters.
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    variants: Vec<VariantIn>,
+}
+
+/// The content receivers in some groups are shown instead of the notification's own.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantIn {
+    /// Receivers in any of these groups are shown this variant (unless an earlier one names one of theirs).
+    #[schema(schema_with = doc::variant_groups)]
+    groups: Vec<Group>,
+    #[schema(schema_with = doc::title)]
+    title: Title,
+    #[schema(schema_with = doc::body)]
+    body: Body,
+    /// Its own image (the notification's is not inherited): an `https://` URL.
+    #[serde(default)]
+    #[schema(format = "uri", max_length = 2048)]
+    image: Option<String>,
+    /// Its own buttons (the notification's are not inherited).
+    #[serde(default)]
+    #[schema(max_items = 2)]
+    actions: Vec<ActionIn>,
+    /// Its title and body per locale.
+    #[serde(default)]
+    #[schema(schema_with = doc::locales)]
+    locales: BTreeMap<String, LocalizedText>,
+}
+
+impl VariantIn {
+    fn into_domain(self, schemes: &AppSchemes) -> Result<Variant, InvalidInput> {
+        let image = parse_image(self.image.as_deref())?;
+        let actions = parse_actions(self.actions, schemes)?;
+        Variant::new(self.groups, self.title, self.body, image, actions, Locales::new("locales", self.locales)?)
+    }
 }
 
 /// A button of a notification.
@@ -120,7 +170,11 @@ pub struct ActionIn {
     label: Option<String>,
 }
 
-fn parse_actions(actions: Vec<ActionIn>, schemes: &AppSchemes) -> ApiResult<Actions> {
+fn parse_image(raw: Option<&str>) -> Result<Option<ImageUrl>, InvalidInput> {
+    raw.map(|raw| ImageUrl::parse("image", raw)).transpose()
+}
+
+fn parse_actions(actions: Vec<ActionIn>, schemes: &AppSchemes) -> Result<Actions, InvalidInput> {
     let actions = actions
         .iter()
         .enumerate()
@@ -129,7 +183,7 @@ fn parse_actions(actions: Vec<ActionIn>, schemes: &AppSchemes) -> ApiResult<Acti
                 .map_err(|e| e.within(&format!("actions[{i}]")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Actions::new("actions", actions)?)
+    Actions::new("actions", actions)
 }
 
 fn parse_audience(spec: AudienceSpec) -> ApiResult<Audience> {
@@ -138,7 +192,13 @@ fn parse_audience(spec: AudienceSpec) -> ApiResult<Audience> {
 
 impl NotificationIn {
     fn into_domain(self, schemes: &AppSchemes) -> ApiResult<NewNotification> {
-        Ok(NewNotification {
+        let variants = self
+            .variants
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| v.into_domain(schemes).map_err(|e| e.within(&format!("variants[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let notification = NewNotification {
             title: self.title,
             body: self.body,
             category: self.category,
@@ -149,9 +209,13 @@ impl NotificationIn {
             validity: ValidityWindow::new(self.valid_from, self.valid_until)?,
             send_at: self.send_at.map(herald_domain::notification::to_millis),
             draft: self.draft,
-            image: self.image.as_deref().map(|raw| ImageUrl::parse("image", raw)).transpose()?,
+            image: parse_image(self.image.as_deref())?,
             actions: parse_actions(self.actions, schemes)?,
-        })
+            locales: Locales::new("locales", self.locales)?,
+            variants: Variants::new("variants", variants)?,
+        };
+        notification.check_total_text()?;
+        Ok(notification)
     }
 }
 
@@ -236,6 +300,11 @@ pub struct NotificationView {
     #[schema(format = "uri")]
     image: Option<String>,
     actions: Vec<ActionView>,
+    /// Title and body per locale (empty when none).
+    #[schema(schema_with = doc::locales)]
+    locales: Locales,
+    /// Content per user group, in the order tried (empty when none).
+    variants: Vec<VariantView>,
     #[schema(schema_with = doc::status)]
     status: Status,
     #[schema(format = DateTime)]
@@ -246,6 +315,37 @@ pub struct NotificationView {
     revoked_at: Option<String>,
     stats: Stats,
     cities: Vec<CityView>,
+}
+
+/// A variant as submitted.
+#[derive(Serialize, ToSchema)]
+pub struct VariantView {
+    #[schema(schema_with = doc::variant_groups)]
+    groups: Vec<Group>,
+    #[schema(schema_with = doc::title)]
+    title: Title,
+    #[schema(schema_with = doc::body)]
+    body: Body,
+    /// Absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
+    image: Option<String>,
+    actions: Vec<ActionView>,
+    #[schema(schema_with = doc::locales)]
+    locales: Locales,
+}
+
+impl From<&Variant> for VariantView {
+    fn from(v: &Variant) -> Self {
+        Self {
+            groups: v.groups().iter().cloned().collect(),
+            title: v.title.clone(),
+            body: v.body.clone(),
+            image: v.image.as_ref().map(|i| i.as_str().to_owned()),
+            actions: v.actions.as_slice().iter().map(ActionView::from).collect(),
+            locales: v.locales.clone(),
+        }
+    }
 }
 
 /// `read_rate` is `read / sent` (0 before anything is sent).
@@ -302,6 +402,8 @@ impl From<NotificationDetails> for NotificationView {
             draft: c.draft,
             image: c.image.as_ref().map(|i| i.as_str().to_owned()),
             actions: c.actions.as_slice().iter().map(ActionView::from).collect(),
+            locales: c.locales.clone(),
+            variants: c.variants.as_slice().iter().map(VariantView::from).collect(),
             status: n.status,
             created_at: n.created_at.to_rfc3339(),
             sent_at: time(n.sent_at),
@@ -509,6 +611,25 @@ pub struct PreviewIn {
     /// A force-read notice reaches everyone, whatever they opted out of.
     #[serde(default)]
     force_read: bool,
+    /// The groups of the message's variants, in order: the answer splits `matched` by the variant
+    /// each receiver would be shown (`variants`, then `default_matched`).
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    variants: Vec<VariantGroupsIn>,
+}
+
+/// A variant as the preview needs it: its groups.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantGroupsIn {
+    #[schema(schema_with = doc::variant_groups)]
+    groups: Vec<Group>,
+}
+
+/// How many of `matched` a variant would be shown to.
+#[derive(Serialize, ToSchema)]
+pub struct VariantMatch {
+    matched: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -520,6 +641,11 @@ pub struct Preview {
     unknown: Vec<String>,
     /// Receivers of the audience who opted out of `category`.
     opted_out: u64,
+    /// Per variant asked about, in order, how many of `matched` it would be shown to (empty when
+    /// none was asked about).
+    variants: Vec<VariantMatch>,
+    /// How many of `matched` would be shown the default content (in no variant's groups).
+    default_matched: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -548,7 +674,28 @@ pub async fn preview(
         .map(|c| CityMatch { city: c.city.clone(), matched: c.matched, opted_out: c.opted_out })
         .collect();
     let unknown = plan.unknown.iter().map(|id| id.as_str().to_string()).collect();
-    Ok(Json(Preview { matched: plan.matched(), cities, unknown, opted_out: plan.opted_out() }))
+    let (variants, default_matched) = if req.variants.is_empty() {
+        (Vec::new(), plan.matched())
+    } else {
+        Variants::check_count("variants", req.variants.len())?;
+        let groups = req
+            .variants
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Variant::parse_groups(v.groups).map_err(|e| e.within(&format!("variants[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut split = state.herald.preview_by_variant(req.receiver_kind, &audience, opt_out, &groups).await?;
+        let default_matched = split.pop().unwrap_or_default();
+        (split.into_iter().map(|matched| VariantMatch { matched }).collect(), default_matched)
+    };
+    Ok(Json(Preview {
+        matched: plan.matched(),
+        cities,
+        unknown,
+        opted_out: plan.opted_out(),
+        variants,
+        default_matched,
+    }))
 }
 
 /// The rebuild of the admin search mirror that this api process runs (`POST` starts it).

@@ -1,7 +1,8 @@
 //! The ops console at `/console/`: static files compiled into the binary (`console/`), so
 //! `herald serve` and `herald api` carry the whole console with no other server, CDN or build
 //! step. Every answer has a strict Content-Security-Policy: scripts, styles and API calls only
-//! from this origin, no inline code, no frames.
+//! from this origin, no inline code, no frames; images from this origin or any `https:` one, the
+//! only scheme a notification's image may have (the composer previews it).
 
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
@@ -14,7 +15,7 @@ use super::openapi::ReadsPath;
 use super::params::PathParams;
 
 pub const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-     img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+     img-src 'self' https:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's files: name, content type, content.
 const FILES: &[(&str, &str, &str)] = &[

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use herald_app::SyncNews;
 use herald_domain::ports::ByCategory;
-use herald_domain::{Action, ActionKind, Category, InboxCursor, InboxItem, NotificationId, SyncCursor};
+use herald_domain::{Action, ActionKind, Category, InboxCursor, InboxItem, Locale, NotificationId, SyncCursor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -87,6 +87,12 @@ pub struct Message {
     image: Option<String>,
     /// Up to two buttons, in order (empty when none).
     actions: Vec<ActionView>,
+    /// The variant this receiver is shown (its place in the notification's `variants`, from 0), by
+    /// its groups; null for the notification's own content.
+    variant: Option<usize>,
+    /// The translation this receiver reads, by its locale; null for the untranslated text.
+    #[schema(value_type = Option<String>)]
+    locale: Option<Locale>,
     #[schema(schema_with = doc::category)]
     category: Category,
     pinned: bool,
@@ -108,8 +114,10 @@ impl From<&InboxItem> for Message {
             id: n.id.clone(),
             title: item.title.clone(),
             body: item.body.clone(),
-            image: n.content.image.as_ref().map(|i| i.as_str().to_owned()),
-            actions: n.content.actions.as_slice().iter().map(ActionView::from).collect(),
+            image: item.image().map(|i| i.as_str().to_owned()),
+            actions: item.actions().as_slice().iter().map(ActionView::from).collect(),
+            variant: item.variant,
+            locale: item.locale.clone(),
             category: n.content.category,
             pinned: n.content.pinned,
             force_read: n.content.force_read,

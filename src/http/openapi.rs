@@ -82,6 +82,47 @@ pub fn groups() -> Schema {
     ArrayBuilder::new().items(ident_builder()).max_items(Some(herald_domain::receiver::MAX_GROUPS_PER_RECEIVER)).into()
 }
 
+/// A language tag (`en`, `zh-CN`, `zh-Hant-TW`; `_` is read as `-`).
+pub fn locale() -> Schema {
+    locale_builder().into()
+}
+
+fn locale_builder() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$"))
+        .max_length(Some(herald_domain::locale::MAX_LOCALE_LEN))
+        .description(Some("A language tag: `en`, `zh-CN`, `zh-Hant-TW`"))
+}
+
+/// Title and body per locale: `{"en": {"title": …, "body": …}}`.
+pub fn locales() -> Schema {
+    let text = ObjectBuilder::new()
+        .property("title", title())
+        .property("body", body())
+        .required("title")
+        .required("body")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    ObjectBuilder::new()
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(text.into()))))
+        .max_properties(Some(herald_domain::locale::MAX_LOCALES))
+        .property_names(Some(locale_builder()))
+        .description(Some(
+            "Title and body per locale; a receiver reads its locale's, else its language's (`zh` for `zh-TW`), \
+             else the untranslated text",
+        ))
+        .into()
+}
+
+/// A variant's groups: one at least.
+pub fn variant_groups() -> Schema {
+    ArrayBuilder::new()
+        .items(ident_builder())
+        .min_items(Some(1))
+        .max_items(Some(herald_domain::variant::MAX_VARIANT_GROUPS))
+        .into()
+}
+
 /// A page size: 1 to `max`.
 pub fn limit(max: usize) -> Schema {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(max as u64)).into()

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_domain::{Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+use herald_domain::{Attributes, City, Group, Locale, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -26,6 +26,10 @@ pub struct ReceiverView {
     groups: Vec<Group>,
     #[schema(schema_with = doc::attributes)]
     attributes: Attributes,
+    /// The language it reads notifications in; absent when the import gave none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = doc::locale)]
+    locale: Option<Locale>,
 }
 
 impl From<&Receiver> for ReceiverView {
@@ -36,6 +40,7 @@ impl From<&Receiver> for ReceiverView {
             city: r.city.clone(),
             groups: r.groups().to_vec(),
             attributes: r.attributes.clone(),
+            locale: r.locale.clone(),
         }
     }
 }
@@ -163,8 +168,8 @@ pub struct RejectedRow {
     reason: String,
 }
 
-/// Imports a CSV of receivers (`kind,id,city,groups[,attributes]`, groups `;`-separated,
-/// attributes a JSON object of strings, an optional header line), as `herald receivers import` does: bad rows are reported by line, the others upserted.
+/// Imports a CSV of receivers (`kind,id,city,groups[,attributes[,locale]]`, groups
+/// `;`-separated, attributes a JSON object of strings, locale a language tag, an optional header line), as `herald receivers import` does: bad rows are reported by line, the others upserted.
 #[utoipa::path(post, path = "/admin/v1/receivers/import", tag = "admin", security(("admin_token" = [])),
     request_body(content = String, content_type = "text/csv", description = "At most 64 MiB"),
     responses((status = 200, body = ImportReport), NeedsToken, ReadsCsv, UsesBackend))]

@@ -33,6 +33,8 @@ fn document(n: i64, title: &str) -> SearchDocument {
         draft: false,
         image: None,
         actions: Default::default(),
+        locales: Default::default(),
+        variants: Default::default(),
     };
     let created_at = Utc.timestamp_millis_opt(1_700_000_000_000 + n).unwrap();
     let notification = Notification {

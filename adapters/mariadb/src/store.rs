@@ -16,7 +16,7 @@ use herald_domain::completion::{CityState, send_completes};
 use herald_domain::plan::{LateDelivery, late_deliveries, selection_of_every_city};
 use herald_domain::ports::*;
 use herald_domain::{
-    Actions, Attributes, Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, ImageUrl, NewNotification,
+    Attributes, Audience, Body, Category, City, Group, HistoryEntry, HistoryEvent, ImageUrl, Locale, NewNotification,
     Notification, NotificationId, PageKey, Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection,
     Status, Title, ValidityWindow,
 };
@@ -37,12 +37,21 @@ static MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../../sql/mysql/0004_rich_content.sql")),
     (5, include_str!("../../../sql/mysql/0005_archives.sql")),
     (6, include_str!("../../../sql/mysql/0006_preferences.sql")),
+    (7, include_str!("../../../sql/mysql/0007_variants_locales.sql")),
 ];
 
 macro_rules! notification_columns {
     () => {
         "id, title, body, category, receiver_kind, audience, pinned, force_read, valid_from, valid_until, \
-         send_at, draft, status, created_at, sent_at, revoked_at, image, actions"
+         send_at, draft, status, created_at, sent_at, revoked_at, image, actions, \
+         variants, locales"
+    };
+}
+
+/// A receiver row as `receiver_from_row` reads it.
+macro_rules! receiver_columns {
+    () => {
+        "kind, id, city, `groups`, attributes, locale"
     };
 }
 
@@ -90,7 +99,26 @@ fn receiver_from_row(row: &MySqlRow) -> PortResult<Receiver> {
     let groups: String = row.try_get("groups").map_err(err)?;
     let attributes: Option<String> = row.try_get("attributes").map_err(err)?;
     let attributes = Attributes::parse_json("attributes", attributes.as_deref().unwrap_or("")).map_err(corrupt)?;
-    Ok(Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)?.with_attributes(attributes))
+    let locale: Option<String> = row.try_get("locale").map_err(err)?;
+    let locale = locale.map(|l| Locale::parse("locale", &l)).transpose().map_err(corrupt)?;
+    let receiver = Receiver::parse_fields(&kind, &id, &city, &groups).map_err(corrupt)?;
+    Ok(receiver.with_attributes(attributes).with_locale(locale))
+}
+
+/// A JSON column read back through the type's own checks; NULL is the type's empty value.
+fn json_column<T: serde::de::DeserializeOwned + Default>(row: &MySqlRow, column: &str) -> PortResult<T> {
+    match row.try_get::<Option<String>, _>(column).map_err(err)? {
+        Some(raw) => serde_json::from_str(&raw).map_err(corrupt),
+        None => Ok(T::default()),
+    }
+}
+
+/// A JSON column's value: NULL when `empty`, else the value's JSON.
+fn to_json_column<T: serde::Serialize>(value: &T, empty: bool) -> PortResult<Option<String>> {
+    if empty {
+        return Ok(None);
+    }
+    serde_json::to_string(value).map(Some).map_err(|e| PortError::new(BACKEND, e))
 }
 
 /// The attributes column: NULL for none, else their JSON.
@@ -164,10 +192,9 @@ fn notification_from_row(row: &MySqlRow) -> PortResult<Notification> {
                 .map(|raw| ImageUrl::parse("image", &raw))
                 .transpose()
                 .map_err(corrupt)?,
-            actions: match row.try_get::<Option<String>, _>("actions").map_err(err)? {
-                Some(raw) => serde_json::from_str(&raw).map_err(corrupt)?,
-                None => Actions::default(),
-            },
+            actions: json_column(row, "actions")?,
+            locales: json_column(row, "locales")?,
+            variants: json_column(row, "variants")?,
         },
         status: Status::parse("status", &text("status")?).map_err(corrupt)?,
         created_at: from_millis(row.try_get("created_at").map_err(err)?),
@@ -354,7 +381,8 @@ async fn write_receivers(
     let mut stored: HashMap<ReceiverKind, HashMap<String, StoredReceiver>> = HashMap::new();
     for kind in ReceiverKind::ALL {
         let ids = json_list(latest.keys().filter(|(k, _)| *k == kind).map(|(_, id)| id.as_str()));
-        let mut qb = QueryBuilder::<MySql>::new("SELECT id, city, `groups`, attributes FROM receivers WHERE kind = ");
+        let mut qb =
+            QueryBuilder::<MySql>::new("SELECT id, city, `groups`, attributes, locale FROM receivers WHERE kind = ");
         qb.push_bind(kind.as_str()).push(" AND id IN ");
         push_json_values(&mut qb, ids);
         let rows = qb.build().fetch_all(&mut **tx).await.map_err(err)?;
@@ -364,35 +392,43 @@ async fn write_receivers(
                 row.try_get("city").map_err(err)?,
                 row.try_get("groups").map_err(err)?,
                 row.try_get("attributes").map_err(err)?,
+                row.try_get("locale").map_err(err)?,
             );
             of_kind.insert(row.try_get("id").map_err(err)?, fields);
         }
     }
     let before = |r: &Receiver| stored.get(&r.kind).and_then(|of_kind| of_kind.get(r.id.as_str()));
     let moved = |r: &Receiver| {
-        before(r).is_none_or(|(city, groups, _)| {
+        before(r).is_none_or(|(city, groups, _, _)| {
             city != r.city.as_str() || *groups != delimited(r.groups().iter().map(Group::as_str))
         })
     };
     let changed: Vec<Receiver> = latest
         .into_values()
-        .filter(|r| moved(r) || before(r).is_some_and(|(_, _, attributes)| *attributes != attributes_column(r)))
+        .filter(|r| {
+            moved(r)
+                || before(r).is_some_and(|(_, _, attributes, locale)| {
+                    *attributes != attributes_column(r) || locale.as_deref() != r.locale.as_ref().map(Locale::as_str)
+                })
+        })
         .cloned()
         .collect();
     for chunk in changed.chunks(CHUNK) {
-        let mut qb =
-            QueryBuilder::<MySql>::new("INSERT INTO receivers (kind, id, city, `groups`, attributes, updated_at) ");
+        let mut qb = QueryBuilder::<MySql>::new(
+            "INSERT INTO receivers (kind, id, city, `groups`, attributes, locale, updated_at) ",
+        );
         qb.push_values(chunk, |mut row, r| {
             row.push_bind(r.kind.as_str())
                 .push_bind(r.id.as_str().to_owned())
                 .push_bind(r.city.as_str().to_owned())
                 .push_bind(delimited(r.groups().iter().map(Group::as_str)))
                 .push_bind(attributes_column(r))
+                .push_bind(r.locale.as_ref().map(|l| l.as_str().to_owned()))
                 .push_bind(millis(now));
         });
         qb.push(
             " ON DUPLICATE KEY UPDATE city = VALUES(city), `groups` = VALUES(`groups`), \
-             attributes = VALUES(attributes), updated_at = VALUES(updated_at)",
+             attributes = VALUES(attributes), locale = VALUES(locale), updated_at = VALUES(updated_at)",
         );
         qb.build().execute(&mut **tx).await.map_err(err)?;
     }
@@ -419,8 +455,8 @@ async fn write_receivers(
     Ok(Written { moved, count: changed.len() })
 }
 
-/// A receiver's city, groups and attributes columns, as stored.
-type StoredReceiver = (String, String, Option<String>);
+/// A receiver's city, groups, attributes and locale columns, as stored.
+type StoredReceiver = (String, String, Option<String>, Option<String>);
 
 /// What `write_receivers` wrote: how many, and those whose city or groups changed.
 struct Written {
@@ -627,7 +663,7 @@ impl ReceiverDirectory for MariaDbStore {
         let mut found = Vec::new();
         for chunk in ids.chunks(CHUNK) {
             let mut qb =
-                QueryBuilder::<MySql>::new("SELECT kind, id, city, `groups`, attributes FROM receivers WHERE kind = ");
+                QueryBuilder::<MySql>::new(concat!("SELECT ", receiver_columns!(), " FROM receivers WHERE kind = "));
             qb.push_bind(kind.as_str()).push(" AND id IN ");
             push_list(&mut qb, chunk.iter().map(|id| id.as_str().to_owned()));
             for row in qb.build().fetch_all(&self.db).await.map_err(err)? {
@@ -683,8 +719,7 @@ impl ReceiverDirectory for MariaDbStore {
         limit: usize,
     ) -> PortResult<Vec<Receiver>> {
         // By the primary key (kind, id), or by `receivers_by_city` (kind, city, id) in one city.
-        let mut qb =
-            QueryBuilder::<MySql>::new("SELECT kind, id, city, `groups`, attributes FROM receivers WHERE 1 = 1");
+        let mut qb = QueryBuilder::<MySql>::new(concat!("SELECT ", receiver_columns!(), " FROM receivers WHERE 1 = 1"));
         if let Some(kind) = kind {
             qb.push(" AND kind = ").push_bind(kind.as_str());
         }
@@ -764,7 +799,7 @@ impl ReceiverDirectory for MariaDbStore {
         }
         if !opted_in.is_empty() {
             let stored =
-                sqlx::query("SELECT kind, id, city, `groups`, attributes FROM receivers WHERE kind = ? AND id = ?")
+                sqlx::query(concat!("SELECT ", receiver_columns!(), " FROM receivers WHERE kind = ? AND id = ?"))
                     .bind(kind)
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -848,16 +883,14 @@ impl NotificationStore for MariaDbStore {
             revoked_at: None,
         };
         let audience = serde_json::to_string(&content.audience).map_err(|e| PortError::new(BACKEND, e))?;
-        let actions = if content.actions.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_string(&content.actions).map_err(|e| PortError::new(BACKEND, e))?)
-        };
+        let actions = to_json_column(&content.actions, content.actions.is_empty())?;
+        let variants = to_json_column(&content.variants, content.variants.is_empty())?;
+        let locales = to_json_column(&content.locales, content.locales.is_empty())?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO notifications (",
             notification_columns!(),
             ", direct, cities, idempotency_key, request_fingerprint) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(notification.id.as_str())
         .bind(content.title.as_str())
@@ -877,6 +910,8 @@ impl NotificationStore for MariaDbStore {
         .bind(None::<i64>)
         .bind(content.image.as_ref().map(|i| i.as_str().to_owned()))
         .bind(actions)
+        .bind(variants)
+        .bind(locales)
         .bind(content.audience.is_direct())
         .bind(delimited(content.audience.named_cities().map(City::as_str)))
         .bind(idempotency.map(|i| i.key.clone()))
