@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use herald_domain::listing::{ListCursor, NotificationFilter};
 use herald_domain::search::{SearchCursor, SearchDocument, SearchIndex};
 use herald_domain::{
-    Audience, Body, Category, City, NewNotification, Notification, NotificationId, ReceiverKind, Status, Title,
-    ValidityWindow,
+    Audience, Body, Category, City, Group, Locales, LocalizedText, NewNotification, Notification, NotificationId,
+    ReceiverKind, Status, Title, ValidityWindow, Variant, Variants,
 };
 
 #[async_trait]
@@ -265,6 +265,36 @@ async fn fixture(index: &dyn SearchIndex) -> Fixture {
 
 fn at(minutes: i64) -> Option<DateTime<Utc>> {
     Some(base() + Duration::minutes(minutes))
+}
+
+pub async fn translations_and_variants_are_found_as_the_text_is(h: &dyn SearchHarness) {
+    let index = h.open().await;
+    let mut rich = doc("周末活动", "全场九折", 0);
+    let translation = |title: &str, body: &str| LocalizedText {
+        title: Title::parse("title", title).unwrap(),
+        body: Body::parse("body", body).unwrap(),
+    };
+    let en = |title: &str, body: &str| {
+        Locales::new("locales", [("en".to_string(), translation(title, body))].into_iter().collect()).unwrap()
+    };
+    let content = &mut rich.notification.content;
+    content.locales = en("Weekend sale", "ten percent off");
+    let vip = Variant::new(
+        vec![Group::parse("group", "vip").unwrap()],
+        Title::parse("title", "会员专享").unwrap(),
+        Body::parse("body", "八折优惠").unwrap(),
+        None,
+        Default::default(),
+        en("Members only", "twenty percent"),
+    )
+    .unwrap();
+    content.variants = Variants::new("variants", vec![vip]).unwrap();
+    let plain = doc("系统维护", "今晚维护", 1);
+    index.index(1, &[rich.clone(), plain.clone()]).await.unwrap();
+    for q in ["九折", "weekend", "PERCENT off", "会员", "八折", "members", "twenty"] {
+        assert_eq!(found(&*index, &text(q)).await, ids(&[&rich]), "{q}");
+    }
+    assert_eq!(found(&*index, &text("维护")).await, ids(&[&plain]));
 }
 
 pub async fn the_city_filter_matches_named_or_reached_cities(h: &dyn SearchHarness) {
@@ -522,6 +552,7 @@ crate::suite!($ search, search_contract, [
     the_applied_position_never_goes_back,
     a_chinese_word_matches_as_a_word_never_by_one_character,
     english_matches_whatever_its_case,
+    translations_and_variants_are_found_as_the_text_is,
     the_city_filter_matches_named_or_reached_cities,
     filters_by_status_category_and_receiver_kind,
     the_time_filter_takes_created_from_inclusive_to_exclusive,

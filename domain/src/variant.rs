@@ -168,6 +168,18 @@ impl NewNotification {
             || self.locales.iter().any(|(_, t)| templated(&t.title, &t.body))
     }
 
+    /// Every title and body a reader may be shown, the default's first: its own, its translations',
+    /// each variant's and theirs (what admin search finds it by).
+    pub fn texts(&self) -> impl Iterator<Item = (&Title, &Body)> {
+        fn translated(l: &Locales) -> impl Iterator<Item = (&Title, &Body)> {
+            l.iter().map(|(_, t)| (&t.title, &t.body))
+        }
+        let variants = self.variants.as_slice().iter();
+        std::iter::once((&self.title, &self.body))
+            .chain(translated(&self.locales))
+            .chain(variants.flat_map(|v| std::iter::once((&v.title, &v.body)).chain(translated(&v.locales))))
+    }
+
     /// The content a reader with `who`'s groups and locale is shown (the rule is this module's).
     pub fn shown_to(&self, who: Viewer<'_>) -> Shown<'_> {
         let (variant, title, body, image, actions, locales) = match self.variants.pick(who.groups) {
@@ -183,11 +195,7 @@ impl NewNotification {
 
     /// Refuses content over `MAX_TOTAL_TEXT_CHARS` characters of title and body in all.
     pub fn check_total_text(&self) -> Result<(), InvalidInput> {
-        let chars = |t: &Title, b: &Body| t.as_str().chars().count() + b.as_str().chars().count();
-        let translated = |l: &Locales| l.iter().map(|(_, t)| chars(&t.title, &t.body)).sum::<usize>();
-        let total = chars(&self.title, &self.body)
-            + translated(&self.locales)
-            + self.variants.as_slice().iter().map(|v| chars(&v.title, &v.body) + translated(&v.locales)).sum::<usize>();
+        let total: usize = self.texts().map(|(t, b)| t.as_str().chars().count() + b.as_str().chars().count()).sum();
         if total > MAX_TOTAL_TEXT_CHARS {
             return Err(InvalidInput::new(
                 "variants",

@@ -42,8 +42,9 @@ pub fn source(doc: &SearchDocument) -> Value {
     json!({
         "record": NOTIFICATION,
         "id": n.id.as_str(),
-        "title": content.title.as_str(),
-        "body": content.body.as_str(),
+        // Every text a reader may be shown: a translation or a variant is found as the default is.
+        "title": content.texts().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        "body": content.texts().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
         "category": content.category.as_str(),
         "receiver_kind": content.receiver_kind.as_str(),
         "status": n.status.as_str(),

@@ -136,8 +136,11 @@ impl Fields {
         doc.add_text(self.id, n.id.as_str());
         doc.add_u64(self.id_hi, (bits >> 64) as u64);
         doc.add_u64(self.id_lo, bits as u64);
-        doc.add_text(self.title, n.content.title.as_str());
-        doc.add_text(self.body, n.content.body.as_str());
+        // Every text a reader may be shown: a translation or a variant is found as the default is.
+        for (title, body) in n.content.texts() {
+            doc.add_text(self.title, title.as_str());
+            doc.add_text(self.body, body.as_str());
+        }
         let cities: BTreeSet<&str> =
             n.content.audience.named_cities().chain(&d.cities_reached).map(|c| c.as_str()).collect();
         for city in cities {
