@@ -13,7 +13,7 @@ mod processes;
 mod report;
 pub mod search;
 
-pub use fanout::{FanoutOptions, FanoutReport, Mode, Peer, fanout};
+pub use fanout::{Content, FanoutOptions, FanoutReport, Mode, Peer, fanout};
 pub use report::write as write_report;
 
 use std::net::SocketAddr;

@@ -128,6 +128,10 @@ enum BenchWhat {
         /// times each; reports deliveries/s by count and each role's memory and CPU.
         #[arg(long, value_delimiter = ',')]
         consumers: Vec<usize>,
+        /// What the broadcast carries: `personal` adds a variant, a translation, a placeholder,
+        /// an image and a button (chosen per reader when polled).
+        #[arg(long, value_enum, default_value = "plain")]
+        content: herald::bench::Content,
         /// Where the results go.
         #[arg(long, default_value = "bench/results")]
         out: PathBuf,
@@ -311,10 +315,17 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench {
-            what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, consumers, out },
+            what: BenchWhat::Fanout { mode, peer, receivers, cities, runs, poll_connections, consumers, content, out },
         } => {
-            let options =
-                herald::bench::FanoutOptions { receivers, cities, poll_connections, mode, peer, consumers: None };
+            let options = herald::bench::FanoutOptions {
+                receivers,
+                cities,
+                poll_connections,
+                mode,
+                peer,
+                consumers: None,
+                content,
+            };
             let counts: Vec<Option<usize>> =
                 if consumers.is_empty() { vec![None] } else { consumers.into_iter().map(Some).collect() };
             bench_fanout(config.chosen_data_dir.as_deref(), &settings.servers, &options, &counts, runs, &out).await

@@ -161,6 +161,28 @@ fn bench_fanout_runs_inside_the_given_data_dir() {
     assert!(latest.contains("| 1 |") && latest.contains("raw limit"), "{latest}");
 }
 
+/// `bench fanout --content personal` sends a campaign every read personalises, and says so.
+#[test]
+fn bench_fanout_sends_personal_content_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let args =
+        ["bench", "fanout", "--receivers", "300", "--cities", "3", "--poll-connections", "2", "--content", "personal"];
+    let mut args = args.to_vec();
+    args.extend(["--out", results.to_str().unwrap()]);
+    let out = herald(&dir.path().join("bench"), &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let latest = std::fs::read_to_string(results.join("fanout-latest.md")).unwrap();
+    assert!(latest.contains("Content: personal"), "{latest}");
+    let json = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains("latest"))
+        .expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(report["runs"][0]["content"], "personal", "{report}");
+}
+
 /// `bench fanout` stops before measuring when a server it needs is not set, naming the setting (or,
 /// in a build without the server adapters, the feature to build with).
 #[test]

@@ -56,6 +56,18 @@ pub enum Peer {
     NaiveMysql,
 }
 
+/// What the benchmark's broadcast carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Content {
+    /// A title and a body, the same for everyone.
+    Plain,
+    /// A campaign every read personalises: a variant for the riders in group `vip` (every 10th),
+    /// an English translation for those whose locale is `en` (every 3rd), an image, a button and a
+    /// placeholder; each read looks its reader up once.
+    Personal,
+}
+
 #[derive(Debug, Clone)]
 pub struct FanoutOptions {
     pub receivers: u64,
@@ -67,6 +79,7 @@ pub struct FanoutOptions {
     /// Run the roles as processes: one api, one scheduler and this many consumers (distributed
     /// mode only); `None` runs every role inside the benchmark's process.
     pub consumers: Option<usize>,
+    pub content: Content,
 }
 
 /// A peer's writes of the same number of inbox rows.
@@ -95,6 +108,8 @@ pub struct Progress {
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
     pub mode: Mode,
+    /// What the broadcast carried.
+    pub content: Content,
     pub receivers: u64,
     pub cities: u32,
     pub load_seconds: f64,
@@ -181,14 +196,26 @@ fn city_name(index: u32) -> String {
     format!("city{index:03}")
 }
 
-/// Writes the riders as the CSV `herald receivers import` reads; returns each city's size.
-fn write_csv(path: &Path, cities_of: &[u32]) -> anyhow::Result<BTreeMap<String, u64>> {
+/// Writes the riders as the CSV `herald receivers import` reads; returns each city's size. For a
+/// personal broadcast every 10th rider is in group `vip` and every 3rd reads `en`.
+fn write_csv(path: &Path, cities_of: &[u32], content: Content) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     let mut sizes = BTreeMap::new();
-    writeln!(out, "kind,id,city,groups")?;
+    match content {
+        Content::Plain => writeln!(out, "kind,id,city,groups")?,
+        Content::Personal => writeln!(out, "kind,id,city,groups,attributes,locale")?,
+    }
     for (i, &c) in cities_of.iter().enumerate() {
-        writeln!(out, "rider,{},{},", rider_name(i as u64), city_name(c))?;
-        *sizes.entry(city_name(c)).or_insert(0) += 1;
+        let (id, city) = (rider_name(i as u64), city_name(c));
+        match content {
+            Content::Plain => writeln!(out, "rider,{id},{city},")?,
+            Content::Personal => {
+                let group = if i % 10 == 0 { "vip" } else { "" };
+                let locale = if i % 3 == 0 { "en" } else { "" };
+                writeln!(out, "rider,{id},{city},{group},,{locale}")?
+            }
+        }
+        *sizes.entry(city).or_insert(0) += 1;
     }
     out.flush()?;
     Ok(sizes)
@@ -321,11 +348,11 @@ async fn run(
     store: Store,
     peer: Option<(Peer, String)>,
 ) -> anyhow::Result<FanoutReport> {
-    let FanoutOptions { receivers, cities, poll_connections, mode, consumers, .. } = *options;
+    let FanoutOptions { receivers, cities, poll_connections, mode, consumers, content, .. } = *options;
     let data_dir = settings.data_dir.as_path();
     let ports = startup::open_ports(settings).await?;
     let csv = data_dir.join("riders.csv");
-    let sizes = write_csv(&csv, &zipf_cities(receivers, cities))?;
+    let sizes = write_csv(&csv, &zipf_cities(receivers, cities), content)?;
     let importer = Herald::new(ports.clone(), Arc::new(SystemClock), Arc::new(tokio::sync::Notify::new()));
     let started = Instant::now();
     let imported = crate::import::import_csv(&csv, &importer, |_| {}).await?;
@@ -347,8 +374,17 @@ async fn run(
     }
 
     let admin = TokenSigner::new(SECRET).sign(&Claims::Admin { role: AdminRole::Operator });
-    let body = json!({"title": "系统通知 benchmark", "body": "fan-out benchmark", "category": "system",
+    let mut body = json!({"title": "系统通知 benchmark", "body": "fan-out benchmark", "category": "system",
         "receiver_kind": "rider", "audience": {"all": true}});
+    if content == Content::Personal {
+        body = json!({"title": "{{receiver.id}}，周末活动", "body": "全场九折", "category": "system",
+            "receiver_kind": "rider", "audience": {"all": true},
+            "image": "https://cdn.example.com/weekend.png",
+            "actions": [{"kind": "deep_link", "target": "herald://promo/weekend", "label": "去看看"}],
+            "locales": {"en": {"title": "Weekend sale, {{receiver.id}}", "body": "10% off"}},
+            "variants": [{"groups": ["vip"], "title": "VIP 周末专享", "body": "全场八折",
+                "locales": {"en": {"title": "VIP weekend", "body": "20% off"}}}]});
+    }
     let memory_before = store.used_memory().await?;
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
     let mut sampler = running.pids().map(RoleSampler::new);
@@ -422,6 +458,7 @@ async fn run(
     let mut phases = phases.into_iter();
     Ok(FanoutReport {
         mode,
+        content,
         receivers,
         cities,
         load_seconds,

@@ -79,7 +79,14 @@ fn markdown(runs: &[FanoutReport], stamp: &str) -> String {
         }
     };
     let _ = writeln!(md, "# Fan-out: {} riders, {} cities (Zipf), {stamp}\n", first.receivers, first.cities);
-    let _ = writeln!(md, "Mode {mode}. Inbox store: {}.\n", first.inbox);
+    let content = match first.content {
+        super::Content::Plain => "plain (one title and body for everyone)",
+        super::Content::Personal => {
+            "personal (a variant for group vip, an English translation, a placeholder, an image and a button; \
+             one reader lookup per read)"
+        }
+    };
+    let _ = writeln!(md, "Mode {mode}. Inbox store: {}. Content: {content}.\n", first.inbox);
     // A debug build measures something else entirely: say which one ran.
     let build = if cfg!(debug_assertions) { "a debug build (unoptimized)" } else { "a release build" };
     let _ = writeln!(md, "Machine: {}. Measured with {build}.\n", machine());
