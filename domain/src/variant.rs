@@ -161,11 +161,11 @@ impl NewNotification {
     /// placeholders (then the reader's record is looked up once per read).
     pub fn is_personal(&self) -> bool {
         use crate::template::has_placeholders;
-        let templated = |t: &Title, b: &Body| has_placeholders(t.as_str()) || has_placeholders(b.as_str());
+        // Any variant or translation makes it personal; otherwise only placeholders in its own text do.
         !self.variants.is_empty()
             || !self.locales.is_empty()
-            || templated(&self.title, &self.body)
-            || self.locales.iter().any(|(_, t)| templated(&t.title, &t.body))
+            || has_placeholders(self.title.as_str())
+            || has_placeholders(self.body.as_str())
     }
 
     /// Every title and body a reader may be shown, the default's first: its own, its translations',
