@@ -235,6 +235,7 @@ observed!(InboxStore {
         ids: &[NotificationId],
         archived: bool
     ) -> PortResult<Vec<NotificationId>>;
+    fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()>;
     fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
     fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
     fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;

@@ -24,7 +24,7 @@ async fn list(h: &TestHerald, token: &str, query: &str) -> Reply {
 }
 
 /// The unread count as the base contract has it: `by_category` (tests/api_tabs.rs) checked to add
-/// up to `unread`, then left out.
+/// up to `unread` and `unseen` (tests/api_seen.rs) to be part of it, then both left out.
 async fn unread(h: &TestHerald, token: &str) -> Value {
     let r = h.app_get(token, "/app/v1/inbox/unread-count").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
@@ -32,6 +32,8 @@ async fn unread(h: &TestHerald, token: &str) -> Value {
     let tabs = body.as_object_mut().and_then(|o| o.remove("by_category")).expect("by_category");
     let sum: u64 = tabs.as_object().expect("by_category object").values().filter_map(Value::as_u64).sum();
     assert_eq!(Some(sum), body["unread"].as_u64(), "the categories add up to the total: {tabs}");
+    let unseen = body.as_object_mut().and_then(|o| o.remove("unseen")).and_then(|u| u.as_u64()).expect("unseen");
+    assert!(Some(unseen) <= body["unread"].as_u64(), "unseen is part of unread: {unseen}");
     body
 }
 
@@ -615,6 +617,7 @@ async fn app_endpoints_refuse_missing_foreign_and_tampered_tokens() {
     let endpoints: Vec<(Method, String)> = vec![
         (Method::GET, "/app/v1/inbox".into()),
         (Method::GET, "/app/v1/inbox/unread-count".into()),
+        (Method::POST, "/app/v1/inbox/seen".into()),
         (Method::GET, "/app/v1/inbox/force-read".into()),
         (Method::GET, "/app/v1/inbox/sync".into()),
         (Method::POST, "/app/v1/inbox/read-all".into()),

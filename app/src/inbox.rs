@@ -79,11 +79,21 @@ impl Herald {
         Ok(InboxPage { items: self.items(me, &entries).await?, next, has_more })
     }
 
-    /// How many visible messages are unread, how many of them must be read, and how many are in
-    /// each category.
+    /// How many visible messages are unread, how many of them must be read, how many are in each
+    /// category, and how many are unseen.
     pub async fn unread_count(&self, me: &ReceiverRef) -> AppResult<UnreadCount> {
         let now = self.now_caught_up().await?;
         Ok(self.ports.inbox.unread_count(me, now).await?)
+    }
+
+    /// The receiver opened its inbox: what it holds now, and every window opened by now, is seen,
+    /// so `unseen` (the app icon's badge) counts only what comes after. Its other devices are told
+    /// the count changed.
+    pub async fn mark_seen(&self, me: &ReceiverRef) -> AppResult<()> {
+        let now = self.now_caught_up().await?;
+        self.ports.inbox.mark_seen(me, now).await?;
+        self.hints.changed(me.kind, std::slice::from_ref(&me.id));
+        Ok(())
     }
 
     /// The unread force-read messages.

@@ -600,6 +600,54 @@ pub async fn an_archived_entry_is_held_but_neither_listed_nor_counted(h: &dyn In
     assert_eq!(ids_of(&t.list(10).await), vec![act, pinned_act]);
 }
 
+/// `unseen` counts the unread entries that arrived, came back from the archive or opened their
+/// window after the receiver last looked (`mark_seen`); everything unread before the first look.
+/// The mark is the receiver's own, survives a reopen, never goes back and moves nothing else.
+pub async fn unseen_counts_what_arrived_or_opened_since_the_inbox_was_seen(h: &dyn InboxHarness) {
+    let unseen = |c: UnreadCount| (c.unread, c.unseen);
+    let mut t = Timeline::new(h, 1_000).await;
+    let a = t.send(|_| {}).await;
+    t.send(force_read).await;
+    let now = Utc::now();
+    let opens_at = now + Duration::minutes(30);
+    t.send(|m| m.valid_from_ms = Some(opens_at.timestamp_millis())).await;
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, now).await.unwrap()), (2, 2), "never looked: all unseen");
+
+    let versions: Vec<u64> = t.list(10).await.iter().map(|e| e.version).collect();
+    t.inbox.mark_seen(&t.me, now).await.unwrap();
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, now).await.unwrap()), (2, 0), "seen, still unread");
+    assert_eq!(t.list(10).await.iter().map(|e| e.version).collect::<Vec<_>>(), versions, "no entry changed");
+    assert_eq!(t.inbox.counters(&a).await.unwrap().read, 0);
+    // Another receiver holding the same message has not looked.
+    assert_eq!(t.inbox.deliver(&page(&a, "bj", 1, 1..2), &plain()).await.unwrap(), first(1));
+    assert_eq!(unseen(t.inbox.unread_count(&rider("r00001"), now).await.unwrap()), (1, 1));
+
+    let c = t.send(|_| {}).await;
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, now).await.unwrap()), (3, 1), "c arrived after the look");
+    let then = opens_at + Duration::minutes(1);
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (4, 2), "and `later` opened after it");
+    t.read(&c).await;
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (3, 1), "read is not unseen");
+
+    // Reopened, the store still knows the look.
+    let t = Timeline { inbox: h.open_capped(InboxCap::new("cap", 1_000).unwrap()).await, ..t };
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (3, 1));
+    // A look with an earlier clock (another API process's) takes nothing back.
+    t.inbox.mark_seen(&t.me, then).await.unwrap();
+    t.inbox.mark_seen(&t.me, now).await.unwrap();
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (3, 0));
+    // Archived it is not counted; un-archived it is back in the feed, news again.
+    t.inbox.set_archived(&t.me, std::slice::from_ref(&a), true).await.unwrap();
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (2, 0));
+    t.inbox.set_archived(&t.me, std::slice::from_ref(&a), false).await.unwrap();
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (3, 1));
+    // An erased receiver created again has a new inbox that was never looked at.
+    t.inbox.erase_receiver(&t.me).await.unwrap();
+    let d = NotificationId::generate();
+    assert_eq!(t.inbox.deliver(&page(&d, "sh", 0, 0..1), &plain()).await.unwrap(), first(1));
+    assert_eq!(unseen(t.inbox.unread_count(&t.me, then).await.unwrap()), (1, 1));
+}
+
 /// Archived entries go first when the cap trims (after those that can never be shown), and an
 /// inbox full of them still stays within the cap.
 pub async fn archived_entries_count_against_the_cap_and_go_with_the_read_ones(h: &dyn InboxHarness) {
@@ -804,4 +852,5 @@ crate::suite!($ inbox, inbox_contract, [
     the_cap_trims_across_categories_and_counts_stay_exact,
     an_archived_entry_is_held_but_neither_listed_nor_counted,
     archived_entries_count_against_the_cap_and_go_with_the_read_ones,
+    unseen_counts_what_arrived_or_opened_since_the_inbox_was_seen,
 ]);

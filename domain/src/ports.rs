@@ -480,6 +480,8 @@ pub struct UnreadCount {
     pub force_read: u64,
     /// Of those, how many in each category (their sum is `unread`).
     pub by_category: ByCategory,
+    /// Of those, the ones not seen yet (`InboxStore::mark_seen`): the app icon's badge.
+    pub unseen: u64,
 }
 
 /// A count per category (`Category::ALL`), each exact.
@@ -596,9 +598,11 @@ pub trait InboxStore: Send + Sync {
         limit: usize,
         category: Option<Category>,
     ) -> PortResult<Vec<InboxEntry>>;
-    /// How many entries visible at `now` are unread, how many of those are force-read, and how many
-    /// are in each category. Exact: counted from the entries at `now`, never kept as a running
-    /// total that redelivery, revokes, expiry or reads could make drift.
+    /// How many entries visible at `now` are unread, how many of those are force-read, how many
+    /// are in each category, and how many are unseen: arrived in this inbox (or un-archived) since
+    /// its receiver's last `mark_seen`, or with a window that opened after it (all of them if
+    /// there was none). Exact: counted from the entries at `now`, never kept as a running total
+    /// that redelivery, revokes, expiry or reads could make drift.
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount>;
     /// The unread entries visible at `now` (only the force-read ones if `force_read_only`), in
     /// list order.
@@ -633,6 +637,13 @@ pub trait InboxStore: Send + Sync {
         ids: &[NotificationId],
         archived: bool,
     ) -> PortResult<Vec<NotificationId>>;
+    /// The receiver looked at its inbox at `now`: every entry it holds now, and every window
+    /// opened by `now`, is seen from then on. One step in the receiver's keys, ordered with
+    /// deliveries (an entry is either held before it, so seen, or arrives after it, so unseen);
+    /// what it remembers never goes back. Moves no counter and no entry's version. Kept by the
+    /// store alone: lost with it (a rebuilt inbox counts every unread entry unseen), which can
+    /// raise a badge, never hide a message.
+    async fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()>;
     /// Marks entries read; raises each newly read notification's read counter by one, atomically.
     /// Returns the ids that were newly read (ids not in the inbox are ignored).
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;

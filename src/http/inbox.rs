@@ -164,6 +164,9 @@ pub struct UnreadCount {
     /// Of `unread`, how many in each category (every category present; they add up to `unread`).
     /// Exact, never capped.
     by_category: CategoryCounts,
+    /// Of `unread`, how many arrived (or had their window open) since the app last called
+    /// `POST /app/v1/inbox/seen`; all of them before the first call. The app icon's badge.
+    unseen: u64,
 }
 
 /// A count for each category.
@@ -184,8 +187,8 @@ impl From<&ByCategory> for CategoryCounts {
     }
 }
 
-/// How many visible messages are unread, how many of them must be read, and how many are in each
-/// category (the tabs' badges).
+/// How many visible messages are unread, how many of them must be read, how many are in each
+/// category (the tabs' badges), and how many are unseen (the app icon's badge).
 #[utoipa::path(get, path = "/app/v1/inbox/unread-count", tag = "app", security(("app_token" = [])),
     responses((status = 200, body = UnreadCount), NeedsToken, UsesBackend))]
 pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiResult<Json<UnreadCount>> {
@@ -194,7 +197,17 @@ pub async fn unread_count(State(state): State<AppState>, App(me): App) -> ApiRes
         unread: count.unread,
         force_read_pending: count.force_read,
         by_category: CategoryCounts::from(&count.by_category),
+        unseen: count.unseen,
     }))
+}
+
+/// The app opened the inbox: every message held now is seen, so `unseen` in `unread-count` counts
+/// only those that arrive (or open their window) afterwards. Unread stays unread. Idempotent.
+#[utoipa::path(post, path = "/app/v1/inbox/seen", tag = "app", security(("app_token" = [])),
+    responses((status = 204, description = "Seen"), NeedsToken, UsesBackend))]
+pub async fn seen(State(state): State<AppState>, App(me): App) -> ApiResult<StatusCode> {
+    state.herald.mark_seen(&me).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]

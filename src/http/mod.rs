@@ -87,6 +87,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::notification_events))
         .routes(routes!(inbox::list))
         .routes(routes!(inbox::unread_count))
+        .routes(routes!(inbox::seen))
         .routes(routes!(inbox::force_read))
         .routes(routes!(inbox::sync))
         .routes(routes!(inbox::read_all))

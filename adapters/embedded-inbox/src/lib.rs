@@ -28,7 +28,8 @@ pub use config::EmbeddedInboxConfig;
 pub use raw::raw_write_seconds;
 
 const BACKEND: &str = "embedded inbox";
-static MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("schema.sql")), (2, include_str!("category_codes.sql"))];
+static MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("schema.sql")), (2, include_str!("category_codes.sql")), (3, include_str!("seen.sql"))];
 
 fn err(e: sqlx::Error) -> PortError {
     PortError::new(BACKEND, e)
@@ -552,8 +553,11 @@ impl InboxStore for EmbeddedInbox {
     }
 
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(concat!(
-            "SELECT e.category, COUNT(*), COALESCE(SUM(n.force_read), 0) ",
+        // The seen mark's subqueries name no column of the entry: SQLite reads them once.
+        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT e.category, COUNT(*), COALESCE(SUM(n.force_read), 0), COALESCE(SUM(CASE WHEN ",
+            "e.version > IFNULL((SELECT version FROM seen WHERE receiver = ?1), 0) ",
+            "OR n.valid_from_ms > (SELECT at_ms FROM seen WHERE receiver = ?1) THEN 1 ELSE 0 END), 0) ",
             "FROM entries e CROSS JOIN notifications n ON n.notification_id = e.notification_id ",
             "WHERE e.receiver = ?1 AND e.read = 0 AND e.rank >= 0 AND ",
             visible!(),
@@ -565,9 +569,10 @@ impl InboxStore for EmbeddedInbox {
         .await
         .map_err(err)?;
         let mut count = UnreadCount::default();
-        for (category, unread, force_read) in rows {
+        for (category, unread, force_read, unseen) in rows {
             count.unread += unread as u64;
             count.force_read += force_read as u64;
+            count.unseen += unseen as u64;
             count.by_category.add(category_of(category)?, unread as u64);
         }
         Ok(count)
@@ -669,6 +674,23 @@ impl InboxStore for EmbeddedInbox {
         .await
         .map_err(err)?;
         entries_from_rows(&rows)
+    }
+
+    async fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()> {
+        // In a write transaction: after every delivery committed before it, before every later one.
+        let mut tx = self.db.begin_write().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO seen (receiver, version, at_ms) SELECT ?1, version, ?2 FROM clock WHERE id = 1 \
+             ON CONFLICT (receiver) DO UPDATE SET version = MAX(version, excluded.version), \
+             at_ms = MAX(at_ms, excluded.at_ms)",
+        )
+        .bind(receiver.key())
+        .bind(sqlite::millis(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(())
     }
 
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
@@ -795,12 +817,11 @@ impl InboxStore for EmbeddedInbox {
             .await
             .map_err(err)?
             .rows_affected();
-        // A receiver created again with this id is a new one: nothing of the old inbox's trims holds.
-        sqlx::query("DELETE FROM inbox_trims WHERE receiver = ?")
-            .bind(receiver.key())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        // A receiver created again with this id is a new one: nothing of the old inbox's trims or
+        // seen mark holds.
+        for sql in ["DELETE FROM inbox_trims WHERE receiver = ?", "DELETE FROM seen WHERE receiver = ?"] {
+            sqlx::query(sql).bind(receiver.key()).execute(&mut *tx).await.map_err(err)?;
+        }
         tx.commit().await.map_err(err)?;
         Ok(erased)
     }

@@ -145,6 +145,8 @@ struct ReceiverKeys {
     trims: String,
     /// The entries its receiver archived: in versions, in no list.
     archived: String,
+    /// When its receiver last looked at the inbox: `version` (the top version then) and `at` (ms).
+    seen: String,
 }
 
 impl ReceiverKeys {
@@ -166,6 +168,7 @@ impl Keys {
             versions: format!("{tag}:v"),
             trims: format!("{tag}:t"),
             archived: format!("{tag}:a"),
+            seen: format!("{tag}:s"),
         }
     }
 
@@ -843,30 +846,41 @@ impl InboxStore for RedisInbox {
 
     async fn unread_count(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<UnreadCount> {
         let k = self.keys.receiver(&receiver.key());
-        let versions: Scored = redis::cmd("ZRANGE")
-            .arg(&k.versions)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
-        let archived: HashSet<String> = {
-            let members: Vec<Member> =
-                redis::cmd("SMEMBERS").arg(&k.archived).query_async(&mut self.conn()).await.map_err(err)?;
-            members.into_iter().map(|m| m.0).collect()
-        };
-        let unread: Vec<&str> = versions
+        let (versions, archived, (seen_version, seen_at)): (Scored, Vec<Member>, (Option<f64>, Option<i64>)) =
+            redis::pipe()
+                .cmd("ZRANGE")
+                .arg(&k.versions)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .cmd("SMEMBERS")
+                .arg(&k.archived)
+                .cmd("HMGET")
+                .arg(&k.seen)
+                .arg("version")
+                .arg("at")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(err)?;
+        let archived: HashSet<String> = archived.into_iter().map(|m| m.0).collect();
+        // An unread entry's version score is its version times two.
+        let unread: Vec<(&str, f64)> = versions
             .iter()
             .filter(|(id, v)| v % 2.0 == 0.0 && !archived.contains(&id.0))
-            .map(|(id, _)| id.0.as_str())
+            .map(|(id, v)| (id.0.as_str(), *v))
             .collect();
-        let (visible, metas) = self.visibility(&unread, millis(now)).await?;
+        let ids: Vec<&str> = unread.iter().map(|(id, _)| *id).collect();
+        let (visible, metas) = self.visibility(&ids, millis(now)).await?;
+        let seen_score = seen_version.unwrap_or(0.0) * 2.0;
         let mut count = UnreadCount::default();
-        for meta in visible.iter().filter_map(|id| metas.get(id)) {
+        for (meta, score) in
+            unread.iter().filter(|(id, _)| visible.contains(*id)).filter_map(|(id, v)| Some((metas.get(*id)?, v)))
+        {
             count.unread += 1;
             count.force_read += u64::from(meta.force_read);
             count.by_category.add(meta.category, 1);
+            let opened_since = seen_at.is_some_and(|at| meta.valid_from_ms.is_some_and(|from| from > at));
+            count.unseen += u64::from(*score > seen_score || opened_since);
         }
         Ok(count)
     }
@@ -931,6 +945,19 @@ impl InboxStore for RedisInbox {
         let ids: Vec<&str> = opened.iter().map(String::as_str).collect();
         let raws = self.raw_of(&receiver.key(), &ids).await?;
         self.entries(&raws).await
+    }
+
+    async fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()> {
+        let k = self.keys.receiver(&receiver.key());
+        let () = scripts::MARK_SEEN
+            .key(&k.versions)
+            .key(&k.trims)
+            .key(&k.seen)
+            .arg(millis(now))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
@@ -1019,6 +1046,7 @@ impl InboxStore for RedisInbox {
             .key(&k.versions)
             .key(&k.trims)
             .key(&k.archived)
+            .key(&k.seen)
             .key(&k.lists)
             .invoke_async(&mut self.conn())
             .await

@@ -135,6 +135,22 @@ return over
     ))
 });
 
+/// Remembers that a receiver looked at its inbox, in the receiver's slot. KEYS: versions, trims,
+/// seen; ARGV: now (ms). `version` becomes the top version the inbox has given out (every entry
+/// held now is at or below it; every later one arrives above it) and `at` now; neither goes back.
+pub static MARK_SEEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"
+{TOP_VERSION}
+local top = top_version(KEYS[1], redis.call('HGET', KEYS[2], 'floor'))
+local was = redis.call('HMGET', KEYS[3], 'version', 'at')
+local at = tonumber(ARGV[1])
+if was[2] then at = math.max(at, tonumber(was[2])) end
+redis.call('HSET', KEYS[3], 'version', string.format('%.0f', math.max(top, tonumber(was[1] or '0'))), 'at', string.format('%.0f', at))
+"#
+    ))
+});
+
 /// Marks entries read, in the receiver's slot. KEYS: versions, trims, then every category's list;
 /// ARGV: notifications. A read entry's version score is odd, and a pinned one moves to its place
 /// by time in the list that holds it. Answers the ones newly read.
@@ -201,8 +217,8 @@ return dropped
     )
 });
 
-/// Empties one inbox, in the receiver's slot. KEYS: versions, trims, archived, then every category's
-/// list.
+/// Empties one inbox, in the receiver's slot. KEYS: versions, trims, archived, seen, then every
+/// category's list.
 /// Keeps only the highest
 /// version it had (`floor`), so a device that synced the old inbox still sees what a receiver
 /// created again with this id gets; the cap's `upto` goes (that is a new inbox). Answers how many
