@@ -873,9 +873,8 @@ impl InboxStore for RedisInbox {
         let (visible, metas) = self.visibility(&ids, millis(now)).await?;
         let seen_score = seen_version.unwrap_or(0.0) * 2.0;
         let mut count = UnreadCount::default();
-        for (meta, score) in
-            unread.iter().filter(|(id, _)| visible.contains(*id)).filter_map(|(id, v)| Some((metas.get(*id)?, v)))
-        {
+        for (id, score) in &unread {
+            let Some(meta) = metas.get(*id).filter(|_| visible.contains(*id)) else { continue };
             count.unread += 1;
             count.force_read += u64::from(meta.force_read);
             count.by_category.add(meta.category, 1);
