@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::{SECRET, TestHerald, TestServers, test_settings};
 use herald::startup::{Roles, Running, start};
@@ -53,8 +52,12 @@ async fn stats(h: &TestHerald, ids: &[String]) -> BTreeMap<String, (Value, Value
     all
 }
 
-fn rebuild(dir: &std::path::Path, servers: &TestServers) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+/// Awaited, never blocking this test's one runtime thread: the Herald stopped on it may still have a
+/// background task (the embedded queue's heartbeat) aborted inside a write transaction, and only
+/// that thread can drop it and release queue.db. Blocked, it held the lock past the child's busy
+/// timeout ("database is locked" while migrating queue.db, once in CI).
+async fn rebuild(dir: &std::path::Path, servers: &TestServers) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("rebuild")
         .env("HERALD_DATA_DIR", dir)
         .env_remove("HERALD_SQL_URL")
@@ -64,6 +67,7 @@ fn rebuild(dir: &std::path::Path, servers: &TestServers) -> String {
         .envs(servers.env())
         .env("HERALD_SECRET", SECRET)
         .output()
+        .await
         .expect("herald rebuild runs");
     let said = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{said}");
@@ -134,7 +138,7 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
         running.stop().await.unwrap();
     }
 
-    let said = rebuild(dir.path(), &servers);
+    let said = rebuild(dir.path(), &servers).await;
     let riders_of = |city_count: usize| (0..RIDERS).filter(|i| *i % 3 < city_count).count();
     let entries = RIDERS + riders_of(2) + 3 + riders_of(3) / 3;
     assert!(said.contains(&format!("4 notifications sent of 4, {entries} entries added")), "{said}");
@@ -157,7 +161,7 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
     assert_eq!(held.map(|m| m["archived"].clone()), Some(json!(true)), "{synced}");
     running.stop().await.unwrap();
 
-    let again = rebuild(dir.path(), &servers);
+    let again = rebuild(dir.path(), &servers).await;
     assert!(again.contains("4 notifications sent of 4, 0 entries added"), "{again}");
     let (running, h) = up(dir.path(), &servers).await;
     assert_eq!(stats(&h, &ids).await, counted, "a second rebuild changes no counter");

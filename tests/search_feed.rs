@@ -236,13 +236,16 @@ async fn herald_reindex_rebuilds_the_mirror_from_sql() {
     drafts_on(dir.path(), &servers, 4).await;
     std::fs::remove_dir_all(dir.path().join("search")).unwrap();
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+    // Awaited, not blocking: the Herald just stopped here may hold a write lock until this
+    // runtime drops its aborted background task (tests/rebuild.rs).
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("reindex")
         .env("HERALD_DATA_DIR", dir.path())
         .env_remove("HERALD_SEARCH_URL")
         .env_remove("HERALD_SQL_URL")
         .envs(servers.env())
         .output()
+        .await
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
