@@ -203,7 +203,7 @@ observed!(Queue {
 
 observed!(InboxStore {
     fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;
-    fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>>;
+    fn deliver_pages(&self, pages: &[PageWrite<'_>]) -> PortResult<Vec<PageDelivery>>;
     fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64>;
     fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()>;
     fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()>;
@@ -236,6 +236,7 @@ observed!(InboxStore {
         archived: bool
     ) -> PortResult<Vec<NotificationId>>;
     fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()>;
+    fn mark_read_shown(&self, receiver: &ReceiverRef, reads: &[Read]) -> PortResult<Vec<NotificationId>>;
     fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
     fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
     fn counters(&self, notification: &NotificationId) -> PortResult<Counters>;

@@ -142,6 +142,7 @@ pub async fn start_with(settings: &Settings, roles: Roles, ports: Ports) -> anyh
             ports.notifications.clone(),
             ports.ledger.clone(),
             ports.inbox.clone(),
+            ports.receivers.clone(),
             settings.consumer.bulk_writes,
         )
         .hinting(hints.clone())

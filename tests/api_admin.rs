@@ -710,7 +710,11 @@ async fn audience_matching_nobody_is_sent_with_zero_counts() {
     th.receivers(&[("rider", "e1", "shanghai", &[])]).await;
     let (id, view) =
         th.send_and_wait(&TestHerald::notification("nobody", json!({"cities": ["lhasa"]}), json!({}))).await;
-    assert_eq!(view["stats"], json!({"matched": 0, "sent": 0, "read": 0, "read_rate": 0.0, "opted_out": 0}), "{view}");
+    assert_eq!(
+        view["stats"],
+        json!({"matched": 0, "sent": 0, "read": 0, "read_rate": 0.0, "opted_out": 0, "variants": [], "default": null}),
+        "{view}"
+    );
     let want: BTreeMap<String, (u64, u64, bool)> = [("lhasa".to_string(), (0, 0, true))].into();
     assert_eq!(cities_of(&view), want, "{view}");
     assert!(!inbox_of(&th, "rider", "e1").await.contains(&id));

@@ -85,7 +85,7 @@ async fn archiving_hides_a_message_from_the_list_and_counts_of_that_receiver_onl
     assert_eq!(r.body, json!({"marked": 1}), "read-all reads what is listed");
     assert_eq!(
         stats(&h, &a).await,
-        json!({"matched": 2, "sent": 2, "read": 0, "read_rate": 0.0, "opted_out": 0}),
+        json!({"matched": 2, "sent": 2, "read": 0, "read_rate": 0.0, "opted_out": 0, "variants": [], "default": null}),
         "stats stay"
     );
     h.stop().await;

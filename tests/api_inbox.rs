@@ -321,7 +321,10 @@ async fn read_is_idempotent_and_moves_the_read_count_once_per_receiver() {
     let h = TestHerald::with_riders(&["r1", "r2", "r3", "r4"]).await;
     let id = h.send_to_all("hello", json!({})).await;
     let other = h.send_to_all("other", json!({})).await;
-    assert_eq!(stats(&h, &id).await, json!({"matched": 4, "sent": 4, "read": 0, "read_rate": 0.0, "opted_out": 0}));
+    assert_eq!(
+        stats(&h, &id).await,
+        json!({"matched": 4, "sent": 4, "read": 0, "read_rate": 0.0, "opted_out": 0, "variants": [], "default": null})
+    );
     let t1 = h.app_token("rider", "r1");
     let t2 = h.app_token("rider", "r2");
 

@@ -301,3 +301,38 @@ async fn the_preview_splits_matched_by_the_variant_each_receiver_would_be_shown(
     let r = h.admin_post("/admin/v1/audience/preview", &bad).await;
     assert_eq!((r.status, r.field()), (StatusCode::UNPROCESSABLE_ENTITY, Some("variants[1].groups")), "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn stats_split_sent_and_read_by_the_variant_each_receiver_was_shown() {
+    let h = TestHerald::spawn().await;
+    h.receivers(&[
+        ("rider", "vip1", "shanghai", &["vip"]),
+        ("rider", "vip2", "beijing", &["new", "vip"]),
+        ("rider", "new1", "shanghai", &["new"]),
+        ("rider", "plain1", "shanghai", &[]),
+        ("rider", "plain2", "beijing", &["old"]),
+    ])
+    .await;
+    let (id, view) = h.send_and_wait(&TestHerald::notification("普通", everyone(), campaign())).await;
+    let shown = |sent: u64, read: u64, read_rate: f64| json!({"sent": sent, "read": read, "read_rate": read_rate});
+    assert_eq!(view["stats"]["variants"], json!([shown(2, 0, 0.0), shown(1, 0, 0.0)]), "{view}");
+    assert_eq!(view["stats"]["default"], shown(2, 0, 0.0), "{view}");
+
+    // Reads count once each, for the content the reader is shown, however often the app retries.
+    for rider in ["vip1", "vip1", "plain2", "plain2"] {
+        let r = h.app_post(&h.app_token("rider", rider), &format!("/app/v1/inbox/{id}/read")).await;
+        assert!(r.status.is_success(), "{rider}: {:?}", r.body);
+    }
+    let r = h.app_post(&h.app_token("rider", "new1"), "/app/v1/inbox/read-all").await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let stats = h.notification_view(&id).await["stats"].clone();
+    assert_eq!((&stats["sent"], &stats["read"]), (&json!(5), &json!(3)), "{stats}");
+    assert_eq!(stats["variants"], json!([shown(2, 1, 0.5), shown(1, 1, 1.0)]), "{stats}");
+    assert_eq!(stats["default"], shown(2, 1, 0.5), "{stats}");
+    let listed = h.admin_get("/admin/v1/notifications?limit=10").await;
+    let in_list = listed.body["items"].as_array().unwrap().iter().find(|n| n["id"] == id.as_str()).cloned();
+    assert_eq!(in_list.map(|n| n["stats"].clone()), Some(stats), "the console's list shows the same split");
+
+    let (_, plain) = h.send_and_wait(&TestHerald::notification("无变体", everyone(), json!({}))).await;
+    assert_eq!((&plain["stats"]["variants"], &plain["stats"]["default"]), (&json!([]), &Value::Null), "{plain}");
+}

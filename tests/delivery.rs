@@ -11,12 +11,16 @@ use herald::startup::{Ports, Roles, open_ports, start_with};
 use herald_consumers::{Deliverer, Outcome};
 use herald_domain::ports::{CityPlan, CreateOutcome, QueueMessage, TransitionOutcome};
 use herald_domain::{
-    Audience, Body, Category, City, EntryMeta, HistoryEvent, NewNotification, Notification, Page, PageKey, ReceiverId,
-    ReceiverKind, Status, Title, Topic, ValidityWindow,
+    Audience, Body, Category, City, EntryMeta, HistoryEvent, NewNotification, Notification, Page, PageKey, Receiver,
+    ReceiverId, ReceiverKind, ShownVariant, Status, Title, Topic, ValidityWindow, Variants,
 };
 
 /// A broadcast to every rider, already sending in one city (`sh`, 10 matched).
 async fn sending(ports: &Ports) -> Notification {
+    sending_with(ports, Variants::default()).await
+}
+
+async fn sending_with(ports: &Ports, variants: Variants) -> Notification {
     let content = NewNotification {
         title: Title::parse("title", "delivery").unwrap(),
         body: Body::parse("body", "delivery test").unwrap(),
@@ -31,7 +35,7 @@ async fn sending(ports: &Ports) -> Notification {
         image: None,
         actions: Default::default(),
         locales: Default::default(),
-        variants: Default::default(),
+        variants,
     };
     let CreateOutcome::Created(n) = ports.notifications.create_notification(&content, None, Utc::now()).await.unwrap()
     else {
@@ -57,7 +61,7 @@ async fn revoke(ports: &Ports, n: &Notification) {
 }
 
 fn deliverer(ports: &Ports) -> Deliverer {
-    Deliverer::new(ports.notifications.clone(), ports.ledger.clone(), ports.inbox.clone(), 1)
+    Deliverer::new(ports.notifications.clone(), ports.ledger.clone(), ports.inbox.clone(), ports.receivers.clone(), 1)
 }
 
 #[tokio::test]
@@ -112,6 +116,41 @@ async fn a_page_that_does_not_parse_is_dead_lettered_counted_and_noted_in_its_hi
     assert_eq!(msg_key, &key);
     assert!(!reason.is_empty());
     assert_eq!(body, b"not a page");
+}
+
+/// A page of a notification with variants splits `sent` by what each receiver's groups choose
+/// (a receiver the directory no longer knows counts for the default), and its redelivery moves
+/// no part.
+#[tokio::test]
+async fn a_redelivered_page_moves_no_variants_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = TestServers::new().await;
+    let ports = open_ports(&test_settings(dir.path(), &servers)).await.unwrap();
+    let variants: Variants = serde_json::from_value(serde_json::json!([
+        {"groups": ["vip"], "title": "VIP", "body": "vip"},
+        {"groups": ["new"], "title": "新人", "body": "new"}
+    ]))
+    .unwrap();
+    let n = sending_with(&ports, variants).await;
+    // r0..r3 vip (r0 new too: the first variant wins), r4 new, r5..r7 none, r8 and r9 unknown.
+    let groups = |i: usize| match i {
+        0 => vec!["vip", "new"],
+        1..=3 => vec!["vip"],
+        4 => vec!["new"],
+        _ => vec![],
+    };
+    let receivers: Vec<Receiver> = (0..8)
+        .map(|i| Receiver::parse_fields("rider", &format!("r{i}"), "sh", &groups(i).join(";")).unwrap())
+        .collect();
+    ports.receivers.upsert_receivers(&receivers).await.unwrap();
+    let page = page_of(&n, 0);
+    let deliverer = deliverer(&ports);
+    assert_eq!(deliverer.deliver(&page, Topic::Bulk).await.unwrap(), Outcome::Delivered(10));
+    assert_eq!(deliverer.deliver(&page, Topic::Bulk).await.unwrap(), Outcome::Repeated);
+    let c = ports.inbox.counters(&n.id).await.unwrap();
+    let split: Vec<(ShownVariant, u64)> = c.variants.iter().map(|(shown, t)| (*shown, t.sent)).collect();
+    let expected = vec![(ShownVariant::Variant(0), 4), (ShownVariant::Variant(1), 1), (ShownVariant::Default, 5)];
+    assert_eq!((c.sent, split), (10, expected));
 }
 
 #[tokio::test]

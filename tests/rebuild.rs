@@ -1,6 +1,6 @@
 //! `herald rebuild`: the inbox store lost (the embedded file deleted, or this test's Redis keys
 //! erased, as a FLUSHALL would) and restored from SQL — every inbox, read flag, archived message,
-//! unread count and counter as it was — and a second rebuild changes nothing.
+//! unread count and counter (a variant's split too) as it was — and a second rebuild changes nothing.
 
 mod common;
 
@@ -85,7 +85,10 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
     let (all, _) = h.send_and_wait(&everyone).await;
     let two_cities = TestHerald::notification("两城置顶", json!({"cities": ["sh", "bj"]}), json!({"pinned": true}));
     let (pinned, _) = h.send_and_wait(&two_cities).await;
-    let direct = TestHerald::notification("点对点", json!({"include": [rider(1), rider(2), rider(4)]}), json!({}));
+    // With a variant rider 4 (bj) is shown, for its group: the split of sent and read comes back too.
+    h.receivers(&[("rider", &rider(4), "bj", &["vip"])]).await;
+    let vip = json!({"variants": [{"groups": ["vip"], "title": "VIP", "body": "VIP 专享"}]});
+    let direct = TestHerald::notification("点对点", json!({"include": [rider(1), rider(2), rider(4)]}), vip);
     let (include, _) = h.send_and_wait(&direct).await;
     let (revoked, _) = h.send_and_wait(&TestHerald::notification("撤回", json!({"cities": ["gz"]}), json!({}))).await;
     let r = h.admin_post(&format!("/admin/v1/notifications/{revoked}/revoke"), &json!({})).await;
@@ -102,7 +105,7 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
         if i % 5 == 0 && CITIES[i % 3] != "gz" {
             read.push(&pinned);
         }
-        if i == 2 {
+        if i == 2 || i == 4 {
             read.push(&include);
         }
         for id in read {
@@ -128,6 +131,10 @@ async fn a_lost_inbox_store_is_rebuilt_from_sql_exactly_and_a_second_rebuild_cha
     assert_eq!(before[0].0.len(), 2, "rider 0 (sh) holds the broadcast and the pinned one: {:?}", before[0]);
     assert_eq!(counted[&all].0["sent"], json!(RIDERS), "{:?}", counted[&all]);
     assert_eq!(counted[&all].0["read"], json!(RIDERS.div_ceil(7)));
+    let split = (&counted[&include].0["variants"], &counted[&include].0["default"]);
+    let (shown_vip, shown_default) =
+        (json!([{"sent": 1, "read": 1, "read_rate": 1.0}]), json!({"sent": 2, "read": 1, "read_rate": 0.5}));
+    assert_eq!(split, (&shown_vip, &shown_default), "{:?}", counted[&include]);
     running.stop().await.unwrap();
 
     servers.erase_inbox(dir.path());

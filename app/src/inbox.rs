@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use herald_domain::ports::UnreadCount;
+use herald_domain::ports::{Read, UnreadCount};
 use herald_domain::template::Fields;
 use herald_domain::{
     Category, InboxCursor, InboxEntry, InboxItem, Notification, NotificationId, Receiver, ReceiverRef, Status,
@@ -291,12 +291,26 @@ impl Herald {
 
     /// Records the reads in SQL (the truth), then in the inbox store, whose counters move only for
     /// entries that were unread: so the read count moves once per receiver, however often apps retry.
+    /// A notification with variants counts the read for the content the reader is shown now (by
+    /// its groups; the default when its record cannot be read, as it is then rendered).
     async fn record_reads(&self, me: &ReceiverRef, ids: &[NotificationId]) -> AppResult<usize> {
         if ids.is_empty() {
             return Ok(0);
         }
         self.ports.notifications.record_reads(me, ids, self.clock.now()).await?;
-        let marked = self.ports.inbox.mark_read(me, ids).await?.len();
+        let notifications = self.catalog.get_many(ids).await?;
+        // Looked up only when a notification read has variants.
+        let with_variants = notifications.values().map(|n| &**n).filter(|n| !n.content.variants.is_empty());
+        let reader = self.reader(me, with_variants).await;
+        let groups = reader.as_ref().map(Receiver::groups).unwrap_or_default();
+        let reads: Vec<Read> = ids
+            .iter()
+            .map(|id| Read {
+                id: id.clone(),
+                shown: notifications.get(id).and_then(|n| n.content.variant_shown(groups)),
+            })
+            .collect();
+        let marked = self.ports.inbox.mark_read_shown(me, &reads).await?.len();
         if marked > 0 {
             // The unread count changed: the receiver's other devices should fetch it.
             self.hints.changed(me.kind, std::slice::from_ref(&me.id));

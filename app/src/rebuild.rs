@@ -18,7 +18,12 @@
 //! - **archived entries**: each archive SQL holds (un-archiving deleted its row) archives its
 //!   receiver's entry again.
 //! - **counters**: `sent` and `sent:<city>` are what the ledger's delivered pages added
-//!   (`matched` once a city is done), `read` the receipts SQL holds; set exactly, last.
+//!   (`matched` once a city is done), `read` the receipts SQL holds; set exactly, last. A
+//!   notification with variants has its split re-derived from the directory as it is now (SQL
+//!   keeps no receiver's variant): each variant's `sent` counts the audience paged again by the
+//!   groups each receiver is in now, its `read` the readers by theirs (so a receiver who changed
+//!   groups since moves to the variant it would be shown now, and one who left the audience is no
+//!   longer in a split, though still in `sent`); one still delivering gets no split of `sent`.
 //! - **delivered pages**: the ledger's, with what each added, so a page delivered again after the
 //!   rebuild changes nothing.
 //!
@@ -31,9 +36,12 @@
 use std::collections::BTreeMap;
 
 use herald_domain::audience::Target;
-use herald_domain::plan::{page_selection, plan_audience};
-use herald_domain::ports::{CityProgress, Counters};
-use herald_domain::{City, EntryMeta, Notification, NotificationId, PAGE_SIZE, Page, PageKey, ReceiverRef, Status};
+use herald_domain::plan::{page_selection, plan_audience, shown_to_each};
+use herald_domain::ports::{CityProgress, Counters, Read};
+use herald_domain::{
+    City, EntryMeta, Notification, NotificationId, PAGE_SIZE, Page, PageKey, ReceiverId, ReceiverRef, ShownVariant,
+    Status,
+};
 
 use crate::{AppResult, Herald};
 
@@ -111,14 +119,16 @@ impl Herald {
             return Ok(());
         }
         report.restored += 1;
+        let mut counters = Counters::default();
         if cities.iter().all(|c| c.done) {
-            self.restore_entries(n, cities, report).await?;
+            for (shown, sent) in self.restore_entries(n, cities, report).await? {
+                counters.variants.entry(shown).or_default().sent = sent;
+            }
         } else {
             report.pending.push(n.id.clone());
         }
-        let read = self.restore_reads(&n.id, report).await?;
+        counters.read = self.restore_reads(n, &mut counters, report).await?;
         self.restore_archives(&n.id, report).await?;
-        let mut counters = Counters { read, ..Counters::default() };
         let mut after: Option<(City, u32)> = None;
         loop {
             let pages = self.ports.ledger.delivered_pages(&n.id, after.as_ref().map(|(c, p)| (c, *p)), BATCH).await?;
@@ -137,20 +147,25 @@ impl Herald {
         Ok(())
     }
 
-    /// Pages the audience again, as sending pages it, into the inbox store.
+    /// Pages the audience again, as sending pages it, into the inbox store; answers, for a
+    /// notification with variants, how many of the audience each one is shown.
     async fn restore_entries(
         &self,
         n: &Notification,
         cities: &[CityProgress],
         report: &mut RebuildReport,
-    ) -> AppResult<()> {
+    ) -> AppResult<BTreeMap<ShownVariant, u64>> {
         let kind = n.content.receiver_kind;
         let audience = &n.content.audience;
         let meta = EntryMeta::of(n);
-        let page = |city: &City, page_no: u32, receivers| Page {
-            key: PageKey { notification_id: n.id.clone(), city: city.clone(), page_no },
-            receiver_kind: kind,
-            receivers,
+        let mut by_variant = BTreeMap::new();
+        let mut restore = async |city: &City, page_no: u32, receivers: Vec<ReceiverId>| -> AppResult<u64> {
+            let shown = shown_to_each(self.ports.receivers.as_ref(), &n.content, kind, &receivers).await?;
+            for shown in shown {
+                *by_variant.entry(shown).or_default() += 1;
+            }
+            let key = PageKey { notification_id: n.id.clone(), city: city.clone(), page_no };
+            Ok(self.ports.inbox.restore(&Page { key, receiver_kind: kind, receivers }, &meta).await?)
         };
         match &audience.target {
             Target::Selection(selection) => {
@@ -168,8 +183,7 @@ impl Herald {
                         )
                         .await?;
                         if !step.receivers.is_empty() {
-                            report.entries +=
-                                self.ports.inbox.restore(&page(city, page_no, step.receivers), &meta).await?;
+                            report.entries += restore(city, page_no, step.receivers).await?;
                         }
                         if step.finished {
                             break;
@@ -184,23 +198,35 @@ impl Herald {
                 for city in &plan.cities {
                     let members = city.members.as_deref().unwrap_or_default();
                     for (page_no, chunk) in (0..).zip(members.chunks(PAGE_SIZE)) {
-                        report.entries +=
-                            self.ports.inbox.restore(&page(&city.city, page_no, chunk.to_vec()), &meta).await?;
+                        report.entries += restore(&city.city, page_no, chunk.to_vec()).await?;
                     }
                 }
             }
         }
-        Ok(())
+        Ok(by_variant)
     }
 
-    /// Marks read what the receipts say was read; answers how many receipts there are.
-    async fn restore_reads(&self, id: &NotificationId, report: &mut RebuildReport) -> AppResult<u64> {
+    /// Marks read what the receipts say was read; answers how many receipts there are, and counts
+    /// them in `counters.variants` by what each reader is shown.
+    async fn restore_reads(
+        &self,
+        n: &Notification,
+        counters: &mut Counters,
+        report: &mut RebuildReport,
+    ) -> AppResult<u64> {
+        let id = &n.id;
         let mut read = 0;
         let mut after: Option<ReceiverRef> = None;
         loop {
             let readers = self.ports.notifications.read_receipts(id, after.as_ref(), BATCH).await?;
-            for me in &readers {
-                self.ports.inbox.mark_read(me, std::slice::from_ref(id)).await?;
+            let ids: Vec<ReceiverId> = readers.iter().map(|r| r.id.clone()).collect();
+            let shown = shown_to_each(self.ports.receivers.as_ref(), &n.content, n.content.receiver_kind, &ids).await?;
+            for (i, me) in readers.iter().enumerate() {
+                let shown = shown.get(i).copied();
+                self.ports.inbox.mark_read_shown(me, &[Read { id: id.clone(), shown }]).await?;
+                if let Some(shown) = shown {
+                    counters.variants.entry(shown).or_default().read += 1;
+                }
             }
             read += readers.len() as u64;
             report.reads += readers.len() as u64;

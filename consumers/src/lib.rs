@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use herald_domain::plan::shown_to_each;
 use herald_domain::ports::{
-    DeadLetter, Delivery, InboxHints, InboxStore, NotificationStore, PageDelivery, PortError, PortResult, Queue,
-    SendLedger, Subscription,
+    DeadLetter, Delivery, InboxHints, InboxStore, NotificationStore, PageDelivery, PageWrite, PortError, PortResult,
+    Queue, ReceiverDirectory, SendLedger, Subscription,
 };
 use herald_domain::{EntryMeta, Notification, NotificationId, Page, PageKey, ReceiverKind, Status, Topic};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
@@ -99,6 +100,9 @@ pub struct Deliverer {
     notifications: Arc<dyn NotificationStore>,
     ledger: Arc<dyn SendLedger>,
     inbox: Arc<dyn InboxStore>,
+    /// Asked the groups of a page's receivers, only for a notification with variants (whose sent
+    /// is split by the content each receiver is shown).
+    receivers: Arc<dyn ReceiverDirectory>,
     /// Broadcast batches writing to the inbox store at once. A point-to-point page's write takes
     /// no turn here, so it queues behind at most these (the embedded store has a single writer).
     bulk_writes: Arc<Semaphore>,
@@ -113,12 +117,14 @@ impl Deliverer {
         notifications: Arc<dyn NotificationStore>,
         ledger: Arc<dyn SendLedger>,
         inbox: Arc<dyn InboxStore>,
+        receivers: Arc<dyn ReceiverDirectory>,
         bulk_writes: usize,
     ) -> Self {
         Self {
             notifications,
             ledger,
             inbox,
+            receivers,
             bulk_writes: Arc::new(Semaphore::new(bulk_writes.max(1))),
             hints: None,
             send_delay: None,
@@ -159,14 +165,18 @@ impl Deliverer {
         for (i, page) in pages.iter().enumerate() {
             let id = &page.key.notification_id;
             match &notifications[id] {
-                Some(n) if matches!(n.status, Status::Sending | Status::Sent) => sending.push((i, EntryMeta::of(n))),
+                Some(n) if matches!(n.status, Status::Sending | Status::Sent) => {
+                    let shown =
+                        shown_to_each(self.receivers.as_ref(), &n.content, page.receiver_kind, &page.receivers).await?;
+                    sending.push((i, EntryMeta::of(n), shown));
+                }
                 // Not delivered now. Withholding here too heals a revoke whose API process died
                 // before withholding. The inbox store still decides what the page added — nothing
                 // if new, its first outcome if another delivery (which read the status before the
                 // revoke) wrote it — so the ledger never records a number the inbox disagrees with.
                 Some(n) => {
                     self.inbox.withhold(id).await?;
-                    added[i] = self.write(&[(page, &EntryMeta::of(n))], topic).await?[0].added;
+                    added[i] = self.write(&[PageWrite::new(page, &EntryMeta::of(n))], topic).await?[0].added;
                 }
                 // Notifications are never deleted, so this one was never stored and never delivered.
                 None => {
@@ -175,9 +185,10 @@ impl Deliverer {
                 }
             }
         }
-        let writes: Vec<(&Page, &EntryMeta)> = sending.iter().map(|(i, meta)| (&pages[*i], meta)).collect();
+        let writes: Vec<PageWrite<'_>> =
+            sending.iter().map(|(i, meta, shown)| PageWrite { page: &pages[*i], meta, shown }).collect();
         let written = if writes.is_empty() { Vec::new() } else { self.write(&writes, topic).await? };
-        for ((i, _), delivery) in sending.iter().zip(written) {
+        for ((i, ..), delivery) in sending.iter().zip(written) {
             added[*i] = delivery.added;
             outcomes[*i] = if delivery.repeated { Outcome::Repeated } else { Outcome::Delivered(delivery.added) };
         }
@@ -218,7 +229,7 @@ impl Deliverer {
     }
 
     /// The inbox writes, a broadcast's waiting its turn.
-    async fn write(&self, pages: &[(&Page, &EntryMeta)], topic: Topic) -> PortResult<Vec<PageDelivery>> {
+    async fn write(&self, pages: &[PageWrite<'_>], topic: Topic) -> PortResult<Vec<PageDelivery>> {
         let _turn = match topic {
             Topic::Bulk => Some(self.bulk_writes.acquire().await.expect("the semaphore is never closed")),
             Topic::Direct => None,

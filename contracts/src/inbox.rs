@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use herald_domain::ports::{Counters, InboxStore, PageDelivery, UnreadCount};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PageWrite, Read, Tally, UnreadCount};
 use herald_domain::{
     Category, City, EntryMeta, InboxCap, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverKind,
-    ReceiverRef,
+    ReceiverRef, ShownVariant,
 };
 
 #[async_trait]
@@ -756,7 +756,8 @@ pub async fn pages_delivered_together_are_delivered_as_one_by_one(h: &dyn InboxH
     let (n, m) = (NotificationId::generate(), NotificationId::generate());
     let (sh, bj, other) = (page(&n, "sh", 0, 0..500), page(&n, "bj", 0, 250..750), page(&m, "sh", 0, 0..10));
     let (meta, pinned) = (plain(), EntryMeta { pinned: true, ..plain() });
-    let together = inbox.deliver_pages(&[(&sh, &meta), (&bj, &meta), (&other, &pinned), (&sh, &meta)]).await.unwrap();
+    let writes = [PageWrite::new(&sh, &meta), PageWrite::new(&bj, &meta), PageWrite::new(&other, &pinned)];
+    let together = inbox.deliver_pages(&[writes[0], writes[1], writes[2], writes[0]]).await.unwrap();
     assert_eq!(
         together,
         vec![first(500), first(250), first(10), PageDelivery { added: 500, repeated: true }],
@@ -768,6 +769,51 @@ pub async fn pages_delivered_together_are_delivered_as_one_by_one(h: &dyn InboxH
     assert_eq!(inbox.counters(&m).await.unwrap().sent, 10);
     assert_eq!(held(&*inbox, &rider("r00005"), &[n.clone(), m.clone()]).await.len(), 2);
     assert_eq!(inbox.deliver_pages(&[]).await.unwrap(), vec![], "no pages, nothing to do");
+}
+
+/// A notification with variants: each variant's `sent` rises by exactly the receivers a page added
+/// that were shown it (a redelivery or an overlapping page moves only what is new), each one's
+/// `read` with a read of it; a notification without variants has no split.
+pub async fn sent_and_read_are_split_by_the_variant_shown_exactly(h: &dyn InboxHarness) {
+    use ShownVariant::{Default as D, Variant as V};
+    let inbox = h.open().await;
+    let (n, plain_n) = (NotificationId::generate(), NotificationId::generate());
+    let meta = plain();
+    let (first_page, overlapping) = (page(&n, "sh", 0, 0..6), page(&n, "sh", 1, 4..8));
+    let first_shown = [V(0), V(0), V(1), D, V(0), D];
+    let write = PageWrite { page: &first_page, meta: &meta, shown: &first_shown };
+    let plain_page = page(&plain_n, "sh", 0, 0..3);
+    let delivered = inbox.deliver_pages(&[write, PageWrite::new(&plain_page, &meta)]).await.unwrap();
+    assert_eq!(delivered, vec![first(6), first(3)]);
+    let split = |sent: [u64; 3], read: [u64; 3]| -> std::collections::BTreeMap<ShownVariant, Tally> {
+        [V(0), V(1), D]
+            .into_iter()
+            .zip(sent.into_iter().zip(read))
+            .filter(|(_, (sent, read))| sent + read > 0)
+            .map(|(shown, (sent, read))| (shown, Tally { sent, read }))
+            .collect()
+    };
+    assert_eq!(inbox.counters(&n).await.unwrap().variants, split([3, 1, 2], [0; 3]));
+    assert_eq!(inbox.deliver_pages(&[write]).await.unwrap()[0], PageDelivery { added: 6, repeated: true });
+    // r00004 and r00005 hold it already: only r00006 and r00007 are new.
+    let overlapping_shown = [V(0), D, V(1), V(1)];
+    let write = PageWrite { page: &overlapping, meta: &meta, shown: &overlapping_shown };
+    assert_eq!(inbox.deliver_pages(&[write]).await.unwrap(), vec![first(2)]);
+    let c = inbox.counters(&n).await.unwrap();
+    assert_eq!((c.sent, c.variants), (8, split([3, 3, 2], [0; 3])));
+
+    let read_v1 = [Read { id: n.clone(), shown: Some(V(1)) }];
+    assert_eq!(inbox.mark_read_shown(&rider("r00002"), &read_v1).await.unwrap(), vec![n.clone()]);
+    assert!(inbox.mark_read_shown(&rider("r00002"), &read_v1).await.unwrap().is_empty(), "read once");
+    inbox.mark_read_shown(&rider("r00003"), &[Read { id: n.clone(), shown: Some(D) }]).await.unwrap();
+    inbox.mark_read_shown(&rider("r00009"), &[Read { id: n.clone(), shown: Some(D) }]).await.unwrap();
+    let c = inbox.counters(&n).await.unwrap();
+    assert_eq!((c.read, c.variants.clone()), (2, split([3, 3, 2], [0, 1, 1])), "r00009 holds none: no read");
+    let both = inbox.counters_of(&[n.clone(), plain_n.clone()]).await.unwrap();
+    assert_eq!(both[&n], c, "one read of many answers the same");
+    inbox.mark_read(&rider("r00000"), std::slice::from_ref(&plain_n)).await.unwrap();
+    let c = inbox.counters(&plain_n).await.unwrap();
+    assert_eq!((c.sent, c.read, c.variants.len()), (3, 1, 0), "no variants, no split");
 }
 
 /// A rebuild from SQL restores entries page by page without recording pages or moving counters;
@@ -806,11 +852,24 @@ pub async fn restored_counters_and_pages_are_exactly_the_ledgers(h: &dyn InboxHa
     let (sh, bj) = (page(&n, "sh", 0, 0..10), page(&n, "bj", 0, 10..14));
     inbox.deliver(&bj, &plain()).await.unwrap();
     inbox.mark_read(&rider("r00010"), std::slice::from_ref(&n)).await.unwrap();
-    let exact = Counters { sent: 12, read: 3, sent_by_city: [("sh".to_string(), 12)].into() };
+    let exact = Counters {
+        sent: 12,
+        read: 3,
+        sent_by_city: [("sh".to_string(), 12)].into(),
+        variants: [
+            (ShownVariant::Variant(1), Tally { sent: 5, read: 2 }),
+            (ShownVariant::Default, Tally { sent: 7, read: 1 }),
+        ]
+        .into(),
+    };
     inbox.set_counters(&n, &exact).await.unwrap();
     assert_eq!(inbox.counters(&n).await.unwrap(), exact, "bj's count is gone: the ledger has none");
     inbox.set_counters(&n, &exact).await.unwrap();
     assert_eq!(inbox.counters(&n).await.unwrap(), exact, "idempotent");
+    let plain_counters = Counters { variants: Default::default(), ..exact.clone() };
+    inbox.set_counters(&n, &plain_counters).await.unwrap();
+    assert_eq!(inbox.counters(&n).await.unwrap(), plain_counters, "a variant not given has no counters");
+    inbox.set_counters(&n, &exact).await.unwrap();
     let other = NotificationId::generate();
     inbox
         .restore_pages(&[(sh.key.clone(), 12), (bj.key.clone(), 0), (page(&other, "sh", 3, 0..1).key, 1)])
@@ -830,6 +889,7 @@ pub async fn restored_counters_and_pages_are_exactly_the_ledgers(h: &dyn InboxHa
 crate::suite!($ inbox, inbox_contract, [
     redelivery_changes_nothing,
     pages_delivered_together_are_delivered_as_one_by_one,
+    sent_and_read_are_split_by_the_variant_shown_exactly,
     concurrent_redelivery_counts_once,
     a_withheld_notification_gets_no_more_entries,
     a_page_delivered_after_withholding_records_zero_and_repeats_it,

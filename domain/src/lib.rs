@@ -34,7 +34,7 @@ pub use page::{PAGE_FORMAT, PAGE_SIZE, Page, PageDecodeError, PageKey, Topic};
 pub use preferences::Preferences;
 pub use receiver::{AttributeName, Attributes, City, Group, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
 pub use text::MAX_IDENT_LEN;
-pub use variant::{Shown, Variant, Variants, Viewer};
+pub use variant::{Shown, ShownVariant, Variant, Variants, Viewer};
 
 /// A value that failed to parse, with the path of the field at fault (`audience.cities[2]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

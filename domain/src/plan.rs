@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::audience::Target;
 use crate::ports::{CityPlan, PortResult, QueueMessage, ReceiverDirectory};
 use crate::{
-    Audience, Category, City, Group, Notification, NotificationId, PAGE_SIZE, Page, PageKey, Preferences, Receiver,
-    ReceiverId, ReceiverKind, ReceiverRef, Selection, Status, Topic,
+    Audience, Category, City, Group, NewNotification, Notification, NotificationId, PAGE_SIZE, Page, PageKey,
+    Preferences, Receiver, ReceiverId, ReceiverKind, ReceiverRef, Selection, ShownVariant, Status, Topic,
 };
 
 /// An audience resolved against the receiver directory.
@@ -171,6 +171,25 @@ pub async fn count_by_variant(
         }
     }
     Ok(counts)
+}
+
+/// What each of `ids` (receivers of `kind`) is shown of `n`, in their order, by their groups in the
+/// directory now: empty, asking nothing, when `n` has no variants; one lookup otherwise, a receiver
+/// no longer known counted as shown the default. How a delivered page's `sent` and a rebuild's
+/// counters are split by variant (`ports::PageWrite::shown`).
+pub async fn shown_to_each(
+    directory: &dyn ReceiverDirectory,
+    n: &NewNotification,
+    kind: ReceiverKind,
+    ids: &[ReceiverId],
+) -> PortResult<Vec<ShownVariant>> {
+    if n.variants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known = directory.lookup_receivers(kind, ids).await?;
+    let shown: HashMap<&ReceiverId, ShownVariant> =
+        known.iter().map(|r| (&r.id, n.variant_shown(r.groups()).unwrap_or(ShownVariant::Default))).collect();
+    Ok(ids.iter().map(|id| shown.get(id).copied().unwrap_or(ShownVariant::Default)).collect())
 }
 
 /// `count_by_variant`'s split of a selection (of its opted out of `category` when one is given),

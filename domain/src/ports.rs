@@ -14,6 +14,7 @@ use crate::notification::{Category, HistoryEntry, NewNotification, Notification,
 use crate::page::{Page, PageKey};
 use crate::preferences::Preferences;
 use crate::receiver::{City, Receiver, ReceiverId, ReceiverKind, ReceiverRef};
+use crate::variant::ShownVariant;
 
 /// A backend failed. Callers retry or report; the message says which backend and what it did.
 #[derive(Debug, thiserror::Error)]
@@ -469,6 +470,92 @@ pub struct Counters {
     pub sent: u64,
     pub read: u64,
     pub sent_by_city: BTreeMap<String, u64>,
+    /// For a notification with variants: sent and read by the content shown (`ShownVariant`),
+    /// only those with any (empty without variants).
+    pub variants: BTreeMap<ShownVariant, Tally>,
+}
+
+/// What a store names each counter by (one field each): `sent`, `read`, `sent:<city>`, and a
+/// variant's `variant:<code>:sent` and `variant:<code>:read` (`ShownVariant::code`).
+impl Counters {
+    pub fn city_field(city: &str) -> String {
+        format!("sent:{city}")
+    }
+
+    pub fn variant_field(shown: ShownVariant, read: bool) -> String {
+        format!("variant:{}:{}", shown.code(), if read { "read" } else { "sent" })
+    }
+
+    /// Every counter with its field name (what `set_counters` writes).
+    pub fn fields(&self) -> Vec<(String, u64)> {
+        let mut fields = vec![("sent".to_string(), self.sent), ("read".to_string(), self.read)];
+        fields.extend(self.sent_by_city.iter().map(|(city, n)| (Self::city_field(city), *n)));
+        for (shown, tally) in &self.variants {
+            fields.push((Self::variant_field(*shown, false), tally.sent));
+            fields.push((Self::variant_field(*shown, true), tally.read));
+        }
+        fields
+    }
+
+    /// Takes one field a store read back (an unknown one is ignored).
+    pub fn set_field(&mut self, field: &str, value: u64) {
+        match field {
+            "sent" => self.sent = value,
+            "read" => self.read = value,
+            other => {
+                if let Some(city) = other.strip_prefix("sent:") {
+                    self.sent_by_city.insert(city.to_string(), value);
+                } else if let Some((code, which)) = other.strip_prefix("variant:").and_then(|v| v.split_once(':'))
+                    && let Some(shown) = ShownVariant::from_code(code)
+                {
+                    match which {
+                        "sent" => self.variants.entry(shown).or_default().sent = value,
+                        "read" => self.variants.entry(shown).or_default().read = value,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sent and read of one part of a notification's receivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub sent: u64,
+    pub read: u64,
+}
+
+/// A page to deliver: the page, what the store keeps of its notification, and for a notification
+/// with variants, the content each receiver of the page is shown (in the page's order; empty
+/// without variants), by which the page's `added` is split.
+#[derive(Debug, Clone, Copy)]
+pub struct PageWrite<'a> {
+    pub page: &'a Page,
+    pub meta: &'a EntryMeta,
+    pub shown: &'a [ShownVariant],
+}
+
+impl<'a> PageWrite<'a> {
+    /// A page of a notification without variants.
+    pub fn new(page: &'a Page, meta: &'a EntryMeta) -> Self {
+        Self { page, meta, shown: &[] }
+    }
+
+    /// Each receiver with the content it is shown, `None` without variants (or for a receiver
+    /// `shown` does not cover).
+    pub fn receivers(&self) -> impl Iterator<Item = (&'a ReceiverId, Option<ShownVariant>)> + 'a {
+        let shown = self.shown;
+        self.page.receivers.iter().enumerate().map(move |(i, r)| (r, shown.get(i).copied()))
+    }
+}
+
+/// One receiver's read of one notification, with the content it was shown for one with variants
+/// (by which `read` is split; `None` without variants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub id: NotificationId,
+    pub shown: Option<ShownVariant>,
 }
 
 /// The unread part of an inbox at one instant.
@@ -523,15 +610,15 @@ pub struct PageDelivery {
 ///   withheld (then the page is recorded as adding 0), which of the page's receivers did not hold
 ///   the notification yet (`added`, decided against the notification's own record of who holds it,
 ///   never by reading receivers' inboxes), the page's outcome, and `sent` and `sent:<city>` raised
-///   by exactly `added`.
+///   by exactly `added` (and each variant's `sent` by the added it was shown to, `PageWrite::shown`).
 /// - **Per receiver, in that receiver's keys:** adding its entry is idempotent (added if missing)
 ///   and happens after the page's step; `deliver` returns only once every entry of the page is
 ///   written, and a repeated delivery writes what an interrupted one left unwritten (moving no
 ///   counter). A page recorded just before a withhold may land its entries after it; readers hide a
 ///   revoked notification anyway.
 /// - **Per receiver, for reads:** flipping read flags is one atomic step in the receiver's keys and
-///   says which were newly read; each such notification's `read` is then raised by one in that
-///   notification's keys. Counters are projections: a crash between the two leaves `read` short
+///   says which were newly read; each such notification's `read` (and its shown variant's) is then
+///   raised by one in that notification's keys. Counters are projections: a crash between the two leaves `read` short
 ///   until rebuilt from SQL's read receipts, never counted twice.
 /// - **Revocations:** `apply_revocation` withholds (the notification's keys) before it advances the
 ///   applied position (a key of its own) and never moves that position back; a crash between the
@@ -547,18 +634,14 @@ pub trait InboxStore: Send + Sync {
     /// to order and filter entries (the first page's is kept; it never changes). An inbox found
     /// past the store's cap is trimmed in the same step, in the order `InboxCap` gives; trimming
     /// moves no counter.
-    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery>;
-    /// `deliver` for each of `pages` in order (a page listed twice is repeated the second time),
-    /// answering each one's delivery. A store that can writes them in one step (the embedded one
-    /// in one transaction, all or none); a failure may leave some delivered, which delivering
-    /// them again reports as repeated.
-    async fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>> {
-        let mut deliveries = Vec::with_capacity(pages.len());
-        for (page, meta) in pages {
-            deliveries.push(self.deliver(page, meta).await?);
-        }
-        Ok(deliveries)
+    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
+        Ok(self.deliver_pages(&[PageWrite::new(page, meta)]).await?.remove(0))
     }
+    /// `deliver` for each of `pages` in order (a page listed twice is repeated the second time),
+    /// answering each one's delivery, and raising each variant's `sent` by the added it was shown
+    /// to. A store that can writes them in one step (the embedded one in one transaction, all or
+    /// none); a failure may leave some delivered, which delivering them again reports as repeated.
+    async fn deliver_pages(&self, pages: &[PageWrite<'_>]) -> PortResult<Vec<PageDelivery>>;
     /// Rebuilding from SQL: adds the notification to each receiver's inbox unless already there
     /// (or dropped from it by the cap before), as `deliver` does — keeping `meta`, marking the
     /// receivers as holding it, trimming past the cap — but records no page and moves no counter
@@ -571,7 +654,7 @@ pub trait InboxStore: Send + Sync {
     /// recorded), so a redelivery of it changes nothing and reports that.
     async fn restore_pages(&self, pages: &[(PageKey, u64)]) -> PortResult<()>;
     /// Rebuilding from SQL: the notification's counters become exactly `counters` (a city not in
-    /// `sent_by_city` has none), atomically.
+    /// `sent_by_city`, a variant not in `variants`, has none), atomically.
     async fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()>;
     /// What a page added when it was delivered, if it was.
     async fn page_outcome(&self, page: &PageKey) -> PortResult<Option<u64>>;
@@ -644,9 +727,15 @@ pub trait InboxStore: Send + Sync {
     /// store alone: lost with it (a rebuilt inbox counts every unread entry unseen), which can
     /// raise a badge, never hide a message.
     async fn mark_seen(&self, receiver: &ReceiverRef, now: DateTime<Utc>) -> PortResult<()>;
-    /// Marks entries read; raises each newly read notification's read counter by one, atomically.
-    /// Returns the ids that were newly read (ids not in the inbox are ignored).
-    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>>;
+    /// Marks entries read; raises each newly read notification's read counter by one, atomically,
+    /// and its shown variant's (`Read::shown`). Returns the ids that were newly read (ids not in
+    /// the inbox are ignored).
+    async fn mark_read_shown(&self, receiver: &ReceiverRef, reads: &[Read]) -> PortResult<Vec<NotificationId>>;
+    /// `mark_read_shown` of notifications without variants.
+    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
+        let reads: Vec<Read> = ids.iter().map(|id| Read { id: id.clone(), shown: None }).collect();
+        self.mark_read_shown(receiver, &reads).await
+    }
     /// The counters of each of `ids` (all zero for one never delivered): one read for a page of the
     /// console's list.
     async fn counters_of(&self, ids: &[NotificationId]) -> PortResult<HashMap<NotificationId, Counters>>;
@@ -671,4 +760,32 @@ pub trait InboxHints: Send + Sync {
     /// every app of that kind listening should fetch. One call however many receivers that is;
     /// each process tells only the apps listening to it.
     fn everyone(&self, kind: ReceiverKind);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_back_from_their_fields() {
+        let counters = Counters {
+            sent: 9,
+            read: 4,
+            sent_by_city: [("sh".to_string(), 5), ("bj".to_string(), 4)].into(),
+            variants: [
+                (ShownVariant::Variant(0), Tally { sent: 6, read: 3 }),
+                (ShownVariant::Default, Tally { sent: 3, read: 1 }),
+            ]
+            .into(),
+        };
+        let mut back = Counters::default();
+        for (field, value) in counters.fields() {
+            back.set_field(&field, value);
+        }
+        assert_eq!(back, counters);
+        for unknown in ["variant:x:sent", "variant:0:seen", "variant:0", "other"] {
+            back.set_field(unknown, 1);
+        }
+        assert_eq!(back, counters, "unknown fields are ignored");
+    }
 }

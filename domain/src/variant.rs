@@ -136,6 +136,40 @@ impl<'de> Deserialize<'de> for Variants {
     }
 }
 
+/// Which content of a notification with variants one receiver was shown: a variant (its place in
+/// `variants`) or the default. What a notification's sent and read are split by
+/// (`ports::Counters::variants`): the inbox store raises the split of `sent` with each page,
+/// attributing each receiver by its groups when the page is delivered, and the split of `read` with
+/// each read, by the reader's groups then; stores name it by `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ShownVariant {
+    /// The variant at this place (below `MAX_VARIANTS`): ordered before the default, in place order.
+    Variant(u8),
+    Default,
+}
+
+// One decimal digit names each variant's place.
+const _: () = assert!(MAX_VARIANTS <= 10);
+
+impl ShownVariant {
+    /// One character: the place's digit, or `d` for the default.
+    pub fn code(self) -> char {
+        match self {
+            ShownVariant::Variant(i) => char::from(b'0' + i),
+            ShownVariant::Default => 'd',
+        }
+    }
+
+    /// The `code` read back; `None` for anything else.
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code.as_bytes() {
+            [b'd'] => Some(ShownVariant::Default),
+            [d @ b'0'..=b'9'] if usize::from(d - b'0') < MAX_VARIANTS => Some(ShownVariant::Variant(d - b'0')),
+            _ => None,
+        }
+    }
+}
+
 /// What one receiver is shown of a notification, before placeholders are filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shown<'a> {
@@ -178,6 +212,18 @@ impl NewNotification {
         std::iter::once((&self.title, &self.body))
             .chain(translated(&self.locales))
             .chain(variants.flat_map(|v| std::iter::once((&v.title, &v.body)).chain(translated(&v.locales))))
+    }
+
+    /// Which content a receiver in `groups` is shown, for a notification with variants (`None`
+    /// without): what its sent and read are split by.
+    pub fn variant_shown(&self, groups: &[Group]) -> Option<ShownVariant> {
+        if self.variants.is_empty() {
+            return None;
+        }
+        Some(match self.variants.pick(groups) {
+            Some((i, _)) => ShownVariant::Variant(i as u8),
+            None => ShownVariant::Default,
+        })
     }
 
     /// The content a reader with `who`'s groups and locale is shown (the rule is this module's).
@@ -278,6 +324,21 @@ mod tests {
         assert_eq!(shown(&[group("other")]), (None, "default".to_string(), None), "the default has no image");
         assert_eq!(shown(&[]).0, None);
         assert_eq!(shown(&[group("vip")]).2.as_deref(), Some("https://cdn.example.com/vip.png"));
+    }
+
+    #[test]
+    fn what_a_receiver_was_shown_is_named_by_one_character() {
+        let n = notification(vec![variant(&["vip"], "vip", Locales::default())], Locales::default());
+        assert_eq!(n.variant_shown(&[group("vip")]), Some(ShownVariant::Variant(0)));
+        assert_eq!(n.variant_shown(&[group("new")]), Some(ShownVariant::Default));
+        assert_eq!(notification(Vec::new(), Locales::default()).variant_shown(&[group("vip")]), None, "no variants");
+        for shown in (0..MAX_VARIANTS as u8).map(ShownVariant::Variant).chain([ShownVariant::Default]) {
+            assert_eq!(ShownVariant::from_code(&shown.code().to_string()), Some(shown));
+        }
+        for bad in ["", "x", "10", "dd", "-"] {
+            assert_eq!(ShownVariant::from_code(bad), None, "{bad:?}");
+        }
+        assert!(ShownVariant::Variant(9) < ShownVariant::Default, "variants first, in place order");
     }
 
     #[test]

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use herald_app::{Creation, NotificationDetails, Reindex};
 use herald_domain::audience::AudienceSpec;
 use herald_domain::listing::NotificationFilter;
-use herald_domain::ports::Idempotency;
+use herald_domain::ports::{Idempotency, Tally};
 use herald_domain::search::SearchCursor;
 use herald_domain::{
     Action, Actions, AppSchemes, Attributes, Audience, Body, Category, City, Group, ImageUrl, InvalidInput, Locale,
-    Locales, LocalizedText, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, Status, Title,
-    ValidityWindow, Variant, Variants,
+    Locales, LocalizedText, NewNotification, NotificationId, Receiver, ReceiverId, ReceiverKind, ShownVariant, Status,
+    Title, ValidityWindow, Variant, Variants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -358,6 +358,33 @@ pub struct Stats {
     /// Receivers of the audience left out because they opted out of its category (never in
     /// `matched`): an include list's at the start, a selection's as its pages skip them.
     opted_out: u64,
+    /// For a notification with variants, `sent` and `read` split by the content each receiver was
+    /// shown: per variant in order (one for each, zeros before any is sent; empty without
+    /// variants). A receiver's send counts for the variant its groups chose when its page was
+    /// delivered, its read for the one its groups choose when it reads.
+    variants: Vec<ShownStats>,
+    /// The part shown the default content (in no variant's groups); null without variants.
+    default: Option<ShownStats>,
+}
+
+/// `sent` and `read` of the receivers shown one content; `read_rate` is `read / sent` (0 before
+/// anything is sent).
+#[derive(Serialize, ToSchema)]
+pub struct ShownStats {
+    sent: u64,
+    read: u64,
+    read_rate: f64,
+}
+
+impl ShownStats {
+    fn of(tally: Tally) -> Self {
+        Self { sent: tally.sent, read: tally.read, read_rate: rate(tally.read, tally.sent) }
+    }
+}
+
+/// `read / sent`, 0 before anything is sent.
+fn rate(read: u64, sent: u64) -> f64 {
+    if sent == 0 { 0.0 } else { read as f64 / sent as f64 }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -375,7 +402,10 @@ impl From<NotificationDetails> for NotificationView {
         let c = &n.content;
         let matched: u64 = progress.iter().map(|p| p.matched).sum();
         let opted_out: u64 = progress.iter().map(|p| p.opted_out).sum();
-        let read_rate = if counters.sent == 0 { 0.0 } else { counters.read as f64 / counters.sent as f64 };
+        let read_rate = rate(counters.read, counters.sent);
+        let shown = |shown| ShownStats::of(counters.variants.get(&shown).copied().unwrap_or_default());
+        let variants = (0..c.variants.as_slice().len() as u8).map(|i| shown(ShownVariant::Variant(i))).collect();
+        let default = (!c.variants.is_empty()).then(|| shown(ShownVariant::Default));
         let cities = progress
             .iter()
             .map(|p| CityView {
@@ -408,7 +438,7 @@ impl From<NotificationDetails> for NotificationView {
             created_at: n.created_at.to_rfc3339(),
             sent_at: time(n.sent_at),
             revoked_at: time(n.revoked_at),
-            stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate, opted_out },
+            stats: Stats { matched, sent: counters.sent, read: counters.read, read_rate, opted_out, variants, default },
             cities,
         }
     }

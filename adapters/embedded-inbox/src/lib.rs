@@ -8,13 +8,14 @@
 //! visibility is answered from the notification's stored window and the withheld set, never from
 //! the whole inbox.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PageWrite, PortError, PortResult, Read, UnreadCount};
 use herald_domain::{
     Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverId, ReceiverRef,
+    ShownVariant,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -344,11 +345,11 @@ enum Write {
 /// Delivers (or restores) one page inside `tx` (see `InboxStore::deliver` and `restore`).
 async fn deliver_in(
     tx: &mut Transaction<'static, Sqlite>,
-    page: &Page,
-    meta: &EntryMeta,
+    page_write: &PageWrite<'_>,
     cap: InboxCap,
     write: Write,
 ) -> PortResult<PageDelivery> {
+    let PageWrite { page, meta, .. } = *page_write;
     let key = &page.key;
     let (delivered, withheld, stored) = before_delivery(tx, key).await?;
     if let Some(added) = delivered.filter(|_| write == Write::Deliver) {
@@ -364,45 +365,62 @@ async fn deliver_in(
         };
         let (first, trimmed_upto) = reserve_versions(tx, receivers.len()).await?;
         let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
-        for (c, chunk) in keys.chunks(1000).enumerate() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
-            );
-            qb.push_bind(code_of(category))
-                .push(", ")
-                .push_bind(i64::from(pinned))
-                .push(", ")
-                .push_bind(sent_ms)
-                .push(", ")
-                .push_bind(key.notification_id.as_str())
-                .push(", column2 FROM (");
-            qb.push_values(chunk.iter().enumerate(), |mut row, (i, receiver)| {
-                row.push_bind(receiver.as_str()).push_bind(first + (c * 1000 + i) as i64);
-            });
-            qb.push(") AS v WHERE true");
-            // Only a page older than something the cap dropped somewhere needs this check.
-            if sent_ms <= trimmed_upto {
-                qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+        // Receivers (their place in the page, for their entry's version) by the content they are
+        // shown, so that each part's inserts count its added.
+        let mut parts: BTreeMap<Option<ShownVariant>, Vec<(usize, &String)>> = BTreeMap::new();
+        for (i, ((_, shown), key)) in page_write.receivers().zip(&keys).enumerate() {
+            parts.entry(shown).or_default().push((i, key));
+        }
+        let mut added_by_variant = Vec::new();
+        for (shown, part) in &parts {
+            let mut part_added = 0;
+            for chunk in part.chunks(1000) {
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
+                );
+                qb.push_bind(code_of(category))
+                    .push(", ")
+                    .push_bind(i64::from(pinned))
+                    .push(", ")
                     .push_bind(sent_ms)
-                    .push(")");
-            }
-            // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
-            // would not see them.
-            if pinned || archived {
-                qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
-                    .push_bind(code_of(category))
-                    .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
-                    .push_bind(sent_ms)
-                    .push(" AND r.notification_id = ")
+                    .push(", ")
                     .push_bind(key.notification_id.as_str())
+                    .push(", column2 FROM (");
+                qb.push_values(chunk, |mut row, (i, receiver)| {
+                    row.push_bind(receiver.as_str()).push_bind(first + *i as i64);
+                });
+                qb.push(") AS v WHERE true");
+                // Only a page older than something the cap dropped somewhere needs this check.
+                if sent_ms <= trimmed_upto {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+                    .push_bind(sent_ms)
                     .push(")");
+                }
+                // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
+                // would not see them.
+                if pinned || archived {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
+                        .push_bind(code_of(category))
+                        .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
+                        .push_bind(sent_ms)
+                        .push(" AND r.notification_id = ")
+                        .push_bind(key.notification_id.as_str())
+                        .push(")");
+                }
+                qb.push(" ON CONFLICT DO NOTHING");
+                part_added += qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected();
             }
-            qb.push(" ON CONFLICT DO NOTHING");
-            added += qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected();
+            added += part_added;
+            if let Some(shown) = shown.filter(|_| part_added > 0) {
+                added_by_variant.push((shown, part_added));
+            }
         }
         if added > 0 {
             if write == Write::Deliver {
-                bump(tx, &key.notification_id, &["sent", &format!("sent:{}", key.city)], added).await?;
+                bump(tx, &key.notification_id, &["sent", &Counters::city_field(key.city.as_str())], added).await?;
+                for (shown, n) in added_by_variant {
+                    bump(tx, &key.notification_id, &[&Counters::variant_field(shown, false)], n).await?;
+                }
             }
             sqlx::query("UPDATE notifications SET last_version = MAX(last_version, ?) WHERE notification_id = ?")
                 .bind(first + keys.len() as i64 - 1)
@@ -438,15 +456,11 @@ async fn record_pages(tx: &mut Transaction<'static, Sqlite>, pages: &[(PageKey, 
 
 #[async_trait]
 impl InboxStore for EmbeddedInbox {
-    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
-        Ok(self.deliver_pages(&[(page, meta)]).await?.remove(0))
-    }
-
-    async fn deliver_pages(&self, pages: &[(&Page, &EntryMeta)]) -> PortResult<Vec<PageDelivery>> {
+    async fn deliver_pages(&self, pages: &[PageWrite<'_>]) -> PortResult<Vec<PageDelivery>> {
         let mut tx = self.db.begin_write().await.map_err(err)?;
         let mut deliveries = Vec::with_capacity(pages.len());
-        for (page, meta) in pages {
-            deliveries.push(deliver_in(&mut tx, page, meta, self.cap, Write::Deliver).await?);
+        for page in pages {
+            deliveries.push(deliver_in(&mut tx, page, self.cap, Write::Deliver).await?);
         }
         tx.commit().await.map_err(err)?;
         Ok(deliveries)
@@ -454,7 +468,7 @@ impl InboxStore for EmbeddedInbox {
 
     async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64> {
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let restored = deliver_in(&mut tx, page, meta, self.cap, Write::Restore).await?;
+        let restored = deliver_in(&mut tx, &PageWrite::new(page, meta), self.cap, Write::Restore).await?;
         tx.commit().await.map_err(err)?;
         Ok(restored.added)
     }
@@ -472,9 +486,7 @@ impl InboxStore for EmbeddedInbox {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        let mut fields = vec![("sent".to_string(), counters.sent), ("read".to_string(), counters.read)];
-        fields.extend(counters.sent_by_city.iter().map(|(city, n)| (format!("sent:{city}"), *n)));
-        for chunk in fields.chunks(500) {
+        for chunk in counters.fields().chunks(500) {
             let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO counters (notification_id, field, value) ");
             qb.push_values(chunk, |mut row, (field, value)| {
                 row.push_bind(notification.as_str()).push_bind(field.as_str()).push_bind(*value as i64);
@@ -693,14 +705,14 @@ impl InboxStore for EmbeddedInbox {
         Ok(())
     }
 
-    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
-        if ids.is_empty() {
+    async fn mark_read_shown(&self, receiver: &ReceiverRef, reads: &[Read]) -> PortResult<Vec<NotificationId>> {
+        if reads.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.db.begin_write().await.map_err(err)?;
-        let (first, _) = reserve_versions(&mut tx, ids.len()).await?;
+        let (first, _) = reserve_versions(&mut tx, reads.len()).await?;
         let mut newly = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
+        for (i, Read { id, shown }) in reads.iter().enumerate() {
             // An unread entry's rank is its notification's `pinned`: the key is known, one lookup.
             let changed = sqlx::query(
                 "UPDATE entries SET read = 1, rank = MIN(rank, 0), version = ?1 WHERE receiver = ?2 \
@@ -717,7 +729,10 @@ impl InboxStore for EmbeddedInbox {
             .map_err(err)?
             .rows_affected();
             if changed == 1 {
-                bump(&mut tx, id, &["read"], 1).await?;
+                match shown {
+                    Some(shown) => bump(&mut tx, id, &["read", &Counters::variant_field(*shown, true)], 1).await?,
+                    None => bump(&mut tx, id, &["read"], 1).await?,
+                }
                 newly.push(id.clone());
             }
         }
@@ -794,16 +809,7 @@ impl InboxStore for EmbeddedInbox {
                     .map_err(|e| PortError::new(BACKEND, e))?;
                 let field: String = row.try_get("field").map_err(err)?;
                 let value = row.try_get::<i64, _>("value").map_err(err)? as u64;
-                let counters = found.entry(id).or_default();
-                match field.as_str() {
-                    "sent" => counters.sent = value,
-                    "read" => counters.read = value,
-                    other => {
-                        if let Some(city) = other.strip_prefix("sent:") {
-                            counters.sent_by_city.insert(city.to_string(), value);
-                        }
-                    }
-                }
+                found.entry(id).or_default().set_field(&field, value);
             }
         }
         Ok(found)

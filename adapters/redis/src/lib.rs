@@ -3,7 +3,8 @@
 //! two slots (ARCHITECTURE.md has the layout):
 //!
 //! - per notification `{n:<id>}`: `m` (what its entries need: pinned, force_read, sent_ms, window;
-//!   and `withheld`), `c` (the counters: `sent`, `read`, `sent:<city>`), `p` (delivered pages and
+//!   and `withheld`), `c` (the counters: `sent`, `read`, `sent:<city>`,
+//!   `variant:<code>:sent|read`), `p` (delivered pages and
 //!   what each added), `h:<bucket>` (who holds it, split over small hashes so each stays compact)
 //!   and `w:<city>/<page>` (receivers a page added whose entries may not be written yet);
 //! - per receiver `{r:<kind>:<id>}`: `l:<category>` (its entries of that category scored by list
@@ -25,9 +26,9 @@ use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
-use herald_domain::ports::{Counters, InboxStore, PageDelivery, PortError, PortResult, UnreadCount};
+use herald_domain::ports::{Counters, InboxStore, PageDelivery, PageWrite, PortError, PortResult, Read, UnreadCount};
 use herald_domain::{
-    Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef,
+    Category, EntryMeta, InboxCap, InboxCursor, InboxEntry, NotificationId, Page, PageKey, ReceiverRef, ShownVariant,
 };
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -708,9 +709,10 @@ pub fn erase_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
     Ok(erased)
 }
 
-#[async_trait]
-impl InboxStore for RedisInbox {
-    async fn deliver(&self, page: &Page, meta: &EntryMeta) -> PortResult<PageDelivery> {
+impl RedisInbox {
+    /// One page (`InboxStore::deliver`): its step in the notification's slot, then its entries.
+    async fn deliver_one(&self, page_write: &PageWrite<'_>) -> PortResult<PageDelivery> {
+        let PageWrite { page, meta, .. } = *page_write;
         let key = &page.key;
         let id = key.notification_id.as_str();
         let field = format!("{}/{}", key.city, key.page_no);
@@ -728,6 +730,8 @@ impl InboxStore for RedisInbox {
         for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
             deliver.arg(receiver).arg(*bucket);
         }
+        let shown: String = page_write.receivers().filter_map(|(_, shown)| shown.map(ShownVariant::code)).collect();
+        deliver.arg(if shown.chars().count() == receivers.len() { shown } else { String::new() });
         let (repeated, added, pinned, sent_ms, category, pending): (i64, u64, i64, i64, String, Vec<String>) =
             deliver.invoke_async(&mut self.conn()).await.map_err(err)?;
         if !pending.is_empty() {
@@ -735,6 +739,17 @@ impl InboxStore for RedisInbox {
             let _: () = redis::cmd("DEL").arg(&pending_key).query_async(&mut self.conn()).await.map_err(err)?;
         }
         Ok(PageDelivery { added, repeated: repeated == 1 })
+    }
+}
+
+#[async_trait]
+impl InboxStore for RedisInbox {
+    async fn deliver_pages(&self, pages: &[PageWrite<'_>]) -> PortResult<Vec<PageDelivery>> {
+        let mut deliveries = Vec::with_capacity(pages.len());
+        for page in pages {
+            deliveries.push(self.deliver_one(page).await?);
+        }
+        Ok(deliveries)
     }
 
     async fn restore(&self, page: &Page, meta: &EntryMeta) -> PortResult<u64> {
@@ -781,9 +796,8 @@ impl InboxStore for RedisInbox {
 
     async fn set_counters(&self, notification: &NotificationId, counters: &Counters) -> PortResult<()> {
         let mut set = scripts::SET_COUNTERS.key(self.keys.notification(notification.as_str(), "c"));
-        set.arg("sent").arg(counters.sent).arg("read").arg(counters.read);
-        for (city, n) in &counters.sent_by_city {
-            set.arg(format!("sent:{city}")).arg(*n);
+        for (field, value) in counters.fields() {
+            set.arg(field).arg(value);
         }
         let _: i64 = set.invoke_async(&mut self.conn()).await.map_err(err)?;
         Ok(())
@@ -959,26 +973,27 @@ impl InboxStore for RedisInbox {
         Ok(())
     }
 
-    async fn mark_read(&self, receiver: &ReceiverRef, ids: &[NotificationId]) -> PortResult<Vec<NotificationId>> {
-        if ids.is_empty() {
+    async fn mark_read_shown(&self, receiver: &ReceiverRef, reads: &[Read]) -> PortResult<Vec<NotificationId>> {
+        if reads.is_empty() {
             return Ok(Vec::new());
         }
         let k = self.keys.receiver(&receiver.key());
         let mut mark = scripts::MARK_READ.key(&k.versions);
         mark.key(&k.trims).key(&k.lists);
-        for id in ids {
-            mark.arg(member(id.as_str()));
+        for read in reads {
+            mark.arg(member(read.id.as_str()));
         }
         let newly: Vec<Member> = mark.invoke_async(&mut self.conn()).await.map_err(err)?;
         let newly: Vec<String> = newly.into_iter().map(|m| m.0).collect();
-        try_join_all(newly.iter().map(|id| async move {
-            redis::cmd("HINCRBY")
-                .arg(self.keys.notification(id, "c"))
-                .arg("read")
-                .arg(1)
-                .query_async::<i64>(&mut self.conn())
-                .await
-                .map_err(err)
+        let shown: HashMap<&str, ShownVariant> =
+            reads.iter().filter_map(|read| Some((read.id.as_str(), read.shown?))).collect();
+        try_join_all(newly.iter().map(|id| {
+            let mut count = scripts::COUNT_READ.key(self.keys.notification(id, "c"));
+            count.arg("read");
+            if let Some(shown) = shown.get(id.as_str()) {
+                count.arg(Counters::variant_field(*shown, true));
+            }
+            async move { count.invoke_async::<i64>(&mut self.conn()).await.map_err(err) }
         }))
         .await?;
         newly.iter().map(|id| NotificationId::parse("id", id).map_err(|e| PortError::new(BACKEND, e))).collect()
@@ -1024,15 +1039,7 @@ impl InboxStore for RedisInbox {
             .map(|(id, fields)| {
                 let mut counters = Counters::default();
                 for (field, value) in fields {
-                    match field.as_str() {
-                        "sent" => counters.sent = value,
-                        "read" => counters.read = value,
-                        other => {
-                            if let Some(city) = other.strip_prefix("sent:") {
-                                counters.sent_by_city.insert(city.to_string(), value);
-                            }
-                        }
-                    }
+                    counters.set_field(&field, value);
                 }
                 (id, counters)
             })

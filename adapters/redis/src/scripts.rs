@@ -10,12 +10,14 @@ pub const PINNED_UNREAD: f64 = 2_251_799_813_685_248.0; // 2^51
 
 /// One page, in the notification's slot. KEYS: meta, counters, pages, pending, holder buckets…;
 /// ARGV: page field, city, pinned, force_read, sent_ms, valid_from ('' open), valid_until ('' open),
-/// category, n, then n pairs (receiver, index of its bucket among KEYS).
+/// category, n, then n pairs (receiver, index of its bucket among KEYS), then what each receiver is
+/// shown (one `ShownVariant` code per receiver, in order; '' without variants).
 ///
 /// A page seen before changes nothing and answers its first outcome with the receivers whose
 /// entries may still be unwritten (pending). A withheld notification's page is recorded as adding 0.
 /// Otherwise each receiver not yet in the notification's holders is added to them, `sent` and
-/// `sent:<city>` rise by exactly that number, the page is recorded with it, and the receivers added
+/// `sent:<city>` rise by exactly that number (and each `variant:<code>:sent` by the number added
+/// that were shown it), the page is recorded with it, and the receivers added
 /// are kept as pending until their entries are written. Answers {repeated, added, pinned, sent_ms,
 /// category, pending receivers}.
 pub static DELIVER: LazyLock<Script> = LazyLock::new(|| {
@@ -36,16 +38,24 @@ if redis.call('HEXISTS', meta, 'sent_ms') == 0 then
   if ARGV[6] ~= '' then redis.call('HSET', meta, 'valid_from', ARGV[6]) end
   if ARGV[7] ~= '' then redis.call('HSET', meta, 'valid_until', ARGV[7]) end
 end
-local added = {}
-for i = 1, tonumber(ARGV[9]) do
+local added, n = {}, tonumber(ARGV[9])
+local shown, by_shown = ARGV[10 + 2 * n], {}
+for i = 1, n do
   local receiver = ARGV[8 + 2 * i]
   if redis.call('HSETNX', KEYS[4 + tonumber(ARGV[9 + 2 * i])], receiver, '') == 1 then
     added[#added + 1] = receiver
+    if shown ~= '' then
+      local code = string.sub(shown, i, i)
+      by_shown[code] = (by_shown[code] or 0) + 1
+    end
   end
 end
 if #added > 0 then
   redis.call('HINCRBY', counters, 'sent', #added)
   redis.call('HINCRBY', counters, 'sent:' .. ARGV[2], #added)
+  for code, k in pairs(by_shown) do
+    redis.call('HINCRBY', counters, 'variant:' .. code .. ':sent', k)
+  end
   redis.call('RPUSH', pending, unpack(added))
 end
 redis.call('HSET', pages, ARGV[1], #added)
@@ -89,6 +99,17 @@ pub static SET_COUNTERS: LazyLock<Script> = LazyLock::new(|| {
         r#"
 redis.call('DEL', KEYS[1])
 if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+"#,
+    )
+});
+
+/// Raises counters of one notification by one each, in its slot, together. KEYS: counters; ARGV:
+/// the fields (`read`, and the reader's shown variant's).
+pub static COUNT_READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for _, field in ipairs(ARGV) do redis.call('HINCRBY', KEYS[1], field, 1) end
 return 0
 "#,
     )
