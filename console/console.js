@@ -281,6 +281,10 @@ function notificationView(id) {
   const body = h("p", { id: "n-body" });
   const rich = h("div", { class: "message-card", id: "n-rich" });
   const cities = h("tbody", { id: "cities" });
+  // Sent and read per content shown, for a notification with variants.
+  const byVariant = h("tbody", { id: "variant-stats" });
+  const byVariantTable = h("table", {},
+    h("thead", {}, h("tr", {}, ["Shown", "Sent", "Read", "Read rate"].map((t) => h("th", { scope: "col" }, t)))), byVariant);
   const history = h("ol", { id: "history" });
   const live = h("p", { class: "hint", id: "live", "aria-live": "polite" });
   const error = h("p", { class: "error", role: "alert", id: "n-error" });
@@ -307,6 +311,12 @@ function notificationView(id) {
     stats.read.textContent = n.stats.read;
     stats.read_rate.textContent = percent(n.stats.read_rate);
     stats.opted_out.textContent = n.stats.opted_out;
+    const shown = n.variants.length
+      ? [...n.variants.map((v, i) => [`${v.title} (${v.groups.join(", ")})`, n.stats.variants[i]]), ["default", n.stats.default]]
+      : [];
+    byVariantTable.hidden = !shown.length;
+    byVariant.replaceChildren(...shown.map(([name, s]) =>
+      h("tr", {}, h("td", {}, name), h("td", {}, s.sent), h("td", {}, s.read), h("td", {}, percent(s.read_rate)))));
     // The slowest cities first: the least done share of their receivers.
     const share = (c) => (c.done ? 2 : c.matched ? c.sent / c.matched : 0);
     const sorted = [...n.cities].sort((a, b) => share(a) - share(b) || a.city.localeCompare(b.city));
@@ -349,7 +359,7 @@ function notificationView(id) {
 
   fill(main, h("p", {}, h("a", { href: "#/list" }, "← Notifications")), title, h("p", {}, "Status: ", status, " ", live), body, rich,
     h("div", { class: "stats" }, ...["matched", "sent", "read", "read_rate", "opted_out"].map((k) => h("div", {}, k.replace("_", " "), stats[k]))),
-    error, actions,
+    byVariantTable, error, actions,
     h("h2", {}, "Cities"),
     h("table", {}, h("thead", {}, h("tr", {}, ["City", "Sent / matched", "Progress", ""].map((t) => h("th", { scope: "col" }, t)))), cities),
     h("h2", {}, "History"), history);

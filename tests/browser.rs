@@ -360,9 +360,18 @@ async fn the_composer_previews_rich_content_as_text_and_splits_the_audience_by_v
     );
     browser.until_text("#n-actions button", "去看看").await;
     browser.until_text("#n-variants", "1 variant(s) by group; translations: en").await;
+    // Sent and read per content shown: v1 got the VIP variant, p1 and p2 the default.
+    browser.until_text("#variant-stats tr:first-child", "VIP 专享 (vip)100.0%").await;
+    browser.until_text("#variant-stats tr:last-child", "default200.0%").await;
     browser.screenshot("compose-rich").await;
     let vip = h.app_get(&h.app_token("rider", "v1"), "/app/v1/inbox").await;
     assert_eq!(vip.body["items"][0]["title"], "VIP 专享", "{:?}", vip.body);
+    let id = vip.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let read = h.app_post(&h.app_token("rider", "v1"), &format!("/app/v1/inbox/{id}/read")).await;
+    assert!(read.status.is_success(), "{:?}", read.body);
+    browser.open(&format!("{console}#/list")).await;
+    browser.open(&format!("{console}#/n/{id}")).await;
+    browser.until_text("#variant-stats tr:first-child", "VIP 专享 (vip)11100.0%").await;
     browser.command(reqwest::Method::DELETE, "", None).await;
     h.stop().await;
 }
