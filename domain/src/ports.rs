@@ -542,11 +542,10 @@ impl<'a> PageWrite<'a> {
         Self { page, meta, shown: &[] }
     }
 
-    /// Each receiver with the content it is shown, `None` without variants (or for a receiver
-    /// `shown` does not cover).
-    pub fn receivers(&self) -> impl Iterator<Item = (&'a ReceiverId, Option<ShownVariant>)> + 'a {
-        let shown = self.shown;
-        self.page.receivers.iter().enumerate().map(move |(i, r)| (r, shown.get(i).copied()))
+    /// What each receiver of the page is shown, in the page's order: `None` without variants (and,
+    /// so that a part is never guessed, when `shown` does not name one for every receiver).
+    pub fn split(&self) -> Option<&'a [ShownVariant]> {
+        (!self.shown.is_empty() && self.shown.len() == self.page.receivers.len()).then_some(self.shown)
     }
 }
 

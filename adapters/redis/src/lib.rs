@@ -730,8 +730,8 @@ impl RedisInbox {
         for (receiver, bucket) in receivers.iter().zip(&bucket_of) {
             deliver.arg(receiver).arg(*bucket);
         }
-        let shown: String = page_write.receivers().filter_map(|(_, shown)| shown.map(ShownVariant::code)).collect();
-        deliver.arg(if shown.chars().count() == receivers.len() { shown } else { String::new() });
+        let shown: String = page_write.split().unwrap_or_default().iter().map(|s| s.code()).collect();
+        deliver.arg(shown);
         let (repeated, added, pinned, sent_ms, category, pending): (i64, u64, i64, i64, String, Vec<String>) =
             deliver.invoke_async(&mut self.conn()).await.map_err(err)?;
         if !pending.is_empty() {
