@@ -766,6 +766,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_page_is_split_only_by_a_variant_for_every_receiver() {
+        use crate::{City, PageKey};
+        let page = Page {
+            key: PageKey {
+                notification_id: NotificationId::generate(),
+                city: City::parse("city", "sh").unwrap(),
+                page_no: 0,
+            },
+            receiver_kind: ReceiverKind::Rider,
+            receivers: ["a", "b"].iter().map(|id| ReceiverId::parse("id", id).unwrap()).collect(),
+        };
+        let meta = EntryMeta {
+            category: Category::System,
+            pinned: false,
+            force_read: false,
+            sent_at_ms: 0,
+            valid_from_ms: None,
+            valid_until_ms: None,
+        };
+        let both = [ShownVariant::Variant(0), ShownVariant::Default];
+        assert_eq!(PageWrite { shown: &both, ..PageWrite::new(&page, &meta) }.split(), Some(&both[..]));
+        assert_eq!(PageWrite::new(&page, &meta).split(), None, "no variants");
+        assert_eq!(PageWrite { shown: &both[..1], ..PageWrite::new(&page, &meta) }.split(), None, "one short");
+    }
+
+    #[test]
     fn counters_read_back_from_their_fields() {
         let counters = Counters {
             sent: 9,
