@@ -365,53 +365,59 @@ async fn deliver_in(
         };
         let (first, trimmed_upto) = reserve_versions(tx, receivers.len()).await?;
         let keys: Vec<String> = receivers.iter().map(|id| ReceiverRef::key_of(page.receiver_kind, id)).collect();
-        // For a notification with variants, the inserts answer the versions they wrote, which
-        // name the receivers added (`first` + place in the page): each variant's `sent` counts them.
+        // The receivers (by place in the page, which gives each entry's version) in one part, or
+        // for a notification with variants in one part per content shown, so that each part's
+        // inserts count its variant's added.
+        let parts: Vec<(Option<ShownVariant>, Vec<usize>)> = match page_write.split() {
+            None => vec![(None, (0..keys.len()).collect())],
+            Some(shown) => {
+                let mut by_shown: BTreeMap<ShownVariant, Vec<usize>> = BTreeMap::new();
+                for (place, shown) in shown.iter().enumerate() {
+                    by_shown.entry(*shown).or_default().push(place);
+                }
+                by_shown.into_iter().map(|(shown, places)| (Some(shown), places)).collect()
+            }
+        };
         let mut added_by_variant: BTreeMap<ShownVariant, u64> = BTreeMap::new();
-        for (c, chunk) in keys.chunks(1000).enumerate() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
-            );
-            qb.push_bind(code_of(category))
-                .push(", ")
-                .push_bind(i64::from(pinned))
-                .push(", ")
-                .push_bind(sent_ms)
-                .push(", ")
-                .push_bind(key.notification_id.as_str())
-                .push(", column2 FROM (");
-            qb.push_values(chunk.iter().enumerate(), |mut row, (i, receiver)| {
-                row.push_bind(receiver.as_str()).push_bind(first + (c * 1000 + i) as i64);
-            });
-            qb.push(") AS v WHERE true");
-            // Only a page older than something the cap dropped somewhere needs this check.
-            if sent_ms <= trimmed_upto {
-                qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+        for (shown, places) in &parts {
+            for chunk in places.chunks(1000) {
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO entries (receiver, category, rank, sent_ms, notification_id, version) SELECT column1, ",
+                );
+                qb.push_bind(code_of(category))
+                    .push(", ")
+                    .push_bind(i64::from(pinned))
+                    .push(", ")
                     .push_bind(sent_ms)
-                    .push(")");
-            }
-            // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
-            // would not see them.
-            if pinned || archived {
-                qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
-                    .push_bind(code_of(category))
-                    .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
-                    .push_bind(sent_ms)
-                    .push(" AND r.notification_id = ")
+                    .push(", ")
                     .push_bind(key.notification_id.as_str())
-                    .push(")");
-            }
-            qb.push(" ON CONFLICT DO NOTHING");
-            match page_write.split() {
-                None => added += qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected(),
-                Some(shown) => {
-                    qb.push(" RETURNING version");
-                    let versions: Vec<i64> = qb.build_query_scalar().fetch_all(&mut **tx).await.map_err(err)?;
-                    added += versions.len() as u64;
-                    for version in versions {
-                        let place = usize::try_from(version - first).map_err(|e| PortError::new(BACKEND, e))?;
-                        *added_by_variant.entry(shown[place]).or_default() += 1;
-                    }
+                    .push(", column2 FROM (");
+                qb.push_values(chunk, |mut row, &place| {
+                    row.push_bind(keys[place].as_str()).push_bind(first + place as i64);
+                });
+                qb.push(") AS v WHERE true");
+                // Only a page older than something the cap dropped somewhere needs this check.
+                if sent_ms <= trimmed_upto {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM inbox_trims s WHERE s.receiver = v.column1 AND s.trimmed_upto_ms >= ")
+                        .push_bind(sent_ms)
+                        .push(")");
+                }
+                // A pinned entry that was read has rank 0, an archived one -1: the primary key alone
+                // would not see them.
+                if pinned || archived {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.receiver = v.column1 AND r.category = ")
+                        .push_bind(code_of(category))
+                        .push(" AND r.rank IN (-1, 0) AND r.sent_ms = ")
+                        .push_bind(sent_ms)
+                        .push(" AND r.notification_id = ")
+                        .push_bind(key.notification_id.as_str())
+                        .push(")");
+                }
+                qb.push(" ON CONFLICT DO NOTHING");
+                let part_added = qb.build().execute(&mut **tx).await.map_err(err)?.rows_affected();
+                added += part_added;
+                if let Some(shown) = shown.filter(|_| part_added > 0) {
+                    *added_by_variant.entry(shown).or_default() += part_added;
                 }
             }
         }
